@@ -1,0 +1,189 @@
+"""A TracerProvider wrapper that sanitizes statements and URLs as they are recorded.
+
+Contract: ``SanitizingTracerProvider(provider)`` behaves like ``provider`` for an
+OpenTelemetry instrumentation, except that every attribute named in
+:mod:`.sanitize` (``db.statement``, ``db.query.text``, ``http.url``, ``url.full``) is
+rewritten before it reaches the real span, so span processors and exporters never see
+the raw value. Non-recording spans are returned unwrapped (nothing to sanitize, no cost).
+
+Why a wrapper rather than patching each instrumentation: the instrumentations set these
+attributes in many places (at span start, via ``set_attribute``, in private helpers that
+change between releases); the tracer is the one seam they all pass through, and it is
+public API. Spans opened through it also get ``server.address`` from the URL when the
+instrumentation (old semantic conventions) leaves it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.util import types
+from opentelemetry.util._decorator import _agnosticcontextmanager
+
+from latency_ledger_plugin_base.sanitize import URL_KEYS, sanitize_attribute
+
+SERVER_ADDRESS = "server.address"
+
+
+def _host_of(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def _clean(attributes: types.Attributes) -> dict[str, Any] | None:
+    if not attributes:
+        return None
+    clean = {key: sanitize_attribute(key, value) for key, value in attributes.items()}
+    if SERVER_ADDRESS not in clean:
+        for key in URL_KEYS & clean.keys():
+            host = _host_of(str(attributes[key]))
+            if host:
+                clean[SERVER_ADDRESS] = host
+                break
+    return clean
+
+
+class SanitizingSpan(Span):
+    """Forwards to the real span; attribute values are sanitized on the way in."""
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def __getattr__(self, name: str) -> Any:  # SDK-only members (``attributes``, ``name``)
+        return getattr(self._span, name)
+
+    def end(self, end_time: int | None = None) -> None:
+        self._span.end(end_time)
+
+    def get_span_context(self) -> SpanContext:
+        return self._span.get_span_context()
+
+    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        clean = _clean(attributes)
+        if clean:
+            self._span.set_attributes(clean)
+
+    def set_attribute(self, key: str, value: types.AnyValue) -> None:
+        if key in URL_KEYS and isinstance(value, str):
+            self.set_attributes({key: value})
+            return
+        self._span.set_attribute(key, sanitize_attribute(key, value))  # type: ignore[arg-type]
+
+    def add_event(
+        self,
+        name: str,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+    ) -> None:
+        self._span.add_event(name, attributes, timestamp)
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        self._span.add_link(context, attributes)
+
+    def update_name(self, name: str) -> None:
+        self._span.update_name(name)
+
+    def is_recording(self) -> bool:
+        return self._span.is_recording()
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self._span.set_status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        self._span.record_exception(exception, attributes, timestamp, escaped)
+
+
+class SanitizingTracer(trace.Tracer):
+    """A tracer whose spans sanitize what is recorded on them."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> Span:
+        span = self._tracer.start_span(
+            name,
+            context,
+            kind,
+            _clean(attributes),
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        return SanitizingSpan(span) if span.is_recording() else span
+
+    # The API's own decorator, so this also works on async functions like the SDK's.
+    @_agnosticcontextmanager
+    def start_as_current_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        span = self.start_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        with trace.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
+
+
+class SanitizingTracerProvider(trace.TracerProvider):
+    """Wraps ``provider`` (None: the global one, looked up when a tracer is made)."""
+
+    def __init__(self, provider: trace.TracerProvider | None) -> None:
+        self.provider = provider
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: types.Attributes | None = None,
+    ) -> trace.Tracer:
+        provider = self.provider or trace.get_tracer_provider()
+        return SanitizingTracer(
+            provider.get_tracer(
+                instrumenting_module_name, instrumenting_library_version, schema_url, attributes
+            )
+        )

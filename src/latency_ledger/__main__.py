@@ -1,0 +1,3 @@
+from latency_ledger.cli import main
+
+main()

@@ -1,0 +1,214 @@
+"""Aggregation: booked requests -> per-endpoint statistics (DESIGN.md, "Aggregation").
+
+Contract: :class:`Aggregator` is streaming. ``add`` keeps each request as one row of
+compact ``array('q')`` columns per (service, endpoint), never the Request object, so
+memory is a few dozen bytes per request. ``endpoints()`` and ``overall()`` are computed
+on demand and do not change the state.
+
+Latency percentiles are nearest-rank on the sorted wall times. The ledger at a
+percentile is the mean split of the requests in a band of ranks within +-2.5 percentile
+points of it (at least the percentile's own request), scaled so its parts sum EXACTLY to
+that percentile's latency; the integer rounding remainder goes to the largest part. The
+mean ledger is the mean split, scaled the same way to the mean latency.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+
+from latency_ledger.model import BOUND_PARTS, MEASURED_PARTS, EndpointStats, Request
+
+PERCENTILES: tuple[tuple[str, int], ...] = (("p50", 50), ("p95", 95), ("p99", 99))
+KEYS: tuple[str, ...] = ("p50", "p95", "p99", "mean")
+# Band half-width in tenths of a percentile point (2.5 points), kept integral so band
+# edges do not depend on float rounding.
+BAND_HALF_WIDTH_TENTHS = 25
+ALL = "*"
+
+
+class _Columns:
+    """One group's requests, one array per number."""
+
+    __slots__ = (
+        "app",
+        "database",
+        "errors",
+        "from_totals",
+        "interpreter",
+        "measured",
+        "network",
+        "queueing",
+        "waiting",
+        "wall",
+    )
+
+    def __init__(self) -> None:
+        self.wall = array("q")
+        self.database = array("q")
+        self.network = array("q")
+        self.interpreter = array("q")
+        self.waiting = array("q")
+        self.app = array("q")
+        self.queueing = array("q")
+        self.measured = array("b")
+        self.errors = 0
+        self.from_totals = 0
+
+    def extend(self, other: _Columns) -> None:
+        self.wall.extend(other.wall)
+        self.database.extend(other.database)
+        self.network.extend(other.network)
+        self.interpreter.extend(other.interpreter)
+        self.waiting.extend(other.waiting)
+        self.app.extend(other.app)
+        self.queueing.extend(other.queueing)
+        self.measured.extend(other.measured)
+        self.errors += other.errors
+        self.from_totals += other.from_totals
+
+
+class Aggregator:
+    """Streaming per-endpoint accumulator; see the module docstring."""
+
+    __slots__ = ("_groups",)
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, str], _Columns] = {}
+
+    def add(self, request: Request) -> None:
+        key = (request.service, request.endpoint)
+        columns = self._groups.get(key)
+        if columns is None:
+            columns = self._groups[key] = _Columns()
+        ledger = request.ledger
+        columns.wall.append(request.wall_ns)
+        columns.database.append(ledger.database_ns)
+        columns.network.append(ledger.network_ns)
+        columns.interpreter.append(ledger.interpreter_ns)
+        columns.waiting.append(ledger.waiting_ns)
+        columns.app.append(ledger.app_ns)
+        columns.queueing.append(ledger.queueing_ns)
+        columns.measured.append(1 if ledger.cpu_measured else 0)
+        columns.errors += request.is_error
+        columns.from_totals += request.from_totals
+
+    def endpoints(self) -> tuple[EndpointStats, ...]:
+        """One row per (service, endpoint), by total time (count * mean) descending."""
+        rows = [
+            (sum(columns.wall), service, endpoint, columns)
+            for (service, endpoint), columns in self._groups.items()
+        ]
+        rows.sort(key=lambda row: (-row[0], row[1], row[2]))
+        return tuple(
+            summarize(service, endpoint, columns) for _, service, endpoint, columns in rows
+        )
+
+    def overall(self) -> EndpointStats:
+        """Every request together, as service ``"*"`` and endpoint ``"*"``."""
+        merged = _Columns()
+        for columns in self._groups.values():
+            merged.extend(columns)
+        return summarize(ALL, ALL, merged)
+
+
+def nearest_rank(percentile: int, count: int) -> int:
+    """1-based nearest rank: the smallest rank with at least ``percentile``% at or below."""
+    return max(1, -(-percentile * count // 100))
+
+
+def band(percentile: int, count: int) -> tuple[int, int]:
+    """1-based inclusive ranks within +-2.5 points of ``percentile``, around its rank."""
+    rank = nearest_rank(percentile, count)
+    low = -(-(percentile * 10 - BAND_HALF_WIDTH_TENTHS) * count // 1000)
+    high = (percentile * 10 + BAND_HALF_WIDTH_TENTHS) * count // 1000
+    return max(1, min(low, rank)), min(count, max(high, rank))
+
+
+def scale_parts(sums: Sequence[int], target: int) -> list[int]:
+    """``sums`` scaled to add up to ``target`` exactly; the remainder to the largest part."""
+    total = sum(sums)
+    if total <= 0:
+        # Only for requests whose parts are all zero: then so is the target (the last
+        # part, own time, absorbs anything else).
+        return [0] * (len(sums) - 1) + [target]
+    scaled = [part * target // total for part in sums]
+    largest = max(range(len(sums)), key=lambda i: (sums[i], -i))
+    scaled[largest] += target - sum(scaled)
+    return scaled
+
+
+def summarize(service: str, endpoint: str, columns: _Columns) -> EndpointStats:
+    """The statistics of one group of requests."""
+    count = len(columns.wall)
+    measured = count > 0 and 0 not in columns.measured
+    names = MEASURED_PARTS if measured else BOUND_PARTS
+    if count == 0:
+        zeros = dict.fromkeys(KEYS, 0)
+        return EndpointStats(
+            service=service,
+            endpoint=endpoint,
+            count=0,
+            errors=0,
+            cpu_measured=False,
+            latency_ns=zeros,
+            ledger_ns={key: dict.fromkeys(names, 0) for key in KEYS},
+            queueing_ns=dict(zeros),
+        )
+    part_columns = _part_columns(columns, measured)
+    wall = columns.wall
+    order = sorted(range(count), key=wall.__getitem__)
+    latency: dict[str, int] = {}
+    ledger: dict[str, dict[str, int]] = {}
+    queueing: dict[str, int] = {}
+    for key, percentile in PERCENTILES:
+        target = wall[order[nearest_rank(percentile, count) - 1]]
+        low, high = band(percentile, count)
+        members = order[low - 1 : high]
+        sums = [sum(column[i] for i in members) for column in part_columns]
+        queued = sum(columns.queueing[i] for i in members) if measured else 0
+        latency[key], ledger[key], queueing[key] = _booked(names, sums, queued, target)
+    total_wall = sum(wall)
+    mean = (2 * total_wall + count) // (2 * count)  # rounded to the nearest ns
+    sums = [sum(column) for column in part_columns]
+    queued = sum(columns.queueing) if measured else 0
+    latency["mean"], ledger["mean"], queueing["mean"] = _booked(names, sums, queued, mean)
+    return EndpointStats(
+        service=service,
+        endpoint=endpoint,
+        count=count,
+        errors=columns.errors,
+        cpu_measured=measured,
+        latency_ns=latency,
+        ledger_ns=ledger,
+        queueing_ns=queueing,
+        from_totals=columns.from_totals,
+    )
+
+
+def _part_columns(columns: _Columns, measured: bool) -> list[array[int]]:
+    if measured:
+        return [columns.database, columns.network, columns.interpreter, columns.waiting]
+    # A mix of measured and unmeasured requests: the endpoint is reported without CPU,
+    # so measured requests' interpreter + waiting are booked as app (own time), keeping
+    # one set of keys per endpoint.
+    own = array(
+        "q",
+        (
+            a + i + w
+            for a, i, w in zip(columns.app, columns.interpreter, columns.waiting, strict=True)
+        ),
+    )
+    return [columns.database, columns.network, own]
+
+
+def _booked(
+    names: Sequence[str], sums: list[int], queued: int, target: int
+) -> tuple[int, dict[str, int], int]:
+    parts = scale_parts(sums, target)
+    total = sum(sums)
+    queueing = 0
+    if queued and total > 0:
+        # Queueing is part of waiting: scaled the same way, never more than it.
+        queueing = min(queued * target // total, parts[names.index("waiting")])
+    return target, dict(zip(names, parts, strict=True)), queueing

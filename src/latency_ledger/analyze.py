@@ -1,0 +1,122 @@
+"""The offline pipeline, wired: paths -> read -> ledger -> aggregate + findings -> verdict -> Report.
+
+Contract: ``analyze`` streams every trace once and keeps per-endpoint accumulators only,
+so memory is bounded by the traces in flight plus compact per-request columns. It never
+raises for bad input: the reader records problems, and they travel in
+``Report.inputs``. Deciding what is fatal (nothing readable) is the CLI's job.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from latency_ledger.aggregate import Aggregator
+from latency_ledger.classify import DEFAULT_RULES
+from latency_ledger.findings import FindingsAccumulator, Thresholds
+from latency_ledger.ledger import book_trace
+from latency_ledger.model import InputSummary, Report, SpanKind, TargetRuntime
+from latency_ledger.plugins import ClassifyRule, load_plugins, plugin_classify_rules
+from latency_ledger.profiles import ProfileAccumulator
+from latency_ledger.read import ReadStats, read_traces
+from latency_ledger.verdict import DEFAULT_TARGETS, decide_verdict
+
+# Counters the in-app collector writes on its SERVER spans (cumulative per process).
+COLLECTOR_PREFIX = "ledger.collector."
+PROFILE_ATTRIBUTE = "ledger.profile"
+MAX_PROBLEMS = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnalyzeOptions:
+    targets: tuple[TargetRuntime, ...] = DEFAULT_TARGETS
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    idle_spans: int = 200_000
+    rules: tuple[ClassifyRule, ...] | None = None  # None: plugins' rules + built-in rules
+
+
+def default_rules() -> tuple[ClassifyRule, ...]:
+    """Plugin rules first (more specific), then the built-in ones."""
+    return plugin_classify_rules(load_plugins()) + tuple(DEFAULT_RULES)
+
+
+def analyze(
+    paths: Sequence[str | Path],
+    *,
+    options: AnalyzeOptions | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Report:
+    options = options or AnalyzeOptions()
+    rules = options.rules if options.rules is not None else default_rules()
+    stats = ReadStats()
+    aggregator = Aggregator()
+    findings = FindingsAccumulator(options.thresholds)
+    profiles = ProfileAccumulator()
+    collector: dict[tuple[str, str], int] = {}
+    unbooked = 0
+    requests = 0
+
+    for trace in read_traces(
+        paths, stats=stats, idle_spans=options.idle_spans, on_bytes=on_bytes
+    ):
+        booked = book_trace(trace, rules=rules)
+        unbooked += booked.unbooked_spans
+        for request in booked.requests:
+            requests += 1
+            aggregator.add(request)
+            findings.add(request)
+        # Collector counters and profiles ride on SERVER spans; only those are looked at.
+        for span in trace.spans:
+            if span.kind != SpanKind.SERVER:
+                continue
+            attrs = span.attributes
+            if PROFILE_ATTRIBUTE in attrs:
+                profiles.add(span, attrs[PROFILE_ATTRIBUTE])
+            for key, value in attrs.items():
+                if key.startswith(COLLECTOR_PREFIX) and isinstance(value, int):
+                    # Cumulative per process: the largest value seen per service is the total.
+                    name = (span.service, key.removeprefix(COLLECTOR_PREFIX))
+                    collector[name] = max(collector.get(name, 0), value)
+
+    endpoints = []
+    for stats_row in aggregator.endpoints():
+        rows = findings.findings(stats_row.service, stats_row.endpoint, stats_row.count)
+        endpoints.append(
+            replace(
+                stats_row,
+                findings=rows,
+                verdict=decide_verdict(stats_row, rows, targets=options.targets),
+                profile=profiles.summary(stats_row.service, stats_row.endpoint),
+            )
+        )
+    overall_row = aggregator.overall()
+    overall_findings = findings.overall(overall_row.count)
+    overall = replace(
+        overall_row,
+        findings=overall_findings,
+        verdict=(
+            decide_verdict(overall_row, overall_findings, targets=options.targets)
+            if overall_row.count
+            else None
+        ),
+    )
+
+    skipped = Counter(stats.skipped)
+    if unbooked:
+        skipped["span_outside_any_request"] += unbooked
+    skipped.update(profiles.errors)
+    collector_totals: Counter[str] = Counter()
+    for (_service, key), value in collector.items():
+        collector_totals[key] += value
+    inputs = InputSummary(
+        files=stats.files,
+        spans=stats.spans,
+        traces=stats.traces,
+        requests=requests,
+        skipped=dict(sorted(skipped.items())),
+        problems=tuple(stats.problems[:MAX_PROBLEMS]),
+        collector=dict(sorted(collector_totals.items())),
+    )
+    return Report(inputs=inputs, overall=overall, endpoints=tuple(endpoints))

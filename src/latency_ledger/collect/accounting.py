@@ -1,0 +1,301 @@
+"""Per-request CPU and queueing accounting: the process-wide hooks behind one object.
+
+Contract: while :class:`Hooks` is installed, every step of every asyncio task on a loop
+passed to :meth:`Hooks.ensure_loop` is timed, and so is every call a request hands to a
+worker thread (``anyio.to_thread.run_sync``, hence Starlette/FastAPI ``def`` endpoints and
+dependencies; ``ThreadPoolExecutor.submit``, hence ``loop.run_in_executor`` and
+``asyncio.to_thread``). The time is charged to the :class:`Account` found in the context
+the code runs in (``CURRENT``, set by the middleware; tasks copy it), never to another
+request. A *segment* is a stretch of one thread charged to one account; wait spans (DB,
+network clients) pause it so ``cpu_ns`` holds CPU outside waits only, as the ledger needs.
+
+Queueing: each loop keeps ``busy_ns``, the wall time spent in task steps. A request's
+candidate queueing is the loop's busy time during its life minus its own steps; the
+middleware clips it to the request's unexplained waiting once the ledger is booked.
+
+``time.thread_time_ns`` is a real system call here (~0.57 us), so a step costs two of them
+plus two ``perf_counter_ns`` reads; nothing else runs per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import weakref
+from collections.abc import Callable, Coroutine, Generator
+from contextvars import ContextVar
+from time import perf_counter_ns, thread_time_ns, time_ns
+from typing import Any
+
+
+class LoopState:
+    """One event loop's busy counter and the task factory we replaced on it."""
+
+    __slots__ = ("busy_ns", "factory", "previous_factory")
+
+    def __init__(self, previous_factory: Any) -> None:
+        self.busy_ns = 0
+        self.previous_factory = previous_factory
+        self.factory: _TaskFactory | None = None
+
+
+class Account:
+    """One in-flight request's measured time (mutable, owned by the middleware)."""
+
+    __slots__ = (
+        "busy_start_ns",
+        "cpu_ns",
+        "depth",
+        "loop_ns",
+        "loop_state",
+        "overhead_ns",
+        "steps",
+    )
+
+    def __init__(self, loop_state: LoopState | None, busy_start_ns: int | None = None) -> None:
+        self.cpu_ns = 0  # on-CPU outside wait spans, all threads
+        self.loop_ns = 0  # wall time of this request's own steps on the loop
+        self.depth = 0  # open wait spans
+        self.steps = 0
+        self.overhead_ns = 0
+        self.loop_state = loop_state
+        if busy_start_ns is None:
+            busy_start_ns = loop_state.busy_ns if loop_state is not None else 0
+        self.busy_start_ns = busy_start_ns
+
+    def queueing_candidate_ns(self) -> int:
+        """Other work the loop ran during this request's life so far."""
+        if self.loop_state is None:
+            return 0
+        return max(0, self.loop_state.busy_ns - self.busy_start_ns - self.loop_ns)
+
+
+CURRENT: ContextVar[Account | None] = ContextVar("latency_ledger_account", default=None)
+
+
+class _Segment(threading.local):
+    acct: Account | None = None
+    t0: int = 0
+
+
+SEGMENT = _Segment()
+
+
+def begin_segment(acct: Account) -> None:
+    """Charge this thread's CPU to ``acct`` from now (the middleware, mid-step)."""
+    seg = SEGMENT
+    seg.acct = acct
+    seg.t0 = thread_time_ns()
+
+
+def end_segment() -> None:
+    """Charge what this thread ran since the segment began and stop charging."""
+    seg = SEGMENT
+    acct = seg.acct
+    if acct is not None:
+        now = thread_time_ns()
+        if acct.depth == 0:
+            acct.cpu_ns += now - seg.t0
+        seg.t0 = now
+        seg.acct = None
+
+
+def pause_for_wait(acct: Account) -> None:
+    """A wait span of ``acct`` starts: CPU from here until it ends is not interpreter."""
+    seg = SEGMENT
+    if seg.acct is acct:
+        now = thread_time_ns()
+        if acct.depth == 0:
+            acct.cpu_ns += now - seg.t0
+        seg.t0 = now
+    acct.depth += 1
+
+
+def resume_after_wait(acct: Account) -> None:
+    seg = SEGMENT
+    if seg.acct is acct:
+        seg.t0 = thread_time_ns()
+    if acct.depth > 0:
+        acct.depth -= 1
+
+
+class TimedCoroutine(Coroutine[Any, Any, Any]):
+    """A task's coroutine, each step timed and charged to the account in its context.
+
+    Also usable with ``await`` (``__await__`` returns itself) so the middleware can time a
+    request task that was created before the task factory was installed.
+    """
+
+    __slots__ = ("_coro", "_state", "busy_at_create_ns", "created_ns")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], state: LoopState) -> None:
+        self._coro = coro
+        self._state = state
+        # when the server handed us the request: queueing before the first step counts too
+        self.created_ns = time_ns()
+        self.busy_at_create_ns = state.busy_ns
+
+    def send(self, value: Any) -> Any:
+        seg = SEGMENT
+        seg.acct = CURRENT.get()
+        w0 = perf_counter_ns()
+        seg.t0 = thread_time_ns()
+        try:
+            return self._coro.send(value)
+        finally:
+            self._finish_step(seg, w0)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        seg = SEGMENT
+        seg.acct = CURRENT.get()
+        w0 = perf_counter_ns()
+        seg.t0 = thread_time_ns()
+        try:
+            if val is None and tb is None:
+                return self._coro.throw(typ)
+            return self._coro.throw(typ, val, tb)
+        finally:
+            self._finish_step(seg, w0)
+
+    def _finish_step(self, seg: _Segment, w0: int) -> None:
+        now = thread_time_ns()
+        wall = perf_counter_ns() - w0
+        self._state.busy_ns += wall
+        acct = seg.acct
+        if acct is not None:
+            acct.loop_ns += wall
+            acct.steps += 1
+            if acct.depth == 0:
+                acct.cpu_ns += now - seg.t0
+            seg.acct = None
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self
+
+    def __iter__(self) -> TimedCoroutine:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def __getattr__(self, name: str) -> Any:
+        # cr_frame, cr_code, __qualname__... for asyncio's repr and debuggers
+        return getattr(object.__getattribute__(self, "_coro"), name)
+
+
+class _TaskFactory:
+    __slots__ = ("previous", "state")
+
+    def __init__(self, state: LoopState, previous: Any) -> None:
+        self.state = state
+        self.previous = previous
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        if type(coro) is not TimedCoroutine and asyncio.iscoroutine(coro):
+            coro = TimedCoroutine(coro, self.state)
+        if self.previous is not None:
+            return self.previous(loop, coro, **kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+class _ThreadCall:
+    """A callable run in a worker thread with its CPU charged to the submitter's account."""
+
+    __slots__ = ("_acct", "_func")
+
+    def __init__(self, func: Callable[..., Any], acct: Account) -> None:
+        self._func = func
+        self._acct = acct
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        seg = SEGMENT
+        outer, outer_t0 = seg.acct, seg.t0
+        seg.acct = self._acct
+        seg.t0 = thread_time_ns()
+        try:
+            return self._func(*args, **kwargs)
+        finally:
+            now = thread_time_ns()
+            acct = seg.acct
+            if acct is not None and acct.depth == 0:
+                acct.cpu_ns += now - seg.t0
+            # a nested call (from_thread back into a worker) resumes the outer segment
+            seg.acct = outer
+            seg.t0 = now if outer is not None else outer_t0
+
+
+class Hooks:
+    """The process-wide patches: installed once by the collector, removed on shutdown.
+
+    Holds the task factories it set (per loop) and the thread-pool entry points it
+    replaced, so :meth:`uninstall` restores exactly what was there before.
+    """
+
+    def __init__(self) -> None:
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._patches: list[tuple[Any, str, Any]] = []
+        self.installed = False
+
+    def install(self) -> None:
+        if self.installed:
+            return
+        self.installed = True
+        original_submit = concurrent.futures.ThreadPoolExecutor.submit
+
+        def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            acct = CURRENT.get()
+            if acct is not None and not isinstance(fn, _ThreadCall):
+                fn = _ThreadCall(fn, acct)
+            return original_submit(self, fn, *args, **kwargs)
+
+        self._patch(concurrent.futures.ThreadPoolExecutor, "submit", submit)
+        try:
+            import anyio.to_thread
+        except ImportError:  # pragma: no cover - anyio comes with Starlette
+            return
+        original_run_sync = anyio.to_thread.run_sync
+
+        async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            acct = CURRENT.get()
+            if acct is not None:
+                func = _ThreadCall(func, acct)
+            return await original_run_sync(func, *args, **kwargs)
+
+        self._patch(anyio.to_thread, "run_sync", run_sync)
+
+    def _patch(self, owner: Any, name: str, replacement: Any) -> None:
+        self._patches.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, replacement)
+
+    def ensure_loop(self, loop: asyncio.AbstractEventLoop) -> LoopState:
+        """This loop's state, installing our task factory on first sight."""
+        state = self._loops.get(loop)
+        if state is None:
+            previous = loop.get_task_factory()
+            state = LoopState(previous)
+            state.factory = _TaskFactory(state, previous)
+            loop.set_task_factory(state.factory)
+            self._loops[loop] = state
+        return state
+
+    def release_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give ``loop`` its previous task factory back (lifespan shutdown)."""
+        state = self._loops.pop(loop, None)
+        if state is not None and loop.get_task_factory() is state.factory:
+            loop.set_task_factory(state.previous_factory)
+
+    def uninstall(self) -> None:
+        for loop in list(self._loops):
+            if not loop.is_closed():
+                self.release_loop(loop)
+        self._loops.clear()
+        for owner, name, original in reversed(self._patches):
+            setattr(owner, name, original)
+        self._patches.clear()
+        self.installed = False

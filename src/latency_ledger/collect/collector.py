@@ -1,0 +1,433 @@
+"""The collector: one object holding the process-wide pieces, and its span processor.
+
+Contract: a :class:`Collector` joins the app's SDK ``TracerProvider`` (or sets one up),
+adds a :class:`LedgerSpanProcessor`, switches on the plugins' instrumentations and owns
+the :class:`~latency_ledger.collect.accounting.Hooks` and the export
+:class:`~latency_ledger.collect.export.SpanSink`. The middleware calls :meth:`begin` and
+:meth:`finish` around each request; :meth:`finish` books the request's ledger with the
+offline ledger's code, puts the ``ledger.*`` totals on the SERVER span, decides whether
+the child spans are kept, and ends the span. Nothing here raises into the app: failures
+are counted in :class:`CollectorStats`. :meth:`shutdown` flushes and undoes everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Mapping
+from time import perf_counter_ns, thread_time_ns, time_ns
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+from latency_ledger.collect.accounting import (
+    CURRENT,
+    SEGMENT,
+    Account,
+    Hooks,
+    LoopState,
+    pause_for_wait,
+    resume_after_wait,
+)
+from latency_ledger.collect.booking import book_request, book_without_children, to_model_span
+from latency_ledger.collect.config import CollectConfig
+from latency_ledger.collect.export import (
+    CollectorStats,
+    JsonLinesFileExporter,
+    SpanSink,
+    otlp_endpoint_exporter,
+)
+from latency_ledger.collect.profiling import ProfileSampler
+
+_log = logging.getLogger("latency_ledger.collect")
+
+_WAIT_KINDS = frozenset({trace.SpanKind.CLIENT, trace.SpanKind.PRODUCER})
+MAX_CHILDREN = 2_000  # per request; more are dropped and counted
+MAX_OPEN_SPANS = 100_000
+_STATUS_UNSET = trace.StatusCode.UNSET
+
+
+class RequestRecord(Account):
+    """An :class:`Account` plus what the processor buffers for the request."""
+
+    __slots__ = ("children", "finished", "joined", "kept", "otel_token", "server", "server_id")
+
+    def __init__(self, loop_state: LoopState | None, busy_start_ns: int | None = None) -> None:
+        super().__init__(loop_state, busy_start_ns)
+        self.server: Any = None
+        self.server_id = 0
+        self.joined = False
+        self.otel_token: Any = None
+        self.children: list[Any] = []
+        self.finished = False
+        self.kept = False
+
+
+class LedgerSpanProcessor(SpanProcessor):
+    """Buffers a request's child spans until its SERVER span ends, then forwards or drops.
+
+    Also pauses the request's CPU clock for the length of each wait (CLIENT/PRODUCER)
+    span, on the thread that starts and ends it, so ``cpu_ns`` counts CPU outside waits.
+    """
+
+    def __init__(self, collector: Collector) -> None:
+        self._collector = collector
+        self.active = True
+        # span id -> its request; on_end gets a ReadableSpan copy, so the id is the key
+        self.owner: dict[int, RequestRecord] = {}
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if not self.active:
+            return
+        acct = CURRENT.get() or SEGMENT.acct
+        if not isinstance(acct, RequestRecord) or acct.finished:
+            return
+        if acct.server is None:
+            acct.server = span  # the middleware starts the SERVER span first
+        elif span.kind in _WAIT_KINDS:
+            pause_for_wait(acct)
+        owner = self.owner
+        if len(owner) >= MAX_OPEN_SPANS:  # spans started and never ended: forget them
+            owner.clear()
+            self._collector.stats.errors += 1
+        owner[span.context.span_id] = acct
+
+    def on_end(self, span: Any) -> None:
+        if not self.active:
+            return
+        collector = self._collector
+        try:
+            acct = self.owner.pop(span.context.span_id, None)
+            if acct is None:  # outside any request (start-up work, background jobs)
+                if collector.config.keep_spans != "none":
+                    collector.sink.put((span,))
+                return
+            if acct.server is not None and span.context.span_id == acct.server_id:
+                collector.sink.put((span, *acct.children) if acct.kept else (span,))
+                acct.children = []
+                return
+            if acct.finished:  # outlived its request
+                if acct.kept:
+                    collector.sink.put((span,))
+                return
+            if span.kind in _WAIT_KINDS:
+                resume_after_wait(acct)
+            if len(acct.children) < MAX_CHILDREN:
+                acct.children.append(span)
+            else:
+                collector.stats.dropped_spans += 1
+        except Exception:
+            collector.stats.errors += 1
+
+    def shutdown(self) -> None:
+        self.active = False
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        self._collector.sink.drain()
+        return True
+
+
+def _service_name(config: CollectConfig, app_title: str | None, env: Mapping[str, str]) -> str:
+    return config.service_name or env.get("OTEL_SERVICE_NAME") or app_title or "app"
+
+
+class Collector:
+    def __init__(
+        self,
+        config: CollectConfig,
+        *,
+        app_title: str | None = None,
+        exporter: Any = None,
+        provider: Any = None,
+        load_plugins: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.config = config
+        self.stats = CollectorStats()
+        self.hooks = Hooks()
+        self._rng = random.Random()
+        self._slowest: dict[str, tuple[int, int]] = {}
+        self._interval_ns = int(config.slow_interval_s * 1e9)
+        self.closed = False
+        global_provider = trace.get_tracer_provider()
+        self.own_provider = False
+        if provider is None and isinstance(global_provider, TracerProvider):
+            provider = global_provider  # join the app's provider
+        if provider is None:
+            service = _service_name(config, app_title, env)
+            provider = TracerProvider(resource=Resource.create({"service.name": service}))
+            self.own_provider = True
+            if config.set_global_provider:
+                trace.set_tracer_provider(provider)
+        self.provider = provider
+        self.service = str(provider.resource.attributes.get("service.name", "app"))
+        if exporter is None:
+            factory = otlp_endpoint_exporter(env)
+            exporter = (
+                factory()
+                if factory is not None
+                else JsonLinesFileExporter(config.output_dir, max_file_bytes=config.max_file_bytes)
+            )
+        self.sink = SpanSink(
+            exporter,
+            stats=self.stats,
+            max_spans=config.max_queue_spans,
+            interval_s=config.export_interval_s,
+        )
+        self.processor = LedgerSpanProcessor(self)
+        provider.add_span_processor(self.processor)
+        # what SDK spans of this provider call on_start/on_end through (private, read only
+        # to recognize a SERVER span we can join; None just means we never join)
+        self._pipeline = getattr(provider, "_active_span_processor", None)
+        self.tracer = provider.get_tracer("latency_ledger.collect")
+        self.profiler = ProfileSampler(
+            rate=config.profile_rate,
+            first_per_interval=config.profile_slowest,
+            interval_s=config.profile_interval_s,
+        )
+        self.hooks.install()
+        self.step_cost_ns = _calibrate_step_cost()
+        self.plugins: list[Any] = []
+        self.rules: tuple[Any, ...] = ()
+        self._load_rules_and_plugins(load_plugins)
+
+    def _load_rules_and_plugins(self, instrument: bool) -> None:
+        from latency_ledger.classify import DEFAULT_RULES
+        from latency_ledger.plugins import load_plugins, plugin_classify_rules
+
+        try:
+            plugins = load_plugins()
+        except Exception as exc:  # a broken plugin must not stop the app
+            _log.warning("latency-ledger: loading plugins failed: %s", exc)
+            self.stats.plugin_errors += 1
+            plugins = ()
+        self.rules = (*plugin_classify_rules(plugins), *DEFAULT_RULES)
+        if not instrument:
+            return
+        for plugin in plugins:
+            if not callable(getattr(plugin, "instrument", None)):
+                continue
+            try:
+                if plugin.instrument(self.provider):
+                    self.plugins.append(plugin)
+                    self.stats.plugins_instrumented += 1
+            except Exception as exc:
+                _log.warning("latency-ledger: plugin %s failed: %r", plugin.name, exc)
+                self.stats.plugin_errors += 1
+
+    # -- per request -------------------------------------------------------------
+
+    def begin(
+        self,
+        scope: Mapping[str, Any],
+        loop_state: LoopState | None,
+        start_ns: int,
+        busy_start_ns: int | None = None,
+    ) -> Any:
+        acct = RequestRecord(loop_state, busy_start_ns)
+        method = str(scope.get("method", ""))
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": str(scope.get("path", "")),
+            "url.scheme": str(scope.get("scheme", "http")),
+            "network.protocol.version": str(scope.get("http_version", "1.1")),
+        }
+        server = scope.get("server")
+        if server and server[0] is not None:
+            attributes["server.address"] = str(server[0])
+            if len(server) > 1 and server[1] is not None:
+                attributes["server.port"] = int(server[1])
+        outer = trace.get_current_span()
+        if (
+            outer.is_recording()
+            and getattr(outer, "kind", None) is trace.SpanKind.SERVER
+            and getattr(outer, "_span_processor", None) is self._pipeline
+        ):
+            # a SERVER span already open for this request (FastAPI's native telemetry, or
+            # opentelemetry-instrumentation-asgi outside us): book onto it, no duplicate
+            acct.joined = True
+            acct.server = outer
+            acct.server_id = outer.context.span_id
+            self.processor.owner[acct.server_id] = acct
+            return acct, CURRENT.set(acct)
+        parent = _extract_parent(scope)
+        token = CURRENT.set(acct)
+        try:
+            span = self.tracer.start_span(
+                method or "HTTP",
+                context=parent,
+                kind=trace.SpanKind.SERVER,
+                attributes=attributes,
+                start_time=start_ns,
+            )
+        except BaseException:
+            CURRENT.reset(token)
+            raise
+        if acct.server is None:  # our processor not on this provider's path: still book
+            acct.server = span
+            self.processor.owner[span.context.span_id] = acct
+        acct.server_id = span.context.span_id
+        # children (DB, HTTP client spans) find their parent in the OpenTelemetry context
+        acct.otel_token = otel_context.attach(trace.set_span_in_context(span))
+        return acct, token
+
+    def finish(
+        self,
+        acct: RequestRecord,
+        scope: Mapping[str, Any],
+        status: int | None,
+        error: BaseException | None,
+        profile: str | None,
+    ) -> None:
+        end_ns = time_ns()
+        t0 = perf_counter_ns()
+        server = acct.server
+        route = _route_template(scope)
+        method = str(scope.get("method", ""))
+        failed = error is not None or (status is not None and status >= 500)
+        if route:
+            server.update_name(f"{method} {route}")
+        if error is not None:
+            server.record_exception(error)
+        if failed and server.status.status_code is _STATUS_UNSET:
+            server.set_status(trace.StatusCode.ERROR)
+        wall = max(0, end_ns - (server.start_time or end_ns))
+        cpu = min(acct.cpu_ns, wall)
+        queueing = min(acct.queueing_candidate_ns(), wall - cpu)
+        attrs: dict[str, Any] = {"ledger.cpu_ns": cpu, "ledger.queueing_ns": queueing}
+        if route:
+            attrs["http.route"] = route
+        if status is not None:
+            attrs["http.response.status_code"] = status
+        server.set_attributes(attrs)
+        acct.finished = True
+        children = acct.children
+        if children:
+            service = self.service
+            ledger = book_request(
+                to_model_span(server, service, end_ns=end_ns),
+                [to_model_span(child, service) for child in children],
+                self.rules,
+            )
+            if ledger is None:
+                ledger = book_without_children(wall, cpu, queueing)
+        else:
+            ledger = book_without_children(wall, cpu, queueing)
+        acct.kept = self._keep(f"{method} {route or scope.get('path', '')}", wall, failed)
+        overhead = acct.overhead_ns + acct.steps * self.step_cost_ns + perf_counter_ns() - t0
+        stats = self.stats
+        stats.requests += 1
+        stats.overhead_ns += overhead
+        out: dict[str, Any] = {
+            "ledger.database_ns": ledger.database_ns,
+            "ledger.network_ns": ledger.network_ns,
+            "ledger.interpreter_ns": ledger.interpreter_ns,
+            "ledger.waiting_ns": ledger.waiting_ns,
+            "ledger.queueing_ns": ledger.queueing_ns,
+            "ledger.spans_kept": acct.kept,
+            "ledger.overhead_ns": overhead,
+        }
+        if profile is not None:
+            out["ledger.profile"] = profile
+            stats.profiles += 1
+        if stats.dropped_spans or stats.errors or stats.export_errors or stats.plugin_errors:
+            out["ledger.collector.dropped_spans"] = stats.dropped_spans
+            out["ledger.collector.errors"] = stats.errors + stats.plugin_errors
+            out["ledger.collector.export_errors"] = stats.export_errors
+        server.set_attributes(out)
+        self.detach(acct)
+        if not acct.joined:  # a joined span is ended by whoever opened it
+            server.end(end_time=end_ns)
+
+    def detach(self, acct: RequestRecord) -> None:
+        token, acct.otel_token = acct.otel_token, None
+        if token is not None:
+            otel_context.detach(token)
+
+    def _keep(self, endpoint: str, wall_ns: int, failed: bool) -> bool:
+        mode = self.config.keep_spans
+        if mode == "all":
+            return True
+        if mode == "none":
+            return False
+        if failed or (self.config.sample_rate > 0 and self._rng.random() < self.config.sample_rate):
+            return True
+        if not self.config.slow_per_endpoint:
+            return False
+        # the slowest so far in this interval: keeps the interval's slowest and a few more
+        window = time_ns() // self._interval_ns
+        seen = self._slowest.get(endpoint)
+        if seen is None or seen[0] != window or wall_ns > seen[1]:
+            if len(self._slowest) < 10_000 or endpoint in self._slowest:
+                self._slowest[endpoint] = (window, wall_ns)
+            return True
+        return False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        self.sink.drain()
+
+    def shutdown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.processor.active = False
+        for plugin in self.plugins:
+            try:
+                plugin.uninstrument()
+            except Exception:
+                self.stats.plugin_errors += 1
+        self.plugins.clear()
+        self.hooks.uninstall()
+        self.sink.close()
+        if self.own_provider and not self.config.set_global_provider:
+            with contextlib.suppress(Exception):
+                self.provider.shutdown()
+
+
+def _route_template(scope: Mapping[str, Any]) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None) if route is not None else None
+    if isinstance(path, str) and path:
+        root = scope.get("root_path") or ""
+        app_root = scope.get("app_root_path") or ""
+        mount = root[len(app_root) :] if root.startswith(app_root) else ""
+        return f"{mount}{path}"
+    return ""
+
+
+def _extract_parent(scope: Mapping[str, Any]) -> Any:
+    """The caller's trace context when it sent ``traceparent`` (nothing else is read)."""
+    headers = scope.get("headers")
+    if not headers:
+        return None
+    carrier = {}
+    for name, value in headers:
+        if name == b"traceparent" or name == b"tracestate":
+            carrier[name.decode("latin-1")] = value.decode("latin-1")
+    if not carrier:
+        return None
+    from opentelemetry.propagate import extract
+
+    return extract(carrier)
+
+
+def _calibrate_step_cost() -> int:
+    """What timing one task step adds (four clock reads and the bookkeeping around them)."""
+    rounds = 200
+    t0 = perf_counter_ns()
+    for _ in range(rounds):
+        perf_counter_ns()
+        thread_time_ns()
+        thread_time_ns()
+        perf_counter_ns()
+        CURRENT.get()
+    per = (perf_counter_ns() - t0) // rounds
+    return int(per * 1.5)  # plus the wrapper's method calls, measured at ~1.5x the clocks

@@ -1,0 +1,161 @@
+"""``LedgerMiddleware``: pure ASGI, one SERVER span per HTTP request with its ledger on it.
+
+Contract: HTTP requests get a SERVER span whose ``ledger.*`` attributes carry the
+request's own CPU, queueing and booked ledger (see ``collector.py``); websocket and other
+scopes pass straight through; lifespan messages pass through unchanged, with the task
+factory installed at startup and buffered spans flushed at shutdown. Messages are never
+altered, replaced or reordered, headers and bodies are never recorded, and the collector's
+own failures are counted, never raised: if bookkeeping fails the app still runs as if the
+middleware were not there. Context variables and spans are reset and ended in ``finally``.
+
+Not built on ``opentelemetry-instrumentation-asgi``: its middleware alone costs ~200-250 us
+per request here (MEASURED.md), already the whole budget for "every span recorded". The
+attributes follow the same semantic conventions (``http.request.method``, ``url.path``,
+``http.route``, ``http.response.status_code``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter_ns, time_ns
+from typing import Any
+
+from latency_ledger.collect.accounting import (
+    CURRENT,
+    TimedCoroutine,
+    begin_segment,
+    end_segment,
+)
+from latency_ledger.collect.config import CollectConfig
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class LedgerMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: CollectConfig | None = None,
+        collector: Any = None,
+        app_title: str | None = None,
+    ) -> None:
+        self.app = app
+        self._config = config
+        self._collector = collector
+        self._app_title = app_title
+
+    def _get_collector(self) -> Any:
+        collector = self._collector
+        if collector is None or collector.closed:
+            from latency_ledger.collect import default_collector
+
+            collector = self._collector = default_collector(self._config, self._app_title)
+        return collector
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and CURRENT.get() is None:  # not already inside one of ours
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            collector = self._get_collector()
+            collector.hooks.ensure_loop(asyncio.get_running_loop())
+        except Exception:
+            collector = None
+
+        async def lifespan_send(message: Message) -> None:
+            if collector is not None and message.get("type") == "lifespan.shutdown.complete":
+                try:
+                    collector.flush()
+                    collector.hooks.release_loop(asyncio.get_running_loop())
+                except Exception:
+                    collector.stats.errors += 1
+            await send(message)
+
+        await self.app(scope, receive, lifespan_send if collector is not None else send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = perf_counter_ns()
+        try:
+            collector = self._get_collector()
+            loop_state = collector.hooks.ensure_loop(asyncio.get_running_loop())
+            task = asyncio.current_task()
+            coro = task.get_coro() if task is not None else None
+            wrapped = type(coro) is TimedCoroutine
+            if wrapped:
+                start_ns, busy_start = coro.created_ns, coro.busy_at_create_ns  # type: ignore[union-attr]
+            else:
+                start_ns, busy_start = time_ns(), None
+            acct, token = collector.begin(scope, loop_state, start_ns, busy_start)
+            profiler = (
+                collector.profiler.start(scope.get("path", ""), start_ns)
+                if (collector.profiler.enabled)
+                else None
+            )
+        except Exception:
+            # the collector could not start: run the app untouched
+            with contextlib.suppress(Exception):
+                self._collector.stats.errors += 1
+            await self.app(scope, receive, send)
+            return
+
+        status: list[int] = []
+
+        async def ledger_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        error: BaseException | None = None
+        acct.overhead_ns += perf_counter_ns() - t0
+        begin_segment(acct)
+        try:
+            if wrapped:
+                await self.app(scope, receive, ledger_send)
+            else:
+                await TimedCoroutine(self.app(scope, receive, ledger_send), loop_state)  # type: ignore[arg-type]
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            end_segment()
+            t1 = perf_counter_ns()
+            try:
+                summary = collector.profiler.stop(profiler) if profiler is not None else None
+            except Exception:
+                collector.stats.errors += 1
+                summary = None
+            try:
+                acct.overhead_ns += perf_counter_ns() - t1
+                collector.finish(acct, scope, status[0] if status else None, error, summary)
+            except Exception:
+                collector.stats.errors += 1
+                _end_quietly(acct)
+            finally:
+                with contextlib.suppress(Exception):
+                    collector.detach(acct)
+                CURRENT.reset(token)
+
+
+def _end_quietly(acct: Any) -> None:
+    """A span whose bookkeeping failed still ends (its children are then forwarded)."""
+    server = getattr(acct, "server", None)
+    if server is not None and server.is_recording() and not getattr(acct, "joined", False):
+        acct.finished = True
+        acct.kept = True
+        try:
+            server.end()
+        except Exception:
+            return

@@ -1,0 +1,363 @@
+"""The ledger: one trace -> its booked requests (DESIGN.md, "The ledger").
+
+Contract: :func:`book_trace` is pure. Every request's parts add up to its wall time
+exactly, in integer nanoseconds, whatever the spans look like (overlaps, children that
+outlive their parents, zero-length or inverted spans, cycles, duplicate ids).
+
+Requests: a SERVER span, or a root span (no parent in the trace) marked INTERNAL or
+UNSPECIFIED that carries HTTP server attributes, for exporters that mark everything
+INTERNAL. A descendant counts toward the nearest enclosing request; a nested SERVER span
+starts its own request and, seen from the outer request, is network time.
+
+Booking (critical path, as Jaeger / CRISP): children are clipped to their parent; each
+instant of a parent's booked time that children cover goes to ONE child, the one that
+finishes last (ties: later start, then larger span id); each child's booked instants are
+split among its own children the same way. Instants booked to a wait span (or anything
+under it) go to that span's category; uncovered instants of other spans are the
+request's own time. Own time is ``interpreter`` + ``waiting`` when the request span
+carries ``ledger.cpu_ns``, else ``app``. When the collector did not export the children
+(``ledger.spans_kept`` false), the request is booked from its ``ledger.*`` totals.
+
+Spans under no request (orphans whose request is missing, traces with no request, spans
+in parent cycles, duplicate span ids) are counted in ``unbooked_spans``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from latency_ledger.classify import (
+    DEFAULT_RULES,
+    ClassifiedFields,
+    classify_standard,
+    standard_fields,
+)
+from latency_ledger.endpoint import attr_str, endpoint_name, http_method, route_template
+from latency_ledger.model import (
+    Attributes,
+    AttributeValue,
+    Call,
+    CallKind,
+    Category,
+    Ledger,
+    Request,
+    Span,
+    SpanKind,
+    Trace,
+)
+from latency_ledger.plugins import ClassifyRule
+
+# Attribute names of the contract with the in-app collector (collect/), all in ns.
+CPU_NS = "ledger.cpu_ns"
+QUEUEING_NS = "ledger.queueing_ns"
+OVERHEAD_NS = "ledger.overhead_ns"
+SPANS_KEPT = "ledger.spans_kept"
+DATABASE_NS = "ledger.database_ns"
+NETWORK_NS = "ledger.network_ns"
+INTERPRETER_NS = "ledger.interpreter_ns"
+WAITING_NS = "ledger.waiting_ns"
+_TOTALS = (DATABASE_NS, NETWORK_NS, INTERPRETER_NS, WAITING_NS)
+
+_HTTP_ROOT_KINDS = frozenset({SpanKind.INTERNAL, SpanKind.UNSPECIFIED})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookedTrace:
+    requests: tuple[Request, ...]
+    unbooked_spans: int  # spans under no request
+
+
+def as_int(value: AttributeValue) -> int | None:
+    """An attribute as an int: ints, finite floats and decimal strings; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    if isinstance(value, str) and 0 < len(value) <= 20:
+        digits = value[1:] if value[0] == "-" else value
+        if digits.isascii() and digits.isdigit():
+            return int(value)
+    return None
+
+
+def _is_false(value: AttributeValue) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() == "false"
+    return value is False
+
+
+def is_http_root(span: Span) -> bool:
+    """A root span that is really a server span an exporter marked INTERNAL."""
+    if span.kind not in _HTTP_ROOT_KINDS:
+        return False
+    attrs = span.attributes
+    return bool(http_method(attrs)) and bool(
+        attr_str(attrs, "http.route", "url.path", "http.target")
+    )
+
+
+def book_trace(trace: Trace, *, rules: Sequence[ClassifyRule] = DEFAULT_RULES) -> BookedTrace:
+    """Book every request of one trace; count the spans that belong to none."""
+    by_id: dict[str, Span] = {}
+    for span in trace.spans:
+        by_id.setdefault(span.span_id, span)  # a duplicate id stays unbooked
+    children: dict[str, list[Span]] = {}
+    roots: list[Span] = []
+    for span in by_id.values():
+        parent = span.parent_span_id
+        # A span in a parent cycle is never reached from a root, so it stays unbooked.
+        if parent and parent in by_id:
+            children.setdefault(parent, []).append(span)
+        else:
+            roots.append(span)
+
+    requests: list[Request] = []
+    server = SpanKind.SERVER
+    get_children = children.get
+    # Two walks: spans outside any request (looking for SERVER spans that start one),
+    # then spans inside a request, which are all booked.
+    outside: list[Span] = []
+    inside: list[Span] = []
+    for root in roots:
+        if root.kind == server or is_http_root(root):
+            requests.append(book_request(root, children, rules))
+            inside.append(root)
+        else:
+            outside.append(root)
+    while outside:
+        kids = get_children(outside.pop().span_id)
+        if kids is not None:
+            for kid in kids:
+                if kid.kind == server:
+                    requests.append(book_request(kid, children, rules))
+                    inside.append(kid)
+                else:
+                    outside.append(kid)
+    booked = 0
+    while inside:
+        booked += 1
+        kids = get_children(inside.pop().span_id)
+        if kids is not None:
+            for kid in kids:
+                if kid.kind == server:
+                    requests.append(book_request(kid, children, rules))
+            inside.extend(kids)
+    requests.sort(key=lambda r: (r.start_ns, r.span_id))
+    return BookedTrace(requests=tuple(requests), unbooked_spans=len(trace.spans) - booked)
+
+
+def book_request(
+    span: Span, children: dict[str, list[Span]], rules: Sequence[ClassifyRule]
+) -> Request:
+    """One request span (and its descendants via ``children``) -> its Request."""
+    attrs = span.attributes
+    wall = max(0, span.end_ns - span.start_ns)
+    method, endpoint = endpoint_name(span)
+    status = as_int(attrs.get("http.response.status_code", attrs.get("http.status_code")))
+    if status is not None and not 100 <= status <= 599:
+        status = None  # "0" (not set) and garbage are not statuses
+    overhead = as_int(attrs.get(OVERHEAD_NS))
+    from_totals = _is_false(attrs.get(SPANS_KEPT)) and any(key in attrs for key in _TOTALS)
+    calls: tuple[Call, ...] = ()
+    if from_totals:
+        ledger = ledger_from_totals(attrs, wall)
+    else:
+        database, network, own, call_list = book_spans(span, children, rules)
+        ledger = split_own_time(attrs, database, network, own)
+        call_list.sort(key=lambda c: (c.start_ns, c.end_ns))
+        calls = tuple(call_list)
+    return Request(
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        service=span.service,
+        method=method,
+        endpoint=endpoint,
+        start_ns=span.start_ns,
+        wall_ns=wall,
+        status_code=status,
+        is_error=span.is_error or (status is not None and status >= 500),
+        ledger=ledger,
+        calls=calls,
+        from_totals=from_totals,
+        collector_overhead_ns=max(0, overhead or 0),
+    )
+
+
+def split_own_time(attrs: Attributes, database: int, network: int, own: int) -> Ledger:
+    """Own time -> interpreter + waiting (CPU measured in-app) or app (not measured)."""
+    cpu = as_int(attrs.get(CPU_NS))
+    if cpu is None:
+        return Ledger(database_ns=database, network_ns=network, app_ns=own)
+    interpreter = min(max(cpu, 0), own)
+    waiting = own - interpreter
+    queueing = min(max(as_int(attrs.get(QUEUEING_NS)) or 0, 0), waiting)
+    return Ledger(
+        database_ns=database,
+        network_ns=network,
+        interpreter_ns=interpreter,
+        waiting_ns=waiting,
+        queueing_ns=queueing,
+        cpu_measured=True,
+    )
+
+
+def ledger_from_totals(attrs: Attributes, wall: int) -> Ledger:
+    """The collector's in-app totals, clipped and repaired to add up to ``wall``.
+
+    Parts are taken in order (database, network, interpreter) each clipped to what is
+    left; waiting takes the rest, so a rounding gap between the collector's clock and
+    the span's never breaks the sum.
+    """
+    database = min(max(as_int(attrs.get(DATABASE_NS)) or 0, 0), wall)
+    network = min(max(as_int(attrs.get(NETWORK_NS)) or 0, 0), wall - database)
+    own = wall - database - network
+    interpreter = as_int(attrs.get(INTERPRETER_NS))
+    if interpreter is None:
+        interpreter = as_int(attrs.get(CPU_NS))
+    if interpreter is None:
+        waiting_given = as_int(attrs.get(WAITING_NS))
+        if waiting_given is None:
+            return Ledger(database_ns=database, network_ns=network, app_ns=own)
+        interpreter = own - min(max(waiting_given, 0), own)
+    interpreter = min(max(interpreter, 0), own)
+    waiting = own - interpreter
+    queueing = min(max(as_int(attrs.get(QUEUEING_NS)) or 0, 0), waiting)
+    return Ledger(
+        database_ns=database,
+        network_ns=network,
+        interpreter_ns=interpreter,
+        waiting_ns=waiting,
+        queueing_ns=queueing,
+        cpu_measured=True,
+    )
+
+
+def book_spans(
+    request: Span, children: dict[str, list[Span]], rules: Sequence[ClassifyRule]
+) -> tuple[int, int, int, list[Call]]:
+    """``(database_ns, network_ns, own_ns, calls)`` of a request, from its span tree.
+
+    Why each span's booked time is ONE interval: a child C loses an instant only to
+    siblings that finish at or after it (higher priority), and each of those, seen
+    before C's end, covers a suffix ``[start, C.end)``; their union is a suffix too, so
+    C keeps ``[C.start, min(C.end, earliest start of those siblings))``. Intersected with
+    its parent's own interval, that stays one interval, level after level. So: sort
+    siblings by priority (end, start, span id; descending) and walk them once.
+
+    Iterative (no recursion limit on deep trees); runs once per span of every trace.
+    """
+    start = request.start_ns
+    end = max(start, request.end_ns)
+    database = network = own = 0
+    calls: list[Call] = []
+    get_children = children.get
+    server = SpanKind.SERVER
+    database_category = Category.DATABASE
+    standard_only = len(rules) == 1 and rules[0] is classify_standard
+    # (span, clipped start, clipped end, booked start, booked end)
+    stack: list[tuple[Span, int, int, int, int]] = [(request, start, end, start, end)]
+    while stack:
+        node, lo, hi, booked_start, booked_end = stack.pop()
+        kids = get_children(node.span_id)
+        if kids is None:
+            own += booked_end - booked_start
+            continue
+        siblings: list[tuple[int, int, str, Span]] = []
+        for kid in kids:
+            k_start = kid.start_ns
+            if k_start < lo:
+                k_start = lo
+            elif k_start > hi:
+                k_start = hi
+            k_end = kid.end_ns
+            if k_end > hi:
+                k_end = hi
+            elif k_end < k_start:
+                k_end = k_start
+            siblings.append((k_end, -k_start, kid.span_id, kid))
+        if len(siblings) > 1:
+            siblings.sort(reverse=True)
+        frontier = hi  # earliest start among the higher-priority siblings seen so far
+        taken = 0
+        for k_end, k_start, _, kid in siblings:
+            won_end = k_end if k_end < frontier else frontier
+            if k_start < frontier and k_start < k_end:
+                frontier = k_start
+            # What the kid won, within what its parent itself was booked.
+            piece_start = k_start if k_start > booked_start else booked_start
+            piece_end = won_end if won_end < booked_end else booked_end
+            if piece_end < piece_start:
+                piece_end = piece_start
+            length = piece_end - piece_start
+            taken += length
+            if kid.kind == server:
+                # Another service's request: its own ledger is booked separately.
+                network += length
+                calls.append(_nested_server_call(kid, length))
+                continue
+            found = standard_fields(kid) if standard_only else _classify(kid, rules)
+            if found is None:
+                stack.append((kid, k_start, k_end, piece_start, piece_end))
+                continue
+            category, kind, system, target = found
+            if category == database_category:
+                database += length
+            else:
+                network += length
+            calls.append(
+                Call(
+                    category=category,
+                    kind=kind,
+                    system=system,
+                    target=target,
+                    start_ns=kid.start_ns,
+                    end_ns=kid.end_ns,
+                    booked_ns=length,
+                )
+            )
+        own += booked_end - booked_start - taken
+    return database, network, own, calls
+
+
+def _classify(span: Span, rules: Sequence[ClassifyRule]) -> ClassifiedFields | None:
+    """The first rule's answer as plain fields (the built-in rule builds no record)."""
+    for rule in rules:
+        if rule is classify_standard:
+            found = standard_fields(span)
+            if found is not None:
+                return found
+            continue
+        ruled = rule(span)
+        if ruled is not None:
+            return ruled.category, ruled.kind, ruled.system, ruled.target
+    return None
+
+
+def _nested_server_call(span: Span, booked: int) -> Call:
+    """A downstream SERVER span as one network call of the enclosing request."""
+    attrs = span.attributes
+    method = http_method(attrs)
+    route = route_template(span)
+    if method and route.startswith(method + " "):
+        route = route[len(method) + 1 :]
+    if method:
+        kind, system = CallKind.HTTP, "http"
+    elif rpc := attr_str(attrs, "rpc.system"):
+        kind, system = CallKind.RPC, rpc.lower()
+    else:
+        kind, system = CallKind.OTHER, ""
+    separator = "" if route.startswith("/") else " "
+    target = f"{method} {span.service}{separator}{route}".lstrip()
+    return Call(
+        category=Category.NETWORK,
+        kind=kind,
+        system=system,
+        target=target,
+        start_ns=span.start_ns,
+        end_ns=span.end_ns,
+        booked_ns=booked,
+    )

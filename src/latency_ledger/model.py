@@ -1,0 +1,271 @@
+"""The records every stage passes to the next.
+
+Contract: plain frozen data, no behaviour beyond small derived properties, and no
+imports from the rest of the package. Times are ``int`` nanoseconds (``*_ns``), shares
+are ``*_fraction`` in [0, 1]. Milliseconds and percentages exist only in ``render/``.
+
+Flow: ``read`` yields :class:`Trace` -> ``ledger`` books each SERVER span into a
+:class:`Request` -> ``aggregate`` and ``findings`` reduce requests per endpoint into
+:class:`EndpointStats` -> ``verdict`` adds a :class:`Verdict` -> ``render`` writes a
+:class:`Report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+AttributeValue = str | int | float | bool | tuple["AttributeValue", ...] | None
+Attributes = Mapping[str, AttributeValue]
+
+
+class SpanKind(IntEnum):
+    """OTLP ``Span.SpanKind`` numbering."""
+
+    UNSPECIFIED = 0
+    INTERNAL = 1
+    SERVER = 2
+    CLIENT = 3
+    PRODUCER = 4
+    CONSUMER = 5
+
+
+class Category(StrEnum):
+    """Where a nanosecond of a request went (DESIGN.md, "The ledger")."""
+
+    DATABASE = "database"
+    NETWORK = "network"
+    INTERPRETER = "interpreter"
+    WAITING = "waiting"
+    APP = "app"  # own time with CPU not measured: interpreter + waiting, an upper bound
+
+
+# Ledger keys as they appear in reports, by mode.
+MEASURED_PARTS: tuple[str, ...] = ("database", "network", "interpreter", "waiting")
+BOUND_PARTS: tuple[str, ...] = ("database", "network", "app")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Span:
+    """One OTLP span, normalized: lowercase hex ids, ``""`` for no parent."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: SpanKind
+    start_ns: int
+    end_ns: int
+    is_error: bool
+    attributes: Attributes
+    service: str
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trace:
+    """All spans of one trace id that the reader saw together."""
+
+    trace_id: str
+    spans: tuple[Span, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ledger:
+    """One request's wall time split into parts that add up to it exactly.
+
+    With CPU measured, ``interpreter_ns + waiting_ns`` is the own time and ``app_ns``
+    is 0; without, ``app_ns`` holds all own time and the other two are 0.
+    ``queueing_ns`` is the part of ``waiting_ns`` spent queued behind other work.
+    """
+
+    database_ns: int
+    network_ns: int
+    interpreter_ns: int = 0
+    waiting_ns: int = 0
+    app_ns: int = 0
+    queueing_ns: int = 0
+    cpu_measured: bool = False
+
+    @property
+    def total_ns(self) -> int:
+        return (
+            self.database_ns + self.network_ns + self.interpreter_ns + self.waiting_ns + self.app_ns
+        )
+
+    def parts(self) -> dict[str, int]:
+        """The report's ledger keys for this mode, in report order."""
+        if self.cpu_measured:
+            return {
+                "database": self.database_ns,
+                "network": self.network_ns,
+                "interpreter": self.interpreter_ns,
+                "waiting": self.waiting_ns,
+            }
+        return {"database": self.database_ns, "network": self.network_ns, "app": self.app_ns}
+
+
+class CallKind(StrEnum):
+    QUERY = "query"  # a database statement
+    POOL = "pool"  # waiting for / opening a database connection
+    HTTP = "http"
+    RPC = "rpc"
+    MESSAGING = "messaging"
+    CACHE = "cache"
+    CLIENT_IO = "client_io"  # ASGI receive/send of the request itself
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    """One classified wait inside a request (a DB statement, an outgoing call...).
+
+    ``target`` is the raw statement text (already sanitized by whoever recorded it)
+    or ``"METHOD host/route"``; normalization for grouping happens in ``findings``.
+    ``booked_ns`` is what the overlap rule charged to this call, <= its duration.
+    """
+
+    category: Category
+    kind: CallKind
+    system: str
+    target: str
+    start_ns: int
+    end_ns: int
+    booked_ns: int
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """One booked request: a SERVER span, its ledger and the waits inside it."""
+
+    trace_id: str
+    span_id: str
+    service: str
+    method: str
+    endpoint: str  # "GET /orders/{order_id}": method + route template, never a raw path
+    start_ns: int
+    wall_ns: int
+    status_code: int | None
+    is_error: bool
+    ledger: Ledger
+    calls: tuple[Call, ...] = ()
+    from_totals: bool = False  # booked from ``ledger.*`` totals, child spans not kept
+    collector_overhead_ns: int = 0  # the in-app collector's own cost, when recorded
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """A cheaper fix than a rewrite, with what it costs per affected request."""
+
+    kind: str  # "n_plus_one" | "slow_statement" | "chatty_calls" | "pool_wait"
+    detail: str
+    target: str  # the normalized statement or "METHOD host/route"
+    count_per_request: float
+    ns_per_request: int  # mean cost in the requests where it occurs
+    requests_fraction: float  # share of the endpoint's requests where it occurs
+    total_ns: int = 0
+    count: int = 0
+    p50_ns: int = 0
+    p99_ns: int = 0
+    concurrent: bool = False
+
+    @property
+    def saving_ns_per_request(self) -> int:
+        """Expected saving averaged over all the endpoint's requests."""
+        return int(self.ns_per_request * self.requests_fraction)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetRuntime:
+    """A runtime to port to and how much faster it runs interpreter work."""
+
+    name: str
+    factor_low: float
+    factor_typical: float
+    factor_high: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Projection:
+    """Amdahl's law for one target on one endpoint, at the typical factor."""
+
+    target: TargetRuntime
+    p50_ns: int
+    p99_ns: int
+    p50_saving_ns: int
+    p99_saving_ns: int
+    p50_saving_fraction: float
+    p99_saving_fraction: float
+    p50_saving_range_ns: tuple[int, int]  # at factor_low, factor_high
+    requests_per_core: float | None  # projected, when CPU was measured
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    label: str  # "dont_migrate" | "marginal" | "migration_could_pay"
+    confidence: str  # "low" | "medium" | "high"
+    summary: str  # one sentence, with its numbers, plain text
+    upper_bound: bool  # CPU not measured: savings are upper bounds
+    projections: tuple[Projection, ...]
+    fixes: tuple[Finding, ...]  # cheaper fixes, ranked by time saved
+    cpu_per_request_ns: int | None
+    requests_per_core: float | None
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileSummary:
+    """Where sampled interpreter time goes, by bucket (framework, orm, app...)."""
+
+    samples: int
+    bucket_fraction: Mapping[str, float]
+    top_functions: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointStats:
+    """Aggregated requests of one endpoint (or of everything, for ``overall``).
+
+    ``latency_ns`` has keys p50, p95, p99, mean. ``ledger_ns`` has the same keys, each a
+    parts dict (``Ledger.parts`` keys) that sums to that key's latency.
+    """
+
+    service: str
+    endpoint: str
+    count: int
+    errors: int
+    cpu_measured: bool
+    latency_ns: Mapping[str, int]
+    ledger_ns: Mapping[str, Mapping[str, int]]
+    queueing_ns: Mapping[str, int] = field(default_factory=dict)  # part of waiting, by key
+    from_totals: int = 0  # requests booked from ledger.* totals
+    findings: tuple[Finding, ...] = ()
+    verdict: Verdict | None = None
+    profile: ProfileSummary | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputSummary:
+    files: int
+    spans: int
+    traces: int
+    requests: int
+    skipped: Mapping[str, int]  # reason -> count
+    problems: tuple[str, ...] = ()  # first few one-line messages, "file:line: problem"
+    collector: Mapping[str, int] = field(default_factory=dict)  # dropped spans, errors...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    inputs: InputSummary
+    overall: EndpointStats
+    endpoints: tuple[EndpointStats, ...]

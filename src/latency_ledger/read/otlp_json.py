@@ -1,0 +1,447 @@
+"""OTLP JSON -> span rows: JSON lines and single documents.
+
+Contract: :func:`read_json` takes an open binary stream that starts with JSON and yields
+lists of :class:`~latency_ledger.read.values.SpanRow` (a span's fields), one list per
+unit (a line, or the whole document). It never raises for bad input: each unit it cannot
+use is noted in the stats with its line, and reading goes on with the next one.
+
+Shapes read (unknown fields are ignored everywhere):
+
+- one ``TracesData`` / ``ExportTraceServiceRequest`` per line, as the Collector's file
+  exporter and ``opentelemetry-exporter-otlp-json-file`` write; lines of logs, metrics
+  or profiles are counted as ``non_trace_line``;
+- one document (pretty-printed or not), also wrapped as ``{"result": ...}`` (Jaeger's
+  api_v3), ``{"trace": ...}`` or ``{"batches": [ResourceSpans...]}`` (Grafana Tempo), with
+  ``instrumentationLibrarySpans`` (OTLP < 0.15) beside ``scopeSpans``.
+
+Decoding uses typed msgspec Structs, the fast path. When a unit decodes as JSON but one of
+its spans has a field of the wrong type, the unit is walked again span by span so only the
+bad span is skipped. Jaeger and Zipkin JSON are recognized and refused with one line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
+
+import msgspec
+
+from latency_ledger.model import AttributeValue, SpanKind
+from latency_ledger.read.sniff import BOM, foreign_format, refusal
+from latency_ledger.read.stats import ReadStats, clip, note, show_path
+from latency_ledger.read.values import (
+    ERROR_CODES,
+    KINDS,
+    IdDecoder,
+    SpanRow,
+    b64_to_hex,
+    to_float,
+    to_int,
+)
+
+_EMPTY = msgspec.Raw()
+_UNSPECIFIED = SpanKind.UNSPECIFIED
+_NO_SERVICE = "unknown_service"
+_HEX = "0123456789abcdef"
+_ZERO_32 = "0" * 32
+_ZERO_16 = "0" * 16
+
+
+class _Struct(msgspec.Struct, rename="camel", gc=False):
+    """Base of the OTLP JSON shapes: camelCase keys; decoded data has no cycles, so no GC."""
+
+
+class AnyValue(_Struct):
+    string_value: str | None = None
+    bool_value: bool | None = None
+    int_value: int | str | None = None
+    double_value: float | str | None = None
+    array_value: ArrayValue | None = None
+    kvlist_value: KeyValueList | None = None
+    bytes_value: str | None = None
+
+
+class ArrayValue(_Struct):
+    values: list[AnyValue | None] = []
+
+
+class KeyValue(_Struct):
+    key: str = ""
+    value: AnyValue | None = None
+
+
+class KeyValueList(_Struct):
+    values: list[KeyValue] = []
+
+
+class Resource(_Struct):
+    attributes: list[KeyValue] = []
+
+
+class Status(_Struct):
+    code: int | str | None = None
+
+
+class JsonSpan(_Struct):
+    trace_id: str = ""
+    span_id: str = ""
+    parent_span_id: str = ""
+    name: str = ""
+    kind: int | str | None = 0
+    start_time_unix_nano: int | str | None = 0
+    end_time_unix_nano: int | str | None = 0
+    attributes: list[KeyValue] = []
+    status: Status | None = None
+
+
+class ScopeSpans(_Struct):
+    spans: list[JsonSpan] = []
+
+
+class ResourceSpans(_Struct):
+    resource: Resource | None = None
+    scope_spans: list[ScopeSpans] = []
+    instrumentation_library_spans: list[ScopeSpans] = []
+
+
+class TracesData(_Struct):
+    """A line or document: ``TracesData`` and its wrappers, plus markers of other data."""
+
+    resource_spans: list[ResourceSpans] | None = None
+    batches: list[ResourceSpans] | None = None  # Grafana Tempo
+    result: TracesData | None = None  # Jaeger api_v3
+    trace: TracesData | None = None  # Tempo api/v2
+    # Present only to tell "logs/metrics line" and "Jaeger JSON" from "not trace data";
+    # Raw skips the content without building objects.
+    resource_logs: msgspec.Raw = _EMPTY
+    resource_metrics: msgspec.Raw = _EMPTY
+    resource_profiles: msgspec.Raw = _EMPTY
+    data: msgspec.Raw = _EMPTY
+    trace_id_jaeger: msgspec.Raw = msgspec.field(default=_EMPTY, name="traceID")
+
+
+_DECODER = msgspec.json.Decoder(TracesData)
+_WHOLE = msgspec.json.Decoder(msgspec.Raw)  # checks a value is whole without building it
+_BYTE_AT = re.compile(r"\(byte (\d+)\)")
+
+
+def _value(v: AnyValue | None) -> AttributeValue:
+    # String values never get here (the caller inlines them); ints come next most often,
+    # as decimal strings from exporters that follow the protobuf JSON mapping.
+    if v is None:
+        return None
+    number = v.int_value
+    if number is not None:
+        if type(number) is int:
+            return number
+        try:
+            return int(number)
+        except ValueError:
+            return number
+    if v.string_value is not None:
+        return v.string_value
+    if v.bool_value is not None:
+        return v.bool_value
+    if v.double_value is not None:
+        real = to_float(v.double_value)
+        return v.double_value if real is None else real
+    if v.array_value is not None:
+        return tuple([_value(x) for x in v.array_value.values])
+    if v.kvlist_value is not None:
+        return tuple([(kv.key, _value(kv.value)) for kv in v.kvlist_value.values])
+    if v.bytes_value is not None:
+        return b64_to_hex(v.bytes_value)
+    return None
+
+
+def _service(resource: Resource | None) -> str:
+    if resource is not None:
+        for kv in resource.attributes:
+            if kv.key == "service.name" and kv.value is not None and kv.value.string_value:
+                return kv.value.string_value
+    return _NO_SERVICE
+
+
+def _resource_spans(td: TracesData) -> list[ResourceSpans] | None:
+    if td.resource_spans is not None:
+        return td.resource_spans
+    if td.batches is not None:
+        return td.batches
+    inner = td.result if td.result is not None else td.trace
+    return None if inner is None else _resource_spans(inner)
+
+
+def convert_spans(
+    groups: Sequence[ResourceSpans], place: str, stats: ReadStats, ids: IdDecoder
+) -> list[SpanRow]:
+    """Decoded resource spans -> span rows; unusable spans are noted and left out.
+
+    The hot loop of the whole analysis: lowercase hex ids (what exporters write) pass
+    with one C-level check, string attributes without a function call.
+    """
+    out: list[SpanRow] = []
+    append = out.append
+    make = SpanRow
+    kinds_get = KINDS.get
+    value = _value
+    for rs in groups:
+        service = _service(rs.resource)
+        for scopes in (rs.scope_spans, rs.instrumentation_library_spans):
+            for scope in scopes:
+                for s in scope.spans:
+                    tid: str | None = s.trace_id
+                    if len(s.trace_id) != 32 or s.trace_id.strip(_HEX) or s.trace_id == _ZERO_32:
+                        tid = ids.trace(s.trace_id)
+                    sid: str | None = s.span_id
+                    if len(s.span_id) != 16 or s.span_id.strip(_HEX) or s.span_id == _ZERO_16:
+                        sid = ids.span(s.span_id)
+                    pid: str | None = s.parent_span_id
+                    if pid and (len(pid) != 16 or pid.strip(_HEX) or pid == _ZERO_16):
+                        pid = ids.parent(pid)
+                    try:
+                        # int() takes ints as they are and decimal strings (the JSON
+                        # mapping of int64) in C; anything else is a bad span below.
+                        start = int(s.start_time_unix_nano)  # type: ignore[arg-type]
+                        end = int(s.end_time_unix_nano)  # type: ignore[arg-type]
+                    except (TypeError, ValueError):
+                        start = end = 0
+                    if tid is None or sid is None or pid is None or not start or not end:
+                        _bad_span(s, tid, sid, pid, place, stats)
+                        continue
+                    if end < start:
+                        who = f"span {sid} {clip(s.name)}"
+                        note(stats, "end_before_start", f"{place}: {who} ends before it starts")
+                        continue
+                    status = s.status
+                    append(
+                        make(
+                            tid,
+                            sid,
+                            pid,
+                            s.name,
+                            kinds_get(s.kind, _UNSPECIFIED),
+                            start,
+                            end,
+                            status is not None and status.code in ERROR_CODES,
+                            {
+                                kv.key: text
+                                if (v := kv.value) is not None
+                                and (text := v.string_value) is not None
+                                else value(v)
+                                for kv in s.attributes
+                            },
+                            service,
+                        )
+                    )
+    return out
+
+
+def _bad_span(
+    s: JsonSpan,
+    tid: str | None,
+    sid: str | None,
+    pid: str | None,
+    place: str,
+    stats: ReadStats,
+) -> None:
+    who = f"span {clip(s.span_id) if sid is None else sid} {clip(s.name)}"
+    if tid is None:
+        note(stats, "invalid_id", f"{place}: {who} has an invalid trace id {clip(s.trace_id)}")
+    elif sid is None:
+        note(stats, "invalid_id", f"{place}: {who} has an invalid span id")
+    elif pid is None:
+        note(stats, "invalid_id", f"{place}: {who} has an invalid parent id")
+    else:
+        for which, raw in (("end", s.end_time_unix_nano), ("start", s.start_time_unix_nano)):
+            if to_int(raw):
+                continue
+            if raw in (None, 0, "0", ""):
+                note(stats, f"span_without_{which}_time", f"{place}: {who} has no {which} time")
+            else:
+                note(stats, "invalid_time", f"{place}: {who} has an unreadable {which} time")
+            return
+
+
+class _Refused(Exception):
+    """The file is a format we recognize but do not read; stop reading it."""
+
+
+class _JsonReader:
+    """One JSON file's state: where we are, and whether a unit has been seen yet."""
+
+    def __init__(self, path: object, stats: ReadStats, ids: IdDecoder) -> None:
+        self.where = show_path(path)
+        self.stats = stats
+        self.ids = ids
+        self.units = 0
+        self.non_trace = 0
+
+    def unit(self, data: bytes, line: int | None, doc: bool) -> list[SpanRow]:
+        """Decode one line (``line`` set) or document; note what cannot be used."""
+        self.units += 1
+        place = self.where if line is None else f"{self.where}:{line}"
+        try:
+            return self._unit(data, line, doc, place)
+        except RecursionError:
+            note(self.stats, "not_trace_data", f"{place}: values nested too deeply, skipped")
+            return []
+
+    def _unit(self, data: bytes, line: int | None, doc: bool, place: str) -> list[SpanRow]:
+        try:
+            td = _DECODER.decode(data)
+        except msgspec.ValidationError as exc:
+            return self._lenient(data, place, str(exc))
+        except msgspec.DecodeError as exc:
+            self._invalid_json(data, line, doc, str(exc))
+            return []
+        groups = _resource_spans(td)
+        if groups is not None:
+            return convert_spans(groups, place, self.stats, self.ids)
+        if len(td.resource_logs) or len(td.resource_metrics) or len(td.resource_profiles):
+            self.non_trace += 1
+            self.stats.skipped["non_trace_line"] += 1
+            return []
+        if len(td.data) or len(td.trace_id_jaeger):
+            self._check_foreign(msgspec.json.decode(data))
+        note(self.stats, "not_trace_data", f"{place}: not OTLP trace data (no resourceSpans)")
+        return []
+
+    def _invalid_json(self, data: bytes, line: int | None, doc: bool, message: str) -> None:
+        if line is not None:
+            note(self.stats, "invalid_json_line", f"{self.where}:{line}: invalid JSON: {message}")
+            return
+        found = _BYTE_AT.search(message)
+        at = int(found.group(1)) if found else len(data)
+        line = data.count(b"\n", 0, at) + 1
+        where = f"{self.where}:{line}"
+        reason = "invalid_json" if doc else "invalid_json_line"
+        note(self.stats, reason, f"{where}: invalid JSON: {message}")
+
+    def _check_foreign(self, obj: object) -> None:
+        name = foreign_format(obj)
+        if name is not None and self.units == 1:
+            raise _Refused(refusal(self.where, name))
+
+    def _lenient(self, data: bytes, place: str, message: str) -> list[SpanRow]:
+        """Valid JSON of the wrong shape somewhere: keep what can be used, span by span."""
+        try:
+            obj: Any = msgspec.json.decode(data)
+        except (msgspec.DecodeError, RecursionError):
+            note(self.stats, "not_trace_data", f"{place}: not OTLP trace data: {message}")
+            return []
+        self._check_foreign(obj)
+        groups = _lenient_groups(obj)
+        if groups is None:
+            note(self.stats, "not_trace_data", f"{place}: not OTLP trace data: {message}")
+            return []
+        kept: list[ResourceSpans] = []
+        for raw_rs in groups:
+            if not isinstance(raw_rs, dict):
+                note(
+                    self.stats, "not_trace_data", f"{place}: a resourceSpans entry is not an object"
+                )
+                continue
+            try:
+                resource = msgspec.convert(raw_rs.get("resource"), Resource | None)
+            except msgspec.ValidationError:
+                resource = None
+            scopes = []
+            for key in ("scopeSpans", "instrumentationLibrarySpans"):
+                for raw_scope in _as_list(raw_rs.get(key)):
+                    spans = _as_list(raw_scope.get("spans")) if isinstance(raw_scope, dict) else []
+                    scopes.append(ScopeSpans(spans=self._spans(spans, place)))
+            kept.append(ResourceSpans(resource=resource, scope_spans=scopes))
+        return convert_spans(kept, place, self.stats, self.ids)
+
+    def _spans(self, raw_spans: list[Any], place: str) -> list[JsonSpan]:
+        good = []
+        for raw in raw_spans:
+            try:
+                good.append(msgspec.convert(raw, JsonSpan))
+            except msgspec.ValidationError as exc:
+                name = raw.get("name") if isinstance(raw, dict) else None
+                note(self.stats, "invalid_span", f"{place}: span {clip(name)} skipped: {exc}")
+        return good
+
+
+def _as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _lenient_groups(obj: object) -> list[Any] | None:
+    while isinstance(obj, dict):
+        for key in ("resourceSpans", "batches"):
+            if isinstance(obj.get(key), list):
+                return list(obj[key])
+        obj = obj.get("result", obj.get("trace"))
+    return None
+
+
+def _is_blank(line: bytes) -> bool:
+    return len(line) < 8 and not line.strip()
+
+
+def read_json(
+    stream: IO[bytes], path: object, stats: ReadStats, ids: IdDecoder
+) -> Iterator[list[SpanRow]]:
+    """Yield the spans of each unit of a JSON file (JSON lines or one document)."""
+    reader = _JsonReader(path, stats, ids)
+    try:
+        yield from _read(stream, reader)
+    except _Refused as exc:
+        note(stats, "unsupported_format", str(exc))
+    if reader.non_trace:
+        note(
+            stats,
+            "non_trace_line",
+            f"{reader.where}: skipped {reader.non_trace} lines of logs/metrics (not traces)",
+            count=0,
+        )
+
+
+def _read(stream: IO[bytes], reader: _JsonReader) -> Iterator[list[SpanRow]]:
+    # JSON lines when the first non-blank line is a whole JSON value (or, if that line is
+    # broken, the second one is); otherwise one document, possibly pretty-printed.
+    consumed: list[bytes] = []
+    heads: list[tuple[int, bytes]] = []
+    for number, line in enumerate(stream, 1):
+        if number == 1:
+            line = line.removeprefix(BOM)
+        consumed.append(line)
+        if _is_blank(line):
+            continue
+        heads.append((number, line))
+        if _complete(line) or len(heads) == 2:
+            break
+    if not heads:
+        return
+    if _complete(heads[-1][1]):
+        for number, line in heads:
+            spans = reader.unit(line, number, doc=False)
+            if spans:
+                yield spans
+        number = len(consumed)
+        for line in stream:
+            number += 1
+            if _is_blank(line):
+                continue
+            spans = reader.unit(line, number, doc=False)
+            if spans:
+                yield spans
+        return
+    consumed.append(stream.read())
+    spans = reader.unit(b"".join(consumed), None, doc=True)
+    if spans:
+        yield spans
+
+
+def _complete(line: bytes) -> bool:
+    """Whether a line holds one whole JSON value (of any shape)."""
+    try:
+        _WHOLE.decode(line)
+    except msgspec.DecodeError:
+        return False
+    except RecursionError:
+        return True  # nested too deeply to check here; decoding it will say so
+    return True

@@ -1,0 +1,91 @@
+"""Tell file shapes apart by their content, never by their name.
+
+Contract: :func:`sniff` looks at the first bytes of a stream and names its shape;
+:func:`foreign_format` recognizes decoded Jaeger and Zipkin JSON, which we refuse with
+the one line :func:`refusal` builds. Both are pure and never raise.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BOM = b"\xef\xbb\xbf"
+
+# Protobuf text format: optional '#' comment lines, then a field name.
+_PROTO_TEXT = re.compile(rb"\A\s*(?:#[^\n]*\n\s*)*[A-Za-z_][A-Za-z0-9_]*\s*[:{\[]")
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_TEXT_SAMPLE = 1024
+_FIELD_1_LEN = 0x0A  # tag of field 1 (resource_spans), wire type 2: how a message starts
+
+_HINTS = {
+    "Jaeger JSON": "Jaeger's /api/v3/traces endpoint or the Collector's file exporter",
+    "Zipkin JSON": "the Collector's zipkin receiver with its file exporter",
+}
+
+
+class Shape(StrEnum):
+    EMPTY = "empty"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+    JSON = "json"
+    PROTO = "proto"  # one TracesData / ExportTraceServiceRequest message
+    PROTO_STREAM = "proto_stream"  # the Collector fileexporter's `format: proto`
+    PROTO_TEXT = "proto_text"
+    UNKNOWN = "unknown"
+
+
+def sniff(head: bytes) -> Shape:
+    """The shape of a stream from its first bytes (a few hundred are plenty)."""
+    if not head:
+        return Shape.EMPTY
+    if head.startswith(GZIP_MAGIC):
+        return Shape.GZIP
+    if head.startswith(ZSTD_MAGIC):
+        return Shape.ZSTD
+    body = head.removeprefix(BOM)
+    # Protobuf starts with tag bytes such as 0x0a ('\n') and 0x12, so "starts with '{'
+    # after whitespace" alone could be a binary message; text has no control bytes.
+    if not _CONTROL.search(body, 0, _TEXT_SAMPLE):
+        stripped = body.lstrip()
+        if not stripped:
+            return Shape.EMPTY
+        if stripped[:1] in (b"{", b"["):
+            return Shape.JSON
+        if _PROTO_TEXT.match(body):
+            return Shape.PROTO_TEXT
+        return Shape.UNKNOWN
+    if head[0] == _FIELD_1_LEN:
+        return Shape.PROTO
+    # The fileexporter writes a 4-byte big-endian length before each message; real
+    # messages are far below 16 MiB, so the first byte is 0 and the fifth starts one.
+    if len(head) >= 5 and head[0] == 0 and head[4] == _FIELD_1_LEN:
+        return Shape.PROTO_STREAM
+    return Shape.UNKNOWN
+
+
+def foreign_format(obj: object) -> str | None:
+    """``"Jaeger JSON"`` / ``"Zipkin JSON"`` for those shapes of decoded JSON, else None."""
+    if isinstance(obj, dict):
+        data = obj.get("data")
+        if isinstance(data, list) and data and _is_jaeger_trace(data[0]):
+            return "Jaeger JSON"
+        if _is_jaeger_trace(obj):
+            return "Jaeger JSON"
+        return None
+    if isinstance(obj, list) and obj and isinstance(obj[0], dict):
+        first = obj[0]
+        if "traceId" in first and "id" in first:
+            return "Zipkin JSON"
+    return None
+
+
+def _is_jaeger_trace(obj: object) -> bool:
+    return isinstance(obj, dict) and "traceID" in obj and "spans" in obj
+
+
+def refusal(where: str, name: str) -> str:
+    """The one line for a recognized format we do not read."""
+    return f"{where}: unsupported format: {name} (export OTLP instead: {_HINTS[name]})"

@@ -1,0 +1,48 @@
+"""What the readers saw: counters filled while reading, and the one way to note a problem.
+
+Contract: every unit of input the readers skip is counted once under a reason in
+``ReadStats.skipped`` and described by one line ``"path:place: problem"``; only the first
+``MAX_PROBLEMS`` lines are kept, the counts are always complete.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+MAX_PROBLEMS = 100
+_CLIP = 80
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """Mutable counters, filled while :func:`latency_ledger.read.read_traces` runs."""
+
+    files: int = 0  # files opened successfully
+    spans: int = 0  # spans accepted
+    traces: int = 0  # Trace objects yielded
+    bytes_read: int = 0  # input bytes consumed (compressed size for compressed files)
+    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
+    problems: list[str] = field(default_factory=list)  # the first MAX_PROBLEMS lines
+    max_in_flight: int = 0  # most traces buffered at once (the memory bound, for tests)
+
+
+def note(stats: ReadStats, reason: str, message: str, count: int = 1) -> None:
+    """Count ``count`` skipped units under ``reason``; keep the message if there is room."""
+    stats.skipped[reason] += count
+    if len(stats.problems) < MAX_PROBLEMS:
+        stats.problems.append(message)
+
+
+def clip(text: object) -> str:
+    """Quote attacker-controlled text for a one-line message: repr, bounded length."""
+    s = str(text)
+    if len(s) > _CLIP:
+        s = s[:_CLIP] + "..."
+    return repr(s)
+
+
+def show_path(path: object) -> str:
+    """A path for a one-line message; quoted only if it holds control characters."""
+    s = str(path)
+    return s if s.isprintable() else repr(s)

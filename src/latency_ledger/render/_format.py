@@ -1,0 +1,119 @@
+"""Number and label formatting shared by the text and HTML renderers.
+
+Contract: pure functions from model units (``*_ns``, ``*_fraction``) to short display
+strings. Nothing here is part of the JSON contract.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+NS_PER_MS = 1_000_000
+
+LABELS = {
+    "dont_migrate": "Don't migrate",
+    "marginal": "Marginal",
+    "migration_could_pay": "Migration could pay",
+}
+
+PART_NAMES = {
+    "database": "database",
+    "network": "network",
+    "interpreter": "interpreter",
+    "waiting": "waiting",
+    "app": "app (upper bound)",
+}
+
+FINDING_NAMES = {
+    "n_plus_one": "N+1 queries",
+    "slow_statement": "Slow statement",
+    "chatty_calls": "Chatty calls",
+    "pool_wait": "Connection pool wait",
+}
+
+# C0/C1 controls (terminal escape sequences) and bidi overrides ("Trojan Source") would
+# let trace content rewrite what a reader sees; they are shown as U+FFFD instead.
+_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_CHARS_ONE_LINE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+)
+
+
+def clean(text: str, *, one_line: bool = False) -> str:
+    """Replace control and bidi-override characters; newlines and tabs survive unless one_line."""
+    pattern = _UNSAFE_CHARS_ONE_LINE if one_line else _UNSAFE_CHARS
+    return pattern.sub("\ufffd", text)
+
+
+def label_name(label: str) -> str:
+    return LABELS.get(label, label.replace("_", " ").capitalize())
+
+
+def finding_name(kind: str) -> str:
+    return FINDING_NAMES.get(kind, kind.replace("_", " ").capitalize())
+
+
+def ms(ns: float | None) -> str:
+    """``0.80 ms``, ``31.2 ms``, ``142 ms``, ``5.01 s``: about three significant digits."""
+    if ns is None or not math.isfinite(ns):
+        return "n/a"
+    value = ns / NS_PER_MS
+    magnitude = abs(value)
+    if magnitude >= 999.5:  # what would print as 1000 ms
+        seconds = value / 1000
+        if magnitude >= 99_950:
+            return f"{seconds:,.0f} s"
+        return f"{seconds:.1f} s" if magnitude >= 9_995 else f"{seconds:.2f} s"
+    if magnitude >= 99.95:
+        return f"{value:.0f} ms"
+    if magnitude >= 0.995 or value == 0:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def ms_range(low_ns: float, high_ns: float) -> str:
+    """``3.5–5.7 ms``: one unit for both ends when they share it."""
+    low, high = ms(min(low_ns, high_ns)), ms(max(low_ns, high_ns))
+    low_value, _, low_unit = low.partition(" ")
+    high_value, _, high_unit = high.partition(" ")
+    if low_unit == high_unit:
+        return f"{low_value}–{high_value} {high_unit}"
+    return f"{low}–{high}"
+
+
+def pct(fraction: float | None) -> str:
+    """``8%``; small non-zero shares keep a decimal so they do not read as nothing."""
+    if fraction is None or not math.isfinite(fraction):
+        return "n/a"
+    value = fraction * 100
+    if value == 0:
+        return "0%"
+    if abs(value) < 0.1:
+        return "<0.1%" if value > 0 else "-<0.1%"
+    if abs(value) < 10:
+        return f"{value:.1f}%"
+    return f"{value:.0f}%"
+
+
+def factor(value: float) -> str:
+    """``5×``, ``2.5×``."""
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:g}×"
+
+
+def count(value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.1f}"
+
+
+def shares(parts: dict[str, int]) -> dict[str, float]:
+    """Each part's share of the parts' total (0 for an empty ledger)."""
+    total = sum(max(v, 0) for v in parts.values())
+    if total <= 0:
+        return dict.fromkeys(parts, 0.0)
+    return {k: max(v, 0) / total for k, v in parts.items()}

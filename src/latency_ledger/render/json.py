@@ -1,0 +1,201 @@
+"""The ``latency-ledger/1`` JSON report: a contract other tools and CI read.
+
+Contract: ``report_to_json`` maps a :class:`Report` to plain JSON values (dicts, lists,
+str, int, float, bool, None; never NaN or infinity). Keys are never renamed; new ones
+may be added. Times are milliseconds rounded to 0.01 (``*_ms``), shares are fractions
+rounded to 4 decimals (``*_fraction``). Each ledger dict is rounded as a whole (largest
+remainder), so its parts still add up to the rounded total of its parts, which is the
+rounded latency when the ledger sums to it as ``EndpointStats`` promises.
+
+Shape (abridged)::
+
+    {"schema": "latency-ledger/1",
+     "inputs": {"files", "spans", "traces", "requests", "skipped", "problems", "collector"},
+     "overall": <endpoint>,
+     "endpoints": [<endpoint>, ...]}
+    <endpoint> = {"service", "endpoint", "count", "errors", "cpu_measured", "from_totals",
+                  "latency_ms": {"p50", "p95", "p99", "mean"},
+                  "ledger_ms": {"p50": {<part>: ms}, ...}, ["queueing_ms": {"p50": ms, ...}],
+                  "findings": [<finding>], "verdict": <verdict> | null,
+                  "profile": <profile> | null}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from latency_ledger.errors import LedgerError
+from latency_ledger.model import (
+    EndpointStats,
+    Finding,
+    InputSummary,
+    ProfileSummary,
+    Projection,
+    Report,
+    Verdict,
+)
+
+SCHEMA = "latency-ledger/1"
+
+_NS_PER_CENTI_MS = 10_000  # 0.01 ms
+
+
+def report_to_json(report: Report) -> dict[str, Any]:
+    """The whole report as the ``latency-ledger/1`` JSON shape."""
+    return {
+        "schema": SCHEMA,
+        "inputs": _inputs(report.inputs),
+        "overall": _endpoint(report.overall),
+        "endpoints": [_endpoint(e) for e in report.endpoints],
+    }
+
+
+def write_json(report: Report, path: Path) -> None:
+    """Write the report as UTF-8 JSON; a failed write raises :class:`LedgerError`."""
+    text = json.dumps(report_to_json(report), indent=2, ensure_ascii=False, allow_nan=False)
+    try:
+        path.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise LedgerError(f"{path}: cannot write the JSON report: {exc.strerror}") from exc
+
+
+def _ms(ns: float | None) -> float | None:
+    if ns is None or not math.isfinite(ns):
+        return None
+    return round(ns / 1_000_000, 2)
+
+
+def _fraction(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, 4)
+
+
+def _number(value: float | None, digits: int = 2) -> float | int | None:
+    """A plain number; whole floats become ints (``5`` rather than ``5.0``)."""
+    if value is None or not math.isfinite(value):
+        return None
+    if float(value).is_integer():
+        return int(value)
+    return round(value, digits)
+
+
+def _ledger_ms(parts: Mapping[str, int]) -> dict[str, float]:
+    """Round a ledger to 0.01 ms so the rounded parts add up to the rounded total.
+
+    Rounding each part alone can drift by up to half a hundredth per part; largest
+    remainder hands the leftover hundredths to the parts that lost the most.
+    """
+    total = sum(parts.values())
+    target = _round_half_even_div(total, _NS_PER_CENTI_MS)
+    floors = {k: v // _NS_PER_CENTI_MS for k, v in parts.items()}
+    remainders = {k: v - floors[k] * _NS_PER_CENTI_MS for k, v in parts.items()}
+    leftover = target - sum(floors.values())
+    # Ties go to the earlier key, so the result does not depend on dict hashing.
+    order = sorted(parts, key=lambda k: (-remainders[k], list(parts).index(k)))
+    step = 1 if leftover >= 0 else -1
+    for i in range(abs(leftover)):
+        floors[order[i % len(order)]] += step
+    return {k: floors[k] / 100 for k in parts}
+
+
+def _round_half_even_div(value: int, divisor: int) -> int:
+    quotient, remainder = divmod(value, divisor)
+    if remainder * 2 > divisor or (remainder * 2 == divisor and quotient % 2 == 1):
+        quotient += 1
+    return quotient
+
+
+def _inputs(inputs: InputSummary) -> dict[str, Any]:
+    return {
+        "files": inputs.files,
+        "spans": inputs.spans,
+        "traces": inputs.traces,
+        "requests": inputs.requests,
+        "skipped": dict(inputs.skipped),
+        "problems": list(inputs.problems),
+        "collector": dict(inputs.collector),
+    }
+
+
+def _endpoint(stats: EndpointStats) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "service": stats.service,
+        "endpoint": stats.endpoint,
+        "count": stats.count,
+        "errors": stats.errors,
+        "cpu_measured": stats.cpu_measured,
+        "from_totals": stats.from_totals,
+        "latency_ms": {k: _ms(v) for k, v in stats.latency_ns.items()},
+        "ledger_ms": {k: _ledger_ms(parts) for k, parts in stats.ledger_ns.items()},
+    }
+    if stats.queueing_ns:
+        out["queueing_ms"] = {k: _ms(v) for k, v in stats.queueing_ns.items()}
+    out["findings"] = [_finding(f) for f in stats.findings]
+    out["verdict"] = None if stats.verdict is None else _verdict(stats.verdict)
+    out["profile"] = None if stats.profile is None else _profile(stats.profile)
+    return out
+
+
+def _finding(finding: Finding) -> dict[str, Any]:
+    return {
+        "kind": finding.kind,
+        "detail": finding.detail,
+        "target": finding.target,
+        "count_per_request": _number(finding.count_per_request),
+        "ms_per_request": _ms(finding.ns_per_request),
+        "requests_fraction": _fraction(finding.requests_fraction),
+        "saving_ms_per_request": _ms(finding.saving_ns_per_request),
+        "total_ms": _ms(finding.total_ns),
+        "count": finding.count,
+        "p50_ms": _ms(finding.p50_ns),
+        "p99_ms": _ms(finding.p99_ns),
+        "concurrent": finding.concurrent,
+    }
+
+
+def _projection(projection: Projection) -> dict[str, Any]:
+    target = projection.target
+    low, high = projection.p50_saving_range_ns
+    return {
+        "factor": _number(target.factor_typical),
+        "factor_range": [_number(target.factor_low), _number(target.factor_high)],
+        "source": target.source,
+        "p50_ms": _ms(projection.p50_ns),
+        "p99_ms": _ms(projection.p99_ns),
+        "p50_saving_ms": _ms(projection.p50_saving_ns),
+        "p50_saving_fraction": _fraction(projection.p50_saving_fraction),
+        "p50_saving_range_ms": [_ms(low), _ms(high)],
+        "p99_saving_ms": _ms(projection.p99_saving_ns),
+        "p99_saving_fraction": _fraction(projection.p99_saving_fraction),
+        "requests_per_core": _number(projection.requests_per_core, 1),
+    }
+
+
+def _verdict(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "label": verdict.label,
+        "confidence": verdict.confidence,
+        "summary": verdict.summary,
+        "upper_bound": verdict.upper_bound,
+        "targets": {p.target.name: _projection(p) for p in verdict.projections},
+        "fixes": [_finding(f) for f in verdict.fixes],
+        "cpu_per_request_ms": _ms(verdict.cpu_per_request_ns),
+        "requests_per_core": _number(verdict.requests_per_core, 1),
+        "reasons": list(verdict.reasons),
+    }
+
+
+def _profile(profile: ProfileSummary) -> dict[str, Any]:
+    return {
+        "samples": profile.samples,
+        "bucket_fraction": {k: _fraction(v) for k, v in profile.bucket_fraction.items()},
+        "top_functions": [
+            {"function": name, "fraction": _fraction(share)}
+            for name, share in profile.top_functions
+        ],
+    }

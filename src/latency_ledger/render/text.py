@@ -1,0 +1,210 @@
+"""The terminal summary: the verdict first, then a compact ledger table.
+
+Contract: ``render_text(report, width=100, color=False)`` returns plain text whose lines
+fit in ``width`` columns (at least 80; the bar column is dropped below 90). Color means
+ANSI escapes, only when asked. Trace content (endpoints, services, the verdict text,
+reasons) has control and bidi characters replaced, so it cannot move the cursor or
+recolor the terminal. The table lists the 30 endpoints with the most total time
+(requests x mean latency); the HTML and JSON reports list all of them.
+
+Layout::
+
+    Verdict: Don't migrate (confidence: high)
+    <overall verdict sentence, wrapped>
+      ported to node (3× faster CPU): p50 -4.7 ms (16%), p99 -40.0 ms (22%)
+      cheaper fix: N+1 queries saves 17.1 ms per request: <detail>
+
+    endpoint                count      p50      p99 db% net% cpu% wait%  p50 ledger
+    GET /orders/{order_id}  1,200  31.2 ms   140 ms  77    6   10     6  ████████▓▒
+    GET /invoices/{id}.pdf    180  40.0 ms   120 ms  12   25  ≤62     -  █▓▓▓╳╳╳╳╳╳
+    ledger: █ database  ▓ network  ▒ interpreter  ░ waiting
+            ╳ app (CPU not measured: upper bound); cpu% shows it as ≤N
+
+    input: 3 files, 41,332 spans, 2,000 traces, 2,000 requests; skipped: not trace data (1)
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+
+from latency_ledger.model import EndpointStats, Report
+
+from ._format import clean, count, factor, finding_name, label_name, ms, pct, shares
+
+# Distinct glyphs so the bar reads without color; with color each also gets its hue.
+_GLYPHS = {"database": "█", "network": "▓", "interpreter": "▒", "waiting": "░", "app": "╳"}
+_COLORS = {"database": "34", "network": "32", "interpreter": "31", "waiting": "90", "app": "33"}
+_LABEL_COLORS = {"dont_migrate": "32", "marginal": "33", "migration_could_pay": "35"}
+_PCT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("db%", "database"),
+    ("net%", "network"),
+    ("cpu%", "interpreter"),
+    ("wait%", "waiting"),
+)
+_BAR = 10
+_MAX_ROWS = 30  # the HTML and JSON reports list every endpoint
+
+Paint = Callable[[str, str], str]
+
+
+def render_text(report: Report, *, width: int = 100, color: bool = False) -> str:
+    """The terminal summary of ``report``."""
+    width = max(width, 80)
+    paint = _painter(color)
+    lines = _verdict_lines(report.overall, width, paint)
+    lines.append("")
+    lines.extend(_table(report, width, paint))
+    lines.append("")
+    lines.extend(_input_lines(report, width))
+    return "\n".join(lines) + "\n"
+
+
+def _painter(color: bool) -> Paint:
+    def paint(text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if color and code else text
+
+    return paint
+
+
+def _verdict_lines(overall: EndpointStats, width: int, paint: Paint) -> list[str]:
+    verdict = overall.verdict
+    if verdict is None:
+        head = "No verdict: nothing to decide on"
+        return textwrap.wrap(f"{head} ({overall.count:,} requests).", width)
+    label = paint(
+        clean(label_name(verdict.label), one_line=True), _LABEL_COLORS.get(verdict.label, "1")
+    )
+    head = f"Verdict: {label} (confidence: {clean(verdict.confidence, one_line=True)})"
+    if verdict.upper_bound:
+        head += ", an upper bound: CPU not measured"
+    wrapped = [head]
+    wrapped.extend(
+        textwrap.wrap(clean(verdict.summary, one_line=True), width, break_on_hyphens=False)
+    )
+    for p in verdict.projections:
+        bound = "at most " if verdict.upper_bound else ""
+        line = (
+            f"  ported to {clean(p.target.name, one_line=True)} "
+            f"({factor(p.target.factor_typical)} faster CPU): {bound}p50 "
+            f"-{ms(p.p50_saving_ns)} ({pct(p.p50_saving_fraction)}), "
+            f"p99 -{ms(p.p99_saving_ns)} ({pct(p.p99_saving_fraction)})"
+        )
+        wrapped.append(_fit(line, width))
+    if verdict.fixes:
+        fix = verdict.fixes[0]
+        line = (
+            f"cheaper fix: {finding_name(fix.kind)} saves "
+            f"{ms(fix.saving_ns_per_request)} per request: {clean(fix.detail, one_line=True)}"
+        )
+        wrapped.extend(textwrap.wrap(line, width, initial_indent="  ", subsequent_indent="    "))
+    return wrapped
+
+
+def _table(report: Report, width: int, paint: Paint) -> list[str]:
+    endpoints = sorted(report.endpoints, key=_total_time, reverse=True)
+    services = {e.service for e in report.endpoints}
+    bar = width >= 90
+    fixed = 6 + 8 + 8 + sum(len(h) + 1 for h, _ in _PCT_COLUMNS) + 2 * 2 + (_BAR + 2 if bar else 0)
+    names = [e.endpoint if len(services) == 1 else f"{e.service} {e.endpoint}" for e in endpoints]
+    # As wide as the names need, up to what the numbers leave; at least 8 columns.
+    longest = max((len(n) for n in names[:_MAX_ROWS]), default=8)
+    name_width = max(min(width - fixed - 2, longest), 8)
+    header = (
+        f"{'endpoint':<{name_width}}  {'count':>6} {'p50':>8} {'p99':>8} "
+        + " ".join(f"{h:>{len(h)}}" for h, _ in _PCT_COLUMNS)
+        + ("  p50 ledger" if bar else "")
+    )
+    lines = [header[:width]]
+    for stats, raw in zip(endpoints[:_MAX_ROWS], names, strict=False):
+        name = clean(raw, one_line=True)
+        if len(name) > name_width:  # a long name gets its own line rather than being cut
+            lines.append(_cut(name, width))
+            name = ""
+        lines.append(_row(stats, name, name_width, bar, paint))
+    hidden = len(endpoints) - _MAX_ROWS
+    if hidden > 0:
+        lines.append(f"... and {hidden:,} more endpoints with less total time (see the reports)")
+    if not endpoints:
+        lines.append("(no requests found)")
+    legend = "  ".join(paint(_GLYPHS[k], _COLORS[k]) + f" {k}" for k in _GLYPHS if k != "app")
+    lines.append(f"ledger: {legend}")
+    if any(not e.cpu_measured for e in (*report.endpoints, report.overall)):
+        lines.append(
+            f"        {paint(_GLYPHS['app'], _COLORS['app'])} app (CPU not measured: upper bound)"
+            + ("; cpu% shows it as ≤N" if width >= 84 else "")
+        )
+    return lines
+
+
+def _row(stats: EndpointStats, name: str, name_width: int, bar: bool, paint: Paint) -> str:
+    parts = dict(stats.ledger_ns.get("p50", {}))
+    share = shares(parts)
+    cells = []
+    for head, key in _PCT_COLUMNS:
+        if key in share:
+            cell = _whole_pct(share[key])
+        elif key == "interpreter" and "app" in share:
+            cell = "≤" + _whole_pct(share["app"])  # CPU not measured: app bounds it
+        else:
+            cell = "-"
+        cells.append(f"{cell:>{len(head)}}")
+    return (
+        f"{name:<{name_width}}  {count(stats.count):>6} {ms(stats.latency_ns.get('p50')):>8} "
+        f"{ms(stats.latency_ns.get('p99')):>8} "
+        + " ".join(cells)
+        + ("  " + _bar(share, paint) if bar else "")
+    )
+
+
+def _bar(share: dict[str, float], paint: Paint) -> str:
+    """``_BAR`` cells split by largest remainder, so the cells always add up."""
+    exact = {k: v * _BAR for k, v in share.items()}
+    cells = {k: int(v) for k, v in exact.items()}
+    if sum(share.values()) > 0:
+        for k in sorted(exact, key=lambda k: cells[k] - exact[k])[: _BAR - sum(cells.values())]:
+            cells[k] += 1
+    return "".join(
+        paint(_GLYPHS.get(k, "?") * n, _COLORS.get(k, "")) for k, n in cells.items() if n
+    )
+
+
+def _whole_pct(fraction: float) -> str:
+    value = round(fraction * 100)
+    return "<1" if value == 0 and fraction > 0 else str(value)
+
+
+def _total_time(stats: EndpointStats) -> int:
+    return stats.count * stats.latency_ns.get("mean", 0)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fit(line: str, width: int) -> str:
+    return _cut(line, width)
+
+
+def _input_lines(report: Report, width: int) -> list[str]:
+    inputs = report.inputs
+    line = (
+        f"input: {inputs.files:,} files, {inputs.spans:,} spans, {inputs.traces:,} traces, "
+        f"{inputs.requests:,} requests"
+    )
+    skipped = {k: v for k, v in inputs.skipped.items() if v}
+    if skipped:
+        what = ", ".join(
+            f"{clean(k, one_line=True).replace('_', ' ')} ({v:,})" for k, v in skipped.items()
+        )
+        line += f"; skipped: {what}"
+    else:
+        line += "; nothing skipped"
+    lines = textwrap.wrap(line, width, subsequent_indent="  ")
+    dropped = {k: v for k, v in inputs.collector.items() if v}
+    if dropped:
+        what = ", ".join(
+            f"{clean(k, one_line=True).replace('_', ' ')} ({v:,})" for k, v in dropped.items()
+        )
+        lines.extend(textwrap.wrap(f"collector: {what}", width, subsequent_indent="  "))
+    return lines

@@ -1,0 +1,62 @@
+"""Telling shapes apart by content."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
+from latency_ledger.read.sniff import Shape, foreign_format, refusal, sniff
+
+
+def _message(length_byte: int) -> bytes:
+    """A real message whose first resource_spans entry is ``length_byte`` bytes long."""
+    data = TracesData()
+    rs = data.resource_spans.add()
+    rs.schema_url = "x" * (length_byte - 2)  # field 3: tag, length, then the text
+    encoded = data.SerializeToString()
+    assert encoded[:2] == bytes([0x0A, length_byte])
+    return encoded
+
+
+@pytest.mark.parametrize(
+    ("head", "shape"),
+    [
+        (b"", Shape.EMPTY),
+        (b" \n\t\r\n", Shape.EMPTY),
+        (b"\x1f\x8b\x08\x00", Shape.GZIP),
+        (b"\x28\xb5\x2f\xfd\x00", Shape.ZSTD),
+        (b'{"resourceSpans": []}', Shape.JSON),
+        (b'\n\n  {"resourceSpans": []}', Shape.JSON),
+        (b"[\n  {", Shape.JSON),
+        (b'\xef\xbb\xbf{"a": 1}', Shape.JSON),
+        (b"# proto-file: x\nresource_spans: [\n", Shape.PROTO_TEXT),
+        (b"resource_spans {\n", Shape.PROTO_TEXT),
+        (b"\x00\x00\x01\x00\x0a\xfd\x01", Shape.PROTO_STREAM),
+        (b"# Title\n\nSome text.", Shape.UNKNOWN),
+        (b"\x00\x01\x02\x03\x04", Shape.UNKNOWN),
+    ],
+)
+def test_sniff(head: bytes, shape: Shape) -> None:
+    assert sniff(head) is shape
+
+
+@pytest.mark.parametrize("length", [0x7B, 0x5B, 0x20])  # '{', '[', ' ' after the 0x0a tag
+def test_binary_message_that_looks_like_json_after_whitespace_is_protobuf(length: int) -> None:
+    assert sniff(_message(length)) is Shape.PROTO
+
+
+def test_foreign_formats() -> None:
+    jaeger_trace = {"traceID": "1", "spans": [], "processes": {}}
+    assert foreign_format({"data": [jaeger_trace]}) == "Jaeger JSON"
+    assert foreign_format(jaeger_trace) == "Jaeger JSON"
+    assert foreign_format([{"traceId": "1", "id": "2", "localEndpoint": {}}]) == "Zipkin JSON"
+    assert foreign_format({"resourceSpans": []}) is None
+    assert foreign_format([1, 2]) is None
+    assert foreign_format({"data": []}) is None
+
+
+def test_refusal_line() -> None:
+    assert refusal("t.json", "Zipkin JSON") == (
+        "t.json: unsupported format: Zipkin JSON "
+        "(export OTLP instead: the Collector's zipkin receiver with its file exporter)"
+    )

@@ -1,0 +1,140 @@
+"""The CLI as a user meets it: exit codes, one-line errors, reports written."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from latency_ledger.cli import main
+
+SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+KIALI = SHARED_TRACES / "otlp-json" / "kiali__responseTrace.json"
+JAEGER = SHARED_TRACES / "jaeger-json" / "jaeger-analytics-java__ui-trace.json"
+
+
+def _server_line(trace_id: str, span_id: str, start_ns: int, wall_ns: int) -> str:
+    doc = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                                "name": "GET /orders/{order_id}",
+                                "kind": 2,
+                                "startTimeUnixNano": str(start_ns),
+                                "endTimeUnixNano": str(start_ns + wall_ns),
+                                "attributes": [
+                                    {"key": "http.request.method", "value": {"stringValue": "GET"}},
+                                    {
+                                        "key": "http.route",
+                                        "value": {"stringValue": "/orders/{order_id}"},
+                                    },
+                                ],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    return json.dumps(doc)
+
+
+@pytest.fixture
+def good_file(tmp_path: Path) -> Path:
+    path = tmp_path / "good.jsonl"
+    lines = [
+        _server_line(f"{i:032x}", f"{i:016x}", 1_700_000_000_000_000_000 + i * 10**9, 20_000_000)
+        for i in range(1, 11)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_analyze_writes_json_report_with_contract_shape(good_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["analyze", str(good_file), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["schema"] == "latency-ledger/1"
+    assert report["inputs"]["files"] == 1
+    assert report["inputs"]["spans"] == 10
+    assert report["inputs"]["requests"] == 10
+    (endpoint,) = report["endpoints"]
+    assert endpoint["service"] == "shop"
+    assert endpoint["endpoint"] == "GET /orders/{order_id}"
+    assert endpoint["count"] == 10
+    assert endpoint["cpu_measured"] is False
+    assert endpoint["latency_ms"]["p50"] == pytest.approx(20.0)
+    # No children and no CPU measurement: all 20 ms is own time, an upper bound ("app").
+    assert endpoint["ledger_ms"]["p50"] == {"database": 0.0, "network": 0.0, "app": 20.0}
+
+
+def test_bad_file_is_one_line_and_the_rest_is_still_analyzed(good_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"resourceSpans": [\n')
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["analyze", str(good_file), str(bad), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert re.search(rf"{re.escape(str(bad))}:\d+: .*invalid JSON", result.output)
+    report = json.loads(out.read_text())
+    assert report["inputs"]["requests"] == 10
+    assert sum(report["inputs"]["skipped"].values()) >= 1
+
+
+def test_nothing_readable_exits_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("these are not traces\n")
+    result = CliRunner().invoke(main, ["analyze", str(bad)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert str(bad) in result.output
+
+
+def test_bad_target_is_a_usage_error(good_file: Path) -> None:
+    result = CliRunner().invoke(main, ["analyze", str(good_file), "--target", "node=fast"])
+    assert result.exit_code == 2
+    assert "--target" in result.output
+
+
+@pytest.mark.skipif(not SHARED_TRACES.exists(), reason="shared traces not beside the checkout")
+def test_real_subprocess_on_third_party_files(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    html = tmp_path / "r.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "latency_ledger", "analyze", str(KIALI), str(JAEGER),
+         "--json", str(out), "-o", str(html)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "unsupported format" in proc.stderr
+    assert str(JAEGER) in proc.stderr
+    report = json.loads(out.read_text())
+    assert report["inputs"]["spans"] == 8
+    assert report["inputs"]["skipped"]["unsupported_format"] == 1
+    assert html.read_text().lower().startswith("<!doctype html>")
+
+
+@pytest.mark.skipif(not SHARED_TRACES.exists(), reason="shared traces not beside the checkout")
+def test_only_unsupported_input_exits_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "latency_ledger", "analyze", str(JAEGER)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "unsupported format" in proc.stderr

@@ -1,0 +1,328 @@
+"""Findings on hand-built requests: expected numbers first, then what the code finds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from latency_ledger.errors import ConfigError
+from latency_ledger.findings import (
+    CHATTY_CALLS,
+    MAX_TARGETS_PER_ENDPOINT,
+    N_PLUS_ONE,
+    OTHER_TARGETS,
+    POOL_WAIT,
+    SLOW_STATEMENT,
+    FindingsAccumulator,
+    Thresholds,
+    detect_repeats,
+)
+from latency_ledger.model import Call, CallKind, Category, Finding, Ledger, Request
+
+MS = 1_000_000
+SELECT_ITEM = "SELECT * FROM items WHERE order_id = {}"
+SELECT_ITEM_NORMALIZED = "SELECT * FROM items WHERE order_id = ?"
+
+
+def query(sql: str, start_ms: float, dur_ms: float, booked_ms: float | None = None) -> Call:
+    start = round(start_ms * MS)
+    return Call(
+        category=Category.DATABASE,
+        kind=CallKind.QUERY,
+        system="postgresql",
+        target=sql,
+        start_ns=start,
+        end_ns=start + round(dur_ms * MS),
+        booked_ns=round((dur_ms if booked_ms is None else booked_ms) * MS),
+    )
+
+
+def outgoing(kind: CallKind, target: str, start_ms: float, dur_ms: float) -> Call:
+    start = round(start_ms * MS)
+    return Call(
+        category=Category.NETWORK,
+        kind=kind,
+        system="http",
+        target=target,
+        start_ns=start,
+        end_ns=start + round(dur_ms * MS),
+        booked_ns=round(dur_ms * MS),
+    )
+
+
+def pool(start_ms: float, dur_ms: float) -> Call:
+    start = round(start_ms * MS)
+    return Call(
+        category=Category.DATABASE,
+        kind=CallKind.POOL,
+        system="postgresql",
+        target="connect",
+        start_ns=start,
+        end_ns=start + round(dur_ms * MS),
+        booked_ns=round(dur_ms * MS),
+    )
+
+
+def request(
+    calls: Sequence[Call],
+    wall_ms: float,
+    endpoint: str = "GET /orders/{id}",
+    *,
+    from_totals: bool = False,
+    n: int = 0,
+) -> Request:
+    return Request(
+        trace_id=f"{n:032x}",
+        span_id=f"{n:016x}",
+        service="shop",
+        method=endpoint.split()[0],
+        endpoint=endpoint,
+        start_ns=0,
+        wall_ns=round(wall_ms * MS),
+        status_code=200,
+        is_error=False,
+        ledger=Ledger(database_ns=0, network_ns=0, app_ns=round(wall_ms * MS)),
+        calls=tuple(calls),
+        from_totals=from_totals,
+    )
+
+
+def sequential_n_plus_one() -> Request:
+    # 20 selects of 2 ms one after the other (0.5 ms of Python between them): each
+    # is booked whole, 20 x 2 ms = 40 ms, in a 60 ms request.
+    calls = [query(SELECT_ITEM.format(i), 5 + i * 2.5, 2.0) for i in range(20)]
+    return request(calls, 60)
+
+
+def concurrent_n_plus_one() -> Request:
+    # The same 20 selects run with asyncio.gather: call i covers [10 + 0.1 i, 12 + 0.1 i] ms.
+    # The overlap rule books each instant to the call finishing last among those
+    # running, so calls 0..18 get 0.1 ms each and call 19 gets its whole 2 ms:
+    # booked = 19 x 0.1 + 2 = 3.9 ms, the union of the calls, in a 24 ms request.
+    calls = [
+        query(SELECT_ITEM.format(i), 10 + i * 0.1, 2.0, booked_ms=2.0 if i == 19 else 0.1)
+        for i in range(20)
+    ]
+    return request(calls, 24)
+
+
+def only(findings: Sequence[Finding], kind: str) -> Finding:
+    matching = [f for f in findings if f.kind == kind]
+    assert len(matching) == 1, findings
+    return matching[0]
+
+
+def test_sequential_n_plus_one_found_with_its_cost() -> None:
+    expected_booked = 40 * MS
+    (found,) = detect_repeats(sequential_n_plus_one(), Thresholds())
+    assert found.kind == N_PLUS_ONE
+    assert found.target == SELECT_ITEM_NORMALIZED
+    assert found.count == 20
+    assert found.booked_ns == expected_booked
+    assert found.duration_ns == expected_booked
+    assert found.concurrent is False
+
+
+def test_concurrent_n_plus_one_found_costed_by_booked_time() -> None:
+    expected_booked = 3_900_000  # the union, not 20 x 2 ms
+    (found,) = detect_repeats(concurrent_n_plus_one(), Thresholds())
+    assert found.kind == N_PLUS_ONE
+    assert found.count == 20
+    assert found.booked_ns == expected_booked
+    assert found.duration_ns == 40 * MS
+    assert found.concurrent is True
+
+
+def test_accumulated_n_plus_one_findings_sequential_and_concurrent() -> None:
+    acc = FindingsAccumulator()
+    acc.add(sequential_n_plus_one())
+    acc.add(concurrent_n_plus_one())
+    finding = only(acc.findings("shop", "GET /orders/{id}", 2), N_PLUS_ONE)
+    # Both requests: 20 repeats each, costs 40 ms and 3.9 ms -> mean 21.95 ms.
+    assert finding.count_per_request == 20
+    assert finding.ns_per_request == 21_950_000
+    assert finding.requests_fraction == 1.0
+    assert finding.count == 40
+    assert finding.concurrent is True
+    assert finding.detail == f"{SELECT_ITEM_NORMALIZED} run 20x per request, concurrently"
+    assert finding.p50_ns == 2 * MS  # every call lasted 2 ms
+    assert finding.saving_ns_per_request == 21_950_000
+
+
+def test_sentry_rule_alone_would_miss_the_fast_endpoint_loop() -> None:
+    # 40 ms is under Sentry's 50 ms; only the share-of-request rule (40/60) finds it.
+    sentry_only = Thresholds(n_plus_one_min_fraction=1.0)
+    assert detect_repeats(sequential_n_plus_one(), sentry_only) == ()
+    # ...and a loop costing over 50 ms is found on the absolute rule alone.
+    slow = request([query(SELECT_ITEM.format(i), i * 12, 11) for i in range(5)], 1000)
+    (found,) = detect_repeats(slow, sentry_only)
+    assert found.booked_ns == 55 * MS
+
+
+def test_fewer_repeats_than_the_threshold_are_not_an_n_plus_one() -> None:
+    four = request([query(SELECT_ITEM.format(i), i * 30, 30) for i in range(4)], 130)
+    assert detect_repeats(four, Thresholds()) == ()
+    assert detect_repeats(four, Thresholds(n_plus_one_min_repeats=4)) != ()
+
+
+def test_cheap_repeats_in_a_slow_request_are_not_reported() -> None:
+    # 6 x 1 ms = 6 ms: under 50 ms and under 10% of a 100 ms request.
+    cheap = request([query(SELECT_ITEM.format(i), i * 2, 1) for i in range(6)], 100)
+    assert detect_repeats(cheap, Thresholds()) == ()
+
+
+def test_requests_fraction_ignores_requests_booked_from_totals() -> None:
+    acc = FindingsAccumulator()
+    acc.add(sequential_n_plus_one())
+    acc.add(request([query(SELECT_ITEM.format(1), 1, 2)], 10, n=2))
+    for n in range(3, 11):
+        acc.add(request((), 10, from_totals=True, n=n))
+    # 10 requests, 8 without calls: the N+1 is seen in 1 of the 2 that kept theirs.
+    finding = only(acc.findings("shop", "GET /orders/{id}", 10), N_PLUS_ONE)
+    assert finding.requests_fraction == 0.5
+    assert finding.saving_ns_per_request == 20 * MS
+
+
+def test_chatty_calls_to_one_route() -> None:
+    # 8 sequential calls of 10 ms to the same route: 80 ms.
+    calls = [outgoing(CallKind.HTTP, "GET users.svc/users/{id}", i * 11, 10) for i in range(8)]
+    calls.append(outgoing(CallKind.HTTP, "GET users.svc/health", 100, 1))
+    acc = FindingsAccumulator()
+    acc.add(request(calls, 120))
+    finding = only(acc.findings("shop", "GET /orders/{id}", 1), CHATTY_CALLS)
+    assert finding.target == "GET users.svc/users/{id}"
+    assert finding.ns_per_request == 80 * MS
+    assert finding.count_per_request == 8
+    assert finding.detail == "GET users.svc/users/{id} called 8x per request"
+
+
+def test_cache_keys_are_normalized_for_chatty_calls() -> None:
+    calls = [outgoing(CallKind.CACHE, f"GET user:{i}", i * 11, 10) for i in range(6)]
+    (found,) = detect_repeats(request(calls, 100), Thresholds())
+    assert found.kind == CHATTY_CALLS
+    assert found.target == "GET user:?"
+
+
+def test_pool_waits_reported_above_a_millisecond() -> None:
+    acc = FindingsAccumulator()
+    acc.add(request([pool(0, 4), query("SELECT 1", 4, 1)], 10, n=1))
+    acc.add(request([pool(0, 2)], 10, n=2))
+    acc.add(request([query("SELECT 1", 0, 1)], 10, n=3))
+    acc.add(request([pool(0, 0.01)], 10, endpoint="GET /fast", n=4))
+    finding = only(acc.findings("shop", "GET /orders/{id}", 3), POOL_WAIT)
+    # 2 of 3 requests waited, 4 ms and 2 ms: 3 ms per affected request.
+    assert finding.ns_per_request == 3 * MS
+    assert finding.requests_fraction == pytest.approx(2 / 3)
+    assert finding.target == "postgresql"
+    # 10 microseconds is a healthy checkout, not a finding.
+    assert [f.kind for f in acc.findings("shop", "GET /fast", 1)] == []
+
+
+def test_slow_statements_ranked_by_total_time_with_percentiles() -> None:
+    acc = FindingsAccumulator(Thresholds(slow_statements_top=2))
+    # Statement A: 100 calls of 1..100 ms (one per request) -> total 5050 ms,
+    # nearest-rank p50 = 50 ms, p99 = 99 ms. Statement B: 100 x 10 ms = 1000 ms.
+    # Statement C: 100 x 1 ms, third: beyond the top 2.
+    for i in range(100):
+        acc.add(
+            request(
+                [
+                    query(f"SELECT a FROM big WHERE k = {i}", 0, i + 1),
+                    query(f"SELECT b FROM mid WHERE k = '{i}'", 200, 10),
+                    query("SELECT c FROM small", 300, 1),
+                ],
+                400,
+                n=i,
+            )
+        )
+    slow = [f for f in acc.findings("shop", "GET /orders/{id}", 100) if f.kind == SLOW_STATEMENT]
+    assert [f.target for f in slow] == [
+        "SELECT a FROM big WHERE k = ?",
+        "SELECT b FROM mid WHERE k = ?",
+    ]
+    first = slow[0]
+    assert first.total_ns == 5050 * MS
+    assert first.count == 100
+    assert first.p50_ns == 50 * MS
+    assert first.p99_ns == 99 * MS
+    assert first.requests_fraction == 1.0
+    assert first.ns_per_request == 50_500_000
+
+
+def test_overall_merges_endpoints() -> None:
+    acc = FindingsAccumulator()
+    acc.add(sequential_n_plus_one())
+    other = sequential_n_plus_one()
+    acc.add(
+        Request(
+            trace_id="f" * 32,
+            span_id="f" * 16,
+            service="shop",
+            method="GET",
+            endpoint="GET /orders",
+            start_ns=0,
+            wall_ns=other.wall_ns,
+            status_code=200,
+            is_error=False,
+            ledger=other.ledger,
+            calls=other.calls,
+        )
+    )
+    acc.add(request((), 10, endpoint="GET /orders", n=5))
+    finding = only(acc.overall(3), N_PLUS_ONE)
+    assert finding.count == 40
+    assert finding.requests_fraction == pytest.approx(2 / 3)
+    assert only(acc.overall(3), SLOW_STATEMENT).count == 40
+
+
+def test_findings_never_carry_raw_literals() -> None:
+    acc = FindingsAccumulator()
+    acc.add(
+        request(
+            [
+                query("SELECT * FROM users WHERE email = 'alice@example.com'", i * 3, 2)
+                for i in range(6)
+            ],
+            20,
+        )
+    )
+    for finding in acc.findings("shop", "GET /orders/{id}", 1):
+        assert "alice" not in finding.target
+        assert "alice" not in finding.detail
+
+
+def test_findings_are_ranked_by_saving() -> None:
+    acc = FindingsAccumulator()
+    acc.add(sequential_n_plus_one())
+    rows = acc.findings("shop", "GET /orders/{id}", 1)
+    savings = [f.saving_ns_per_request for f in rows]
+    assert savings == sorted(savings, reverse=True)
+    assert acc.findings("shop", "GET /unknown", 5) == ()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"n_plus_one_min_repeats": 1},
+        {"chatty_min_ns": -1},
+        {"n_plus_one_min_fraction": 1.5},
+        {"slow_statements_top": -1},
+    ],
+)
+def test_bad_thresholds_are_a_config_error(bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        Thresholds(**bad)
+
+
+def test_distinct_statements_per_endpoint_are_bounded() -> None:
+    acc = FindingsAccumulator(Thresholds(slow_statements_top=MAX_TARGETS_PER_ENDPOINT + 5))
+    extra = 7
+    for n in range(MAX_TARGETS_PER_ENDPOINT + extra):
+        # A generated table name per request: nothing for the normalizer to collapse.
+        acc.add(request([query(f"SELECT a FROM tmp_{n}", 0, 1)], 10, n=n))
+    slow = [f for f in acc.findings("shop", "GET /orders/{id}", 1) if f.kind == SLOW_STATEMENT]
+    assert len(slow) == MAX_TARGETS_PER_ENDPOINT + 1
+    (other,) = [f for f in slow if f.target == OTHER_TARGETS]
+    assert other.count == extra
