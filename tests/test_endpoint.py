@@ -70,9 +70,11 @@ def test_full_url_without_credentials_or_query() -> None:
     assert endpoint_name(span) == ("POST", "POST /carts/{id}")
     assert split_url("https://u:pw@Shop.Example:8443/carts/77?x=1") == (
         "shop.example:8443",
-        "/carts/77?x=1",
+        "/carts/77",
     )
     assert split_url("http://host") == ("host", "/")
+    assert split_url("http://host?q=secret") == ("host", "/")
+    assert split_url("/relative/1?x") == ("", "/relative/1?x")
 
 
 def test_span_name_is_the_last_resort_and_is_collapsed() -> None:

@@ -56,7 +56,6 @@ def http_method(attrs: Attributes) -> str:
 # Precompiled character-class patterns: linear time on any input, and C-speed, since
 # every request and outgoing call goes through here.
 _DIGIT = re.compile(r"[0-9]")
-_DIGITS = re.compile(r"[0-9]+")
 _DIGIT_RUN = re.compile(r"[0-9]{4}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _UUID = re.compile(
@@ -65,15 +64,21 @@ _UUID = re.compile(
 _TOKEN = re.compile(r"[A-Za-z0-9_\-+=.~]+")
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^/?#]*)([^?#]*)")
+
+
 def collapse_segment(segment: str) -> str:
     """One path segment, or the segment itself when it does not look like an id."""
-    if _DIGIT.search(segment) is None:
-        # Words stay; only a long letter-only hex string ("deadbeefcafebabe") is an id.
+    # Fast paths first (str methods, no regex): most segments are words or numbers.
+    if segment.isalpha() or not segment:
+        # Only a long letter-only hex string ("deadbeefcafebabe") is an id.
         if len(segment) >= 16 and _HEX.fullmatch(segment):
             return "{id}"
         return segment
-    if _DIGITS.fullmatch(segment):
+    if segment.isdigit() and segment.isascii():
         return "{id}"
+    if _DIGIT.search(segment) is None:
+        return segment  # "app-directory", "v_x": words with punctuation
     if len(segment) in (32, 36) and _UUID.fullmatch(segment):
         return "{uuid}"
     if len(segment) >= 12 and _HEX.fullmatch(segment):
@@ -87,30 +92,18 @@ def collapse_segment(segment: str) -> str:
 
 def collapse_path(path: str) -> str:
     """``/orders/123/items/9f8e...`` -> ``/orders/{id}/items/{uuid}``; query dropped."""
-    path = path[:MAX_PATH_CHARS]
-    for sep in ("?", "#"):
-        cut = path.find(sep)
-        if cut >= 0:
-            path = path[:cut]
-    return "/".join(collapse_segment(segment) for segment in path.split("/"))
+    path = path[:MAX_PATH_CHARS].partition("?")[0].partition("#")[0]
+    return "/".join([collapse_segment(segment) for segment in path.split("/")])
 
 
 def split_url(url: str) -> tuple[str, str]:
-    """``(host[:port], path)`` of an absolute URL, without userinfo or query."""
-    url = url[: MAX_PATH_CHARS * 2]
-    scheme_end = url.find("://")
-    if scheme_end < 0:
-        return "", url
-    rest = url[scheme_end + 3 :]
-    cut = len(rest)
-    for sep in ("/", "?", "#"):
-        found = rest.find(sep)
-        if 0 <= found < cut:
-            cut = found
-    netloc, path = rest[:cut], rest[cut:]
+    """``(host[:port], path)`` of an absolute URL, without userinfo, query or fragment."""
+    match = _URL.match(url, 0, MAX_PATH_CHARS * 2)
+    if match is None:
+        return "", url[: MAX_PATH_CHARS * 2]
+    netloc, path = match.groups()
     # Credentials in a URL must never reach a report.
-    host = netloc.rpartition("@")[2].lower()
-    return host, path or "/"
+    return netloc.rpartition("@")[2].lower(), path or "/"
 
 
 def route_template(span: Span) -> str:

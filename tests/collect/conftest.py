@@ -173,7 +173,10 @@ def read_jsonl_server_attributes(directory: Path) -> list[dict[str, Any]]:
                     for span in ss["spans"]:
                         if span["kind"] != 2:
                             continue
-                        attrs: dict[str, Any] = {"_name": span["name"]}
+                        attrs: dict[str, Any] = {
+                            "_name": span["name"],
+                            "_start": int(span["startTimeUnixNano"]),
+                        }
                         for kv in span.get("attributes", []):
                             ((kind, value),) = kv["value"].items()
                             attrs[kv["key"]] = int(value) if kind == "intValue" else value

@@ -149,7 +149,9 @@ def test_queueing_candidate_is_other_steps_during_the_request(hooks: Hooks) -> N
 def test_task_factory_is_restored_and_chains_a_previous_one(hooks: Hooks) -> None:
     created: list[object] = []
 
-    def previous(loop: asyncio.AbstractEventLoop, coro: object, **kw: object) -> asyncio.Task[object]:
+    def previous(
+        loop: asyncio.AbstractEventLoop, coro: object, **kw: object
+    ) -> asyncio.Task[object]:
         created.append(coro)
         return asyncio.Task(coro, loop=loop, **kw)  # type: ignore[arg-type]
 

@@ -16,6 +16,10 @@ import httpx
 import psycopg
 import pytest
 
+from latency_ledger.analyze import default_rules
+from latency_ledger.ledger import book_trace
+from latency_ledger.read import ReadStats, read_traces
+
 pytestmark = [pytest.mark.server]
 DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 MS = 1_000_000
@@ -59,31 +63,47 @@ def test_books_database_network_interpreter(
     # loaded, so database and network are held to the wall time the app itself measured
     # around each call (returned in its body), and that to the nominal length, loosely.
     bodies = []
-    with app_process("stub_app:app") as stub, app_process(
-        "ledger_app:app",
-        env={
-            "USE_PG": "1",
-            "STUB_URL": stub.url,
-            "LATENCY_LEDGER_OUTPUT_DIR": str(tmp_path),
-            "LATENCY_LEDGER_KEEP_SPANS": "all",
-        },
-    ) as app:
-        with httpx.Client(base_url=app.url, timeout=10) as client:
-            for _ in range(6):  # the first warms imports and connections up
-                response = client.get(path)
-                assert response.status_code == 200
-                bodies.append(response.json())
-    rows = [r for r in jsonl_server_attributes(tmp_path) if r.get("http.route") == path]
-    assert len(rows) == 6
-    rows, bodies = rows[1:], bodies[1:]
+    with (
+        app_process("stub_app:app") as stub,
+        app_process(
+            "ledger_app:app",
+            env={
+                "USE_PG": "1",
+                "STUB_URL": stub.url,
+                "LATENCY_LEDGER_OUTPUT_DIR": str(tmp_path),
+                "LATENCY_LEDGER_KEEP_SPANS": "all",
+            },
+        ) as app,
+        httpx.Client(base_url=app.url, timeout=10) as client,
+    ):
+        for _ in range(6):  # the first warms imports and connections up
+            response = client.get(path)
+            assert response.status_code == 200
+            bodies.append(response.json())
+    # read back and booked by the offline analyzer's own reader and ledger
+    booked = [
+        request
+        for t in read_traces([tmp_path], stats=ReadStats())
+        for request in book_trace(t, rules=default_rules()).requests
+        if request.endpoint == f"GET {path}"
+    ]
+    booked.sort(key=lambda r: r.start_ns)
+    assert len(booked) == 6
+    assert not any(r.from_totals for r in booked)
+    rows = jsonl_server_attributes(tmp_path)
+    rows = sorted((r for r in rows if r.get("http.route") == path), key=lambda r: r["_start"])
+    booked, rows, bodies = booked[1:], rows[1:], bodies[1:]
+    for request, row in zip(booked, rows, strict=True):  # the app booked the same
+        assert request.ledger.database_ns == row["ledger.database_ns"]
+        assert request.ledger.interpreter_ns == row["ledger.interpreter_ns"]
     db_truth = statistics.median(b["db_ns"] for b in bodies)
     http_truth = 0 if concurrent else statistics.median(b["http_ns"] for b in bodies)
     assert 30 * MS <= db_truth <= 45 * MS
     assert concurrent or 20 * MS <= http_truth <= 30 * MS
 
-    database = statistics.median(r["ledger.database_ns"] for r in rows)
-    network = statistics.median(r["ledger.network_ns"] for r in rows)
-    interpreter = statistics.median(r["ledger.interpreter_ns"] for r in rows)
+    database = statistics.median(r.ledger.database_ns for r in booked)
+    network = statistics.median(r.ledger.network_ns for r in booked)
+    interpreter = statistics.median(r.ledger.interpreter_ns for r in booked)
     got = (database / MS, network / MS, interpreter / MS)
     assert close_to(database, db_truth / MS), got
     assert close_to(network, http_truth / MS), got

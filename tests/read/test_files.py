@@ -191,3 +191,27 @@ def test_nul_byte_in_a_path_is_a_problem_not_an_exception() -> None:
     traces, stats = read(["bad\0name.jsonl"])
     assert traces == []
     assert dict(stats.skipped) == {"unreadable_file": 1}
+
+
+def test_compressed_protobuf_stream_and_pretty_document(tmp_path: Path) -> None:
+    from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
+    message = TracesData()
+    span = message.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id = bytes.fromhex("1" * 32)
+    span.span_id = bytes.fromhex("2" * 16)
+    span.start_time_unix_nano, span.end_time_unix_nano = 100, 200
+    body = message.SerializeToString()
+    stream = touch(tmp_path / "a.proto.gz", gzip.compress(len(body).to_bytes(4, "big") + body))
+    pretty = json.dumps(json.loads(line("3" * 32)), indent=2).encode()
+    doc = touch(tmp_path / "b.json.zst", zstandard.ZstdCompressor().compress(pretty))
+    traces, stats = read([stream, doc])
+    assert sorted(t.trace_id[0] for t in traces) == ["1", "3"]
+    assert dict(stats.skipped) == {}
+
+
+def test_windows_line_endings(tmp_path: Path) -> None:
+    data = line("1" * 32).replace(b"\n", b"\r\n") + b"\r\n" + line("2" * 32).replace(b"\n", b"\r\n")
+    traces, stats = read([touch(tmp_path / "crlf.jsonl", data)])
+    assert sorted(t.trace_id[0] for t in traces) == ["1", "2"]
+    assert dict(stats.skipped) == {}

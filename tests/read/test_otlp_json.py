@@ -355,3 +355,51 @@ def test_jaeger_first_refuses_the_file(tmp_path: Path) -> None:
     assert traces == []
     assert dict(stats.skipped) == {"unsupported_format": 1}
     assert stats.problems[0].startswith(f"{path}: unsupported format: Jaeger JSON (export OTLP")
+
+
+def test_unreadable_time_skips_that_span(tmp_path: Path) -> None:
+    late = span(spanId="00000000000000c1", startTimeUnixNano="soon", name="bad")
+    path = write_lines(tmp_path / "t.jsonl", request(span(), late))
+    traces, stats = read(path)
+    assert only_span(traces).span_id == ROOT
+    assert dict(stats.skipped) == {"invalid_span": 1}
+    assert stats.problems == [
+        f"{path}:1: span 'bad' skipped: Expected `int`, got `str` - at `$.startTimeUnixNano`"
+    ]
+
+
+def test_wrong_shape_inside_a_wrapped_document_costs_only_that_span(tmp_path: Path) -> None:
+    bad = span(spanId="00000000000000c1", startTimeUnixNano=[1], name="bad")
+    path = tmp_path / "tempo.json"
+    path.write_text(json.dumps({"result": request(span(), bad)}, indent=2))
+    traces, stats = read(path)
+    assert only_span(traces).span_id == ROOT
+    assert dict(stats.skipped) == {"invalid_span": 1}
+    assert stats.problems[0].startswith(f"{path}: span 'bad' skipped: Expected")
+
+
+def test_traces_come_out_while_reading(tmp_path: Path) -> None:
+    units = [request(span(traceId=f"{i:032x}")) for i in range(1, 101)]
+    path = write_lines(tmp_path / "many.jsonl", *units)
+    stats = ReadStats()
+    first = next(iter(read_traces([path], stats=stats, idle_spans=1)))
+    assert first.trace_id == f"{1:032x}"
+    assert stats.spans == 2  # the first trace went out as soon as the second span came
+
+
+def test_a_number_attribute_that_is_not_a_number_stays_text(tmp_path: Path) -> None:
+    attributes = [
+        {"key": "masked", "value": {"intValue": "xxxxx"}},
+        {"key": "half", "value": {"intValue": "1.5"}},
+        {"key": "ratio", "value": {"doubleValue": "n/a"}},
+        {"key": "ok", "value": {"intValue": "7"}},
+    ]
+    path = write_lines(tmp_path / "m.jsonl", request(span(attributes=attributes)))
+    traces, stats = read(path)
+    assert only_span(traces).attributes == {
+        "masked": "xxxxx",
+        "half": "1.5",
+        "ratio": "n/a",
+        "ok": 7,
+    }
+    assert dict(stats.skipped) == {}

@@ -23,7 +23,9 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Status, StatusCode
 
 from latency_ledger.collect.accounting import (
     CURRENT,
@@ -43,6 +45,7 @@ from latency_ledger.collect.export import (
     otlp_endpoint_exporter,
 )
 from latency_ledger.collect.profiling import ProfileSampler
+from latency_ledger.model import Span, SpanKind
 
 _log = logging.getLogger("latency_ledger.collect")
 
@@ -87,9 +90,7 @@ class LedgerSpanProcessor(SpanProcessor):
         acct = CURRENT.get() or SEGMENT.acct
         if not isinstance(acct, RequestRecord) or acct.finished:
             return
-        if acct.server is None:
-            acct.server = span  # the middleware starts the SERVER span first
-        elif span.kind in _WAIT_KINDS:
+        if span.kind in _WAIT_KINDS:
             pause_for_wait(acct)
         owner = self.owner
         if len(owner) >= MAX_OPEN_SPANS:  # spans started and never ended: forget them
@@ -107,7 +108,7 @@ class LedgerSpanProcessor(SpanProcessor):
                 if collector.config.keep_spans != "none":
                     collector.sink.put((span,))
                 return
-            if acct.server is not None and span.context.span_id == acct.server_id:
+            if span.context.span_id == acct.server_id:
                 collector.sink.put((span, *acct.children) if acct.kept else (span,))
                 acct.children = []
                 return
@@ -230,19 +231,15 @@ class Collector:
         start_ns: int,
         busy_start_ns: int | None = None,
     ) -> Any:
+        """Open the request: its account, its SERVER span's identity in the OTel context.
+
+        The SERVER span is not an SDK ``Span``: the SDK's span and attribute bookkeeping
+        (locks, per-attribute validation) cost ~120 us per request here, several times
+        everything else we do. Its ids go into the context as a ``NonRecordingSpan`` so
+        children parent to it, and :meth:`finish` hands a complete ``ReadableSpan`` to
+        the provider's processors, as the SDK would on ``end()``.
+        """
         acct = RequestRecord(loop_state, busy_start_ns)
-        method = str(scope.get("method", ""))
-        attributes: dict[str, Any] = {
-            "http.request.method": method,
-            "url.path": str(scope.get("path", "")),
-            "url.scheme": str(scope.get("scheme", "http")),
-            "network.protocol.version": str(scope.get("http_version", "1.1")),
-        }
-        server = scope.get("server")
-        if server and server[0] is not None:
-            attributes["server.address"] = str(server[0])
-            if len(server) > 1 and server[1] is not None:
-                attributes["server.port"] = int(server[1])
         outer = trace.get_current_span()
         if (
             outer.is_recording()
@@ -253,28 +250,27 @@ class Collector:
             # opentelemetry-instrumentation-asgi outside us): book onto it, no duplicate
             acct.joined = True
             acct.server = outer
-            acct.server_id = outer.context.span_id
+            acct.server_id = outer.get_span_context().span_id
             self.processor.owner[acct.server_id] = acct
             return acct, CURRENT.set(acct)
-        parent = _extract_parent(scope)
+        parent = _parent_context(scope)
+        ids = self.provider.id_generator
+        trace_id = parent.trace_id if parent is not None else ids.generate_trace_id()
+        context = trace.SpanContext(
+            trace_id=trace_id,
+            span_id=ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=_SAMPLED,
+            trace_state=parent.trace_state if parent is not None else None,
+        )
+        acct.server = _ServerSpan(context, parent, start_ns)
+        acct.server_id = context.span_id
+        self.processor.owner[context.span_id] = acct
         token = CURRENT.set(acct)
-        try:
-            span = self.tracer.start_span(
-                method or "HTTP",
-                context=parent,
-                kind=trace.SpanKind.SERVER,
-                attributes=attributes,
-                start_time=start_ns,
-            )
-        except BaseException:
-            CURRENT.reset(token)
-            raise
-        if acct.server is None:  # our processor not on this provider's path: still book
-            acct.server = span
-            self.processor.owner[span.context.span_id] = acct
-        acct.server_id = span.context.span_id
         # children (DB, HTTP client spans) find their parent in the OpenTelemetry context
-        acct.otel_token = otel_context.attach(trace.set_span_in_context(span))
+        acct.otel_token = otel_context.attach(
+            trace.set_span_in_context(trace.NonRecordingSpan(context))
+        )
         return acct, token
 
     def finish(
@@ -290,65 +286,130 @@ class Collector:
         server = acct.server
         route = _route_template(scope)
         method = str(scope.get("method", ""))
+        if error is not None and status is None:
+            status = 500  # what the server (or ServerErrorMiddleware outside us) answers
         failed = error is not None or (status is not None and status >= 500)
-        if route:
-            server.update_name(f"{method} {route}")
-        if error is not None:
-            server.record_exception(error)
-        if failed and server.status.status_code is _STATUS_UNSET:
-            server.set_status(trace.StatusCode.ERROR)
-        wall = max(0, end_ns - (server.start_time or end_ns))
+        start_ns = server.start_time or end_ns
+        wall = max(0, end_ns - start_ns)
         cpu = min(acct.cpu_ns, wall)
         queueing = min(acct.queueing_candidate_ns(), wall - cpu)
-        attrs: dict[str, Any] = {"ledger.cpu_ns": cpu, "ledger.queueing_ns": queueing}
+        attrs: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": str(scope.get("path", "")),
+            "url.scheme": str(scope.get("scheme", "http")),
+        }
+        address = scope.get("server")
+        if address and address[0] is not None:
+            attrs["server.address"] = str(address[0])
         if route:
             attrs["http.route"] = route
         if status is not None:
             attrs["http.response.status_code"] = status
-        server.set_attributes(attrs)
+        attrs["ledger.cpu_ns"] = cpu
+        attrs["ledger.queueing_ns"] = queueing
         acct.finished = True
+        name = f"{method} {route}" if route else (method or "HTTP")
         children = acct.children
         if children:
             service = self.service
+            model_server = Span(
+                trace_id=f"{server.context.trace_id:032x}",
+                span_id=f"{server.context.span_id:016x}",
+                parent_span_id="",
+                name=name,
+                kind=SpanKind.SERVER,
+                start_ns=start_ns,
+                end_ns=end_ns,
+                is_error=failed,
+                attributes=attrs,
+                service=service,
+            )
             ledger = book_request(
-                to_model_span(server, service, end_ns=end_ns),
-                [to_model_span(child, service) for child in children],
-                self.rules,
+                model_server, [to_model_span(child, service) for child in children], self.rules
             )
             if ledger is None:
                 ledger = book_without_children(wall, cpu, queueing)
         else:
             ledger = book_without_children(wall, cpu, queueing)
         acct.kept = self._keep(f"{method} {route or scope.get('path', '')}", wall, failed)
-        overhead = acct.overhead_ns + acct.steps * self.step_cost_ns + perf_counter_ns() - t0
         stats = self.stats
-        stats.requests += 1
-        stats.overhead_ns += overhead
-        out: dict[str, Any] = {
-            "ledger.database_ns": ledger.database_ns,
-            "ledger.network_ns": ledger.network_ns,
-            "ledger.interpreter_ns": ledger.interpreter_ns,
-            "ledger.waiting_ns": ledger.waiting_ns,
-            "ledger.queueing_ns": ledger.queueing_ns,
-            "ledger.spans_kept": acct.kept,
-            "ledger.overhead_ns": overhead,
-        }
+        attrs["ledger.database_ns"] = ledger.database_ns
+        attrs["ledger.network_ns"] = ledger.network_ns
+        attrs["ledger.interpreter_ns"] = ledger.interpreter_ns
+        attrs["ledger.waiting_ns"] = ledger.waiting_ns
+        attrs["ledger.queueing_ns"] = ledger.queueing_ns
+        attrs["ledger.spans_kept"] = acct.kept
         if profile is not None:
-            out["ledger.profile"] = profile
+            attrs["ledger.profile"] = profile
             stats.profiles += 1
         if stats.dropped_spans or stats.errors or stats.export_errors or stats.plugin_errors:
-            out["ledger.collector.dropped_spans"] = stats.dropped_spans
-            out["ledger.collector.errors"] = stats.errors + stats.plugin_errors
-            out["ledger.collector.export_errors"] = stats.export_errors
-        server.set_attributes(out)
+            attrs["ledger.collector.dropped_spans"] = stats.dropped_spans
+            attrs["ledger.collector.errors"] = stats.errors + stats.plugin_errors
+            attrs["ledger.collector.export_errors"] = stats.export_errors
+        overhead = acct.overhead_ns + acct.steps * self.step_cost_ns + perf_counter_ns() - t0
+        attrs["ledger.overhead_ns"] = overhead
+        stats.requests += 1
+        stats.overhead_ns += overhead
         self.detach(acct)
-        if not acct.joined:  # a joined span is ended by whoever opened it
-            server.end(end_time=end_ns)
+        if acct.joined:  # a joined span is ended by whoever opened it
+            if error is not None:
+                server.record_exception(error)
+            if failed and server.status.status_code is _STATUS_UNSET:
+                server.set_status(trace.StatusCode.ERROR)
+            server.set_attributes(attrs)
+            return
+        events: tuple[Any, ...] = ()
+        if error is not None:
+            events = (_exception_event(error, end_ns),)
+        readable = ReadableSpan(
+            name=name,
+            context=server.context,
+            parent=server.parent,
+            resource=self.provider.resource,
+            attributes=attrs,
+            events=events,
+            kind=trace.SpanKind.SERVER,
+            status=_ERROR_STATUS if failed else _UNSET_STATUS,
+            start_time=start_ns,
+            end_time=end_ns,
+            instrumentation_scope=_SCOPE,
+        )
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.on_end(readable)  # every processor, as the SDK does on end()
+        else:
+            self.processor.on_end(readable)
 
     def detach(self, acct: RequestRecord) -> None:
         token, acct.otel_token = acct.otel_token, None
         if token is not None:
             otel_context.detach(token)
+
+    def abandon(self, acct: RequestRecord, scope: Mapping[str, Any]) -> None:
+        """After :meth:`finish` failed: still write the SERVER span (no ledger) and children."""
+        acct.finished = True
+        acct.kept = True
+        self.processor.owner.pop(acct.server_id, None)
+        server = acct.server
+        if acct.joined or server is None:
+            self.sink.put(tuple(acct.children))
+            return
+        readable = ReadableSpan(
+            name=str(scope.get("method", "")) or "HTTP",
+            context=server.context,
+            parent=server.parent,
+            resource=self.provider.resource,
+            attributes={
+                "http.request.method": str(scope.get("method", "")),
+                "url.path": str(scope.get("path", "")),
+            },
+            kind=trace.SpanKind.SERVER,
+            start_time=server.start_time,
+            end_time=time_ns(),
+            instrumentation_scope=_SCOPE,
+        )
+        self.sink.put((readable, *acct.children))
+        acct.children = []
 
     def _keep(self, endpoint: str, wall_ns: int, failed: bool) -> bool:
         mode = self.config.keep_spans
@@ -392,6 +453,41 @@ class Collector:
                 self.provider.shutdown()
 
 
+class _ServerSpan:
+    """The open SERVER span's identity until :meth:`Collector.finish` writes it out."""
+
+    __slots__ = ("context", "parent", "start_time")
+
+    def __init__(self, context: Any, parent: Any, start_time: int) -> None:
+        self.context = context
+        self.parent = parent
+        self.start_time = start_time
+
+
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+_SCOPE = InstrumentationScope("latency_ledger.collect")
+_ERROR_STATUS = Status(StatusCode.ERROR)
+_UNSET_STATUS = Status(StatusCode.UNSET)
+
+
+def _exception_event(error: BaseException, when_ns: int) -> Event:
+    """The event ``Span.record_exception`` would add, built directly."""
+    import traceback
+
+    return Event(
+        "exception",
+        {
+            "exception.type": type(error).__qualname__,
+            "exception.message": str(error),
+            "exception.stacktrace": "".join(
+                traceback.format_exception(type(error), error, error.__traceback__)
+            ),
+            "exception.escaped": "False",
+        },
+        timestamp=when_ns,
+    )
+
+
 def _route_template(scope: Mapping[str, Any]) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None) if route is not None else None
@@ -403,8 +499,8 @@ def _route_template(scope: Mapping[str, Any]) -> str:
     return ""
 
 
-def _extract_parent(scope: Mapping[str, Any]) -> Any:
-    """The caller's trace context when it sent ``traceparent`` (nothing else is read)."""
+def _parent_context(scope: Mapping[str, Any]) -> Any:
+    """The caller's span context when it sent ``traceparent`` (no other header is read)."""
     headers = scope.get("headers")
     if not headers:
         return None
@@ -416,7 +512,8 @@ def _extract_parent(scope: Mapping[str, Any]) -> Any:
         return None
     from opentelemetry.propagate import extract
 
-    return extract(carrier)
+    parent = trace.get_current_span(extract(carrier)).get_span_context()
+    return parent if parent.is_valid else None
 
 
 def _calibrate_step_cost() -> int:

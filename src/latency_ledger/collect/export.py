@@ -16,6 +16,7 @@ the GIL with the app.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -67,6 +68,16 @@ class CollectorStats:
 
 
 class SpanSink:
+    """The bounded buffer and its export thread.
+
+    With an exporter that can encode one span at a time (``encode_one``, as
+    :class:`JsonLinesFileExporter`), spans are encoded when put and only bytes wait in
+    the buffer. Keeping span objects alive for up to ``interval_s`` instead makes the
+    cyclic garbage collector run where it otherwise would not: measured on a FastAPI
+    hello endpoint, ~85 us per request of collections, more than all our other work.
+    Bytes are not tracked by the collector.
+    """
+
     def __init__(
         self,
         exporter: Any,
@@ -79,7 +90,9 @@ class SpanSink:
         self._stats = stats
         self._max = max_spans
         self._interval = interval_s
-        self._queue: deque[Any] = deque()
+        self._encode = getattr(exporter, "encode_one", None)
+        self._queue: deque[Any] = deque()  # spans, or their encoded bytes
+        self._groups: deque[bytes] = deque()  # with encoding: each one's resource+scope
         self._wake = threading.Event()
         self._stop = False
         self._export_lock = threading.Lock()
@@ -91,7 +104,22 @@ class SpanSink:
         if len(queue) + len(spans) > self._max or self._stop:
             self._stats.dropped_spans += len(spans)
             return
-        queue.extend(spans)
+        encode = self._encode
+        if encode is None:
+            queue.extend(spans)
+        else:
+            groups = self._groups
+            for span in spans:
+                try:
+                    group, data = encode(span)
+                except Exception:  # attacker-shaped attribute values must not break us
+                    self._stats.errors += 1
+                    self._stats.dropped_spans += 1
+                    continue
+                # group first: the draining thread reads len(queue) and pops as many
+                # of each, so it never sees an item whose group is not there yet
+                groups.append(group)
+                queue.append(data)
         if self._thread is None:
             self._start()
         if len(queue) >= BATCH_SPANS and not self._wake.is_set():
@@ -116,22 +144,28 @@ class SpanSink:
         queue = self._queue
         with self._export_lock:
             while queue:
-                batch = [queue.popleft() for _ in range(min(len(queue), BATCH_SPANS))]
-                self._export(batch)
+                count = min(len(queue), BATCH_SPANS)
+                batch = [queue.popleft() for _ in range(count)]
+                groups = [self._groups.popleft() for _ in range(count)] if self._encode else None
+                self._export(groups, batch)
 
-    def _export(self, batch: list[Any]) -> None:
+    def _export(self, groups: list[bytes] | None, batch: list[Any]) -> None:
+        count = len(batch)
         try:
-            result = self._exporter.export(batch)
+            if groups is not None:
+                result = self._exporter.export_encoded(groups, batch)
+            else:
+                result = self._exporter.export(batch)
         except Exception as exc:  # the exporter is third-party or I/O: count, never raise
-            _log.warning("latency-ledger: exporting %d spans failed: %r", len(batch), exc)
+            _log.warning("latency-ledger: exporting %d spans failed: %r", count, exc)
             ok = False
         else:
-            ok = getattr(result, "value", result) in (0, True)  # SpanExportResult.SUCCESS
+            ok = result is True or getattr(result, "name", None) == "SUCCESS"
         if ok:
-            self._stats.spans_exported += len(batch)
+            self._stats.spans_exported += count
         else:
             self._stats.export_errors += 1
-            self._stats.dropped_spans += len(batch)
+            self._stats.dropped_spans += count
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._stop = True
@@ -163,7 +197,18 @@ def _value(value: Any) -> dict[str, Any]:
 def _attributes(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     if not attributes:
         return []
-    return [{"key": key, "value": _value(value)} for key, value in attributes.items()]
+    out: list[dict[str, Any]] = []
+    append = out.append
+    # exact-type dispatch first: this runs for every attribute of every span we keep
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str:
+            append({"key": key, "value": {"stringValue": value}})
+        elif kind is int:
+            append({"key": key, "value": {"intValue": str(value)}})
+        else:
+            append({"key": key, "value": _value(value)})
+    return out
 
 
 def encode_span(span: Any) -> dict[str, Any]:
@@ -205,6 +250,66 @@ def encode_span(span: Any) -> dict[str, Any]:
     return out
 
 
+_quote = json.encoder.encode_basestring  # the C function: '"..."' with JSON escapes
+
+
+def _attributes_json(attributes: Mapping[str, Any], out: list[str]) -> None:
+    first = True
+    for key, value in attributes.items():
+        out.append('{"key":' if first else ',{"key":')
+        first = False
+        out.append(_quote(key))
+        kind = type(value)
+        if kind is str:
+            out.append(',"value":{"stringValue":')
+            out.append(_quote(value))
+            out.append("}}")
+        elif kind is int:
+            out.append(f',"value":{{"intValue":"{value}"}}}}')
+        elif kind is bool:
+            out.append(',"value":{"boolValue":true}}' if value else ',"value":{"boolValue":false}}')
+        else:
+            out.append(',"value":')
+            out.append(json.dumps(_value(value), separators=(",", ":"), allow_nan=False))
+            out.append("}")
+
+
+def encode_span_json(span: Any) -> bytes:
+    """:func:`encode_span` as JSON bytes, built directly: ~3x faster than via dicts.
+
+    It runs on the request's thread (see :class:`SpanSink`), once per SERVER span.
+    """
+    ctx = span.context
+    out = [f'{{"traceId":"{ctx.trace_id:032x}","spanId":"{ctx.span_id:016x}"']
+    if span.parent is not None:
+        out.append(f',"parentSpanId":"{span.parent.span_id:016x}"')
+    out.append(',"name":')
+    out.append(_quote(span.name))
+    out.append(
+        f',"kind":{span.kind.value + 1},"startTimeUnixNano":"{span.start_time or 0}"'
+        f',"endTimeUnixNano":"{span.end_time or 0}"'
+    )
+    if span.attributes:
+        out.append(',"attributes":[')
+        _attributes_json(span.attributes, out)
+        out.append("]")
+    if span.events or span.links:
+        rest = encode_span(span)
+        for key in ("events", "links"):
+            if key in rest:
+                out.append(f',"{key}":')
+                out.append(json.dumps(rest[key], separators=(",", ":"), allow_nan=False))
+    status = span.status
+    code = status.status_code.value if status is not None else 0
+    if code:
+        out.append(f',"status":{{"code":{code},"message":')
+        out.append(_quote(status.description or ""))
+        out.append("}}")
+    else:
+        out.append(',"status":{}}')
+    return "".join(out).encode("utf-8", "surrogatepass")
+
+
 def encode_traces_data(spans: Sequence[Any]) -> dict[str, Any]:
     """Spans grouped by resource and instrumentation scope into one ``TracesData``."""
     by_resource: dict[int, tuple[Any, dict[tuple[str, str], list[dict[str, Any]]]]] = {}
@@ -221,7 +326,10 @@ def encode_traces_data(spans: Sequence[Any]) -> dict[str, Any]:
             {
                 "resource": {"attributes": _attributes(resource.attributes if resource else None)},
                 "scopeSpans": [
-                    {"scope": {"name": name, "version": version}, "spans": encoded}
+                    {
+                        "scope": {"name": name, "version": version} if version else {"name": name},
+                        "spans": encoded,
+                    }
                     for (name, version), encoded in scopes.items()
                 ],
             }
@@ -241,6 +349,7 @@ class JsonLinesFileExporter:
         self._file: Any = None
         self._size = 0
         self._encoder = msgspec.json.Encoder()
+        self._heads: dict[tuple[int, str, str], tuple[Any, bytes]] = {}
         self.paths: list[Path] = []
 
     def _open(self) -> None:  # sets self._file
@@ -254,10 +363,46 @@ class JsonLinesFileExporter:
         self._size = 0
         self.paths.append(path)
 
+    def encode_one(self, span: Any) -> tuple[bytes, bytes]:
+        """(the span's resource and scope as the head of a ``ResourceSpans``, the span)."""
+        resource = span.resource
+        scope = span.instrumentation_scope
+        key = (id(resource), scope.name if scope else "", (scope.version or "") if scope else "")
+        cached = self._heads.get(key)
+        if cached is None or cached[0] is not resource:
+            name, version = key[1], key[2]
+            head = self._encoder.encode(
+                {
+                    "resource": {
+                        "attributes": _attributes(resource.attributes if resource else None)
+                    },
+                    "scope": {"name": name, "version": version} if version else {"name": name},
+                }
+            )
+            # {"resource":R,"scope":S} -> {"resource":R,"scopeSpans":[{"scope":S,"spans":[
+            resource_part, _, scope_part = head[1:-1].partition(b',"scope":')
+            cached = (resource, b"{" + resource_part + b',"scopeSpans":[{"scope":' + scope_part)
+            if len(self._heads) > 1000:  # resources come and go in odd apps: stay bounded
+                self._heads.clear()
+            self._heads[key] = cached
+        return cached[1], encode_span_json(span)
+
+    def export_encoded(self, groups: Sequence[bytes], spans: Sequence[bytes]) -> Any:
+        """Write one line from :meth:`encode_one` results, spans grouped by their head."""
+        by_head: dict[bytes, list[bytes]] = {}
+        for head, span in zip(groups, spans, strict=True):
+            by_head.setdefault(head, []).append(span)
+        parts = [
+            head + b',"spans":[' + b",".join(items) + b"]}]}" for head, items in by_head.items()
+        ]
+        return self._write(b'{"resourceSpans":[' + b",".join(parts) + b"]}\n")
+
     def export(self, spans: Sequence[Any]) -> Any:
+        return self._write(self._encoder.encode(encode_traces_data(spans)) + b"\n")
+
+    def _write(self, line: bytes) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        line = self._encoder.encode(encode_traces_data(spans)) + b"\n"
         try:
             if self._file is None or (self._size + len(line) > self._max and self._size > 0):
                 if self._file is not None:

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter_ns, time_ns
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from latency_ledger.collect.accounting import (
     CURRENT,
     TimedCoroutine,
@@ -113,10 +115,14 @@ class LedgerMiddleware:
 
         status: list[int] = []
 
-        async def ledger_send(message: Message) -> None:
+        async def forward(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
             await send(message)
+
+        ledger_send: Send = forward
+        if collector.config.receive_send_spans:
+            receive, ledger_send = _io_spans(collector.tracer, receive, forward)
 
         error: BaseException | None = None
         acct.overhead_ns += perf_counter_ns() - t0
@@ -142,20 +148,37 @@ class LedgerMiddleware:
                 collector.finish(acct, scope, status[0] if status else None, error, summary)
             except Exception:
                 collector.stats.errors += 1
-                _end_quietly(acct)
+                with contextlib.suppress(Exception):
+                    collector.abandon(acct, scope)
             finally:
                 with contextlib.suppress(Exception):
                     collector.detach(acct)
                 CURRENT.reset(token)
 
 
-def _end_quietly(acct: Any) -> None:
-    """A span whose bookkeeping failed still ends (its children are then forwarded)."""
-    server = getattr(acct, "server", None)
-    if server is not None and server.is_recording() and not getattr(acct, "joined", False):
-        acct.finished = True
-        acct.kept = True
+def _io_spans(tracer: Any, receive: Receive, send: Send) -> tuple[Receive, Send]:
+    """receive/send wrapped in spans (``asgi.event.type``: the ledger books them as the
+    request waiting on its own client, category network). Only the message type is
+    recorded, never a body or a header."""
+
+    async def traced_receive() -> Message:
+        span = tracer.start_span("http receive", kind=SpanKind.CLIENT)
         try:
-            server.end()
-        except Exception:
-            return
+            message = await receive()
+            span.set_attribute("asgi.event.type", str(message.get("type", "")))
+            return message
+        finally:
+            span.end()
+
+    async def traced_send(message: Message) -> None:
+        span = tracer.start_span(
+            "http send",
+            kind=SpanKind.CLIENT,
+            attributes={"asgi.event.type": str(message.get("type", ""))},
+        )
+        try:
+            await send(message)
+        finally:
+            span.end()
+
+    return traced_receive, traced_send

@@ -15,7 +15,7 @@ traces (oldest forgotten first), so that memory too stays bounded.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from latency_ledger.model import Trace
 from latency_ledger.read.stats import ReadStats
@@ -23,10 +23,11 @@ from latency_ledger.read.values import SpanRow, to_spans
 
 
 class _Pending:
-    __slots__ = ("last", "spans")
+    __slots__ = ("last", "late", "spans")
 
-    def __init__(self, last: int) -> None:
+    def __init__(self, last: int, late: bool = False) -> None:
         self.last = last  # the span counter when this trace was last touched
+        self.late = late  # its trace id was already let out: every span here is late
         self.spans: list[SpanRow] = []
 
 
@@ -75,9 +76,7 @@ class Assembler:
 
     def _open(self, tid: str, count: int) -> _Pending:
         pending = self._pending
-        if tid in self._done:
-            self._stats.skipped["late_span"] += 1
-        entry = _Pending(count)
+        entry = _Pending(count, tid in self._done)
         if not pending:
             self._check_at = count + self._idle
         pending[tid] = entry
@@ -105,10 +104,13 @@ class Assembler:
             if len(done) > self._remember:
                 done.popitem(last=False)
         self._stats.traces += 1
+        if entry.late:
+            self._stats.skipped["late_span"] += len(entry.spans)
         return Trace(trace_id=tid, spans=to_spans(entry.spans))
 
-    def finish(self) -> list[Trace]:
-        """Every trace still buffered, oldest first."""
-        out = [self._let_out(tid, entry) for tid, entry in self._pending.items()]
-        self._pending.clear()
-        return out
+    def finish(self) -> Iterator[Trace]:
+        """Every trace still buffered, oldest first, made one at a time as asked for."""
+        pending = self._pending
+        while pending:
+            tid, entry = pending.popitem(last=False)
+            yield self._let_out(tid, entry)

@@ -36,15 +36,11 @@ from latency_ledger.read.values import (
     IdDecoder,
     SpanRow,
     b64_to_hex,
-    to_float,
-    to_int,
 )
 
 _EMPTY = msgspec.Raw()
 _UNSPECIFIED = SpanKind.UNSPECIFIED
 _NO_SERVICE = "unknown_service"
-_HEX = "0123456789abcdef"
-_ZERO_32 = "0" * 32
 _ZERO_16 = "0" * 16
 
 
@@ -55,8 +51,8 @@ class _Struct(msgspec.Struct, rename="camel", gc=False):
 class AnyValue(_Struct):
     string_value: str | None = None
     bool_value: bool | None = None
-    int_value: int | str | None = None
-    double_value: float | str | None = None
+    int_value: int | None = None  # "42" too: the decoder runs in lax mode
+    double_value: float | None = None  # "NaN", "Infinity" too
     array_value: ArrayValue | None = None
     kvlist_value: KeyValueList | None = None
     bytes_value: str | None = None
@@ -89,8 +85,8 @@ class JsonSpan(_Struct):
     parent_span_id: str = ""
     name: str = ""
     kind: int | str | None = 0
-    start_time_unix_nano: int | str | None = 0
-    end_time_unix_nano: int | str | None = 0
+    start_time_unix_nano: int = 0  # int64 as a number or a decimal string (lax mode)
+    end_time_unix_nano: int = 0
     attributes: list[KeyValue] = []
     status: Status | None = None
 
@@ -121,31 +117,26 @@ class TracesData(_Struct):
     trace_id_jaeger: msgspec.Raw = msgspec.field(default=_EMPTY, name="traceID")
 
 
-_DECODER = msgspec.json.Decoder(TracesData)
+# Lax mode (strict=False) turns int64/double given as strings into numbers in C, so the
+# hot loop never calls int() on them; a value that is not a number fails the unit and
+# sends it down the span-by-span path, which skips only that span.
+_DECODER = msgspec.json.Decoder(TracesData, strict=False)
 _WHOLE = msgspec.json.Decoder(msgspec.Raw)  # checks a value is whole without building it
 _BYTE_AT = re.compile(r"\(byte (\d+)\)")
 
 
 def _value(v: AnyValue | None) -> AttributeValue:
-    # String values never get here (the caller inlines them); ints come next most often,
-    # as decimal strings from exporters that follow the protobuf JSON mapping.
+    # String values rarely get here (the caller inlines them); ints come next most often.
     if v is None:
         return None
-    number = v.int_value
-    if number is not None:
-        if type(number) is int:
-            return number
-        try:
-            return int(number)
-        except ValueError:
-            return number
+    if v.int_value is not None:
+        return v.int_value
     if v.string_value is not None:
         return v.string_value
     if v.bool_value is not None:
         return v.bool_value
     if v.double_value is not None:
-        real = to_float(v.double_value)
-        return v.double_value if real is None else real
+        return v.double_value
     if v.array_value is not None:
         return tuple([_value(x) for x in v.array_value.values])
     if v.kvlist_value is not None:
@@ -177,12 +168,15 @@ def convert_spans(
 ) -> list[SpanRow]:
     """Decoded resource spans -> span rows; unusable spans are noted and left out.
 
-    The hot loop of the whole analysis: lowercase hex ids (what exporters write) pass
-    with one C-level check, string attributes without a function call.
+    The hot loop of the whole analysis: hex ids (what exporters write) pass with C-level
+    checks or a cache hit, string attributes without a function call.
     """
     out: list[SpanRow] = []
     append = out.append
     make = SpanRow
+    fromhex = bytes.fromhex
+    traces_get = ids.traces.get
+    parents_get = ids.parents.get
     kinds_get = KINDS.get
     value = _value
     for rs in groups:
@@ -190,22 +184,25 @@ def convert_spans(
         for scopes in (rs.scope_spans, rs.instrumentation_library_spans):
             for scope in scopes:
                 for s in scope.spans:
-                    tid: str | None = s.trace_id
-                    if len(s.trace_id) != 32 or s.trace_id.strip(_HEX) or s.trace_id == _ZERO_32:
-                        tid = ids.trace(s.trace_id)
-                    sid: str | None = s.span_id
-                    if len(s.span_id) != 16 or s.span_id.strip(_HEX) or s.span_id == _ZERO_16:
-                        sid = ids.span(s.span_id)
-                    pid: str | None = s.parent_span_id
-                    if pid and (len(pid) != 16 or pid.strip(_HEX) or pid == _ZERO_16):
-                        pid = ids.parent(pid)
+                    # Trace and parent ids repeat: a dict hit. Span ids do not: bytes.fromhex
+                    # is the cheapest strict hex check (str.strip(hexdigits) costs 3x).
+                    raw = s.trace_id
+                    tid = traces_get(raw)
+                    if tid is None:
+                        tid = ids.trace(raw)
+                    raw = s.span_id
                     try:
-                        # int() takes ints as they are and decimal strings (the JSON
-                        # mapping of int64) in C; anything else is a bad span below.
-                        start = int(s.start_time_unix_nano)  # type: ignore[arg-type]
-                        end = int(s.end_time_unix_nano)  # type: ignore[arg-type]
-                    except (TypeError, ValueError):
-                        start = end = 0
+                        if len(raw) == 16 and len(fromhex(raw)) == 8 and raw != _ZERO_16:
+                            sid: str | None = raw.lower()
+                        else:
+                            sid = ids.span(raw)
+                    except ValueError:
+                        sid = ids.span(raw)
+                    pid: str | None = s.parent_span_id
+                    if pid:
+                        pid = parents_get(pid) or ids.parent(pid)
+                    start = s.start_time_unix_nano
+                    end = s.end_time_unix_nano
                     if tid is None or sid is None or pid is None or not start or not end:
                         _bad_span(s, tid, sid, pid, place, stats)
                         continue
@@ -252,15 +249,10 @@ def _bad_span(
         note(stats, "invalid_id", f"{place}: {who} has an invalid span id")
     elif pid is None:
         note(stats, "invalid_id", f"{place}: {who} has an invalid parent id")
+    elif not s.end_time_unix_nano:
+        note(stats, "span_without_end_time", f"{place}: {who} has no end time")
     else:
-        for which, raw in (("end", s.end_time_unix_nano), ("start", s.start_time_unix_nano)):
-            if to_int(raw):
-                continue
-            if raw in (None, 0, "0", ""):
-                note(stats, f"span_without_{which}_time", f"{place}: {who} has no {which} time")
-            else:
-                note(stats, "invalid_time", f"{place}: {who} has an unreadable {which} time")
-            return
+        note(stats, "span_without_start_time", f"{place}: {who} has no start time")
 
 
 class _Refused(Exception):
@@ -277,23 +269,23 @@ class _JsonReader:
         self.units = 0
         self.non_trace = 0
 
-    def unit(self, data: bytes, line: int | None, doc: bool) -> list[SpanRow]:
-        """Decode one line (``line`` set) or document; note what cannot be used."""
+    def unit(self, data: bytes, line: int | None) -> list[SpanRow]:
+        """Decode one line (``line`` set) or a whole document; note what cannot be used."""
         self.units += 1
         place = self.where if line is None else f"{self.where}:{line}"
         try:
-            return self._unit(data, line, doc, place)
+            return self._unit(data, line, place)
         except RecursionError:
             note(self.stats, "not_trace_data", f"{place}: values nested too deeply, skipped")
             return []
 
-    def _unit(self, data: bytes, line: int | None, doc: bool, place: str) -> list[SpanRow]:
+    def _unit(self, data: bytes, line: int | None, place: str) -> list[SpanRow]:
         try:
             td = _DECODER.decode(data)
         except msgspec.ValidationError as exc:
             return self._lenient(data, place, str(exc))
         except msgspec.DecodeError as exc:
-            self._invalid_json(data, line, doc, str(exc))
+            self._invalid_json(data, line, str(exc))
             return []
         groups = _resource_spans(td)
         if groups is not None:
@@ -307,16 +299,15 @@ class _JsonReader:
         note(self.stats, "not_trace_data", f"{place}: not OTLP trace data (no resourceSpans)")
         return []
 
-    def _invalid_json(self, data: bytes, line: int | None, doc: bool, message: str) -> None:
+    def _invalid_json(self, data: bytes, line: int | None, message: str) -> None:
         if line is not None:
             note(self.stats, "invalid_json_line", f"{self.where}:{line}: invalid JSON: {message}")
             return
+        # A document: name the line holding the byte msgspec stopped at.
         found = _BYTE_AT.search(message)
         at = int(found.group(1)) if found else len(data)
         line = data.count(b"\n", 0, at) + 1
-        where = f"{self.where}:{line}"
-        reason = "invalid_json" if doc else "invalid_json_line"
-        note(self.stats, reason, f"{where}: invalid JSON: {message}")
+        note(self.stats, "invalid_json", f"{self.where}:{line}: invalid JSON: {message}")
 
     def _check_foreign(self, obj: object) -> None:
         name = foreign_format(obj)
@@ -343,7 +334,7 @@ class _JsonReader:
                 )
                 continue
             try:
-                resource = msgspec.convert(raw_rs.get("resource"), Resource | None)
+                resource = msgspec.convert(raw_rs.get("resource"), Resource | None, strict=False)
             except msgspec.ValidationError:
                 resource = None
             scopes = []
@@ -358,11 +349,37 @@ class _JsonReader:
         good = []
         for raw in raw_spans:
             try:
-                good.append(msgspec.convert(raw, JsonSpan))
+                good.append(msgspec.convert(raw, JsonSpan, strict=False))
+                continue
             except msgspec.ValidationError as exc:
+                error = exc
+            try:
+                # A number attribute that is not a number (e.g. a masked "xxxxx") should
+                # not cost the span: keep it as the text it is.
+                good.append(msgspec.convert(_loosen(raw), JsonSpan, strict=False))
+            except msgspec.ValidationError:
                 name = raw.get("name") if isinstance(raw, dict) else None
-                note(self.stats, "invalid_span", f"{place}: span {clip(name)} skipped: {exc}")
+                note(self.stats, "invalid_span", f"{place}: span {clip(name)} skipped: {error}")
         return good
+
+
+def _loosen(raw: object) -> object:
+    """A span dict whose unparsable int/double attribute values are strings instead."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("attributes"), list):
+        return raw
+    attributes = []
+    for kv in raw["attributes"]:
+        value = kv.get("value") if isinstance(kv, dict) else None
+        if isinstance(value, dict):
+            for key, kind in (("intValue", int), ("doubleValue", float)):
+                number = value.get(key)
+                if isinstance(number, str):
+                    try:
+                        msgspec.convert(number, kind, strict=False)
+                    except msgspec.ValidationError:
+                        kv = kv | {"value": {"stringValue": number}}
+        attributes.append(kv)
+    return raw | {"attributes": attributes}
 
 
 def _as_list(value: object) -> list[Any]:
@@ -405,6 +422,7 @@ def _read(stream: IO[bytes], reader: _JsonReader) -> Iterator[list[SpanRow]]:
     # broken, the second one is); otherwise one document, possibly pretty-printed.
     consumed: list[bytes] = []
     heads: list[tuple[int, bytes]] = []
+    lines_mode = False
     for number, line in enumerate(stream, 1):
         if number == 1:
             line = line.removeprefix(BOM)
@@ -412,28 +430,29 @@ def _read(stream: IO[bytes], reader: _JsonReader) -> Iterator[list[SpanRow]]:
         if _is_blank(line):
             continue
         heads.append((number, line))
-        if _complete(line) or len(heads) == 2:
+        lines_mode = _complete(line)
+        if lines_mode or len(heads) == 2:
             break
     if not heads:
         return
-    if _complete(heads[-1][1]):
-        for number, line in heads:
-            spans = reader.unit(line, number, doc=False)
-            if spans:
-                yield spans
-        number = len(consumed)
-        for line in stream:
-            number += 1
-            if _is_blank(line):
-                continue
-            spans = reader.unit(line, number, doc=False)
-            if spans:
-                yield spans
+    if not lines_mode:
+        consumed.append(stream.read())
+        spans = reader.unit(b"".join(consumed), None)
+        if spans:
+            yield spans
         return
-    consumed.append(stream.read())
-    spans = reader.unit(b"".join(consumed), None, doc=True)
-    if spans:
-        yield spans
+    for number, line in heads:
+        spans = reader.unit(line, number)
+        if spans:
+            yield spans
+    number = len(consumed)
+    for line in stream:
+        number += 1
+        if _is_blank(line):
+            continue
+        spans = reader.unit(line, number)
+        if spans:
+            yield spans
 
 
 def _complete(line: bytes) -> bool:

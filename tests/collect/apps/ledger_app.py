@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import os
 import time
 from collections.abc import AsyncIterator
-
-import http.client
 from urllib.parse import urlsplit
 
 import aiohttp

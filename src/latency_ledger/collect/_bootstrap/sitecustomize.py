@@ -21,20 +21,26 @@ def _patch_starlette() -> None:
         return
     from latency_ledger.collect import LedgerMiddleware, disable_native_request_spans
 
-    original = Starlette.build_middleware_stack
+    original = Starlette.__call__
     if getattr(original, "_latency_ledger", False):
         return
 
-    def build_middleware_stack(self: Starlette) -> Any:
-        app = original(self)
-        if any(m.cls is LedgerMiddleware for m in self.user_middleware):  # type: ignore[comparison-overlap]
-            return app  # instrumented by hand as well
-        disable_native_request_spans(self)
-        title = getattr(self, "title", None)
-        return LedgerMiddleware(app, app_title=title if isinstance(title, str) else None)
+    # Patched where every Starlette app (FastAPI included, which builds its own stack but
+    # calls Starlette.__call__ to run it) passes on each call: wrap the built stack once.
+    async def __call__(self: Starlette, scope: Any, receive: Any, send: Any) -> None:
+        if not getattr(self, "_latency_ledger_wrapped", False):
+            stack = self.middleware_stack or self.build_middleware_stack()
+            by_hand = any(m.cls is LedgerMiddleware for m in self.user_middleware)  # type: ignore[comparison-overlap]
+            if not by_hand:
+                disable_native_request_spans(self)
+                title = getattr(self, "title", None)
+                stack = LedgerMiddleware(stack, app_title=title if isinstance(title, str) else None)
+            self.middleware_stack = stack
+            self._latency_ledger_wrapped = True  # type: ignore[attr-defined]
+        await original(self, scope, receive, send)
 
-    build_middleware_stack._latency_ledger = True  # type: ignore[attr-defined]
-    Starlette.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    __call__._latency_ledger = True  # type: ignore[attr-defined]
+    Starlette.__call__ = __call__  # type: ignore[method-assign]
 
 
 def _chain_user_sitecustomize() -> None:

@@ -1,0 +1,1 @@
+"""The Django example shop's project package (settings, URLs, WSGI and ASGI entry points)."""

@@ -1,0 +1,212 @@
+"""ORM queries and connection opens as CLIENT database spans, on every database alias.
+
+Contract: while a :class:`QueryTracer` is active, every statement Django runs through a
+database connection (ORM, ``connection.cursor().execute``, ``executemany``) is one CLIENT
+span named by its operation (``SELECT``), with ``db.system.name``/``db.system``,
+``db.query.text`` (literals replaced by ``?``: bind parameters are never recorded) and
+the Django alias; every ``BaseDatabaseWrapper.connect()`` is a ``connect`` CLIENT span
+(opening a connection, or checking one out of Django's PostgreSQL pool), which the
+ledger books as a pool/connect wait. A failing statement marks its span as an error and
+is re-raised unchanged; the tracer's own failures never reach the app.
+
+Why ``connection.execute_wrappers`` and not the OpenTelemetry dbapi/psycopg
+instrumentations: it is Django's public hook, one mechanism for every backend (SQLite,
+PostgreSQL, MySQL, Oracle, third-party ones) and every alias, it sees the statement as
+the ORM sends it (placeholders, parameters kept apart) plus the alias and vendor, and
+costs one function call per query, where the dbapi instrumentation proxies every
+connection and cursor and only traces connections opened through a ``connect`` function
+it wrapped before they were made. The wrapper is added to each connection when it opens
+(the ``connection_created`` signal, any thread, any alias, any time after start-up) and
+to the calling thread's already-open connections when tracing starts.
+
+When the psycopg instrumentation (the psycopg plugin) also traces the same cursor, its
+span would count every query twice in N+1 findings; our span is kept and the inner one
+suppressed for the length of the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from latency_ledger_plugin_base import sanitize_sql
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+MAX_STATEMENT_CHARS = 4096  # cut before sanitizing: a huge statement must stay cheap
+_SUPPRESS_KEY = "suppress_instrumentation"  # opentelemetry.instrumentation.utils' key name
+
+# connection.vendor -> (db.system.name, old db.system) per the semantic conventions
+_SYSTEMS = {
+    "postgresql": ("postgresql", "postgresql"),
+    "sqlite": ("sqlite", "sqlite"),
+    "mysql": ("mysql", "mysql"),
+    "oracle": ("oracle.db", "oracle"),
+    "microsoft": ("microsoft.sql_server", "mssql"),
+}
+
+
+def _suppress_key() -> Any:
+    try:
+        from opentelemetry.instrumentation.utils import (  # type: ignore[attr-defined]
+            _SUPPRESS_INSTRUMENTATION_KEY,
+        )
+    except ImportError:  # the instrumentation package absent: nothing to suppress
+        return None
+    return _SUPPRESS_INSTRUMENTATION_KEY
+
+
+def static_attributes(connection: Any) -> dict[str, Any]:
+    """Attributes that depend on the connection only (computed once per alias)."""
+    vendor = str(getattr(connection, "vendor", "") or "other")
+    system, old_system = _SYSTEMS.get(vendor, (vendor, vendor))
+    attrs: dict[str, Any] = {
+        "db.system.name": system,
+        "db.system": old_system,
+        "django.db.alias": str(getattr(connection, "alias", "")),
+    }
+    settings: Mapping[str, Any] = getattr(connection, "settings_dict", None) or {}
+    name = settings.get("NAME")
+    if name and vendor != "sqlite":  # an SQLite NAME is a local file path, not a namespace
+        attrs["db.namespace"] = str(name)[:256]
+    host = settings.get("HOST")
+    if host:
+        attrs["server.address"] = str(host)[:256]
+        port = settings.get("PORT")
+        if port:
+            with contextlib.suppress(TypeError, ValueError):
+                attrs["server.port"] = int(port)
+    return attrs
+
+
+def operation_of(statement: str) -> str:
+    """The statement's leading keyword (``SELECT``), or ``""``."""
+    head = statement[:32].lstrip().split(None, 1)
+    word = head[0].upper() if head else ""
+    return word if word.isalpha() and word.isascii() else ""
+
+
+class QueryTracer:
+    """Django ``execute_wrapper`` (one object, shared by every connection) and connect hook.
+
+    Stays in a connection's wrapper list once added; while inactive (``tracer`` None) it
+    only calls through, so uninstrumenting never has to reach into other threads.
+    """
+
+    def __init__(self) -> None:
+        self.tracer: Any = None
+        self.errors = 0
+        self._static: dict[tuple[str, str], dict[str, Any]] = {}
+        self._suppress = _suppress_key()
+
+    # -- the execute wrapper ---------------------------------------------------------
+
+    def __call__(
+        self,
+        execute: Callable[..., Any],
+        sql: Any,
+        params: Any,
+        many: bool,
+        context: Mapping[str, Any],
+    ) -> Any:
+        tracer = self.tracer
+        if tracer is None:
+            return execute(sql, params, many, context)
+        try:
+            span, token = self._start(tracer, sql, params, many, context)
+        except Exception:
+            self.errors += 1
+            return execute(sql, params, many, context)
+        try:
+            return execute(sql, params, many, context)
+        except BaseException as exc:
+            _mark_error(span, exc)
+            raise
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+            span.end()
+
+    def _start(
+        self, tracer: Any, sql: Any, params: Any, many: bool, context: Mapping[str, Any]
+    ) -> tuple[Any, Any]:
+        connection = context["connection"]
+        statement = (sql if isinstance(sql, str) else str(sql))[:MAX_STATEMENT_CHARS]
+        attrs = dict(self._static_for(connection))
+        attrs["db.query.text"] = sanitize_sql(statement)
+        operation = operation_of(statement)
+        if operation:
+            attrs["db.operation.name"] = operation
+        if many and isinstance(params, (list, tuple)):
+            attrs["db.operation.batch.size"] = len(params)
+        span = tracer.start_span(
+            operation or attrs["db.system.name"], kind=trace.SpanKind.CLIENT, attributes=attrs
+        )
+        token = None
+        cursor = getattr(context.get("cursor"), "cursor", None)
+        # an OpenTelemetry-traced DB-API cursor (psycopg/dbapi instrumentation) under ours
+        if self._suppress is not None and type(cursor).__module__.startswith("opentelemetry."):
+            ctx = trace.set_span_in_context(span)
+            token = otel_context.attach(otel_context.set_value(self._suppress, True, ctx))
+        return span, token
+
+    def _static_for(self, connection: Any) -> dict[str, Any]:
+        key = (str(getattr(connection, "alias", "")), str(getattr(connection, "vendor", "")))
+        attrs = self._static.get(key)
+        if attrs is None:
+            attrs = static_attributes(connection)
+            if len(self._static) < 256:  # aliases come from settings: few
+                self._static[key] = attrs
+        return attrs
+
+    # -- connections -----------------------------------------------------------------
+
+    def on_connection_created(self, sender: Any = None, connection: Any = None, **_: Any) -> None:
+        """``connection_created`` receiver: put the wrapper on the new connection."""
+        if connection is not None:
+            self.add_to(connection)
+
+    def add_to(self, connection: Any) -> None:
+        try:
+            wrappers = connection.execute_wrappers
+            if self not in wrappers:
+                # Django nests them so the last is innermost: the span times the driver call
+                wrappers.append(self)
+        except Exception:
+            self.errors += 1
+
+    def wrap_connect(self, connect: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``BaseDatabaseWrapper.connect`` timed as a ``connect`` CLIENT span."""
+
+        @functools.wraps(connect)
+        def traced_connect(wrapper: Any) -> Any:
+            tracer = self.tracer
+            if tracer is None:
+                return connect(wrapper)
+            try:
+                attrs = dict(self._static_for(wrapper))
+                attrs["db.operation.name"] = "connect"
+                span = tracer.start_span("connect", kind=trace.SpanKind.CLIENT, attributes=attrs)
+            except Exception:
+                self.errors += 1
+                return connect(wrapper)
+            try:
+                return connect(wrapper)
+            except BaseException as exc:
+                _mark_error(span, exc)
+                raise
+            finally:
+                span.end()
+
+        traced_connect.__latency_ledger_original__ = connect  # type: ignore[attr-defined]
+        return traced_connect
+
+
+def _mark_error(span: Any, exc: BaseException) -> None:
+    try:
+        span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+        span.set_attribute("error.type", type(exc).__qualname__)
+    except Exception:  # never mask the app's own exception
+        return

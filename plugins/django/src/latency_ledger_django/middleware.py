@@ -1,0 +1,451 @@
+"""``LedgerMiddleware`` for Django: one line in ``MIDDLEWARE``, sync and async capable.
+
+Contract: put ``"latency_ledger_django.LedgerMiddleware"`` first in ``settings.MIDDLEWARE``.
+Each request gets a SERVER span from the shared collector (``latency_ledger.collect``:
+its exporter, CPU accounting, booking and pyinstrument sampling, not a copy of them)
+named ``METHOD /route`` by the resolved route (``request.resolver_match.route`` as
+``http.route``, never the raw path), with the status, and the view's exception (status
+ERROR) when the response is a 5xx. Its ``ledger.*`` totals hold the request's own CPU:
+
+- sync views under WSGI (gunicorn ``gthread``, any thread-per-request server): this
+  thread's CPU clock while the request runs, paused inside database and network spans;
+  ``queueing`` is the CPU other threads of the process burned meanwhile (the GIL lets
+  one run at a time), clipped by the ledger to the time that is otherwise unexplained;
+- sync views under ASGI (asgiref runs them in a worker thread) and async views: the
+  collector's task-step and worker-thread accounting, exactly as for an ASGI app.
+
+Time a request waits for the GIL or for a free worker is never booked as CPU: a thread
+clock does not advance while its thread waits. Streaming responses end their span when
+the body is exhausted or closed, with the CPU spent producing it. The response, its
+headers and body are never altered (a streaming body is re-wrapped chunk for chunk, sync
+stays sync and async stays async; a ``FileResponse`` is left as is), and the collector's
+own failures are counted, never raised into the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from time import perf_counter_ns, process_time_ns, thread_time_ns, time_ns
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import MiddlewareNotUsed
+from django.http import HttpRequest, HttpResponseBase
+from opentelemetry import context as otel_context
+
+from latency_ledger.collect import default_collector
+from latency_ledger.collect.accounting import (
+    CURRENT,
+    SEGMENT,
+    TimedCoroutine,
+    begin_segment,
+    end_segment,
+)
+from latency_ledger_django.plugin import plugin
+from latency_ledger_django.settings import read_settings
+
+MAX_ROUTE_CHARS = 512
+_EXCEPTION = "_latency_ledger_exception"
+
+
+class ProcessCpu:
+    """What the collector's accounts read as a loop's ``busy_ns``, for thread servers.
+
+    Under WSGI there is no event loop; what can delay a runnable request thread is
+    other threads holding the GIL, so the work that competed with a request is the
+    process's CPU during its life minus its own (the middleware stores its own thread's
+    CPU in ``Account.loop_ns`` before booking). Duck-types ``accounting.LoopState``.
+    """
+
+    __slots__ = ()
+
+    @property
+    def busy_ns(self) -> int:
+        return process_time_ns()
+
+
+PROCESS_CPU = ProcessCpu()
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What ``Collector.finish`` reads a route template from (``scope["route"].path``)."""
+
+    path: str
+
+
+def route_template(request: HttpRequest, *, with_prefix: bool = True) -> str:
+    """``/orders/<int:order_id>`` (plus the script prefix) for a resolved request, else ``""``."""
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    if not isinstance(route, str):
+        return ""
+    route = route.removeprefix("^")
+    if route.endswith("$") and not route.endswith("\\$"):
+        route = route[:-1]
+    route = route.removesuffix("\\Z")
+    prefix = ""
+    if with_prefix:
+        path, info = request.path, request.path_info
+        if len(path) > len(info) and path.endswith(info):
+            prefix = path[: len(path) - len(info)].rstrip("/")
+    return f"{prefix}/{route}"[:MAX_ROUTE_CHARS]
+
+
+def request_scope(request: HttpRequest) -> dict[str, Any]:
+    """The ASGI-scope-shaped mapping ``Collector.begin``/``finish`` read, from any request."""
+    meta = request.META
+    scope: dict[str, Any] = {
+        "method": request.method or "",
+        "path": request.path,
+        "scheme": request.scheme or "http",
+    }
+    protocol = meta.get("SERVER_PROTOCOL")
+    if isinstance(protocol, str) and protocol.startswith("HTTP/"):
+        scope["http_version"] = protocol[5:]
+    host = meta.get("SERVER_NAME")
+    if host:
+        port = meta.get("SERVER_PORT")
+        try:
+            scope["server"] = (str(host), int(port) if port else None)
+        except (TypeError, ValueError):
+            scope["server"] = (str(host), None)
+    parent = meta.get("HTTP_TRACEPARENT")
+    if isinstance(parent, str):
+        headers = [(b"traceparent", parent.encode("latin-1", "replace"))]
+        state = meta.get("HTTP_TRACESTATE")
+        if isinstance(state, str):
+            headers.append((b"tracestate", state.encode("latin-1", "replace")))
+        scope["headers"] = headers
+    return scope
+
+
+def _charge(acct: Any) -> tuple[Any, int, int]:
+    """Charge this thread's CPU to ``acct`` from now; returns what to restore."""
+    seg = SEGMENT
+    saved = (seg.acct, seg.t0)
+    now = thread_time_ns()
+    seg.acct, seg.t0 = acct, now
+    return saved[0], saved[1], now
+
+
+def _uncharge(acct: Any, saved: tuple[Any, int, int]) -> int:
+    """Stop charging ``acct``; the outer charge resumes. Returns this thread's CPU spent."""
+    seg = SEGMENT
+    now = thread_time_ns()
+    charged = seg.acct is acct  # else a nested charge took the thread over meanwhile
+    if charged and acct.depth == 0:
+        acct.cpu_ns += now - seg.t0
+    outer, outer_t0, started = saved
+    seg.acct = outer
+    seg.t0 = now if outer is not None else outer_t0
+    return now - started
+
+
+class _Finisher:
+    """Books a request whose streaming body outlived the middleware, exactly once."""
+
+    __slots__ = ("acct", "collector", "context", "done", "profile", "scope", "status", "threaded")
+
+    def __init__(
+        self,
+        collector: Any,
+        acct: Any,
+        context: Any,
+        scope: dict[str, Any],
+        status: int,
+        threaded: bool,
+    ) -> None:
+        self.collector = collector
+        self.acct = acct
+        self.context = context  # the request's OTel context: spans made while streaming
+        self.scope = scope
+        self.status = status
+        self.threaded = threaded  # WSGI accounting: own CPU also kept in loop_ns
+        self.done = False
+        self.profile: str | None = None
+
+    def enter(self) -> tuple[Any, Any, tuple[Any, int, int]]:
+        acct = self.acct
+        token = CURRENT.set(acct)
+        otel_token = otel_context.attach(self.context)
+        return token, otel_token, _charge(acct)
+
+    def leave(self, entered: tuple[Any, Any, tuple[Any, int, int]]) -> None:
+        token, otel_token, saved = entered
+        spent = _uncharge(self.acct, saved)
+        if self.threaded:
+            self.acct.loop_ns += spent
+        otel_context.detach(otel_token)
+        CURRENT.reset(token)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.collector.finish(self.acct, self.scope, self.status, error, self.profile)
+        except Exception:
+            self.collector.stats.errors += 1
+            with contextlib.suppress(Exception):
+                self.collector.abandon(self.acct, self.scope)
+
+
+class _SyncStream:
+    """A sync streaming body, chunk for chunk, that books its request when done."""
+
+    def __init__(self, content: Iterator[Any], finisher: _Finisher) -> None:
+        self._content = content
+        self._finisher = finisher
+
+    def __iter__(self) -> _SyncStream:
+        return self
+
+    def __next__(self) -> Any:
+        finisher = self._finisher
+        if finisher.done:
+            return next(self._content)
+        entered = finisher.enter()
+        ended: BaseException | None = None
+        try:
+            return next(self._content)
+        except BaseException as exc:
+            ended = exc
+            raise
+        finally:
+            finisher.leave(entered)
+            if ended is not None:
+                finisher.finish(None if isinstance(ended, StopIteration) else ended)
+
+    def close(self) -> None:  # the server closes the response: Django calls this
+        self._finisher.finish()
+
+
+class _AsyncStream:
+    """The same for an async body; ``close`` (sync) is what Django's response.close calls."""
+
+    def __init__(self, content: AsyncIterator[Any], finisher: _Finisher) -> None:
+        self._content = content
+        self._finisher = finisher
+
+    def __aiter__(self) -> _AsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        finisher = self._finisher
+        if finisher.done:
+            return await self._content.__anext__()
+        entered = finisher.enter()
+        ended: BaseException | None = None
+        try:
+            return await self._content.__anext__()
+        except BaseException as exc:
+            ended = exc
+            raise
+        finally:
+            finisher.leave(entered)
+            if ended is not None:
+                finisher.finish(None if isinstance(ended, StopAsyncIteration) else ended)
+
+    def close(self) -> None:
+        self._finisher.finish()
+
+
+class LedgerMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+        self._settings = read_settings()
+        if not self._settings.enabled:
+            raise MiddlewareNotUsed("LATENCY_LEDGER['enabled'] is False")
+        self._collector: Any = None
+        self._lock = threading.Lock()
+
+    # The collector is made on the first request, in the process that serves it: with
+    # ``gunicorn --preload`` this module loads in the master, and an export thread or an
+    # open trace file must not be inherited across fork.
+    def _get_collector(self) -> Any:
+        collector = self._collector
+        if collector is not None and not collector.closed:
+            return collector
+        with self._lock:
+            collector = self._settings.collector
+            if collector is None:
+                collector = default_collector(self._settings.config, self._settings.service_name)
+            if not plugin.active and plugin.instrument(collector.provider):
+                collector.plugins.append(plugin)  # undone by collector.shutdown()
+            self._collector = collector
+        return collector
+
+    def _count_error(self) -> None:
+        with contextlib.suppress(Exception):
+            self._collector.stats.errors += 1
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        """Keep the view's exception for the span; Django still turns it into a response."""
+        request.__dict__[_EXCEPTION] = exception
+
+    # -- sync (WSGI, or a sync-only chain) -----------------------------------------
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        if CURRENT.get() is not None:  # already booked by an outer ledger middleware
+            inner = self.get_response(request)
+            _name_outer(request)
+            return inner
+        t0 = perf_counter_ns()
+        try:
+            collector = self._get_collector()
+            scope = request_scope(request)
+            start_ns = time_ns()
+            acct, token = collector.begin(scope, PROCESS_CPU, start_ns)
+            context = otel_context.get_current()
+            profiler = (
+                collector.profiler.start(scope["path"], start_ns)
+                if collector.profiler.enabled
+                else None
+            )
+        except Exception:
+            self._count_error()
+            return self.get_response(request)
+        own_t0 = thread_time_ns()
+        acct.overhead_ns += perf_counter_ns() - t0
+        begin_segment(acct)
+        response: Any = None
+        error: BaseException | None = None
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            end_segment()
+            # all of this thread's CPU (waits included), to leave other threads' CPU
+            # as the process's CPU minus it: see ProcessCpu
+            acct.loop_ns += thread_time_ns() - own_t0
+            self._end(
+                collector, acct, token, context, request, scope, response, error, profiler, True
+            )
+        return response
+
+    # -- async (ASGI) ----------------------------------------------------------------
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        if CURRENT.get() is not None:
+            inner = await self.get_response(request)
+            _name_outer(request)
+            return inner
+        t0 = perf_counter_ns()
+        try:
+            collector = self._get_collector()
+            loop_state = collector.hooks.ensure_loop(asyncio.get_running_loop())
+            task = asyncio.current_task()
+            coro = task.get_coro() if task is not None else None
+            wrapped = type(coro) is TimedCoroutine
+            if wrapped:  # the task was timed from its creation: queueing before us counts
+                start_ns, busy_start = coro.created_ns, coro.busy_at_create_ns  # type: ignore[union-attr]
+            else:
+                start_ns, busy_start = time_ns(), None
+            scope = request_scope(request)
+            acct, token = collector.begin(scope, loop_state, start_ns, busy_start)
+            context = otel_context.get_current()
+            profiler = (
+                collector.profiler.start(scope["path"], start_ns)
+                if collector.profiler.enabled
+                else None
+            )
+        except Exception:
+            self._count_error()
+            return await self.get_response(request)
+        acct.overhead_ns += perf_counter_ns() - t0
+        begin_segment(acct)
+        response: Any = None
+        error: BaseException | None = None
+        try:
+            if wrapped:
+                response = await self.get_response(request)
+            else:  # the first request, whose task predates our task factory
+                response = await TimedCoroutine(self.get_response(request), loop_state)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            end_segment()
+            self._end(
+                collector, acct, token, context, request, scope, response, error, profiler, False
+            )
+        return response
+
+    # -- both ------------------------------------------------------------------------
+
+    def _end(
+        self,
+        collector: Any,
+        acct: Any,
+        token: Any,
+        context: Any,
+        request: HttpRequest,
+        scope: dict[str, Any],
+        response: Any,
+        error: BaseException | None,
+        profiler: Any,
+        threaded: bool,
+    ) -> None:
+        t1 = perf_counter_ns()
+        try:
+            summary = collector.profiler.stop(profiler) if profiler is not None else None
+        except Exception:
+            self._count_error()
+            summary = None
+        try:
+            status = response.status_code if isinstance(response, HttpResponseBase) else None
+            raised = request.__dict__.pop(_EXCEPTION, None)
+            if error is None and raised is not None and (status is None or status >= 500):
+                error = raised
+            route = route_template(request)
+            if route:
+                scope["route"] = _Route(route)
+            acct.overhead_ns += perf_counter_ns() - t1
+            if (
+                error is None
+                and status is not None
+                and response.streaming
+                and getattr(response, "file_to_stream", None) is None
+            ):
+                # the body is produced after we return: book the request when it ends
+                collector.detach(acct)
+                finisher = _Finisher(collector, acct, context, scope, status, threaded)
+                finisher.profile = summary
+                if response.is_async:
+                    response.streaming_content = _AsyncStream(response.streaming_content, finisher)
+                else:
+                    response.streaming_content = _SyncStream(response.streaming_content, finisher)
+            else:
+                collector.finish(acct, scope, status, error, summary)
+        except Exception:
+            self._count_error()
+            with contextlib.suppress(Exception):
+                collector.abandon(acct, scope)
+        finally:
+            with contextlib.suppress(Exception):
+                collector.detach(acct)
+            CURRENT.reset(token)
+
+
+def _name_outer(request: HttpRequest) -> None:
+    """Inside the ASGI ``LedgerMiddleware``: hand it the route through the ASGI scope."""
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict) and "route" not in scope:
+        route = route_template(request, with_prefix=False)
+        if route:
+            scope["route"] = _Route(route)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from ledger_site import views
+
+urlpatterns = [
+    path("sync", views.sync_view),
+    path("async", views.async_view),
+    path("hello", views.hello),
+    path("warm", views.warm),
+]

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import time
+
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+
+def burn_cpu(ms: float) -> None:
+    """Pure-Python work until this thread has run ``ms`` milliseconds of CPU."""
+    end = time.thread_time_ns() + int(ms * 1_000_000)
+    x = 0
+    while time.thread_time_ns() < end:
+        x += 1
+
+
+def query() -> dict[str, int]:
+    t0 = time.perf_counter_ns()
+    connection.ensure_connection()  # a new connection is database time too (a connect span)
+    t1 = time.perf_counter_ns()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.03)")
+        cursor.fetchone()
+    return {"connect_ns": t1 - t0, "query_ns": time.perf_counter_ns() - t1}
+
+
+def _burn_ms(request: HttpRequest) -> float:
+    """10 ms unless ``?burn_ms=`` says otherwise (0: the view's own cost, for a baseline)."""
+    return min(50.0, float(request.GET.get("burn_ms", "10")))
+
+
+def sync_view(request: HttpRequest) -> JsonResponse:
+    truth = query()
+    burn_cpu(_burn_ms(request))
+    return JsonResponse(truth)
+
+
+async def async_view(request: HttpRequest) -> JsonResponse:
+    truth = await sync_to_async(query)()
+    burn_cpu(_burn_ms(request))
+    return JsonResponse(truth)
+
+
+def warm(request: HttpRequest) -> JsonResponse:
+    """The first database use imports the backend: CPU a test's ground truth must not hold."""
+    return JsonResponse(query())
+
+
+def hello(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"hello": "world"})

@@ -1,0 +1,104 @@
+"""The example shop as a user runs it: gunicorn (gthread) on PostgreSQL, driven by load.py.
+
+The rates service is examples/downstream.py under uvicorn; the shop is
+``LATENCY_LEDGER=1`` (the one middleware line) with the collector's production defaults
+(every request booked, child spans kept for a sample), one client at a time so that
+each endpoint's own split is what shows (with more clients than this machine's two
+cores, CPU-bound checkouts queue behind each other and waiting dominates). Read back with ``analyze()``,
+the report must say what the views were written to do:
+
+- ``GET /orders/<id>`` (template walks a relation): an N+1 on the product lookup, about
+  one query per order line (the seed gives every order 20-31 lines), the first fix;
+- ``GET /products/search`` (LIKE scan + aggregate): database-bound, not worth a port;
+- ``POST /checkout`` (~20 ms of pure-Python pricing): interpreter-bound, "could pay";
+- ``GET /shipping/<id>/quote`` (a call to the ~25 ms rates service): network-bound,
+  "don't migrate".
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from django_servers import DjangoServer, postgres_up
+
+from latency_ledger.analyze import analyze
+
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.postgres,
+    pytest.mark.skipif(not postgres_up(), reason="PostgreSQL on 127.0.0.1:5432 not reachable"),
+]
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _load_module() -> object:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ledger_example_load", EXAMPLES / "load.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_report_matches_how_views_were_written(tmp_path: Path) -> None:
+    env = {"DJANGO_DATABASE_URL": DATABASE_URL, "DJANGO_SETTINGS_MODULE": "django_shop.settings"}
+    manage = [sys.executable, str(EXAMPLES / "django" / "manage.py"), "seed"]
+    subprocess.run(manage, env={**os.environ, **env}, check=True, capture_output=True)
+    load = _load_module()
+    with DjangoServer("uvicorn", "downstream:app", cwd=EXAMPLES) as rates:
+        shop_env = {
+            **env,
+            "LATENCY_LEDGER": "1",
+            "LATENCY_LEDGER_OUTPUT_DIR": str(tmp_path),
+            "SHOP_DOWNSTREAM_URL": rates.url,
+        }
+        with DjangoServer(
+            "gunicorn", "django_shop.wsgi:application", cwd=EXAMPLES / "django", env=shop_env
+        ) as shop:
+            # the first request starts the collector (imports every plugin's library)
+            assert httpx.get(f"{shop.url}/health", timeout=60).status_code == 200
+            counts = load.run_load(shop.url, duration_s=5, concurrency=1)  # type: ignore[attr-defined]
+    assert counts["errors"] == 0, counts
+
+    report = analyze([tmp_path])
+    assert report.inputs.problems == ()
+    by_name = {e.endpoint: e for e in report.endpoints}
+    assert {
+        "GET /orders/<int:order_id>",
+        "GET /products/search",
+        "POST /checkout",
+        "GET /shipping/<int:order_id>/quote",
+        "GET /health",
+    } <= set(by_name)
+
+    orders = by_name["GET /orders/<int:order_id>"]
+    (n_plus_one,) = [f for f in orders.findings if f.kind == "n_plus_one"]
+    assert '"storefront_product"' in n_plus_one.target
+    assert 20 <= n_plus_one.count_per_request <= 31, n_plus_one
+    assert n_plus_one.ns_per_request > 0
+    assert orders.verdict is not None
+    assert orders.verdict.fixes[0].kind == "n_plus_one", orders.verdict.summary
+
+    def largest(endpoint: str) -> str:
+        parts = dict(by_name[endpoint].ledger_ns["p50"])
+        return max(parts, key=lambda part: parts[part])
+
+    assert largest("GET /products/search") == "database"
+    search = by_name["GET /products/search"]
+    # ~13 ms of query against ~2 ms of Django around it: a port saves 8-15%, which the
+    # verdict calls "don't migrate" or, past 10%, "marginal"; never "could pay"
+    assert search.verdict.label in ("dont_migrate", "marginal"), search.verdict.summary
+    checkout = by_name["POST /checkout"]
+    assert largest("POST /checkout") == "interpreter", checkout.ledger_ns
+    assert checkout.verdict.label == "migration_could_pay", checkout.verdict.summary
+    shipping = by_name["GET /shipping/<int:order_id>/quote"]
+    assert largest("GET /shipping/<int:order_id>/quote") == "network", shipping.ledger_ns
+    assert shipping.verdict.label == "dont_migrate", shipping.verdict.summary
+    assert all(e.cpu_measured for e in report.endpoints)

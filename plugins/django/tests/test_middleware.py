@@ -1,0 +1,309 @@
+"""LedgerMiddleware through Django's test clients (sync handler and async handler).
+
+The example shop's views plus a few test views (errors, streaming) in a URLconf built
+here; spans are read from the collector's in-memory exporter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import types
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.test import AsyncClient, Client, override_settings
+from django.urls import include, path
+from opentelemetry import trace
+from storefront.models import Product
+
+MIDDLEWARE = [
+    "latency_ledger_django.LedgerMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
+
+def burn_cpu(ms: float) -> None:
+    """Pure-Python work until this thread has run ``ms`` milliseconds of CPU."""
+    end = time.thread_time_ns() + int(ms * 1_000_000)
+    while time.thread_time_ns() < end:
+        pass
+
+
+def burn(request: HttpRequest) -> HttpResponse:
+    burn_cpu(10)
+    return HttpResponse("ok")
+
+
+def boom(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("the view failed")
+
+
+def missing(request: HttpRequest) -> HttpResponse:
+    raise Http404("nothing here")
+
+
+def stream(request: HttpRequest) -> StreamingHttpResponse:
+    def rows() -> Iterator[str]:
+        for p in Product.objects.order_by("id")[:3]:
+            yield f"{p.sku}\n"
+
+    return StreamingHttpResponse(rows())
+
+
+async def astream(request: HttpRequest) -> StreamingHttpResponse:
+    async def rows() -> AsyncIterator[bytes]:
+        for i in range(3):
+            await asyncio.sleep(0)
+            yield b"%d\n" % i
+
+    return StreamingHttpResponse(rows())
+
+
+URLS = types.ModuleType("ledger_test_urls")
+URLS.urlpatterns = [  # type: ignore[attr-defined]
+    path("t/boom", boom),
+    path("t/burn", burn),
+    path("t/missing", missing),
+    path("t/stream", stream),
+    path("t/astream", astream),
+    path("shop/", include("storefront.urls")),
+]
+
+
+@pytest.fixture
+def ledger(make_collector: Callable[..., Any]) -> Iterator[tuple[Any, Any]]:
+    collector, exporter = make_collector()
+    settings = {"MIDDLEWARE": MIDDLEWARE, "ROOT_URLCONF": URLS}
+    with override_settings(**settings, LATENCY_LEDGER={"collector": collector}):
+        yield collector, exporter
+
+
+def _by_kind(spans: list[Any], kind: trace.SpanKind) -> list[Any]:
+    return [s for s in spans if s.kind == kind and s.name != "connect"]
+
+
+def _descends_from(span: Any, root: Any, spans: list[Any]) -> bool:
+    by_id = {s.context.span_id: s for s in spans}
+    parent = span.parent
+    while parent is not None:
+        if parent.span_id == root.context.span_id:
+            return True
+        found = by_id.get(parent.span_id)
+        parent = found.parent if found is not None else None
+    return False
+
+
+def test_route_named_span_with_queries_and_template(ledger: Any, exported: Any) -> None:
+    collector, exporter = ledger
+    from storefront.models import OrderItem
+
+    lines = OrderItem.objects.filter(order_id=7).count()
+    response = Client().get("/shop/orders/7")
+    assert response.status_code == 200
+    spans = exported(collector, exporter)
+    (server,) = _by_kind(spans, trace.SpanKind.SERVER)
+    attrs = dict(server.attributes or {})
+    assert server.name == "GET /shop/orders/<int:order_id>"
+    assert attrs["http.route"] == "/shop/orders/<int:order_id>"
+    assert attrs["url.path"] == "/shop/orders/7"
+    assert attrs["http.response.status_code"] == 200
+    for key in ("cpu_ns", "database_ns", "interpreter_ns", "waiting_ns", "overhead_ns"):
+        assert attrs[f"ledger.{key}"] >= 0
+    assert attrs["ledger.database_ns"] > 0
+    queries = [s for s in _by_kind(spans, trace.SpanKind.CLIENT) if s.name == "SELECT"]
+    # the order with its customer, the items, then one product per line: the N+1
+    assert len(queries) == 2 + lines
+    for query in queries:
+        q = dict(query.attributes or {})
+        assert q["db.system.name"] == "sqlite"
+        assert q["django.db.alias"] == "default"
+        assert "%s" in q["db.query.text"]
+        assert _descends_from(query, server, spans)
+    (render,) = _by_kind(spans, trace.SpanKind.INTERNAL)
+    assert render.name == "render storefront/order.html"
+    assert render.parent.span_id == server.context.span_id
+    in_template = [q for q in queries if q.parent.span_id == render.context.span_id]
+    assert len(in_template) == 1 + lines  # the relation walked by the template
+
+
+def test_async_client_async_view(ledger: Any, exported: Any) -> None:
+    collector, exporter = ledger
+    response = asyncio.run(AsyncClient().get("/shop/health"))
+    assert response.status_code == 200
+    spans = exported(collector, exporter)
+    (server,) = _by_kind(spans, trace.SpanKind.SERVER)
+    assert dict(server.attributes or {})["http.route"] == "/shop/health"
+    (count,) = _by_kind(spans, trace.SpanKind.CLIENT)  # async ORM: run in a worker thread
+    assert "COUNT" in dict(count.attributes or {})["db.query.text"]
+    assert count.parent.span_id == server.context.span_id
+
+
+def test_async_client_sync_view(ledger: Any, exported: Any) -> None:
+    collector, exporter = ledger
+    response = asyncio.run(AsyncClient().get("/shop/products/search", {"q": "oak"}))
+    assert response.status_code == 200
+    spans = exported(collector, exporter)
+    (server,) = _by_kind(spans, trace.SpanKind.SERVER)
+    assert dict(server.attributes or {})["http.route"] == "/shop/products/search"
+    (query,) = _by_kind(spans, trace.SpanKind.CLIENT)
+    assert query.parent.span_id == server.context.span_id
+    assert "LIKE" in dict(query.attributes or {})["db.query.text"]
+
+
+def test_unresolved_path_has_no_route(ledger: Any, exported: Any) -> None:
+    assert Client().get("/no/such/page/123").status_code == 404
+    (server,) = server_spans = _by_kind(exported(*ledger), trace.SpanKind.SERVER)
+    attrs = dict(server.attributes or {})
+    assert "http.route" not in attrs
+    assert server.name == "GET"
+    assert attrs["http.response.status_code"] == 404
+    assert server.status.status_code == trace.StatusCode.UNSET
+    assert len(server_spans) == 1
+
+
+def test_http404_from_view_is_not_an_error(ledger: Any, exported: Any) -> None:
+    assert Client().get("/t/missing").status_code == 404
+    (server,) = _by_kind(exported(*ledger), trace.SpanKind.SERVER)
+    assert server.status.status_code == trace.StatusCode.UNSET
+    assert not server.events
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_view_exception_marks_error(ledger: Any, exported: Any, asynchronous: bool) -> None:
+    if asynchronous:
+        client: Any = AsyncClient(raise_request_exception=False)
+        response = asyncio.run(client.get("/t/boom"))
+    else:
+        response = Client(raise_request_exception=False).get("/t/boom")
+    assert response.status_code == 500
+    (server,) = _by_kind(exported(*ledger), trace.SpanKind.SERVER)
+    assert server.status.status_code == trace.StatusCode.ERROR
+    assert dict(server.attributes or {})["http.route"] == "/t/boom"
+    (event,) = server.events
+    assert event.name == "exception"
+    assert dict(event.attributes or {})["exception.type"] == "RuntimeError"
+
+
+def test_sync_stream_ends_span_after_body(ledger: Any, exported: Any) -> None:
+    collector, exporter = ledger
+    response = Client().get("/t/stream")
+    assert _by_kind(exported(collector, exporter), trace.SpanKind.SERVER) == []  # still open
+    body = b"".join(response.streaming_content)
+    response.close()
+    assert body == b"SKU-00001\nSKU-00002\nSKU-00003\n"
+    spans = exported(collector, exporter)
+    (server,) = _by_kind(spans, trace.SpanKind.SERVER)
+    (query,) = _by_kind(spans, trace.SpanKind.CLIENT)  # run while the body streamed
+    assert query.parent.span_id == server.context.span_id
+    assert server.end_time >= query.end_time
+    assert dict(server.attributes or {})["http.route"] == "/t/stream"
+
+
+def test_async_stream_under_async_client(ledger: Any, exported: Any) -> None:
+    async def fetch() -> bytes:
+        response = await AsyncClient().get("/t/astream")
+        chunks = [chunk async for chunk in response.streaming_content]
+        return b"".join(chunks)
+
+    assert asyncio.run(fetch()) == b"0\n1\n2\n"
+    (server,) = _by_kind(exported(*ledger), trace.SpanKind.SERVER)
+    assert dict(server.attributes or {})["http.route"] == "/t/astream"
+
+
+def test_traceparent_is_joined(ledger: Any, exported: Any) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    header = f"00-{trace_id}-00f067aa0ba902b7-01"
+    assert Client().get("/shop/health", HTTP_TRACEPARENT=header).status_code == 200
+    (server,) = _by_kind(exported(*ledger), trace.SpanKind.SERVER)
+    assert f"{server.context.trace_id:032x}" == trace_id
+    assert f"{server.parent.span_id:016x}" == "00f067aa0ba902b7"
+
+
+class _FailingExporter:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def export(self, spans: Any) -> Any:
+        self.calls += 1
+        raise OSError("disk full")
+
+    def shutdown(self) -> None:
+        raise OSError("still full")
+
+
+def test_failing_exporter_never_reaches_the_app(make_collector: Callable[..., Any]) -> None:
+    failing = _FailingExporter()
+    collector, _ = make_collector(exporter=failing)
+    settings = {"MIDDLEWARE": MIDDLEWARE, "ROOT_URLCONF": URLS}
+    with override_settings(**settings, LATENCY_LEDGER={"collector": collector}):
+        client = Client(raise_request_exception=False)
+        statuses = [client.get(p).status_code for p in ("/shop/orders/3", "/t/boom", "/nope")]
+        collector.flush()
+    assert statuses == [200, 500, 404]
+    assert failing.calls >= 1
+    assert collector.stats.export_errors >= 1
+    assert collector.stats.requests == 3
+
+
+def test_collector_failure_runs_the_app_untouched(
+    ledger: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector, _ = ledger
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("collector bug")
+
+    monkeypatch.setattr(collector, "begin", broken)
+    response = Client().get("/shop/orders/3")
+    assert response.status_code == 200
+    assert b"Order 3" in response.content
+    assert asyncio.run(AsyncClient().get("/shop/health")).status_code == 200
+    assert collector.stats.errors == 2
+
+
+def test_finish_failure_still_ends_span(
+    ledger: Any, exported: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector, exporter = ledger
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("booking bug")
+
+    monkeypatch.setattr(collector, "finish", broken)
+    assert Client().get("/shop/health").status_code == 200
+    assert len(_by_kind(exported(collector, exporter), trace.SpanKind.SERVER)) == 1
+    assert collector.stats.errors == 1
+
+
+def test_threads_waiting_for_the_gil_book_queueing_not_cpu(ledger: Any, exported: Any) -> None:
+    # Expected: 4 requests in 4 threads, each burning 10 ms of CPU, one GIL. Each books
+    # its own ~10 ms as CPU (within 15% or 2 ms), never the 40 ms the process spent;
+    # the time it waited for the others is queueing.
+    threads_n = 4
+    start = threading.Barrier(threads_n)
+    statuses: list[int] = []
+
+    def one() -> None:
+        client = Client()
+        start.wait()
+        statuses.append(client.get("/t/burn").status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(threads_n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * threads_n
+    servers = _by_kind(exported(*ledger), trace.SpanKind.SERVER)
+    assert len(servers) == threads_n
+    rows = [dict(s.attributes or {}) for s in servers]
+    for row in rows:
+        assert abs(row["ledger.cpu_ns"] - 10_000_000) <= 2_000_000, row
+        assert row["ledger.interpreter_ns"] == row["ledger.cpu_ns"]
+        assert row["ledger.queueing_ns"] <= row["ledger.waiting_ns"]
+    # the last to finish waited for the other three's CPU (less what ran on the 2nd core)
+    assert max(row["ledger.queueing_ns"] for row in rows) >= 10_000_000, rows

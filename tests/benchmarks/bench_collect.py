@@ -1,0 +1,230 @@
+"""What in-app collection costs a FastAPI app, side by side in one run.
+
+Run:  uv run --no-sync python tests/benchmarks/bench_collect.py          (~2 min)
+      uv run --no-sync python tests/benchmarks/bench_collect.py --duration 5 --rounds 3
+
+Needs wrk (``apt-get install -y wrk``). Each variant of the same app is served by uvicorn
+(one worker, httptools, the loop uvicorn picks) pinned to CPU 0, and loaded by
+``wrk -t1 -c16`` pinned to CPU 1, on two endpoints: ``/hello`` and ``/one`` (one sync
+SQLAlchemy query on SQLite, a ``def`` endpoint). Variants:
+
+- ``bare``:   the app alone;
+- ``otel``:   plain OpenTelemetry: opentelemetry-instrumentation-asgi's middleware and
+  opentelemetry-instrumentation-sqlalchemy, SDK, BatchSpanProcessor, OTLP JSON file
+  exporter (opentelemetry-exporter-otlp-json-file);
+- ``ours_all``: ``latency_ledger.collect.instrument(app)``, every span kept;
+- ``ours_sampled``: the same with the default ``keep_spans="sampled"``.
+
+Per request overhead (us) = 1e6 / rps(variant) - 1e6 / rps(bare): the server is bound
+to one core, so 1 / rps is its time per request. Rounds interleave the variants and the
+table shows medians. Spans written per request is a sanity check that each variant
+really records (a variant that records nothing is cheap for the wrong reason).
+
+This file is also the app: ``uvicorn bench_collect:app`` builds the variant named by
+``BENCH_VARIANT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+VARIANTS = ("bare", "otel", "ours_all", "ours_sampled")
+ENDPOINTS = ("/hello", "/one")
+
+
+# -- the app ------------------------------------------------------------------------
+
+
+def build_app(variant: str, out_dir: Path, db_path: Path) -> Any:
+    from fastapi import FastAPI
+    from sqlalchemy import create_engine, text
+
+    # FastAPI's own request spans stay off in every variant, so each measures one thing
+    app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+    engine_holder: dict[str, Any] = {}
+
+    if variant == "otel":
+        from opentelemetry.exporter.otlp.json.file import FileSpanExporter
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        exporter = FileSpanExporter(out_dir / f"otel-{os.getpid()}.jsonl")
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        engine = create_engine(f"sqlite:///{db_path}")
+        SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
+    elif variant.startswith("ours"):
+        from latency_ledger.collect import CollectConfig, instrument
+
+        keep = "all" if variant == "ours_all" else "sampled"
+        instrument(app, config=CollectConfig(output_dir=out_dir, keep_spans=keep))
+        engine = create_engine(f"sqlite:///{db_path}")
+    else:
+        engine = create_engine(f"sqlite:///{db_path}")
+    engine_holder["engine"] = engine
+
+    @app.get("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    @app.get("/one")
+    def one() -> dict[str, Any]:
+        with engine_holder["engine"].connect() as conn:
+            row = conn.execute(text("SELECT id, name FROM item WHERE id = :id"), {"id": 7}).one()
+        return {"id": row[0], "name": row[1]}
+
+    return app
+
+
+if os.environ.get("BENCH_VARIANT"):
+    app = build_app(
+        os.environ["BENCH_VARIANT"], Path(os.environ["BENCH_OUT"]), Path(os.environ["BENCH_DB"])
+    )
+
+
+# -- the driver ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_db(path: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany("INSERT INTO item VALUES (?, ?)", [(i, f"item {i}") for i in range(100)])
+
+
+def wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def wrk(url: str, duration: float) -> float:
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", "-c16", f"-d{int(duration)}s", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not match or "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk: unexpected output:\n{out}")
+    return float(match.group(1))
+
+
+def count_spans(out_dir: Path) -> int:
+    total = 0
+    for path in out_dir.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            for rs in json.loads(line).get("resourceSpans", ()):
+                for ss in rs.get("scopeSpans", ()):
+                    total += len(ss.get("spans", ()))
+    return total
+
+
+def measure(variant: str, endpoint: str, work: Path, duration: float) -> tuple[float, float]:
+    """(requests/s, spans written per request) for one variant on one endpoint."""
+    out_dir = work / f"out-{variant}-{endpoint.strip('/')}"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENCH_VARIANT": variant,
+        "BENCH_OUT": str(out_dir),
+        "BENCH_DB": str(work / "bench.db"),
+    }
+    cmd = ["taskset", "-c", "0", sys.executable, "-m", "uvicorn", "--app-dir", str(HERE)]
+    cmd += ["bench_collect:app", "--port", str(port), "--http", "httptools"]
+    cmd += ["--log-level", "warning", "--no-access-log"]
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        wait_for(port, proc)
+        url = f"http://127.0.0.1:{port}{endpoint}"
+        wrk(url, 1)  # warm-up
+        rps = wrk(url, duration)
+    finally:
+        proc.send_signal(2)  # SIGINT: graceful, so buffered spans are flushed
+        proc.wait(30)
+    requests = rps * duration + rps * 1  # roughly, warm-up included
+    spans = count_spans(out_dir) if out_dir.exists() else 0
+    return rps, spans / requests
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        make_db(work / "bench.db")
+        for _ in range(args.rounds):
+            for endpoint in ENDPOINTS:
+                for variant in VARIANTS:
+                    rps, spans = measure(variant, endpoint, work, args.duration)
+                    results.setdefault((variant, endpoint), []).append((rps, spans))
+                    print(f"  {variant:13} {endpoint:7} {rps:9.0f} req/s", file=sys.stderr)
+
+    def rps(variant: str, endpoint: str) -> float:
+        return statistics.median(r for r, _ in results[(variant, endpoint)])
+
+    def overhead(variant: str, endpoint: str) -> float:
+        return 1e6 / rps(variant, endpoint) - 1e6 / rps("bare", endpoint)
+
+    print()
+    print(
+        "| variant | /hello req/s | /hello us/req | /one req/s | /one us/req | spans/req (/one) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for variant in VARIANTS:
+        spans = statistics.median(s for _, s in results[(variant, "/one")])
+        cells = []
+        for endpoint in ENDPOINTS:
+            cells.append(f"{rps(variant, endpoint):,.0f}")
+            cells.append("-" if variant == "bare" else f"{overhead(variant, endpoint):+.0f}")
+        print(f"| {variant} | {' | '.join(cells)} | {spans:.2f} |")
+    print()
+    for endpoint in ENDPOINTS:
+        ratio = overhead("ours_all", endpoint) / overhead("otel", endpoint)
+        verdict = "met" if ratio <= 0.5 else "NOT met"
+        print(
+            f"every span kept, {endpoint}: {ratio:.2f} x plain OpenTelemetry's overhead "
+            f"(target <= 0.5: {verdict})"
+        )
+    loss = 1 - rps("ours_sampled", "/one") / rps("bare", "/one")
+    verdict = "met" if loss <= 0.10 else "NOT met"
+    print(f"default (sampled), /one: {loss:.1%} of bare throughput lost (target <= 10%: {verdict})")
+
+
+if __name__ == "__main__":
+    main()

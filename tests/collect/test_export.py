@@ -1,0 +1,325 @@
+"""The export path: OTLP JSON lines, rotation, a bounded buffer, failures counted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from latency_ledger.collect import CollectConfig, Collector, LedgerMiddleware
+from latency_ledger.collect.export import (
+    CollectorStats,
+    JsonLinesFileExporter,
+    SpanSink,
+    encode_traces_data,
+)
+
+
+def sample_spans() -> Sequence[Any]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("scope.a", "1.2")
+    attributes = {"i": 3, "f": 1.5, "b": True, "s": 'x"y\n', "l": ("a", "b"), "n": (1, 2)}
+    with tracer.start_as_current_span(
+        "root", kind=trace.SpanKind.SERVER, attributes=attributes
+    ) as s:
+        s.record_exception(ValueError("bad \u00e9"))
+        s.set_status(trace.StatusCode.ERROR, "failed")
+        with provider.get_tracer("scope.b").start_as_current_span(
+            "SELECT", kind=trace.SpanKind.CLIENT
+        ):
+            pass
+    provider.shutdown()
+    return exporter.get_finished_spans()
+
+
+def normalized(doc: dict[str, Any]) -> dict[str, Any]:
+    """Drop the fields the reference encoder adds that carry nothing we read (flags)."""
+    for rs in doc["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            ss.pop("schemaUrl", None)
+            for span in ss["spans"]:
+                span.pop("flags", None)
+                for event in span.get("events", []):
+                    event.pop("droppedAttributesCount", None)
+    return doc
+
+
+def test_encoding_matches_the_reference_otlp_json_encoder() -> None:
+    spans = sample_spans()
+    ours = normalized(json.loads(json.dumps(encode_traces_data(spans))))
+    reference = normalized(json.loads(json.dumps(encode_spans(spans).to_dict())))
+    assert ours == reference
+
+
+def flat_spans(doc: dict[str, Any]) -> list[tuple[Any, Any, Any]]:
+    return sorted(
+        (
+            json.dumps(rs["resource"], sort_keys=True),
+            json.dumps(ss["scope"], sort_keys=True),
+            json.dumps(span, sort_keys=True),
+        )
+        for rs in doc["resourceSpans"]
+        for ss in rs["scopeSpans"]
+        for span in ss["spans"]
+    )
+
+
+def test_encoding_span_by_span_writes_the_same_spans(tmp_path: Path) -> None:
+    spans = sample_spans()
+    exporter = JsonLinesFileExporter(tmp_path, max_file_bytes=1 << 20)
+    encoded = [exporter.encode_one(span) for span in spans]
+    result = exporter.export_encoded([g for g, _ in encoded], [d for _, d in encoded])
+    exporter.shutdown()
+    assert result == SpanExportResult.SUCCESS
+    (line,) = exporter.paths[0].read_text().splitlines()
+    assert flat_spans(json.loads(line)) == flat_spans(encode_traces_data(spans))
+
+
+def test_file_exporter_writes_lines_and_rotates(tmp_path: Path) -> None:
+    spans = sample_spans()
+    line = len(json.dumps(encode_traces_data(spans), separators=(",", ":"))) + 1
+    bound = int(line * 2.5)  # two lines fit in a file, a third starts the next
+    exporter = JsonLinesFileExporter(tmp_path / "out", max_file_bytes=bound)
+    for _ in range(5):
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    files = sorted((tmp_path / "out").glob("*.jsonl"))
+    assert [f.read_text().count("\n") for f in files] == [2, 2, 1]
+    assert all(f.stat().st_size <= bound for f in files)
+    lines = [text for f in files for text in f.read_text().splitlines()]
+    assert all(len(json.loads(text)["resourceSpans"]) == 1 for text in lines)
+
+
+def test_unwritable_directory_fails_the_batch_not_the_caller(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    exporter = JsonLinesFileExporter(blocker / "traces", max_file_bytes=1 << 20)
+    assert exporter.export(sample_spans()) == SpanExportResult.FAILURE
+
+
+def test_full_disk_fails_the_batch_not_the_caller(tmp_path: Path) -> None:
+    exporter = JsonLinesFileExporter(tmp_path, max_file_bytes=1 << 20)
+    with open("/dev/full", "ab") as full:  # every write: ENOSPC
+        exporter._open = lambda: setattr(exporter, "_file", full)  # type: ignore[method-assign]
+        assert exporter.export(sample_spans()) == SpanExportResult.FAILURE
+
+
+class RaisingExporter:
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.exported: list[Any] = []
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("No space left on device")
+        self.exported.extend(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def test_sink_drops_past_its_bound_and_counts() -> None:
+    stats = CollectorStats()
+    exporter = InMemorySpanExporter()
+    sink = SpanSink(exporter, stats=stats, max_spans=3, interval_s=60)
+    spans = list(sample_spans())
+    sink.put(spans)  # 2
+    sink.put(spans)  # 4 > 3: dropped whole
+    sink.put(spans[:1])  # 3
+    sink.close()
+    assert stats.dropped_spans == 2
+    assert stats.spans_exported == 3
+    assert len(exporter.get_finished_spans()) == 3
+
+
+def test_sink_counts_a_raising_exporter() -> None:
+    stats = CollectorStats()
+    sink = SpanSink(RaisingExporter(failures=1), stats=stats, max_spans=100, interval_s=60)
+    sink.put(sample_spans())
+    sink.drain()
+    sink.put(sample_spans())
+    sink.close()
+    assert stats.export_errors == 1
+    assert stats.dropped_spans == 2
+    assert stats.spans_exported == 2
+
+
+def child_spans_app(collector: Collector, children: int) -> Any:
+    tracer = collector.provider.get_tracer("test")
+
+    async def many(request: Any) -> PlainTextResponse:
+        for _ in range(children):
+            with tracer.start_as_current_span(
+                "q", kind=trace.SpanKind.CLIENT, attributes={"db.system": "sqlite"}
+            ):
+                pass
+        if request.query_params.get("fail"):
+            return PlainTextResponse("no", status_code=503)
+        return PlainTextResponse("ok")
+
+    return LedgerMiddleware(Starlette(routes=[Route("/many", many)]), collector=collector)
+
+
+async def get(app: Any, path: str, query: bytes = b"") -> int:
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": query, "headers": []}
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+def test_app_answers_when_every_export_fails_and_the_next_span_says_so(
+    make_collector: Callable[..., Any],
+) -> None:
+    exporter = RaisingExporter(failures=1)
+    collector, _ = make_collector(keep_spans="all", exporter=exporter)
+    app = child_spans_app(collector, children=2)
+
+    async def main() -> list[int]:
+        first = await get(app, "/many")
+        collector.flush()  # the first batch fails here
+        second = await get(app, "/many")
+        return [first, second]
+
+    assert asyncio.run(main()) == [200, 200]
+    collector.flush()
+    assert collector.stats.export_errors == 1
+    (server,) = [s for s in exporter.exported if s.kind == trace.SpanKind.SERVER]
+    assert server.attributes["ledger.collector.export_errors"] == 1
+    assert server.attributes["ledger.collector.dropped_spans"] == 3
+
+
+def test_unwritable_output_dir_degrades_to_counting(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    collector = Collector(
+        CollectConfig(output_dir=blocker / "traces", set_global_provider=False), load_plugins=False
+    )
+    try:
+        app = child_spans_app(collector, children=1)
+        assert asyncio.run(get(app, "/many")) == 200
+        collector.flush()
+    finally:
+        collector.shutdown()
+    assert collector.stats.export_errors >= 1
+    assert collector.stats.dropped_spans >= 1
+
+
+def test_overflowing_buffer_drops_and_counts(make_collector: Callable[..., Any]) -> None:
+    collector, exporter = make_collector(keep_spans="all", max_queue_spans=5)
+    app = child_spans_app(collector, children=10)
+    assert asyncio.run(get(app, "/many")) == 200
+    collector.flush()
+    assert collector.stats.dropped_spans == 11  # the request's 11 spans exceed 5 at once
+    assert exporter.get_finished_spans() == ()
+
+
+def test_sampled_keeps_failed_and_slowest_so_far_and_books_every_request(
+    make_collector: Callable[..., Any],
+) -> None:
+    collector, exporter = make_collector(keep_spans="sampled", sample_rate=0.0)
+    app = child_spans_app(collector, children=3)
+
+    async def main() -> None:
+        await get(app, "/many")  # the first of its endpoint in this interval: kept
+        await get(app, "/many", b"fail=1")  # 503: kept
+        await get(app, "/many")  # faster than the first (warm): not kept
+
+    collector._slowest.clear()
+    asyncio.run(main())
+    collector.flush()
+    servers = [s for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+    kept = [s.attributes["ledger.spans_kept"] for s in servers]
+    children = [s for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.CLIENT]
+    assert len(servers) == 3  # every request booked
+    assert kept[:2] == [True, True]
+    assert len(children) == 3 * sum(kept)
+    for span in servers:  # booked in-process even when the children were dropped
+        assert span.attributes["ledger.database_ns"] > 0
+
+
+def test_keep_spans_none_exports_server_spans_only(make_collector: Callable[..., Any]) -> None:
+    collector, exporter = make_collector(keep_spans="none")
+    app = child_spans_app(collector, children=4)
+    assert asyncio.run(get(app, "/many")) == 200
+    collector.flush()
+    (server,) = exporter.get_finished_spans()
+    assert server.attributes["ledger.spans_kept"] is False
+    assert server.attributes["ledger.database_ns"] > 0
+
+
+def test_profiled_request_carries_a_small_bucketed_profile(
+    make_collector: Callable[..., Any],
+) -> None:
+    collector, exporter = make_collector(keep_spans="none", profile_rate=1.0)
+
+    async def burn(request: Any) -> PlainTextResponse:
+        total = 0
+        for i in range(200_000):
+            total += i * i
+        json.dumps([list(range(50))] * 500)
+        return PlainTextResponse(str(total))
+
+    app = LedgerMiddleware(Starlette(routes=[Route("/burn", burn)]), collector=collector)
+    assert asyncio.run(get(app, "/burn")) == 200
+    collector.flush()
+    (server,) = exporter.get_finished_spans()
+    raw = server.attributes["ledger.profile"]
+    assert len(raw) < 2048
+    profile = json.loads(raw)
+    assert profile["samples"] > 0
+    assert set(profile["buckets"]) <= {
+        "framework",
+        "validation_serialization",
+        "orm",
+        "database_driver",
+        "application",
+        "other",
+    }
+    assert profile["buckets"].get("application", 0) > 0
+    assert all(isinstance(name, str) and weight > 0 for name, weight in profile["top"])
+    assert collector.stats.profiles == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "bucket"),
+    [
+        ("/usr/lib/python3.11/json/encoder.py", "validation_serialization"),
+        ("/x/site-packages/starlette/routing.py", "framework"),
+        ("/x/site-packages/sqlalchemy/orm/query.py", "orm"),
+        ("/x/site-packages/sqlalchemy/engine/base.py", "database_driver"),
+        ("/x/site-packages/psycopg/cursor.py", "database_driver"),
+        ("/x/site-packages/pydantic/main.py", "validation_serialization"),
+        ("/home/me/shop/views.py", "application"),
+        ("/x/site-packages/somelib/core.py", "other"),
+    ],
+)
+def test_profile_buckets(path: str, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from latency_ledger.collect import profiling
+
+    monkeypatch.setattr(profiling, "_ROOTS", ("/x/site-packages/", "/usr/lib/python3.11/"))
+    assert profiling.bucket_of(path) == bucket
+    assert profiling.bucket_of("/usr/lib/python3.11/functools.py") is None  # defers upward
