@@ -58,8 +58,11 @@ def main() -> int:
                 target.write_text(text)
                 print(f"wrote {target.relative_to(ROOT)}")
     if stale:
-        print("stale sample reports (run: uv run python scripts/render_samples.py): "
-              + ", ".join(stale), file=sys.stderr)
+        print(
+            "stale sample reports (run: uv run python scripts/render_samples.py): "
+            + ", ".join(stale),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

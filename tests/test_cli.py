@@ -82,7 +82,9 @@ def test_analyze_writes_json_report_with_contract_shape(good_file: Path, tmp_pat
     assert endpoint["ledger_ms"]["p50"] == {"database": 0.0, "network": 0.0, "app": 20.0}
 
 
-def test_bad_file_is_one_line_and_the_rest_is_still_analyzed(good_file: Path, tmp_path: Path) -> None:
+def test_bad_file_is_one_line_and_the_rest_is_still_analyzed(
+    good_file: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"resourceSpans": [\n')
     out = tmp_path / "report.json"
@@ -115,9 +117,22 @@ def test_real_subprocess_on_third_party_files(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     html = tmp_path / "r.html"
     proc = subprocess.run(
-        [sys.executable, "-m", "latency_ledger", "analyze", str(KIALI), str(JAEGER),
-         "--json", str(out), "-o", str(html)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "latency_ledger",
+            "analyze",
+            str(KIALI),
+            str(JAEGER),
+            "--json",
+            str(out),
+            "-o",
+            str(html),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -133,7 +148,10 @@ def test_real_subprocess_on_third_party_files(tmp_path: Path) -> None:
 def test_only_unsupported_input_exits_2() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "latency_ledger", "analyze", str(JAEGER)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

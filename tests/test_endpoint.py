@@ -43,6 +43,10 @@ def test_route_template_is_used_as_recorded() -> None:
         ("/t/dGhpcyBpcyBhIHRva2VuMTIz", "/t/{id}"),  # base64
         ("/users/user-12345/posts/2024-01-31", "/users/{id}/posts/{id}"),
         ("/api/v2/health", "/api/v2/health"),
+        ("/api/products/1YMWWN1N4O", "/api/products/{id}"),  # OpenTelemetry demo product ids
+        ("/api/products/OLJCESPC7Z", "/api/products/{id}"),
+        ("/api/checkout/UTF8MB4", "/api/checkout/UTF8MB4"),  # too short for a code
+        ("/docs/Base64Encoded", "/docs/Base64Encoded"),  # mixed case: a word
         ("/oauth2/callback", "/oauth2/callback"),
         ("/orders/12?secret=abc#frag", "/orders/{id}"),
         ("/", "/"),
@@ -82,6 +86,9 @@ def test_span_name_is_the_last_resort_and_is_collapsed() -> None:
     assert endpoint_name(span) == ("GET", "GET /api/items/{id}")
     grpc = server({"rpc.system": "grpc"}, name="shop.Orders/Get")
     assert endpoint_name(grpc) == ("", "shop.Orders/Get")
+    # Istio/Envoy name server spans "host:port/path": the host part is kept.
+    envoy = server({}, name="reviews.bookinfo.svc.cluster.local:9080/reviews/0")
+    assert endpoint_name(envoy) == ("", "reviews.bookinfo.svc.cluster.local:9080/reviews/{id}")
 
 
 def test_methods() -> None:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from latency_ledger.aggregate import Aggregator
 from latency_ledger.classify import DEFAULT_RULES, classify_span
 from latency_ledger.ledger import book_trace, new_call
 from latency_ledger.model import (
@@ -272,6 +273,17 @@ def test_cycles_and_duplicate_ids_are_unbooked_not_fatal() -> None:
     )
     assert result.unbooked_spans == 4
     assert [r.wall_ns for r in result.requests] == [100 * MS]
+
+
+def test_absurd_timestamps_are_capped_to_fit_int64_columns() -> None:
+    # A corrupt request lasting 2**64 ns is capped at 2**62 ns; parts still add up and
+    # the aggregator's int64 columns accept it.
+    request = only(request_span(start=0, end=2**64), db("d", "r", 0, 2**63))
+    assert request.wall_ns == 2**62
+    assert request.ledger == Ledger(database_ns=2**62, network_ns=0, app_ns=0)
+    aggregator = Aggregator()
+    aggregator.add(request)
+    assert aggregator.overall().latency_ns["p99"] == 2**62
 
 
 def test_deep_tree_does_not_hit_the_recursion_limit() -> None:

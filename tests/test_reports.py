@@ -22,6 +22,9 @@ def test_sample_reports_exist_for_every_trace_set() -> None:
 def test_sample_reports_are_not_stale() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "render_samples.py"), "--check"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr

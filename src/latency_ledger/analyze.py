@@ -58,9 +58,7 @@ def analyze(
     unbooked = 0
     requests = 0
 
-    for trace in read_traces(
-        paths, stats=stats, idle_spans=options.idle_spans, on_bytes=on_bytes
-    ):
+    for trace in read_traces(paths, stats=stats, idle_spans=options.idle_spans, on_bytes=on_bytes):
         booked = book_trace(trace, rules=rules)
         unbooked += booked.unbooked_spans
         for request in booked.requests:

@@ -29,6 +29,10 @@ _OUTGOING = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
 # neither is a wait, whatever attributes they carry.
 _NOT_DB = frozenset({SpanKind.SERVER, SpanKind.CONSUMER})
 _DEFAULT_PORTS = frozenset({"80", "443"})
+# Methods already in canonical form skip endpoint.http_method's normalization.
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER"}
+)
 # Enum members bound once: attribute access on an Enum class costs ~0.1 us on
 # CPython 3.11, and these are used per span.
 _CLIENT = SpanKind.CLIENT
@@ -46,35 +50,49 @@ MAX_TARGET_CHARS = 4096  # statements are kept whole up to this; findings normal
 ClassifiedFields = tuple[Category, CallKind, str, str]
 
 
+# Attribute values are fetched inline below (``attrs.get(a) or attrs.get(b)`` and a type
+# check) rather than through endpoint.attr_str: this runs per span, and a Python call
+# costs more than the lookups themselves.
+
+
 def _database(span: Span, system: str, statement: str) -> ClassifiedFields:
     attrs = span.attributes
     operation = attrs.get("db.operation.name") or attrs.get("db.operation")
-    if operation.__class__ is not str:
+    if not isinstance(operation, str):
         operation = ""
     if system in CACHE_SYSTEMS:
-        target = statement or str(operation) or span.name
+        target = statement or operation or span.name
         return _NETWORK, _CACHE, system, target[:MAX_TARGET_CHARS]
     # SQLAlchemy's instrumentation names its checkout/connect span "connect".
     name = span.name
     pool = (len(name) == 7 and name.lower() == "connect") or (
-        len(operation) == 7 and str(operation).lower() == "connect"
+        len(operation) == 7 and operation.lower() == "connect"
     )
-    kind = _POOL if pool else _QUERY
-    return _DATABASE, kind, system, (statement or name)[:MAX_TARGET_CHARS]
+    return _DATABASE, _POOL if pool else _QUERY, system, (statement or name)[:MAX_TARGET_CHARS]
 
 
 def http_client_target(span: Span, method: str) -> str:
     """``"GET api.example.com:8080/orders/{id}"``: host and route, never ids or a query."""
     attrs = span.attributes
-    host = attr_str(attrs, "server.address", "net.peer.name").lower()
-    port = attr_port(attrs, "server.port", "net.peer.port") if host else ""
-    if port and port not in _DEFAULT_PORTS:
-        host = f"{host}:{port}"
-    route = attr_str(attrs, "url.template", "http.route")
-    path = "" if route else attr_str(attrs, "url.path", "http.target")
+    host = attrs.get("server.address") or attrs.get("net.peer.name")
+    if isinstance(host, str):
+        host = host.lower()
+        if attrs.get("server.port") is not None or attrs.get("net.peer.port") is not None:
+            port = attr_port(attrs, "server.port", "net.peer.port")
+            if port and port not in _DEFAULT_PORTS:
+                host = f"{host}:{port}"
+    else:
+        host = ""
+    route = attrs.get("url.template") or attrs.get("http.route")
+    path = ""
+    if not (isinstance(route, str) and route):
+        route = ""
+        raw_path = attrs.get("url.path") or attrs.get("http.target")
+        if isinstance(raw_path, str):
+            path = raw_path
     if not host or not (route or path):
-        url = attr_str(attrs, "url.full", "http.url")
-        if url:
+        url = attrs.get("url.full") or attrs.get("http.url")
+        if isinstance(url, str):
             url_host, url_path = split_url(url)
             host = host or url_host
             path = path or url_path
@@ -88,8 +106,9 @@ def http_client_target(span: Span, method: str) -> str:
 def _outgoing(span: Span) -> ClassifiedFields:
     """A CLIENT/PRODUCER span that is not a database: HTTP, RPC, messaging or other."""
     attrs = span.attributes
-    method = http_method(attrs)
-    if method:
+    raw_method = attrs.get("http.request.method") or attrs.get("http.method")
+    if isinstance(raw_method, str):
+        method = raw_method if raw_method in _KNOWN_METHODS else http_method(attrs)
         return _NETWORK, _HTTP, "http", http_client_target(span, method)
     system = attr_str(attrs, "rpc.system")
     if system:
@@ -110,23 +129,21 @@ def standard_fields(span: Span) -> ClassifiedFields | None:
     """The DESIGN table in one pass over the attributes; see :func:`classify_standard`."""
     attrs = span.attributes
     event = attrs.get("asgi.event.type")
-    if event.__class__ is str and event:
-        return _NETWORK, _CLIENT_IO, "asgi", str(event)[:MAX_TARGET_CHARS]
+    if isinstance(event, str) and event:
+        return _NETWORK, _CLIENT_IO, "asgi", event[:MAX_TARGET_CHARS]
     kind = span.kind
     if kind in _NOT_DB:
         return None
     system = attrs.get("db.system.name") or attrs.get("db.system")
-    if system.__class__ is str and system:
+    if isinstance(system, str) and system:
         statement = attrs.get("db.query.text") or attrs.get("db.statement")
-        if statement.__class__ is not str:
-            statement = ""
-        return _database(span, str(system).lower(), str(statement))
+        return _database(span, system.lower(), statement if isinstance(statement, str) else "")
     if kind not in _OUTGOING:
         return None
     if kind == _CLIENT:
         # Go's database/sql auto-instrumentation records statements without db.system.
-        statement = attr_str(attrs, "db.query.text", "db.statement")
-        if statement:
+        statement = attrs.get("db.query.text") or attrs.get("db.statement")
+        if isinstance(statement, str) and statement:
             return _database(span, "unknown", statement)
     return _outgoing(span)
 

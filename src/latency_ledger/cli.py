@@ -98,12 +98,26 @@ def _print_problems(report: Report) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the JSON report (schema latency-ledger/1) here.")
-@click.option("-o", "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the self-contained HTML report here.")
-@click.option("--target", "targets", multiple=True, metavar="NAME=FACTOR|NAME=LOW:HIGH",
-              help="A runtime to project a port to, e.g. node=5 or go=3:10 (repeatable).")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the JSON report (schema latency-ledger/1) here.",
+)
+@click.option(
+    "-o",
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the self-contained HTML report here.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="NAME=FACTOR|NAME=LOW:HIGH",
+    help="A runtime to project a port to, e.g. node=5 or go=3:10 (repeatable).",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar for large inputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but problems.")
 def analyze(
@@ -145,13 +159,29 @@ def run(command: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--app", "app_name", type=click.Choice(["fastapi", "django"]), default="fastapi",
-              show_default=True, help="Which example app to drive.")
-@click.option("--duration", type=click.FloatRange(min=1), default=40.0, show_default=True,
-              help="Seconds of load.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("ledger-out"), show_default=True,
-              help="Where traces and reports go.")
+@click.option(
+    "--app",
+    "app_name",
+    type=click.Choice(["fastapi", "django"]),
+    default="fastapi",
+    show_default=True,
+    help="Which example app to drive.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=40.0,
+    show_default=True,
+    help="Seconds of load.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("ledger-out"),
+    show_default=True,
+    help="Where traces and reports go.",
+)
 def demo(app_name: str, duration: float, out_dir: Path) -> None:
     """Start an example app on a free port, drive load, and write the verdict report."""
     from latency_ledger.demo import run_demo

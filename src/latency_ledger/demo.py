@@ -112,7 +112,9 @@ def _load_module(path: Path, name: str) -> ModuleType:
     return module
 
 
-def _drive(run_load: Callable[..., dict[str, int]], base_url: str, duration_s: float) -> dict[str, int]:
+def _drive(
+    run_load: Callable[..., dict[str, int]], base_url: str, duration_s: float
+) -> dict[str, int]:
     with click.progressbar(length=1000, label="driving load", file=sys.stderr) as bar:
         done = [0]
 
@@ -122,8 +124,9 @@ def _drive(run_load: Callable[..., dict[str, int]], base_url: str, duration_s: f
                 bar.update(step)
                 done[0] += step
 
-        return run_load(base_url, duration_s=duration_s, concurrency=DEMO_CONCURRENCY,
-                        on_progress=on_progress)
+        return run_load(
+            base_url, duration_s=duration_s, concurrency=DEMO_CONCURRENCY, on_progress=on_progress
+        )
 
 
 def run_demo(*, app: str, duration_s: float, out_dir: Path) -> int:
@@ -147,10 +150,18 @@ def run_demo(*, app: str, duration_s: float, out_dir: Path) -> int:
     click.echo(f"demo: starting the example shop on {base} (logs in {out_dir})", err=True)
     rates_cmd = _uvicorn(examples, "downstream:app", rates_port)
     with (
-        _server(rates_cmd, env=env, ready_url=f"http://127.0.0.1:{rates_port}/health",
-                log=out_dir / "downstream.log"),
-        _server(_uvicorn(examples, "shop.app:app", shop_port), env=env,
-                ready_url=f"{base}/health", log=out_dir / "shop.log"),
+        _server(
+            rates_cmd,
+            env=env,
+            ready_url=f"http://127.0.0.1:{rates_port}/health",
+            log=out_dir / "downstream.log",
+        ),
+        _server(
+            _uvicorn(examples, "shop.app:app", shop_port),
+            env=env,
+            ready_url=f"{base}/health",
+            log=out_dir / "shop.log",
+        ),
     ):
         load = _load_module(examples / "load.py", "latency_ledger_demo_load")
         counts = _drive(load.run_load, base, duration_s)

@@ -57,6 +57,7 @@ def http_method(attrs: Attributes) -> str:
 # every request and outgoing call goes through here.
 _DIGIT = re.compile(r"[0-9]")
 _DIGIT_RUN = re.compile(r"[0-9]{4}")
+_ID_HINT = re.compile(r"[0-9]|[a-fA-F]{16}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}"
@@ -87,13 +88,20 @@ def collapse_segment(segment: str) -> str:
         return "{id}"  # base64-ish tokens and slugs with numbers
     if _DIGIT_RUN.search(segment):
         return "{id}"  # "order-12345", dates
+    if len(segment) >= 8 and segment.isalnum() and segment.isascii() and segment.upper() == segment:
+        return "{id}"  # SKU-style upper-case codes with digits: "1YMWWN1N4O", "OLJCESPC7Z"
     return segment
 
 
 def collapse_path(path: str) -> str:
     """``/orders/123/items/9f8e...`` -> ``/orders/{id}/items/{uuid}``; query dropped."""
     path = path[:MAX_PATH_CHARS].partition("?")[0].partition("#")[0]
-    return "/".join([collapse_segment(segment) for segment in path.split("/")])
+    if _ID_HINT.search(path) is None:
+        return path  # no digit and no long hex run: nothing to collapse
+    # The first segment is "" for a path, or a host[:port] / "METHOD " for a span name
+    # such as "reviews:9080/ratings/7": never an id.
+    first, *rest = path.split("/")
+    return "/".join([first, *[collapse_segment(segment) for segment in rest]])
 
 
 def split_url(url: str) -> tuple[str, str]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter
 
 from latency_ledger.classify import (
     DEFAULT_RULES,
@@ -59,7 +60,11 @@ NETWORK_NS = "ledger.network_ns"
 INTERPRETER_NS = "ledger.interpreter_ns"
 WAITING_NS = "ledger.waiting_ns"
 _TOTALS = (DATABASE_NS, NETWORK_NS, INTERPRETER_NS, WAITING_NS)
+# Longer "requests" are corrupt timestamps; the cap keeps every part inside the int64
+# columns aggregation stores them in (2**62 ns is ~146 years).
+MAX_WALL_NS = 2**62
 
+_CALL_ORDER = attrgetter("start_ns", "end_ns")
 _HTTP_ROOT_KINDS = frozenset({SpanKind.INTERNAL, SpanKind.UNSPECIFIED})
 
 
@@ -204,7 +209,7 @@ def book_request(
     nesting depth never becomes recursion depth); the count excludes their subtrees.
     """
     attrs = span.attributes
-    wall = max(0, span.end_ns - span.start_ns)
+    wall = min(max(0, span.end_ns - span.start_ns), MAX_WALL_NS)
     method, endpoint = endpoint_name(span)
     status = as_int(attrs.get("http.response.status_code", attrs.get("http.status_code")))
     if status is not None and not 100 <= status <= 599:
@@ -218,7 +223,7 @@ def book_request(
     else:
         database, network, own, call_list, covered = book_spans(span, children, rules, nested)
         ledger = split_own_time(attrs, database, network, own)
-        call_list.sort(key=lambda c: (c.start_ns, c.end_ns))
+        call_list.sort(key=_CALL_ORDER)
         calls = tuple(call_list)
     request = Request(
         trace_id=span.trace_id,
@@ -322,7 +327,7 @@ def book_spans(
     Iterative (no recursion limit on deep trees); runs once per span of every trace.
     """
     start = request.start_ns
-    end = max(start, request.end_ns)
+    end = min(max(start, request.end_ns), start + MAX_WALL_NS)
     database = network = own = 0
     calls: list[Call] = []
     get_children = children.get

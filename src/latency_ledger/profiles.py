@@ -23,8 +23,8 @@ TOP_FUNCTIONS = 8
 
 class ProfileAccumulator:
     def __init__(self) -> None:
-        self._buckets: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-        self._top: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self._buckets: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        self._top: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
         self._profiles: Counter[tuple[str, str]] = Counter()
         self.errors: Counter[str] = Counter()
 
@@ -39,10 +39,9 @@ class ProfileAccumulator:
             return
         key = (span.service, endpoint_name(span)[1])
         self._profiles[key] += 1
-        for name, weight in buckets.items():
-            self._buckets[key][name] += weight / total
-        for name, weight in top.items():
-            self._top[key][name] += weight / total
+        for into, weights in ((self._buckets[key], buckets), (self._top[key], top)):
+            for name, weight in weights.items():
+                into[name] = into.get(name, 0.0) + weight / total
 
     def summary(self, service: str, endpoint: str) -> ProfileSummary | None:
         key = (service, endpoint)
@@ -57,7 +56,8 @@ class ProfileAccumulator:
                 name: share / count for name, share in sorted(buckets.items(), key=_by_weight)
             },
             top_functions=tuple(
-                (name, share / count) for name, share in top.most_common(TOP_FUNCTIONS)
+                (name, share / count)
+                for name, share in sorted(top.items(), key=_by_weight)[:TOP_FUNCTIONS]
             ),
         )
 

@@ -86,16 +86,21 @@ def generate(path: Path, spans: int) -> None:
     from gen import write_otlp_jsonl
 
     per_request = 10
-    write_otlp_jsonl(path, requests=max(1, spans // per_request), spans_per_request=per_request,
-                     seed=7)
+    write_otlp_jsonl(
+        path, requests=max(1, spans // per_request), spans_per_request=per_request, seed=7
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--big-factor", type=int, default=4,
-                        help="memory run on a file this many times larger (0: skip)")
+    parser.add_argument(
+        "--big-factor",
+        type=int,
+        default=4,
+        help="memory run on a file this many times larger (0: skip)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -149,12 +149,12 @@ class AppProcess:
             self.proc.wait()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def app_process() -> type[AppProcess]:
     return AppProcess
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def jsonl_server_attributes() -> Callable[[Path], list[dict[str, Any]]]:
     return read_jsonl_server_attributes
 

@@ -20,12 +20,14 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from latency_ledger.collect import CollectConfig, Collector, LedgerMiddleware
+from latency_ledger.collect.booking import to_model_span
 from latency_ledger.collect.export import (
     CollectorStats,
     JsonLinesFileExporter,
     SpanSink,
     encode_traces_data,
 )
+from latency_ledger.profiles import ProfileAccumulator
 
 
 def sample_spans() -> Sequence[Any]:
@@ -302,6 +304,14 @@ def test_profiled_request_carries_a_small_bucketed_profile(
     assert profile["buckets"].get("application", 0) > 0
     assert all(isinstance(name, str) and weight > 0 for name, weight in profile["top"])
     assert collector.stats.profiles == 1
+    # and the analyzer's reader takes it
+    accumulator = ProfileAccumulator()
+    model_span = to_model_span(server, "svc")
+    accumulator.add(model_span, raw)
+    assert not accumulator.errors
+    summary = accumulator.summary("svc", "GET /burn")
+    assert summary is not None
+    assert summary.bucket_fraction["application"] > 0
 
 
 @pytest.mark.parametrize(
@@ -323,3 +333,50 @@ def test_profile_buckets(path: str, bucket: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(profiling, "_ROOTS", ("/x/site-packages/", "/usr/lib/python3.11/"))
     assert profiling.bucket_of(path) == bucket
     assert profiling.bucket_of("/usr/lib/python3.11/functools.py") is None  # defers upward
+
+
+def test_otlp_endpoint_variable_sends_there_instead(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    import http.server
+    import threading
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    received: list[bytes] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+    try:
+        collector = Collector(
+            CollectConfig(output_dir=tmp_path, set_global_provider=False), load_plugins=False
+        )
+        try:
+            assert asyncio.run(get(child_spans_app(collector, children=1), "/many")) == 200
+        finally:
+            collector.shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(received[0])
+    names = [s.name for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert sorted(names) == ["GET /many", "q"]
+    assert list(tmp_path.iterdir()) == []  # nothing written to files

@@ -38,6 +38,48 @@ def close_to(value_ns: float, expected_ms: float) -> bool:
     return abs(value_ns / MS - expected_ms) <= max(0.15 * expected_ms, 2.0)
 
 
+PATHS = ("/sequential", "/concurrent", "/sync")
+REQUESTS = 6  # per path; the first warms imports and connections up and is not judged
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory,
+    app_process: Callable[..., Any],
+    jsonl_server_attributes: Callable[[Path], list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """One run of the app serving every path: bodies, booked requests, attributes."""
+    if not postgres_up():
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable")
+    out = tmp_path_factory.mktemp("ledger")
+    bodies: dict[str, list[Any]] = {path: [] for path in PATHS}
+    with (
+        app_process("stub_app:app") as stub,
+        app_process(
+            "ledger_app:app",
+            env={
+                "USE_PG": "1",
+                "STUB_URL": stub.url,
+                "LATENCY_LEDGER_OUTPUT_DIR": str(out),
+                "LATENCY_LEDGER_KEEP_SPANS": "all",
+            },
+        ) as app,
+        httpx.Client(base_url=app.url, timeout=10) as client,
+    ):
+        for path in PATHS:
+            for _ in range(REQUESTS):
+                response = client.get(path)
+                assert response.status_code == 200
+                bodies[path].append(response.json())
+    # read back and booked by the offline analyzer's own reader and ledger
+    booked = [
+        request
+        for t in read_traces([out], stats=ReadStats())
+        for request in book_trace(t, rules=default_rules()).requests
+    ]
+    return {"bodies": bodies, "booked": booked, "rows": jsonl_server_attributes(out)}
+
+
 @pytest.mark.postgres
 @pytest.mark.skipif(not postgres_up(), reason="PostgreSQL on 127.0.0.1:5432 not reachable")
 @pytest.mark.parametrize(
@@ -52,47 +94,21 @@ def close_to(value_ns: float, expected_ms: float) -> bool:
     ],
 )
 def test_books_database_network_interpreter(
-    tmp_path: Path,
-    app_process: Callable[..., Any],
-    jsonl_server_attributes: Callable[[Path], list[dict[str, Any]]],
-    path: str,
-    concurrent: bool,
+    served: dict[str, Any], path: str, concurrent: bool
 ) -> None:
     # Expected: database 30 ms, network 20 ms (0 when concurrent), interpreter 10 ms, each
     # within 15% or 2 ms. The waits' nominal lengths stretch when this shared machine is
     # loaded, so database and network are held to the wall time the app itself measured
     # around each call (returned in its body), and that to the nominal length, loosely.
-    bodies = []
-    with (
-        app_process("stub_app:app") as stub,
-        app_process(
-            "ledger_app:app",
-            env={
-                "USE_PG": "1",
-                "STUB_URL": stub.url,
-                "LATENCY_LEDGER_OUTPUT_DIR": str(tmp_path),
-                "LATENCY_LEDGER_KEEP_SPANS": "all",
-            },
-        ) as app,
-        httpx.Client(base_url=app.url, timeout=10) as client,
-    ):
-        for _ in range(6):  # the first warms imports and connections up
-            response = client.get(path)
-            assert response.status_code == 200
-            bodies.append(response.json())
-    # read back and booked by the offline analyzer's own reader and ledger
-    booked = [
-        request
-        for t in read_traces([tmp_path], stats=ReadStats())
-        for request in book_trace(t, rules=default_rules()).requests
-        if request.endpoint == f"GET {path}"
-    ]
-    booked.sort(key=lambda r: r.start_ns)
-    assert len(booked) == 6
+    booked = sorted(
+        (r for r in served["booked"] if r.endpoint == f"GET {path}"), key=lambda r: r.start_ns
+    )
+    rows = sorted(
+        (r for r in served["rows"] if r.get("http.route") == path), key=lambda r: r["_start"]
+    )
+    assert len(booked) == len(rows) == REQUESTS
     assert not any(r.from_totals for r in booked)
-    rows = jsonl_server_attributes(tmp_path)
-    rows = sorted((r for r in rows if r.get("http.route") == path), key=lambda r: r["_start"])
-    booked, rows, bodies = booked[1:], rows[1:], bodies[1:]
+    booked, rows, bodies = booked[1:], rows[1:], served["bodies"][path][1:]
     for request, row in zip(booked, rows, strict=True):  # the app booked the same
         assert request.ledger.database_ns == row["ledger.database_ns"]
         assert request.ledger.interpreter_ns == row["ledger.interpreter_ns"]

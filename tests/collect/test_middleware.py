@@ -311,7 +311,9 @@ def test_server_span_carries_route_status_and_ledger(
     assert attrs["ledger.overhead_ns"] > 0
 
 
-def test_receive_send_spans_when_asked(make_collector: Callable[..., Any], runner: asyncio.Runner) -> None:
+def test_receive_send_spans_when_asked(
+    make_collector: Callable[..., Any], runner: asyncio.Runner
+) -> None:
     collector, exporter = make_collector(keep_spans="all", receive_send_spans=True)
     bare, instrumented = build_app(), build_app()
     instrumented.add_middleware(LedgerMiddleware, collector=collector)

@@ -64,3 +64,33 @@ def test_a_starlette_app_is_instrumented_without_code_changes(
     assert server["name"] == "GET /hi/{name}"
     assert attrs["http.route"] == {"stringValue": "/hi/{name}"}
     assert "ledger.interpreter_ns" in attrs
+
+
+def test_instrument_adds_the_middleware_once_and_shutdown_undoes_it(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+
+    from latency_ledger.collect import (
+        CollectConfig,
+        LedgerMiddleware,
+        collector_stats,
+        instrument,
+        shutdown,
+    )
+
+    config = CollectConfig(output_dir=tmp_path, set_global_provider=False)
+    app = FastAPI(title="shop")
+    try:
+        assert instrument(app, config=config) is app
+        assert [m.cls for m in app.user_middleware] == [LedgerMiddleware]
+        assert app._telemetry["tracing"] is False  # FastAPI's own request spans: ours replace them
+
+        async def raw(scope: object, receive: object, send: object) -> None:
+            return None
+
+        wrapped = instrument(raw, config=config)
+        assert isinstance(wrapped, LedgerMiddleware)
+        assert wrapped.app is raw
+        assert collector_stats()["requests"] == 0
+    finally:
+        shutdown()
+    assert collector_stats() == {}

@@ -4,7 +4,7 @@
   SQLite file in a temporary directory, so the tests drive the example's real views.
 - ``make_collector``: a collector exporting to OTel's in-memory exporter, handed to the
   middleware through ``LATENCY_LEDGER = {"collector": ...}``; shut down after the test.
-- ``nothing_leaks`` (autouse): no patched method, signal receiver, thread-pool hook,
+- ``nothing_leaks`` (autouse): no patched method, thread-pool hook,
   default collector or open request outlives a test.
 """
 
@@ -66,7 +66,6 @@ def _remove_database() -> Iterator[None]:
 
 def _snapshot() -> dict[str, Any]:
     from django.db.backends.base.base import BaseDatabaseWrapper
-    from django.db.backends.signals import connection_created
     from django.template.base import Template
 
     import latency_ledger.collect as collect
@@ -75,7 +74,7 @@ def _snapshot() -> dict[str, Any]:
     return {
         "render": Template.__dict__["render"],
         "connect": BaseDatabaseWrapper.__dict__["connect"],
-        "receivers": len(connection_created.receivers),
+        "prepare_cursor": BaseDatabaseWrapper.__dict__["_prepare_cursor"],
         "submit": concurrent.futures.ThreadPoolExecutor.__dict__["submit"],
         "default_collector": collect._Default.collector,
         "provider": trace._TRACER_PROVIDER,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
 
 import pytest
 from django.db import OperationalError, connection, connections
@@ -123,7 +124,11 @@ def test_hook_failure_runs_the_query(spans: Any) -> None:
 class _Conn:
     vendor = "postgresql"
     alias = "replica"
-    settings_dict = {"NAME": "shop", "HOST": "db.internal", "PORT": "6432"}
+    settings_dict: ClassVar[dict[str, str]] = {
+        "NAME": "shop",
+        "HOST": "db.internal",
+        "PORT": "6432",
+    }
 
 
 def test_static_attributes_for_a_network_database() -> None:
@@ -149,3 +154,22 @@ def test_static_attributes_for_a_network_database() -> None:
 )
 def test_operation_of(statement: str, operation: str) -> None:
     assert operation_of(statement) == operation
+
+
+def test_connection_opened_before_in_another_thread(spans: Any, plugin: Any) -> None:
+    # a worker thread's persistent connection, opened before tracing started: no
+    # connection_created will ever fire for it again, yet its queries are traced
+    with ThreadPoolExecutor(max_workers=1) as worker:
+
+        def query() -> Any:
+            with connections["other"].cursor() as cursor:
+                cursor.execute("SELECT 2")
+                return cursor.fetchone()
+
+        assert worker.submit(query).result() == (2,)
+        plugin.instrument(spans.provider)
+        assert worker.submit(query).result() == (2,)
+        worker.submit(lambda: connections["other"].close()).result()
+    (span,) = spans.finished()
+    assert span.name == "SELECT"
+    assert _attrs(span)["django.db.alias"] == "other"

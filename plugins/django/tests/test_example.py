@@ -16,7 +16,7 @@ import asyncio
 import json
 import random
 import types
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 

@@ -56,15 +56,23 @@ def test_absent_library(spans: Any, plugin: DjangoPlugin, monkeypatch: pytest.Mo
 def test_failed_instrument_is_undone(
     spans: Any, plugin: DjangoPlugin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from django.db.backends.signals import connection_created
+    from django.db.backends.base.base import BaseDatabaseWrapper
     from django.template.base import Template
 
-    original = Template.__dict__["render"]
+    originals = (Template.__dict__["render"], BaseDatabaseWrapper.__dict__["connect"])
 
     def refuse(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("signal registry broken")
+        raise RuntimeError("no tracer today")
 
-    monkeypatch.setattr(connection_created, "connect", refuse)
+    monkeypatch.setattr(spans.provider, "get_tracer", refuse)
     assert plugin.instrument(spans.provider) is False
     assert plugin.errors == 1
-    assert Template.__dict__["render"] is original
+    assert (Template.__dict__["render"], BaseDatabaseWrapper.__dict__["connect"]) == originals
+
+
+def test_not_imported_means_not_this_app(
+    spans: Any, plugin: DjangoPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(sys.modules, "django")
+    assert plugin.instrument(spans.provider) is False
+    assert "django" not in sys.modules  # and it was not imported to find that out

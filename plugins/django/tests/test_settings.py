@@ -40,7 +40,10 @@ def test_settings_then_environment() -> None:
     ],
 )
 def test_mistakes_are_improperly_configured(value: object, message: str) -> None:
-    with override_settings(LATENCY_LEDGER=value), pytest.raises(ImproperlyConfigured, match=message):
+    with (
+        override_settings(LATENCY_LEDGER=value),
+        pytest.raises(ImproperlyConfigured, match=message),
+    ):
         read_settings(environ={})
 
 

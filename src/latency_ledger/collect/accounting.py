@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import ContextVar
 from time import perf_counter_ns, thread_time_ns, time_ns
-from typing import Any
+from typing import Any, ClassVar
 
 
 class LoopState:
@@ -138,9 +138,10 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
 
     def send(self, value: Any) -> Any:
         seg = SEGMENT
-        seg.acct = CURRENT.get()
+        acct = seg.acct = CURRENT.get()
         w0 = perf_counter_ns()
-        seg.t0 = thread_time_ns()
+        if acct is not None:  # a step of no request needs no CPU clock (a system call)
+            seg.t0 = thread_time_ns()
         try:
             return self._coro.send(value)
         finally:
@@ -148,9 +149,10 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         seg = SEGMENT
-        seg.acct = CURRENT.get()
+        acct = seg.acct = CURRENT.get()
         w0 = perf_counter_ns()
-        seg.t0 = thread_time_ns()
+        if acct is not None:
+            seg.t0 = thread_time_ns()
         try:
             if val is None and tb is None:
                 return self._coro.throw(typ)
@@ -159,11 +161,11 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
             self._finish_step(seg, w0)
 
     def _finish_step(self, seg: _Segment, w0: int) -> None:
-        now = thread_time_ns()
         wall = perf_counter_ns() - w0
         self._state.busy_ns += wall
         acct = seg.acct
-        if acct is not None:
+        if acct is not None:  # set at the step's start, or mid-step by begin_segment
+            now = thread_time_ns()
             acct.loop_ns += wall
             acct.steps += 1
             if acct.depth == 0:
@@ -239,13 +241,23 @@ class Hooks:
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
             weakref.WeakKeyDictionary()
         )
-        self._patches: list[tuple[Any, str, Any]] = []
         self.installed = False
+
+    # The thread-pool patches are process-wide: shared by every Hooks, applied by the
+    # first to install and removed by the last to uninstall, so two collectors (tests,
+    # an app mounted twice) never wrap a call twice.
+    _users = 0
+    _patches: ClassVar[list[tuple[Any, str, Any]]] = []
 
     def install(self) -> None:
         if self.installed:
             return
         self.installed = True
+        Hooks._users += 1
+        if Hooks._users == 1:
+            self._patch_thread_pools()
+
+    def _patch_thread_pools(self) -> None:
         original_submit = concurrent.futures.ThreadPoolExecutor.submit
 
         def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -269,8 +281,9 @@ class Hooks:
 
         self._patch(anyio.to_thread, "run_sync", run_sync)
 
-    def _patch(self, owner: Any, name: str, replacement: Any) -> None:
-        self._patches.append((owner, name, owner.__dict__[name]))
+    @staticmethod
+    def _patch(owner: Any, name: str, replacement: Any) -> None:
+        Hooks._patches.append((owner, name, owner.__dict__[name]))
         setattr(owner, name, replacement)
 
     def ensure_loop(self, loop: asyncio.AbstractEventLoop) -> LoopState:
@@ -295,7 +308,11 @@ class Hooks:
             if not loop.is_closed():
                 self.release_loop(loop)
         self._loops.clear()
-        for owner, name, original in reversed(self._patches):
-            setattr(owner, name, original)
-        self._patches.clear()
+        if not self.installed:
+            return
         self.installed = False
+        Hooks._users -= 1
+        if Hooks._users == 0:
+            for owner, name, original in reversed(Hooks._patches):
+                setattr(owner, name, original)
+            Hooks._patches.clear()

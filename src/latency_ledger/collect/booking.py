@@ -9,10 +9,10 @@ as it would be offline from its children. Pure functions; no I/O.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from latency_ledger.ledger import book_trace
 from latency_ledger.model import Ledger, Span, SpanKind, Trace
 
 # OpenTelemetry Python numbers SpanKind from 0 (INTERNAL); OTLP from 1.
@@ -40,10 +40,6 @@ def to_model_span(span: Any, service: str, *, end_ns: int | None = None) -> Span
 
 def book_request(server: Span, children: Sequence[Span], rules: Sequence[Any]) -> Ledger | None:
     """The SERVER span's ledger, booked from its children; None if the ledger did not book it."""
-    try:
-        from latency_ledger.ledger import book_trace
-    except ImportError:  # the offline ledger not present (partial install): same rule here
-        return _book_locally(server, children, rules)
     booked = book_trace(Trace(trace_id=server.trace_id, spans=(server, *children)), rules=rules)
     for request in booked.requests:
         if request.span_id == server.span_id:
@@ -62,40 +58,5 @@ def book_without_children(wall_ns: int, cpu_ns: int, queueing_ns: int) -> Ledger
         interpreter_ns=interpreter,
         waiting_ns=waiting,
         queueing_ns=min(max(0, queueing_ns), waiting),
-        cpu_measured=True,
-    )
-
-
-def _book_locally(server: Span, children: Sequence[Span], rules: Sequence[Any]) -> Ledger:
-    """The ledger's overlap rule: each instant goes to the covering wait that ends last."""
-    from latency_ledger.classify import classify_span
-    from latency_ledger.model import Category
-
-    waits: list[tuple[int, int, Category]] = []
-    for child in children:
-        found = classify_span(child, rules)
-        if found is None:
-            continue
-        start, end = max(child.start_ns, server.start_ns), min(child.end_ns, server.end_ns)
-        if end > start:
-            waits.append((start, end, found.category))
-    cuts = sorted({t for start, end, _ in waits for t in (start, end)})
-    booked = {Category.DATABASE: 0, Category.NETWORK: 0}
-    for lo, hi in itertools.pairwise(cuts):
-        covering = [w for w in waits if w[0] <= lo and w[1] >= hi]
-        if covering:
-            booked[max(covering, key=lambda w: w[1])[2]] += hi - lo
-    attrs = server.attributes
-    cpu = attrs.get("ledger.cpu_ns")
-    queueing = attrs.get("ledger.queueing_ns")
-    wall = max(0, server.end_ns - server.start_ns)
-    own = max(0, wall - booked[Category.DATABASE] - booked[Category.NETWORK])
-    interpreter = min(cpu if isinstance(cpu, int) else 0, own)
-    return Ledger(
-        database_ns=booked[Category.DATABASE],
-        network_ns=booked[Category.NETWORK],
-        interpreter_ns=interpreter,
-        waiting_ns=own - interpreter,
-        queueing_ns=min(queueing if isinstance(queueing, int) else 0, own - interpreter),
         cpu_measured=True,
     )

@@ -17,15 +17,13 @@ import logging
 import os
 import random
 from collections.abc import Mapping
-from time import perf_counter_ns, thread_time_ns, time_ns
+from time import perf_counter_ns, time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 from latency_ledger.collect.accounting import (
     CURRENT,
@@ -45,6 +43,17 @@ from latency_ledger.collect.export import (
     otlp_endpoint_exporter,
 )
 from latency_ledger.collect.profiling import ProfileSampler
+from latency_ledger.collect.spans import (
+    ERROR_STATUS,
+    SAMPLED,
+    SCOPE,
+    UNSET_STATUS,
+    ServerSpan,
+    calibrate_step_cost,
+    exception_event,
+    parent_context,
+    route_template,
+)
 from latency_ledger.model import Span, SpanKind
 
 _log = logging.getLogger("latency_ledger.collect")
@@ -87,16 +96,19 @@ class LedgerSpanProcessor(SpanProcessor):
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         if not self.active:
             return
-        acct = CURRENT.get() or SEGMENT.acct
-        if not isinstance(acct, RequestRecord) or acct.finished:
-            return
-        if span.kind in _WAIT_KINDS:
-            pause_for_wait(acct)
-        owner = self.owner
-        if len(owner) >= MAX_OPEN_SPANS:  # spans started and never ended: forget them
-            owner.clear()
+        try:  # the SDK does not guard processors: an error here would reach the app
+            acct = CURRENT.get() or SEGMENT.acct
+            if not isinstance(acct, RequestRecord) or acct.finished:
+                return
+            if span.kind in _WAIT_KINDS:
+                pause_for_wait(acct)
+            owner = self.owner
+            if len(owner) >= MAX_OPEN_SPANS:  # spans started and never ended: forget them
+                owner.clear()
+                self._collector.stats.errors += 1
+            owner[span.context.span_id] = acct
+        except Exception:
             self._collector.stats.errors += 1
-        owner[span.context.span_id] = acct
 
     def on_end(self, span: Any) -> None:
         if not self.active:
@@ -193,7 +205,7 @@ class Collector:
             interval_s=config.profile_interval_s,
         )
         self.hooks.install()
-        self.step_cost_ns = _calibrate_step_cost()
+        self.step_cost_ns = calibrate_step_cost()
         self.plugins: list[Any] = []
         self.rules: tuple[Any, ...] = ()
         self._load_rules_and_plugins(load_plugins)
@@ -253,17 +265,17 @@ class Collector:
             acct.server_id = outer.get_span_context().span_id
             self.processor.owner[acct.server_id] = acct
             return acct, CURRENT.set(acct)
-        parent = _parent_context(scope)
+        parent = parent_context(scope)
         ids = self.provider.id_generator
         trace_id = parent.trace_id if parent is not None else ids.generate_trace_id()
         context = trace.SpanContext(
             trace_id=trace_id,
             span_id=ids.generate_span_id(),
             is_remote=False,
-            trace_flags=_SAMPLED,
+            trace_flags=SAMPLED,
             trace_state=parent.trace_state if parent is not None else None,
         )
-        acct.server = _ServerSpan(context, parent, start_ns)
+        acct.server = ServerSpan(context, parent, start_ns)
         acct.server_id = context.span_id
         self.processor.owner[context.span_id] = acct
         token = CURRENT.set(acct)
@@ -284,7 +296,7 @@ class Collector:
         end_ns = time_ns()
         t0 = perf_counter_ns()
         server = acct.server
-        route = _route_template(scope)
+        route = route_template(scope)
         method = str(scope.get("method", ""))
         if error is not None and status is None:
             status = 500  # what the server (or ServerErrorMiddleware outside us) answers
@@ -331,7 +343,8 @@ class Collector:
                 ledger = book_without_children(wall, cpu, queueing)
         else:
             ledger = book_without_children(wall, cpu, queueing)
-        acct.kept = self._keep(f"{method} {route or scope.get('path', '')}", wall, failed)
+        # unmatched paths share one key: raw paths are attacker-chosen and unbounded
+        acct.kept = self._keep(f"{method} {route or '(unmatched)'}", wall, failed)
         stats = self.stats
         attrs["ledger.database_ns"] = ledger.database_ns
         attrs["ledger.network_ns"] = ledger.network_ns
@@ -360,7 +373,7 @@ class Collector:
             return
         events: tuple[Any, ...] = ()
         if error is not None:
-            events = (_exception_event(error, end_ns),)
+            events = (exception_event(error, end_ns),)
         readable = ReadableSpan(
             name=name,
             context=server.context,
@@ -369,10 +382,10 @@ class Collector:
             attributes=attrs,
             events=events,
             kind=trace.SpanKind.SERVER,
-            status=_ERROR_STATUS if failed else _UNSET_STATUS,
+            status=ERROR_STATUS if failed else UNSET_STATUS,
             start_time=start_ns,
             end_time=end_ns,
-            instrumentation_scope=_SCOPE,
+            instrumentation_scope=SCOPE,
         )
         pipeline = self._pipeline
         if pipeline is not None:
@@ -406,7 +419,7 @@ class Collector:
             kind=trace.SpanKind.SERVER,
             start_time=server.start_time,
             end_time=time_ns(),
-            instrumentation_scope=_SCOPE,
+            instrumentation_scope=SCOPE,
         )
         self.sink.put((readable, *acct.children))
         acct.children = []
@@ -451,80 +464,3 @@ class Collector:
         if self.own_provider and not self.config.set_global_provider:
             with contextlib.suppress(Exception):
                 self.provider.shutdown()
-
-
-class _ServerSpan:
-    """The open SERVER span's identity until :meth:`Collector.finish` writes it out."""
-
-    __slots__ = ("context", "parent", "start_time")
-
-    def __init__(self, context: Any, parent: Any, start_time: int) -> None:
-        self.context = context
-        self.parent = parent
-        self.start_time = start_time
-
-
-_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
-_SCOPE = InstrumentationScope("latency_ledger.collect")
-_ERROR_STATUS = Status(StatusCode.ERROR)
-_UNSET_STATUS = Status(StatusCode.UNSET)
-
-
-def _exception_event(error: BaseException, when_ns: int) -> Event:
-    """The event ``Span.record_exception`` would add, built directly."""
-    import traceback
-
-    return Event(
-        "exception",
-        {
-            "exception.type": type(error).__qualname__,
-            "exception.message": str(error),
-            "exception.stacktrace": "".join(
-                traceback.format_exception(type(error), error, error.__traceback__)
-            ),
-            "exception.escaped": "False",
-        },
-        timestamp=when_ns,
-    )
-
-
-def _route_template(scope: Mapping[str, Any]) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None) if route is not None else None
-    if isinstance(path, str) and path:
-        root = scope.get("root_path") or ""
-        app_root = scope.get("app_root_path") or ""
-        mount = root[len(app_root) :] if root.startswith(app_root) else ""
-        return f"{mount}{path}"
-    return ""
-
-
-def _parent_context(scope: Mapping[str, Any]) -> Any:
-    """The caller's span context when it sent ``traceparent`` (no other header is read)."""
-    headers = scope.get("headers")
-    if not headers:
-        return None
-    carrier = {}
-    for name, value in headers:
-        if name == b"traceparent" or name == b"tracestate":
-            carrier[name.decode("latin-1")] = value.decode("latin-1")
-    if not carrier:
-        return None
-    from opentelemetry.propagate import extract
-
-    parent = trace.get_current_span(extract(carrier)).get_span_context()
-    return parent if parent.is_valid else None
-
-
-def _calibrate_step_cost() -> int:
-    """What timing one task step adds (four clock reads and the bookkeeping around them)."""
-    rounds = 200
-    t0 = perf_counter_ns()
-    for _ in range(rounds):
-        perf_counter_ns()
-        thread_time_ns()
-        thread_time_ns()
-        perf_counter_ns()
-        CURRENT.get()
-    per = (perf_counter_ns() - t0) // rounds
-    return int(per * 1.5)  # plus the wrapper's method calls, measured at ~1.5x the clocks

@@ -49,8 +49,8 @@ class CollectConfig:
     sample_rate: float = 0.01
     slow_per_endpoint: bool = True
     slow_interval_s: float = 60.0
-    profile_rate: float = 0.0
-    profile_slowest: bool = False
+    profile_rate: float = 0.001
+    profile_slowest: bool = True
     profile_interval_s: float = 60.0
     max_queue_spans: int = 20_000
     max_file_bytes: int = 64 * 2**20

@@ -101,17 +101,19 @@ class LedgerMiddleware:
             else:
                 start_ns, busy_start = time_ns(), None
             acct, token = collector.begin(scope, loop_state, start_ns, busy_start)
-            profiler = (
-                collector.profiler.start(scope.get("path", ""), start_ns)
-                if (collector.profiler.enabled)
-                else None
-            )
         except Exception:
             # the collector could not start: run the app untouched
             with contextlib.suppress(Exception):
                 self._collector.stats.errors += 1
             await self.app(scope, receive, send)
             return
+
+        profiler = None
+        if collector.profiler.enabled:
+            try:
+                profiler = collector.profiler.start(scope.get("path", ""), start_ns)
+            except Exception:
+                collector.stats.errors += 1
 
         status: list[int] = []
 

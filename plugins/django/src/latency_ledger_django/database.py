@@ -15,9 +15,11 @@ PostgreSQL, MySQL, Oracle, third-party ones) and every alias, it sees the statem
 the ORM sends it (placeholders, parameters kept apart) plus the alias and vendor, and
 costs one function call per query, where the dbapi instrumentation proxies every
 connection and cursor and only traces connections opened through a ``connect`` function
-it wrapped before they were made. The wrapper is added to each connection when it opens
-(the ``connection_created`` signal, any thread, any alias, any time after start-up) and
-to the calling thread's already-open connections when tracing starts.
+it wrapped before they were made. The wrapper is added to a connection when it makes a
+cursor (``BaseDatabaseWrapper._prepare_cursor``, which every cursor, plain, debug or
+server-side, passes through): so connections opened before tracing started, in any
+thread, are covered too, which the ``connection_created`` signal alone would miss (a
+worker thread's persistent connection opened before the first request, say).
 
 When the psycopg instrumentation (the psycopg plugin) also traces the same cursor, its
 span would count every query twice in N+1 findings; our span is kept and the inner one
@@ -163,10 +165,18 @@ class QueryTracer:
 
     # -- connections -----------------------------------------------------------------
 
-    def on_connection_created(self, sender: Any = None, connection: Any = None, **_: Any) -> None:
-        """``connection_created`` receiver: put the wrapper on the new connection."""
-        if connection is not None:
-            self.add_to(connection)
+    def wrap_prepare_cursor(self, prepare: Callable[..., Any]) -> Callable[..., Any]:
+        """``BaseDatabaseWrapper._prepare_cursor``: every cursor of every connection, opened
+        before or after, on any thread, makes sure its connection carries the wrapper."""
+
+        @functools.wraps(prepare)
+        def prepare_cursor(wrapper: Any, cursor: Any) -> Any:
+            if self.tracer is not None and self not in wrapper.execute_wrappers:
+                self.add_to(wrapper)
+            return prepare(wrapper, cursor)
+
+        prepare_cursor.__latency_ledger_original__ = prepare  # type: ignore[attr-defined]
+        return prepare_cursor
 
     def add_to(self, connection: Any) -> None:
         try:

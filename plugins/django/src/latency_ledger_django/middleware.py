@@ -310,14 +310,10 @@ class LedgerMiddleware:
             start_ns = time_ns()
             acct, token = collector.begin(scope, PROCESS_CPU, start_ns)
             context = otel_context.get_current()
-            profiler = (
-                collector.profiler.start(scope["path"], start_ns)
-                if collector.profiler.enabled
-                else None
-            )
         except Exception:
             self._count_error()
             return self.get_response(request)
+        profiler = self._start_profile(collector, scope, start_ns)
         own_t0 = thread_time_ns()
         acct.overhead_ns += perf_counter_ns() - t0
         begin_segment(acct)
@@ -359,14 +355,10 @@ class LedgerMiddleware:
             scope = request_scope(request)
             acct, token = collector.begin(scope, loop_state, start_ns, busy_start)
             context = otel_context.get_current()
-            profiler = (
-                collector.profiler.start(scope["path"], start_ns)
-                if collector.profiler.enabled
-                else None
-            )
         except Exception:
             self._count_error()
             return await self.get_response(request)
+        profiler = self._start_profile(collector, scope, start_ns)
         acct.overhead_ns += perf_counter_ns() - t0
         begin_segment(acct)
         response: Any = None
@@ -387,6 +379,15 @@ class LedgerMiddleware:
         return response
 
     # -- both ------------------------------------------------------------------------
+
+    def _start_profile(self, collector: Any, scope: dict[str, Any], start_ns: int) -> Any:
+        """A pyinstrument profile of this request when the sampler picks it (else None)."""
+        try:
+            if collector.profiler.enabled:
+                return collector.profiler.start(scope["path"], start_ns)
+        except Exception:
+            self._count_error()
+        return None
 
     def _end(
         self,

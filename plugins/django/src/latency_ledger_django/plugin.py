@@ -1,20 +1,21 @@
 """The ``django`` plugin: database and template spans, switched on with the collector.
 
 Contract (``latency_ledger.plugins``): ``plugin.instrument(tracer_provider)`` starts the
-:class:`~.database.QueryTracer` (the ``connection_created`` receiver, the wrapper on the
-calling thread's open connections, ``BaseDatabaseWrapper.connect`` timed) and the
-:class:`~.templates.RenderTracer` (``Template.render`` of the Django engine and of the
-Jinja2 backend); returns False and does nothing without Django; never raises into the
-app, and does nothing in a process that has not configured Django settings.
-``plugin.uninstrument()`` restores every patched method and disconnects the signal;
-wrappers already on connections stay but only call through. The collector loads it
-through the entry point like any plugin; :class:`~.middleware.LedgerMiddleware` also
+:class:`~.database.QueryTracer` (every connection gets the execute wrapper as it makes a
+cursor; ``BaseDatabaseWrapper.connect`` is timed) and the :class:`~.templates.RenderTracer`
+(``Template.render`` of the Django engine and of the Jinja2 backend). It returns False
+and does nothing unless Django is imported and its settings configured (a FastAPI app in
+the same environment is left alone), and never raises into the app.
+``plugin.uninstrument()`` restores every patched method; wrappers already on connections
+stay but only call through. The collector loads it through the entry point like any
+plugin; :class:`~.middleware.LedgerMiddleware` also
 switches it on for a collector that did not load plugins.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 from latency_ledger_plugin_base import LibraryPlugin, SanitizingTracerProvider
@@ -27,11 +28,12 @@ __all__ = ["DjangoPlugin", "plugin"]
 
 TRACER_NAME = "latency_ledger_django"
 _ORIGINAL = "__latency_ledger_original__"
-# (module, class, method, which tracer wraps it); a module that does not import is skipped
+# (module, class, method); a module that does not import (jinja2 absent) is skipped
 _PATCHES = (
-    ("django.db.backends.base.base", "BaseDatabaseWrapper", "connect", "queries"),
-    ("django.template.base", "Template", "render", "renders"),
-    ("django.template.backends.jinja2", "Template", "render", "renders"),
+    ("django.db.backends.base.base", "BaseDatabaseWrapper", "connect"),
+    ("django.db.backends.base.base", "BaseDatabaseWrapper", "_prepare_cursor"),
+    ("django.template.base", "Template", "render"),
+    ("django.template.backends.jinja2", "Template", "render"),
 )
 
 
@@ -41,7 +43,13 @@ class DjangoPlugin(LibraryPlugin):
         self.queries = QueryTracer()
         self.renders = RenderTracer()
         self._patched: list[tuple[type, str, Any]] = []
-        self._receiving = False
+
+    def instrument(self, tracer_provider: Any) -> bool:
+        # A Django app has imported Django by the time a collector starts (the middleware
+        # starts it); anywhere else, importing Django only to find it unused costs ~0.1 s.
+        if "django" not in sys.modules:
+            return False
+        return bool(super().instrument(tracer_provider))
 
     def _instrument(self, tracer_provider: SanitizingTracerProvider) -> bool:
         from django.conf import settings
@@ -50,43 +58,31 @@ class DjangoPlugin(LibraryPlugin):
             # Django installed but not (yet) this process's framework, e.g. a FastAPI app;
             # the middleware instruments again once Django is serving.
             return False
-        from django.db import connections
-        from django.db.backends.signals import connection_created
-
+        wrappers = {
+            "connect": self.queries.wrap_connect,
+            "_prepare_cursor": self.queries.wrap_prepare_cursor,
+            "render": self.renders.wrap,
+        }
+        for module_name, class_name, method in _PATCHES:
+            try:
+                cls = getattr(importlib.import_module(module_name), class_name)
+            except ImportError:
+                continue
+            original = cls.__dict__[method]
+            patched = wrappers[method](original)
+            self._patched.append((cls, method, original))
+            setattr(cls, method, patched)
         # Statements are sanitized where they are read (database.py): the raw provider
         # spares a wrapper object per span.
         provider = tracer_provider.provider or trace.get_tracer_provider()
         tracer = provider.get_tracer(TRACER_NAME)
-        for module_name, class_name, method, owner in _PATCHES:
-            try:
-                cls = getattr(importlib.import_module(module_name), class_name)
-            except ImportError:  # jinja2 not installed
-                continue
-            original = cls.__dict__[method]
-            wrapper = getattr(self, owner)
-            patched = (
-                wrapper.wrap_connect(original) if owner == "queries" else wrapper.wrap(original)
-            )
-            self._patched.append((cls, method, original))
-            setattr(cls, method, patched)
-        connection_created.connect(self.queries.on_connection_created, weak=False)
-        self._receiving = True
         self.queries.tracer = tracer
         self.renders.tracer = tracer
-        # connections this thread opened before (other threads get it when they connect)
-        for connection in connections.all(initialized_only=True):
-            if connection.connection is not None:
-                self.queries.add_to(connection)
         return True
 
     def _uninstrument(self) -> None:
         self.queries.tracer = None
         self.renders.tracer = None
-        if self._receiving:
-            from django.db.backends.signals import connection_created
-
-            connection_created.disconnect(self.queries.on_connection_created)
-            self._receiving = False
         for cls, method, original in reversed(self._patched):
             current = cls.__dict__.get(method)
             if getattr(current, _ORIGINAL, None) is original:
