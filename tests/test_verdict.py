@@ -120,6 +120,17 @@ def test_80_percent_measured_interpreter_time_could_pay() -> None:
     assert verdict.summary.startswith("Migration could pay: 80% of p50 is interpreter (CPU) time;")
 
 
+def test_a_large_share_of_a_tiny_latency_is_not_worth_a_port() -> None:
+    # p50 = 0.7 ms, 80% interpreter: Go saves 0.56 x 0.9 = 0.5 ms (72%), under the 2 ms
+    # floor, so the label is dont_migrate although the fraction alone would say "could pay".
+    verdict = decide_verdict(
+        stats({"database": 0.1, "network": 0, "interpreter": 0.56, "waiting": 0.04}), ()
+    )
+    assert projection(verdict, "go").p50_saving_fraction == pytest.approx(0.72, abs=0.01)
+    assert verdict.label == DONT_MIGRATE
+    assert any("under the 2" in reason for reason in verdict.reasons)
+
+
 def test_cpu_not_measured_is_labelled_an_upper_bound() -> None:
     # 50 ms own time with CPU not measured out of 100: Go's bound is 45 ms (45%).
     verdict = decide_verdict(stats({"database": 40, "network": 10, "app": 50}), ())

@@ -130,48 +130,47 @@ def _drive(
 
 
 def run_demo(*, app: str, duration_s: float, out_dir: Path) -> int:
-    if app != "fastapi":
-        return _run_other_demo(app, duration_s=duration_s, out_dir=out_dir)
     examples = find_examples()
     out_dir.mkdir(parents=True, exist_ok=True)
     traces = out_dir / "traces"
     shutil.rmtree(traces, ignore_errors=True)
     traces.mkdir()
-    shop_port, rates_port = free_port(), free_port()
+    app_port, rates_port = free_port(), free_port()
+    rates_url = f"http://127.0.0.1:{rates_port}"
+    base = f"http://127.0.0.1:{app_port}"
     env = dict(os.environ)
     env.update(
         LATENCY_LEDGER="1",
         LATENCY_LEDGER_OUTPUT_DIR=str(traces.resolve()),
-        OTEL_SERVICE_NAME="shop",
-        SHOP_DOWNSTREAM_URL=f"http://127.0.0.1:{rates_port}",
+        SHOP_DOWNSTREAM_URL=rates_url,
     )
-    env.setdefault("SHOP_DATABASE_URL", f"sqlite:///{(out_dir / 'shop.db').resolve()}")
-    base = f"http://127.0.0.1:{shop_port}"
-    click.echo(f"demo: starting the example shop on {base} (logs in {out_dir})", err=True)
+    if app == "django":
+        serve = _load_module(examples / "django" / "serve.py", "latency_ledger_demo_django")
+        env = serve.environment(
+            env,
+            traces_dir=traces.resolve(),
+            rates_url=rates_url,
+            sqlite_path=(out_dir / "django-shop.sqlite3").resolve(),
+        )
+        env.setdefault("OTEL_SERVICE_NAME", "django-shop")
+        subprocess.run(serve.seed_command(), env=env, check=True, capture_output=True)
+        app_cmd = serve.server_command(app_port)
+    else:
+        env.setdefault("OTEL_SERVICE_NAME", "shop")
+        env.setdefault("SHOP_DATABASE_URL", f"sqlite:///{(out_dir / 'shop.db').resolve()}")
+        app_cmd = _uvicorn(examples, "shop.app:app", app_port)
+    click.echo(f"demo: starting the example {app} shop on {base} (logs in {out_dir})", err=True)
     rates_cmd = _uvicorn(examples, "downstream:app", rates_port)
     with (
-        _server(
-            rates_cmd,
-            env=env,
-            ready_url=f"http://127.0.0.1:{rates_port}/health",
-            log=out_dir / "downstream.log",
-        ),
-        _server(
-            _uvicorn(examples, "shop.app:app", shop_port),
-            env=env,
-            ready_url=f"{base}/health",
-            log=out_dir / "shop.log",
-        ),
-    ):
+        _server(rates_cmd, env=env, ready_url=f"{rates_url}/health",
+                log=out_dir / "downstream.log"),
+        _server(app_cmd, env=env, ready_url=f"{base}/health", log=out_dir / f"{app}.log"),
+    ):  # fmt: skip
         load = _load_module(examples / "load.py", "latency_ledger_demo_load")
         counts = _drive(load.run_load, base, duration_s)
     sent = sum(v for k, v in counts.items() if k != "errors")
     click.echo(f"demo: sent {sent} requests ({counts.get('errors', 0)} errors)", err=True)
     return _analyze(traces, out_dir)
-
-
-def _run_other_demo(app: str, *, duration_s: float, out_dir: Path) -> int:
-    raise ConfigError(f"--app {app}: this example app is not available in this version")
 
 
 def _analyze(traces: Path, out_dir: Path) -> int:

@@ -1,10 +1,10 @@
 """The project's exceptions.
 
-    LedgerError                  base; the CLI catches it once and exits non-zero
-    ├── TraceFormatError         input that is not (valid) trace data; names file and place
-    │   └── UnsupportedFormatError   recognizable, but not a format we read (Jaeger, Zipkin)
-    ├── PluginError              a plugin that does not meet the contract in plugins.py
-    └── ConfigError              a bad option (e.g. ``--target node=abc``)
+LedgerError                  base; the CLI catches it once and exits non-zero
+├── TraceFormatError         input that is not (valid) trace data; names file and place
+│   └── UnsupportedFormatError   recognizable, but not a format we read (Jaeger, Zipkin)
+├── PluginError              a plugin that does not meet the contract in plugins.py
+└── ConfigError              a bad option (e.g. ``--target node=abc``)
 """
 
 from __future__ import annotations

@@ -27,6 +27,11 @@ The label, from the best target's p50 saving at its typical factor:
 - ``migration_could_pay`` from 30%: the port would remove about a third of the median
   or more, a change users notice.
 
+A port that saves less than ``MIN_SAVING_NS`` (2 ms) at the median is ``dont_migrate``
+whatever the fraction: 56% of a 0.7 ms health check is invisible to users and smaller
+than the network jitter between them and the service (throughput is stated apart, as
+requests per core).
+
 The median is the decision's basis (the typical request); p99 is reported beside it.
 If the best cheaper fix saves at least as much per request as the port would (both
 averaged over all requests), ``migration_could_pay`` becomes ``marginal``: fix first,
@@ -54,6 +59,7 @@ MIGRATION_COULD_PAY = "migration_could_pay"
 
 MARGINAL_FROM = 0.10  # p50 saving fraction (see the module docstring)
 COULD_PAY_FROM = 0.30
+MIN_SAVING_NS = 2_000_000  # p50 saving below which no port pays (module docstring)
 MIN_REQUESTS = 30  # fewer: low confidence
 MIN_REQUESTS_P99 = 100  # fewer: a p99 is the sample's maximum; at most medium
 MAX_FIXES = 10
@@ -307,6 +313,12 @@ def decide_verdict(
         f"at factor {best.target.factor_typical:g} (thresholds {MARGINAL_FROM:g} / "
         f"{COULD_PAY_FROM:g})"
     )
+    if label != DONT_MIGRATE and best.p50_saving_ns < MIN_SAVING_NS:
+        label = DONT_MIGRATE
+        reasons.append(
+            f"the best port saves {format_ms(best.p50_saving_ns)} of p50, under the "
+            f"{format_ms(MIN_SAVING_NS)} worth a rewrite"
+        )
     if label == MIGRATION_COULD_PAY and fixes:
         port_mean_ns = _saving(mean.shrinkable_ns, best.target.factor_typical)
         if fixes[0].saving_ns_per_request >= port_mean_ns:

@@ -380,3 +380,18 @@ def test_otlp_endpoint_variable_sends_there_instead(
     names = [s.name for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
     assert sorted(names) == ["GET /many", "q"]
     assert list(tmp_path.iterdir()) == []  # nothing written to files
+
+
+def test_first_per_interval_profiles_once_per_collapsed_path() -> None:
+    from latency_ledger.collect.profiling import ProfileSampler
+
+    sampler = ProfileSampler(rate=0.0, first_per_interval=True, interval_s=60)
+    second = 1_000_000_000
+    chosen = []
+    for now, path in [(0, "/items/1"), (1, "/items/2"), (2, "/other"), (61, "/items/3")]:
+        profiler = sampler.start(path, now * second)
+        chosen.append(profiler is not None)
+        if profiler is not None:
+            sampler.stop(profiler)
+    # /items/1 and /items/2 are one endpoint; a minute later it is profiled again
+    assert chosen == [True, False, True, True]

@@ -93,7 +93,7 @@ def test_sections_show_findings_projections_profile_and_bound(report: Report) ->
         "SELECT order_items.id, order_items.sku, order_items.qty FROM order_items "
         "WHERE order_items.order_id = ?" in text
     )
-    assert "N+1 queries · saves 17.1 ms per request" in text
+    assert "N+1 queries · costs 17.1 ms per request" in text
     # node at 3x (2x-5x) on GET /orders: p50 31.2 -> 29.1 ms, saving 2.1 ms (6.6%),
     # 1.6-2.5 ms across the factor range.
     assert (

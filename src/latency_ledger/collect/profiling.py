@@ -25,6 +25,8 @@ import threading
 from collections import Counter
 from typing import Any
 
+from latency_ledger.endpoint import collapse_path
+
 BUCKETS = (
     "framework",
     "validation_serialization",
@@ -64,6 +66,7 @@ _BY_PACKAGE = {
     "redis": "database_driver",
 }
 MAX_TOP = 8
+MAX_KEYS = 2_000  # endpoints tracked for "first per interval"; paths are attacker-chosen
 MAX_CHARS = 2000
 MAX_FUNCTION_CHARS = 80
 
@@ -147,10 +150,13 @@ class ProfileSampler:
             return None
         chosen = self._rate > 0 and random.random() < self._rate
         if not chosen and self._first:
+            # the route is not known before the request runs: its path with ids collapsed
+            key = collapse_path(key)
             last = self._last.get(key)
-            if last is None or now_ns - last >= self._interval_ns:
-                if len(self._last) < 10_000:  # keys come from paths: bounded
-                    self._last[key] = now_ns
+            if (last is None and len(self._last) < MAX_KEYS) or (
+                last is not None and now_ns - last >= self._interval_ns
+            ):
+                self._last[key] = now_ns
                 chosen = True
         if not chosen:
             return None

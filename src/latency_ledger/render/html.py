@@ -305,7 +305,13 @@ def _bar_svg(parts: tuple[_Part, ...], label: str) -> Markup:
 def _findings_view(stats: EndpointStats) -> tuple[_FindingView, ...]:
     """Findings ranked as the verdict ranked its fixes, the rest after them."""
     ranked: list[Finding] = list(stats.verdict.fixes) if stats.verdict else []
-    ranked += [f for f in stats.findings if f not in ranked]
+    # A statement found as an N+1 is the same fix as its slow-statement entry: show it once.
+    n_plus_one = {f.target for f in stats.findings if f.kind == "n_plus_one"}
+    ranked += [
+        f
+        for f in stats.findings
+        if f not in ranked and not (f.kind == "slow_statement" and f.target in n_plus_one)
+    ]
     return tuple(_finding_view(f) for f in ranked)
 
 

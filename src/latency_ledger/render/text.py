@@ -12,7 +12,7 @@ Layout::
     Verdict: Don't migrate (confidence: high)
     <overall verdict sentence, wrapped>
       ported to node (3× faster CPU): p50 -4.7 ms (16%), p99 -40.0 ms (22%)
-      cheaper fix: N+1 queries saves 17.1 ms per request: <detail>
+      cheaper fix: N+1 queries costs 17.1 ms per request: <detail>
 
     endpoint                count      p50      p99 db% net% cpu% wait%  p50 ledger
     GET /orders/{order_id}  1,200  31.2 ms   140 ms  77    6   10     6  ████████▓▒
@@ -94,7 +94,7 @@ def _verdict_lines(overall: EndpointStats, width: int, paint: Paint) -> list[str
     if verdict.fixes:
         fix = verdict.fixes[0]
         line = (
-            f"cheaper fix: {finding_name(fix.kind)} saves "
+            f"cheaper fix: {finding_name(fix.kind)} costs "
             f"{ms(fix.saving_ns_per_request)} per request: {clean(fix.detail, one_line=True)}"
         )
         wrapped.extend(textwrap.wrap(line, width, initial_indent="  ", subsequent_indent="    "))
