@@ -26,7 +26,7 @@ def test_exit_codes_pass_through(capfd: pytest.CaptureFixture[str]) -> None:
 
 
 def test_a_starlette_app_is_instrumented_without_code_changes(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A FastAPI app that knows nothing of latency-ledger, served by the child; its one
     # request must come out as a SERVER span with the ledger on it.
@@ -44,11 +44,8 @@ def test_a_starlette_app_is_instrumented_without_code_changes(
         "asyncio.run(main())\n"
     )
     out = tmp_path / "traces"
-    os.environ["LATENCY_LEDGER_OUTPUT_DIR"] = str(out)
-    try:
-        code = run_command(["--", sys.executable, str(script)])
-    finally:
-        del os.environ["LATENCY_LEDGER_OUTPUT_DIR"]
+    monkeypatch.setenv("LATENCY_LEDGER_OUTPUT_DIR", str(out))
+    code = run_command(["--", sys.executable, str(script)])
     assert code == 0
     assert '{"hi":"ann"}' in capfd.readouterr().out
     (path,) = out.glob("*.jsonl")
