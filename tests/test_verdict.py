@@ -184,6 +184,14 @@ def test_cheaper_fix_that_saves_more_than_the_port_downgrades_to_marginal() -> N
     assert "first (50 ms per request)" in verdict.summary
 
 
+def test_fix_worth_half_the_port_is_done_first_but_a_small_one_is_not() -> None:
+    # Go saves 31.5 ms (mean = p50 here). A fix worth 16 ms (>= half of 31.5) comes first;
+    # one worth 15 ms (< 15.75) leaves the label alone.
+    parts = {"database": 65, "network": 0, "interpreter": 35, "waiting": 0}
+    assert decide_verdict(stats(parts), (n_plus_one(16 * MS),)).label == MARGINAL
+    assert decide_verdict(stats(parts), (n_plus_one(15 * MS),)).label == MIGRATION_COULD_PAY
+
+
 @pytest.mark.parametrize(
     ("count", "confidence"),
     [(10, "low"), (29, "low"), (30, "medium"), (99, "medium"), (100, "high")],

@@ -33,7 +33,7 @@ STOP_TIMEOUT_S = 20.0
 # Clients kept below the core count's worth of CPU work: on a 2-core machine more clients
 # mostly measure queueing behind checkout's CPU (which the report shows, but it hides
 # each endpoint's own split the demo is meant to show).
-DEMO_CONCURRENCY = 4
+DEMO_CONCURRENCY = 2
 
 
 def find_examples() -> Path:

@@ -33,9 +33,11 @@ than the network jitter between them and the service (throughput is stated apart
 requests per core).
 
 The median is the decision's basis (the typical request); p99 is reported beside it.
-If the best cheaper fix saves at least as much per request as the port would (both
-averaged over all requests), ``migration_could_pay`` becomes ``marginal``: fix first,
-then measure again.
+If the best cheaper fix saves at least half as much per request as the port would (both
+averaged over all requests; ``FIX_FIRST_RATIO``), ``migration_could_pay`` becomes
+``marginal``: fix first, then measure again. Half, because a fix (an index, a batched
+query) costs days and a rewrite months, and a finding's cost is a lower bound on what
+its fix saves (an N+1's per-query ORM work between the statements goes too).
 
 Confidence: ``high``, lowered to ``medium`` when fewer than 100 requests (a p99 from
 fewer is just the maximum), when CPU was not measured (bounds, not estimates), or when
@@ -59,6 +61,7 @@ MIGRATION_COULD_PAY = "migration_could_pay"
 
 MARGINAL_FROM = 0.10  # p50 saving fraction (see the module docstring)
 COULD_PAY_FROM = 0.30
+FIX_FIRST_RATIO = 0.5  # fix saving / port saving from which to fix first (docstring)
 MIN_SAVING_NS = 2_000_000  # p50 saving below which no port pays (module docstring)
 MIN_REQUESTS = 30  # fewer: low confidence
 MIN_REQUESTS_P99 = 100  # fewer: a p99 is the sample's maximum; at most medium
@@ -321,11 +324,11 @@ def decide_verdict(
         )
     if label == MIGRATION_COULD_PAY and fixes:
         port_mean_ns = _saving(mean.shrinkable_ns, best.target.factor_typical)
-        if fixes[0].saving_ns_per_request >= port_mean_ns:
+        if fixes[0].saving_ns_per_request >= FIX_FIRST_RATIO * port_mean_ns:
             label = MARGINAL
             reasons.append(
                 f"the {fixes[0].kind} fix saves {format_ms(fixes[0].saving_ns_per_request)} "
-                f"per request, at least the port's {format_ms(port_mean_ns)}: fix first"
+                f"per request, at least half the port's {format_ms(port_mean_ns)}: fix first"
             )
 
     confidence = "high"
