@@ -1,4 +1,4 @@
-"""The offline pipeline, wired: paths -> read -> ledger -> aggregate + findings -> verdict -> Report.
+"""The offline pipeline: paths -> read -> ledger -> aggregate + findings -> verdict -> Report.
 
 Contract: ``analyze`` streams every trace once and keeps per-endpoint accumulators only,
 so memory is bounded by the traces in flight plus compact per-request columns. It never

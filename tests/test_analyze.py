@@ -1,0 +1,197 @@
+"""Known answers end to end: generated OTLP JSON-lines files -> analyze() -> verdicts, findings.
+
+Each scenario writes its traces as a real exporter would (one ExportTraceServiceRequest
+per line, ids in hex, int64 as strings) and states the expected split before analyzing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from latency_ledger.analyze import AnalyzeOptions, analyze
+from latency_ledger.model import EndpointStats, Report
+
+MS = 1_000_000
+T0 = 1_750_000_000_000_000_000
+REQUESTS = 120
+
+
+def _attrs(values: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            out.append({"key": key, "value": {"boolValue": value}})
+        elif isinstance(value, int):
+            out.append({"key": key, "value": {"intValue": str(value)}})
+        else:
+            out.append({"key": key, "value": {"stringValue": str(value)}})
+    return out
+
+
+class TraceWriter:
+    """Writes one OTLP JSON line per request, the shape the Collector's file exporter uses."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._next = 1
+
+    def _id(self, width: int) -> str:
+        self._next += 1
+        return f"{self._next:0{width}x}"
+
+    def request(
+        self,
+        *,
+        service: str,
+        route: str,
+        wall_ns: int,
+        cpu_ns: int | None,
+        children: list[tuple[int, int, dict[str, Any]]],
+        index: int,
+    ) -> None:
+        """``children``: (start offset ns, duration ns, attributes) of CLIENT spans."""
+        trace_id = self._id(32)
+        root_id = self._id(16)
+        start = T0 + index * 10 * wall_ns
+        attrs: dict[str, Any] = {
+            "http.request.method": "GET",
+            "http.route": route,
+            "http.response.status_code": 200,
+        }
+        if cpu_ns is not None:
+            attrs |= {"ledger.cpu_ns": cpu_ns, "ledger.queueing_ns": 0}
+        spans = [
+            {
+                "traceId": trace_id,
+                "spanId": root_id,
+                "name": f"GET {route}",
+                "kind": 2,
+                "startTimeUnixNano": str(start),
+                "endTimeUnixNano": str(start + wall_ns),
+                "attributes": _attrs(attrs),
+            }
+        ]
+        for offset, duration, child_attrs in children:
+            spans.append(
+                {"traceId": trace_id, "spanId": self._id(16), "parentSpanId": root_id,
+                 "name": "SELECT", "kind": 3, "startTimeUnixNano": str(start + offset),
+                 "endTimeUnixNano": str(start + offset + duration),
+                 "attributes": _attrs(child_attrs)}
+            )  # fmt: skip
+        doc = {
+            "resourceSpans": [
+                {"resource": {"attributes": _attrs({"service.name": service})},
+                 "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}]}
+            ]
+        }  # fmt: skip
+        self.lines.append(json.dumps(doc))
+
+    def write(self, path: Path) -> Path:
+        path.write_text("\n".join(self.lines) + "\n")
+        return path
+
+
+def _select(sql: str) -> dict[str, Any]:
+    return {"db.system.name": "postgresql", "db.query.text": sql}
+
+
+def _endpoint(report: Report, service: str) -> EndpointStats:
+    return next(e for e in report.endpoints if e.service == service)
+
+
+def _scenarios(writer: TraceWriter) -> Iterator[None]:
+    for i in range(REQUESTS):
+        # A: 100 ms, one 92 ms query, 8 ms of measured CPU.
+        writer.request(service="db-bound", route="/report", wall_ns=100 * MS, cpu_ns=8 * MS,
+                       children=[(4 * MS, 92 * MS, _select("SELECT * FROM big WHERE x = 1"))],
+                       index=i)  # fmt: skip
+        # B: 100 ms, one 15 ms query, 80 ms of measured CPU.
+        writer.request(service="cpu-bound", route="/score", wall_ns=100 * MS, cpu_ns=80 * MS,
+                       children=[(0, 15 * MS, _select("SELECT * FROM users WHERE id = 7"))],
+                       index=i)  # fmt: skip
+        # C: 60 ms, 20 sequential 2 ms selects differing only in their literal.
+        writer.request(service="n1-seq", route="/orders/{id}", wall_ns=60 * MS, cpu_ns=15 * MS,
+                       children=[(k * 2 * MS + MS, 2 * MS,
+                                  _select(f"SELECT * FROM items WHERE id = {k}"))
+                                 for k in range(20)],
+                       index=i)  # fmt: skip
+        # D: the same 20 selects run concurrently, each starting 0.1 ms after the last:
+        # union = 19 x 0.1 + 2 = 3.9 ms.
+        writer.request(service="n1-gather", route="/orders/{id}", wall_ns=30 * MS,
+                       cpu_ns=15 * MS,
+                       children=[(MS + k * MS // 10, 2 * MS,
+                                  _select(f"SELECT * FROM items WHERE id = {k}"))
+                                 for k in range(20)],
+                       index=i)  # fmt: skip
+        # E: no CPU measurement (a plain OpenTelemetry app): 50 ms, 10 ms in the database.
+        writer.request(service="plain-otel", route="/things", wall_ns=50 * MS, cpu_ns=None,
+                       children=[(0, 10 * MS, _select("SELECT 1"))], index=i)  # fmt: skip
+    yield None
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    writer = TraceWriter()
+    list(_scenarios(writer))
+    path = writer.write(tmp_path_factory.mktemp("traces") / "traces.jsonl")
+    return analyze([path], options=AnalyzeOptions(rules=None))
+
+
+def test_every_request_is_read_and_booked(report: Report) -> None:
+    assert report.inputs.requests == 5 * REQUESTS
+    assert report.inputs.spans == REQUESTS * (2 + 2 + 21 + 21 + 2)
+    assert sum(report.inputs.skipped.values()) == 0
+
+
+def test_92_percent_database_wait_is_dont_migrate_with_node_under_8_percent(
+    report: Report,
+) -> None:
+    stats = _endpoint(report, "db-bound")
+    assert stats.cpu_measured
+    assert stats.ledger_ns["p50"] == {
+        "database": 92 * MS, "network": 0, "interpreter": 8 * MS, "waiting": 0,
+    }  # fmt: skip
+    assert stats.verdict is not None
+    assert stats.verdict.label == "dont_migrate"
+    node = next(p for p in stats.verdict.projections if p.target.name == "node")
+    assert node.p50_saving_fraction < 0.08
+    assert node.p50_saving_ns == pytest.approx(8 * MS * (1 - 1 / 5), abs=1)
+
+
+def test_80_percent_interpreter_time_could_pay(report: Report) -> None:
+    stats = _endpoint(report, "cpu-bound")
+    assert stats.ledger_ns["p50"]["interpreter"] == 80 * MS
+    assert stats.verdict is not None
+    assert stats.verdict.label == "migration_could_pay"
+    assert not stats.verdict.upper_bound
+
+
+@pytest.mark.parametrize(
+    ("service", "cost_ns", "concurrent"),
+    [("n1-seq", 40 * MS, False), ("n1-gather", 39 * MS // 10, True)],
+)
+def test_n_plus_one_found_sequential_and_concurrent_with_its_cost(
+    report: Report, service: str, cost_ns: int, concurrent: bool
+) -> None:
+    stats = _endpoint(report, service)
+    (finding,) = [f for f in stats.findings if f.kind == "n_plus_one"]
+    assert finding.target == "SELECT * FROM items WHERE id = ?"
+    assert finding.count_per_request == 20
+    assert finding.ns_per_request == pytest.approx(cost_ns, abs=1000)
+    assert finding.requests_fraction == 1.0
+    assert finding.concurrent is concurrent
+    assert stats.ledger_ns["p50"]["database"] == pytest.approx(cost_ns, abs=1000)
+
+
+def test_cpu_not_measured_is_an_upper_bound(report: Report) -> None:
+    stats = _endpoint(report, "plain-otel")
+    assert not stats.cpu_measured
+    assert stats.ledger_ns["p50"] == {"database": 10 * MS, "network": 0, "app": 40 * MS}
+    assert stats.verdict is not None
+    assert stats.verdict.upper_bound
+    assert "upper bound" in stats.verdict.summary
