@@ -263,6 +263,11 @@ def split_own_time(attrs: Attributes, database: int, network: int, own: int) -> 
     cpu = as_int(attrs.get(CPU_NS))
     if cpu is None:
         return Ledger(database_ns=database, network_ns=network, app_ns=own)
+    return _measured(attrs, database, network, own, cpu)
+
+
+def _measured(attrs: Attributes, database: int, network: int, own: int, cpu: int) -> Ledger:
+    """Own time split by a CPU measurement: interpreter (clipped), then waiting."""
     interpreter = min(max(cpu, 0), own)
     waiting = own - interpreter
     queueing = min(max(as_int(attrs.get(QUEUEING_NS)) or 0, 0), waiting)
@@ -294,17 +299,7 @@ def ledger_from_totals(attrs: Attributes, wall: int) -> Ledger:
         if waiting_given is None:
             return Ledger(database_ns=database, network_ns=network, app_ns=own)
         interpreter = own - min(max(waiting_given, 0), own)
-    interpreter = min(max(interpreter, 0), own)
-    waiting = own - interpreter
-    queueing = min(max(as_int(attrs.get(QUEUEING_NS)) or 0, 0), waiting)
-    return Ledger(
-        database_ns=database,
-        network_ns=network,
-        interpreter_ns=interpreter,
-        waiting_ns=waiting,
-        queueing_ns=queueing,
-        cpu_measured=True,
-    )
+    return _measured(attrs, database, network, own, interpreter)
 
 
 def book_spans(

@@ -42,6 +42,13 @@ from latency_ledger.collect.export import (
     SpanSink,
     otlp_endpoint_exporter,
 )
+from latency_ledger.collect.light import (
+    LightSpan,
+    LightTracerProvider,
+    book_light,
+    materialize,
+    model_spans,
+)
 from latency_ledger.collect.profiling import ProfileSampler
 from latency_ledger.collect.spans import (
     ERROR_STATUS,
@@ -67,7 +74,18 @@ _STATUS_UNSET = trace.StatusCode.UNSET
 class RequestRecord(Account):
     """An :class:`Account` plus what the processor buffers for the request."""
 
-    __slots__ = ("children", "finished", "joined", "kept", "otel_token", "server", "server_id")
+    __slots__ = (
+        "children",
+        "finished",
+        "joined",
+        "kept",
+        "light",
+        "lights",
+        "max_children",
+        "otel_token",
+        "server",
+        "server_id",
+    )
 
     def __init__(self, loop_state: LoopState | None, busy_start_ns: int | None = None) -> None:
         super().__init__(loop_state, busy_start_ns)
@@ -78,6 +96,9 @@ class RequestRecord(Account):
         self.children: list[Any] = []
         self.finished = False
         self.kept = False
+        self.light = False  # child spans of this request may be LightSpans (light.py)
+        self.lights: list[LightSpan] = []
+        self.max_children = MAX_CHILDREN
 
 
 class LedgerSpanProcessor(SpanProcessor):
@@ -130,7 +151,7 @@ class LedgerSpanProcessor(SpanProcessor):
                 return
             if span.kind in _WAIT_KINDS:
                 resume_after_wait(acct)
-            if len(acct.children) < MAX_CHILDREN:
+            if len(acct.children) + len(acct.lights) < MAX_CHILDREN:
                 acct.children.append(span)
             else:
                 collector.stats.dropped_spans += 1
@@ -179,6 +200,8 @@ class Collector:
             if config.set_global_provider:
                 trace.set_tracer_provider(provider)
         self.provider = provider
+        # what the plugins' instrumentations get: light child spans where possible
+        self.span_provider = LightTracerProvider(provider, self)
         self.service = str(provider.resource.attributes.get("service.name", "app"))
         if exporter is None:
             factory = otlp_endpoint_exporter(env)
@@ -227,7 +250,7 @@ class Collector:
             if not callable(getattr(plugin, "instrument", None)):
                 continue
             try:
-                if plugin.instrument(self.provider):
+                if plugin.instrument(self.span_provider):
                     self.plugins.append(plugin)
                     self.stats.plugins_instrumented += 1
             except Exception as exc:
@@ -277,6 +300,12 @@ class Collector:
         )
         acct.server = ServerSpan(context, parent, start_ns)
         acct.server_id = context.span_id
+        # Light child spans skip every processor: only when ours is the only one (an app's
+        # own processor on a joined provider asked for every span and gets SDK spans).
+        processors = getattr(self._pipeline, "_span_processors", None)
+        acct.light = (
+            processors is not None and len(processors) == 1 and processors[0] is self.processor
+        )
         self.processor.owner[context.span_id] = acct
         token = CURRENT.set(acct)
         # children (DB, HTTP client spans) find their parent in the OpenTelemetry context
@@ -322,7 +351,8 @@ class Collector:
         acct.finished = True
         name = f"{method} {route}" if route else (method or "HTTP")
         children = acct.children
-        if children:
+        lights = acct.lights
+        if children or lights:
             service = self.service
             model_server = Span(
                 trace_id=f"{server.context.trace_id:032x}",
@@ -336,9 +366,16 @@ class Collector:
                 attributes=attrs,
                 service=service,
             )
-            ledger = book_request(
-                model_server, [to_model_span(child, service) for child in children], self.rules
-            )
+            ledger = book_light(model_server, lights, self.rules) if not children else None
+            if ledger is None:
+                ledger = book_request(
+                    model_server,
+                    [
+                        *model_spans(lights, model_server),
+                        *(to_model_span(child, service) for child in children),
+                    ],
+                    self.rules,
+                )
             if ledger is None:
                 ledger = book_without_children(wall, cpu, queueing)
         else:
@@ -352,6 +389,10 @@ class Collector:
         attrs["ledger.waiting_ns"] = ledger.waiting_ns
         attrs["ledger.queueing_ns"] = ledger.queueing_ns
         attrs["ledger.spans_kept"] = acct.kept
+        if lights:
+            if acct.kept:  # written with the SERVER span by the processor's on_end
+                acct.children = [*materialize(lights, acct, self), *children]
+            acct.lights = []
         if profile is not None:
             attrs["ledger.profile"] = profile
             stats.profiles += 1
@@ -404,6 +445,9 @@ class Collector:
         acct.kept = True
         self.processor.owner.pop(acct.server_id, None)
         server = acct.server
+        lights, acct.lights = acct.lights, []
+        if lights and server is not None:
+            acct.children = [*materialize(lights, acct, self), *acct.children]
         if acct.joined or server is None:
             self.sink.put(tuple(acct.children))
             return

@@ -1,0 +1,410 @@
+"""Light child spans: what a request's DB and client calls record before we know it is kept.
+
+Contract: :class:`LightTracerProvider` wraps the SDK ``TracerProvider`` the collector uses
+and is what the plugins' instrumentations get. A span started through it inside a request
+whose account allows it (``RequestRecord.light``: no span processor but ours on the
+provider, the SERVER span is ours) is a :class:`LightSpan`: a plain object that keeps the
+name, kind, times, attributes, status and events, pauses the request's CPU clock while it
+is a wait (CLIENT/PRODUCER), and on ``end`` joins its request's list. Anywhere else (no
+request, an SDK span current, an explicit foreign parent, after shutdown) the SDK tracer
+is used, unchanged.
+
+At the request's end the collector books its ledger straight from those spans
+(:func:`book_light`, with the offline ledger's classification rules and the same
+critical-path rule, or :func:`latency_ledger.ledger.book_trace` itself when the spans
+nest or overlap) and only for a kept request turns them into ``ReadableSpan`` objects
+(:func:`materialize`), with the ids, parents, resource and scope the SDK would give them.
+
+Why: the SDK's span path (sampler, locked attribute maps, every processor's
+``on_start``/``on_end``, a ``ReadableSpan`` copy at ``end``) is most of what a recorded
+DB call costs, and in the default sampled mode almost every request's spans are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from time import time_ns
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.util import types
+from opentelemetry.util._decorator import _agnosticcontextmanager
+
+from latency_ledger.collect.accounting import CURRENT, SEGMENT, pause_for_wait, resume_after_wait
+from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
+from latency_ledger.ledger import MAX_WALL_NS, split_own_time
+from latency_ledger.model import Ledger, Span, SpanKind as ModelKind
+
+_WAIT_KINDS = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
+# OpenTelemetry Python numbers SpanKind from 0 (INTERNAL); the model follows OTLP.
+_MODEL_KINDS = (
+    ModelKind.INTERNAL,
+    ModelKind.SERVER,
+    ModelKind.CLIENT,
+    ModelKind.PRODUCER,
+    ModelKind.CONSUMER,
+)
+_ERROR = StatusCode.ERROR
+
+
+class LightSpan(trace.Span):
+    """One child span of a request, recorded without the SDK (see the module docstring)."""
+
+    __slots__ = (
+        "_context",
+        "acct",
+        "attributes",
+        "end_time",
+        "events",
+        "kind",
+        "name",
+        "parent",
+        "start_time",
+        "status",
+        "tracer",
+    )
+
+    def __init__(
+        self,
+        tracer: LightTracer,
+        acct: Any,
+        parent: LightSpan | None,
+        name: str,
+        kind: SpanKind,
+        attributes: types.Attributes,
+        start_time: int | None,
+    ) -> None:
+        self.tracer = tracer
+        self.acct = acct
+        self.parent = parent  # None: the request's SERVER span
+        self.name = name
+        self.kind = kind
+        self.end_time: int | None = None
+        self.attributes: dict[str, Any] = {}
+        if attributes:
+            self.set_attributes(attributes)
+        self.status = UNSET_STATUS
+        self.events: list[Event] = []
+        self._context: SpanContext | None = None
+        self.start_time = start_time or time_ns()
+        if kind in _WAIT_KINDS:
+            pause_for_wait(acct)
+
+    def get_span_context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            server = self.acct.server.context
+            context = self._context = SpanContext(
+                trace_id=server.trace_id,
+                span_id=self.tracer.id_generator.generate_span_id(),
+                is_remote=False,
+                trace_flags=SAMPLED,
+                trace_state=server.trace_state,
+            )
+        return context
+
+    def end(self, end_time: int | None = None) -> None:
+        if self.end_time is not None:
+            return
+        self.end_time = end_time or time_ns()
+        acct = self.acct
+        try:
+            if acct.finished:  # outlived its request: written only if the request was kept
+                if acct.kept:
+                    self.tracer.collector.sink.put(materialize((self,), acct, self.tracer.collector))
+                return
+            if self.kind in _WAIT_KINDS:
+                resume_after_wait(acct)
+            lights = acct.lights
+            if len(lights) + len(acct.children) < acct.max_children:
+                lights.append(self)
+            else:
+                self.tracer.collector.stats.dropped_spans += 1
+        except Exception:  # never into the app
+            self.tracer.collector.stats.errors += 1
+
+    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def set_attribute(self, key: str, value: types.AnyValue) -> None:
+        if value is None or self.end_time is not None:
+            return  # the SDK drops None values and writes to ended spans
+        if isinstance(value, list):
+            value = tuple(value)
+        self.attributes[key] = value
+
+    def add_event(
+        self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
+    ) -> None:
+        if self.end_time is None:
+            self.events.append(Event(name, attributes, timestamp or time_ns()))
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        return None  # links are not recorded on light spans (no instrumentation we load adds them)
+
+    def update_name(self, name: str) -> None:
+        if self.end_time is None:
+            self.name = name
+
+    def is_recording(self) -> bool:
+        return self.end_time is None
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self.end_time is not None:
+            return
+        if isinstance(status, Status):
+            self.status = status
+        else:
+            self.status = Status(status, description if status is _ERROR else None)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        from latency_ledger.collect.spans import exception_event
+
+        event = exception_event(exception, timestamp or time_ns())
+        if attributes:
+            event = Event(event.name, {**(event.attributes or {}), **attributes}, event.timestamp)
+        if self.end_time is None:
+            self.events.append(event)
+
+
+class LightTracer(trace.Tracer):
+    """The SDK tracer's stand-in: light spans inside light requests, SDK spans elsewhere."""
+
+    def __init__(self, tracer: Any, collector: Any) -> None:
+        self._tracer = tracer
+        self.collector = collector
+        self.scope = getattr(tracer, "_instrumentation_scope", None)
+        self.id_generator = collector.provider.id_generator
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace.Span:
+        acct = CURRENT.get() or SEGMENT.acct
+        if acct is not None and getattr(acct, "light", False) and not acct.finished and not links:
+            try:
+                current = trace.get_current_span(context)
+                if type(current) is not LightSpan:  # a plugin's sanitizing wrapper around one?
+                    current = getattr(current, "_span", current)
+                if type(current) is LightSpan:
+                    if current.acct is acct:
+                        return LightSpan(self, acct, current, name, kind, attributes, start_time)
+                elif current.get_span_context().span_id == acct.server_id:
+                    return LightSpan(self, acct, None, name, kind, attributes, start_time)
+            except Exception:  # odd attributes, a foreign context: the SDK's way, not ours
+                self.collector.stats.errors += 1
+        return self._tracer.start_span(  # type: ignore[no-any-return]
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+
+    # The API's own decorator, so this also works on async functions like the SDK's.
+    @_agnosticcontextmanager
+    def start_as_current_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[trace.Span]:
+        span = self.start_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        with trace.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
+
+
+class LightTracerProvider(trace.TracerProvider):
+    """``provider`` as the plugins see it: tracers that record light spans where they can."""
+
+    def __init__(self, provider: Any, collector: Any) -> None:
+        self.provider = provider
+        self.collector = collector
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: types.Attributes | None = None,
+    ) -> trace.Tracer:
+        return LightTracer(
+            self.provider.get_tracer(
+                instrumenting_module_name, instrumenting_library_version, schema_url, attributes
+            ),
+            self.collector,
+        )
+
+    def __getattr__(self, name: str) -> Any:  # resource, id_generator... of the SDK provider
+        return getattr(self.provider, name)
+
+
+# -- at the request's end -------------------------------------------------------------
+
+
+def _model_span(span: LightSpan, trace_id: str, server_id: str, service: str) -> Span:
+    parent = span.parent
+    return Span(
+        trace_id=trace_id,
+        span_id=f"{span.get_span_context().span_id:016x}",
+        parent_span_id=f"{parent.get_span_context().span_id:016x}" if parent else server_id,
+        name=span.name,
+        kind=_MODEL_KINDS[span.kind.value],
+        start_ns=span.start_time,
+        end_ns=span.end_time or span.start_time,
+        is_error=span.status.status_code is _ERROR,
+        attributes=span.attributes,
+        service=service,
+    )
+
+
+def model_spans(lights: Sequence[LightSpan], server: Span) -> list[Span]:
+    """The light spans as :class:`model.Span` children of ``server`` (for ``book_trace``)."""
+    return [_model_span(s, server.trace_id, server.span_id, server.service) for s in lights]
+
+
+def _classifier(rules: Sequence[Any]) -> Any:
+    from latency_ledger.classify import classify_standard, standard_fields
+
+    if len(rules) == 1 and rules[0] is classify_standard:
+        return standard_fields
+
+    def classify(span: Span) -> Any:
+        for rule in rules:
+            if rule is classify_standard:
+                return standard_fields(span)
+            found = rule(span)
+            if found is not None:
+                return found.category, found.kind, found.system, found.target
+        return None
+
+    return classify
+
+
+def book_light(
+    server: Span, lights: Sequence[LightSpan], rules: Sequence[Any]
+) -> Ledger | None:
+    """``server``'s ledger from its light children when they are direct and sequential.
+
+    Sequential children (after clipping to the request, each starts at or after the
+    previous one ends) never compete for an instant, so the critical-path rule gives each
+    its whole clipped length: a wait's length goes to its category, any other span's to
+    own time. That is :func:`latency_ledger.ledger.book_trace`'s answer for such a tree
+    (a test checks both agree); for anything else (nested, overlapping) this returns
+    None and the caller books with ``book_trace``.
+    """
+    from latency_ledger.model import Category
+
+    lo = server.start_ns
+    hi = min(max(lo, server.end_ns), lo + MAX_WALL_NS)
+    ordered = sorted(lights, key=_START) if len(lights) > 1 else lights
+    classify = _classifier(rules)
+    database_category = Category.DATABASE
+    database = network = 0
+    previous_end = lo
+    for light in ordered:
+        if light.parent is not None:
+            return None
+        start = light.start_time
+        start = lo if start < lo else (hi if start > hi else start)
+        end = light.end_time or start
+        if end > hi:
+            end = hi
+        elif end < start:
+            end = start
+        if start < previous_end:
+            return None
+        previous_end = end
+        found = classify(
+            Span(
+                trace_id=server.trace_id,
+                span_id="",
+                parent_span_id=server.span_id,
+                name=light.name,
+                kind=_MODEL_KINDS[light.kind.value],
+                start_ns=light.start_time,
+                end_ns=light.end_time or light.start_time,
+                is_error=light.status.status_code is _ERROR,
+                attributes=light.attributes,
+                service=server.service,
+            )
+        )
+        if found is None:
+            continue
+        if found[0] == database_category:
+            database += end - start
+        else:
+            network += end - start
+    return split_own_time(server.attributes, database, network, hi - lo - database - network)
+
+
+def _start(span: LightSpan) -> int:
+    return span.start_time
+
+
+_START = _start
+
+
+def materialize(lights: Sequence[LightSpan], acct: Any, collector: Any) -> list[ReadableSpan]:
+    """Kept request: the light spans as the ``ReadableSpan`` objects the SDK would export."""
+    server_context = acct.server.context
+    resource = collector.provider.resource
+    out = []
+    for light in lights:
+        parent = light.parent
+        out.append(
+            ReadableSpan(
+                name=light.name,
+                context=light.get_span_context(),
+                parent=parent.get_span_context() if parent is not None else server_context,
+                resource=resource,
+                attributes=light.attributes,
+                events=tuple(light.events),
+                kind=light.kind,
+                status=light.status,
+                start_time=light.start_time,
+                end_time=light.end_time,
+                instrumentation_scope=light.tracer.scope,
+            )
+        )
+    return out
