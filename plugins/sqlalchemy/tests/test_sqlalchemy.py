@@ -148,3 +148,54 @@ def test_classify_rules_mark_connect_as_pool_wait(plugin: Any) -> None:
     )
     assert rule(_span("SELECT shop", {"db.system": "sqlite", "db.statement": "SELECT ?"})) is None
     assert rule(_span("connect", {})) is None
+
+
+def _traced_statement_spans(spans: Any, plugin: Any, url: str) -> list[Any]:
+    engine = sqlalchemy.create_engine(url)
+    assert plugin.instrument(spans.provider)
+    with engine.connect() as conn:
+        for _ in range(2):  # the second time from the cache
+            conn.execute(text("SELECT 'secret' AS a, 42 WHERE 1 = :one"), {"one": 1})
+    plugin.uninstrument()
+    return [s for s in spans.finished() if s.name != "connect"]
+
+
+def test_cached_statement_spans_equal_the_instrumentations(
+    spans: Any, plugin: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    ours = _traced_statement_spans(spans, plugin, url)
+    spans.exporter.clear()
+    with monkeypatch.context() as patched:
+        patched.setattr(SQLAlchemyPlugin, "_swap_statement_listener", lambda self, engine: None)
+        theirs = _traced_statement_spans(spans, plugin, url)
+    assert len(ours) == len(theirs) == 2
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert mine.name == reference.name
+        assert mine.kind == reference.kind
+        assert dict(mine.attributes or {}) == dict(reference.attributes or {})
+        assert mine.parent == reference.parent
+    assert dict(ours[0].attributes or {})["db.statement"] == "SELECT ? AS a, ? WHERE ? = ?"
+
+
+def test_statement_listener_is_swapped_and_removed(spans: Any, plugin: Any) -> None:
+    from latency_ledger_sqlalchemy import _StatementSpans
+
+    engine = sqlalchemy.create_engine("sqlite://")
+    assert plugin.instrument(spans.provider)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    listeners = list(engine.dispatch.before_cursor_execute)
+    assert sum(isinstance(fn, _StatementSpans) for fn in listeners) == 1
+    plugin.uninstrument()
+    assert not any(isinstance(fn, _StatementSpans) for fn in engine.dispatch.before_cursor_execute)
+
+
+def test_failed_statement_span_ends_in_error(spans: Any, plugin: Any) -> None:
+    engine = sqlalchemy.create_engine("sqlite://")
+    assert plugin.instrument(spans.provider)
+    with engine.connect() as conn, pytest.raises(sqlalchemy.exc.OperationalError):
+        conn.execute(text("SELECT * FROM missing_table"))
+    (failed,) = [s for s in spans.finished() if s.name != "connect"]
+    assert failed.status.status_code.name == "ERROR"
+    assert failed.end_time is not None

@@ -8,6 +8,12 @@ the :class:`~latency_ledger.collect.accounting.Hooks` and the export
 offline ledger's code, puts the ``ledger.*`` totals on the SERVER span, decides whether
 the child spans are kept, and ends the span. Nothing here raises into the app: failures
 are counted in :class:`CollectorStats`. :meth:`shutdown` flushes and undoes everything.
+
+The plugins get :attr:`Collector.span_provider` (see ``light.py``): inside a request their
+child spans are light objects, booked straight into the request's ledger and turned
+into ``ReadableSpan`` objects only when the request is kept. SDK spans (from the app's
+own tracers, or any span when the provider has a processor besides ours) are buffered by
+:class:`LedgerSpanProcessor` as before; :meth:`finish` books both kinds together.
 """
 
 from __future__ import annotations

@@ -254,24 +254,23 @@ _quote = json.encoder.encode_basestring  # the C function: '"..."' with JSON esc
 
 
 def _attributes_json(attributes: Mapping[str, Any], out: list[str]) -> None:
-    first = True
+    # one f-string per attribute: this runs for every attribute of every span written
+    parts: list[str] = []
+    append = parts.append
     for key, value in attributes.items():
-        out.append('{"key":' if first else ',{"key":')
-        first = False
-        out.append(_quote(key))
         kind = type(value)
         if kind is str:
-            out.append(',"value":{"stringValue":')
-            out.append(_quote(value))
-            out.append("}}")
+            append(f'{{"key":{_quote(key)},"value":{{"stringValue":{_quote(value)}}}}}')
         elif kind is int:
-            out.append(f',"value":{{"intValue":"{value}"}}}}')
+            append(f'{{"key":{_quote(key)},"value":{{"intValue":"{value}"}}}}')
         elif kind is bool:
-            out.append(',"value":{"boolValue":true}}' if value else ',"value":{"boolValue":false}}')
+            append(
+                f'{{"key":{_quote(key)},"value":{{"boolValue":{"true" if value else "false"}}}}}'
+            )
         else:
-            out.append(',"value":')
-            out.append(json.dumps(_value(value), separators=(",", ":"), allow_nan=False))
-            out.append("}")
+            encoded = json.dumps(_value(value), separators=(",", ":"), allow_nan=False)
+            append(f'{{"key":{_quote(key)},"value":{encoded}}}')
+    out.append(",".join(parts))
 
 
 def encode_span_json(span: Any) -> bytes:

@@ -22,7 +22,7 @@ DB call costs, and in the default sampled mode almost every request's spans are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import time_ns
 from typing import Any
 
@@ -36,7 +36,8 @@ from opentelemetry.util._decorator import _agnosticcontextmanager
 from latency_ledger.collect.accounting import CURRENT, SEGMENT, pause_for_wait, resume_after_wait
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
 from latency_ledger.ledger import MAX_WALL_NS, split_own_time
-from latency_ledger.model import Ledger, Span, SpanKind as ModelKind
+from latency_ledger.model import Ledger, Span
+from latency_ledger.model import SpanKind as ModelKind
 
 _WAIT_KINDS = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
 # OpenTelemetry Python numbers SpanKind from 0 (INTERNAL); the model follows OTLP.
@@ -51,7 +52,14 @@ _ERROR = StatusCode.ERROR
 
 
 class LightSpan(trace.Span):
-    """One child span of a request, recorded without the SDK (see the module docstring)."""
+    """One child span of a request, recorded without the SDK (see the module docstring).
+
+    Attributes are kept as given and passed once, at ``end``, through the tracer's
+    ``attribute_filter`` (a plugin's sanitizer, see ``SanitizingTracer``): nothing reads
+    them before, and nothing but the request's own booking while it is in flight.
+    """
+
+    filters_attributes = True
 
     __slots__ = (
         "_context",
@@ -112,9 +120,14 @@ class LightSpan(trace.Span):
         self.end_time = end_time or time_ns()
         acct = self.acct
         try:
+            attribute_filter = self.tracer.attribute_filter
+            if attribute_filter is not None and self.attributes:
+                self.attributes = attribute_filter(self.attributes)
             if acct.finished:  # outlived its request: written only if the request was kept
                 if acct.kept:
-                    self.tracer.collector.sink.put(materialize((self,), acct, self.tracer.collector))
+                    self.tracer.collector.sink.put(
+                        materialize((self,), acct, self.tracer.collector)
+                    )
                 return
             if self.kind in _WAIT_KINDS:
                 resume_after_wait(acct)
@@ -127,15 +140,17 @@ class LightSpan(trace.Span):
             self.tracer.collector.stats.errors += 1
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        if self.end_time is not None:
+            return
+        store = self.attributes
         for key, value in attributes.items():
-            self.set_attribute(key, value)
+            if value is not None:  # the SDK drops None values
+                store[key] = tuple(value) if type(value) is list else value
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         if value is None or self.end_time is not None:
             return  # the SDK drops None values and writes to ended spans
-        if isinstance(value, list):
-            value = tuple(value)
-        self.attributes[key] = value
+        self.attributes[key] = tuple(value) if type(value) is list else value
 
     def add_event(
         self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
@@ -183,6 +198,8 @@ class LightTracer(trace.Tracer):
     def __init__(self, tracer: Any, collector: Any) -> None:
         self._tracer = tracer
         self.collector = collector
+        # set by a wrapping plugin tracer; applied to a light span's attributes at end
+        self.attribute_filter: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
         self.scope = getattr(tracer, "_instrumentation_scope", None)
         self.id_generator = collector.provider.id_generator
 
@@ -197,7 +214,7 @@ class LightTracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        acct = CURRENT.get() or SEGMENT.acct
+        acct: Any = CURRENT.get() or SEGMENT.acct
         if acct is not None and getattr(acct, "light", False) and not acct.finished and not links:
             try:
                 current = trace.get_current_span(context)
@@ -321,9 +338,7 @@ def _classifier(rules: Sequence[Any]) -> Any:
     return classify
 
 
-def book_light(
-    server: Span, lights: Sequence[LightSpan], rules: Sequence[Any]
-) -> Ledger | None:
+def book_light(server: Span, lights: Sequence[LightSpan], rules: Sequence[Any]) -> Ledger | None:
     """``server``'s ledger from its light children when they are direct and sequential.
 
     Sequential children (after clipping to the request, each starts at or after the

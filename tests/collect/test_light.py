@@ -1,0 +1,330 @@
+"""Light child spans: the same ledger and the same exported spans as the SDK's, for less.
+
+Spans started through ``Collector.span_provider`` (what the plugins get) inside a request
+are :class:`LightSpan` objects; these tests check they book exactly as the offline
+ledger books the SDK's spans, are exported with the right parent, scope and sanitized
+attributes when the request is kept, pause the request's CPU clock, and that the SDK path
+is used where light spans would be wrong (an app's own span processor, no request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from latency_ledger.classify import DEFAULT_RULES
+from latency_ledger.collect import CollectConfig, Collector, LedgerMiddleware
+from latency_ledger.collect.booking import book_request
+from latency_ledger.collect.light import LightSpan, LightTracer, book_light, model_spans
+from latency_ledger.ledger import book_trace
+from latency_ledger.model import Span, SpanKind
+from latency_ledger.read import ReadStats, read_traces
+
+MS = 1_000_000
+TENTH_MS = 100_000
+DB = {"db.system": "postgresql", "db.statement": "SELECT 1"}
+HTTP = {"http.request.method": "GET", "url.full": "http://x/y"}
+
+
+def burn_cpu(ms: float) -> None:
+    end = time.thread_time_ns() + int(ms * MS)
+    while time.thread_time_ns() < end:
+        pass
+
+
+async def get(app: Any, path: str = "/page") -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    await app({"type": "http", "method": "GET", "path": path, "headers": []}, receive, send)
+
+
+def app_with(collector: Collector, plan: list[tuple[str, dict[str, Any], int, int]]) -> Any:
+    """A page that burns 1.5 ms, then records ``plan``'s spans (tenths of ms from its start)."""
+    tracer = collector.span_provider.get_tracer("test", "1.2")
+    seen: list[Any] = []
+
+    async def page(request: Any) -> PlainTextResponse:
+        start = time.time_ns()
+        burn_cpu(1.5)
+        for name, attributes, start_u, end_u in plan:
+            span = tracer.start_span(
+                name,
+                kind=trace.SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=start + start_u * TENTH_MS,
+            )
+            seen.append(span)
+            span.end(end_time=start + end_u * TENTH_MS)
+        return PlainTextResponse("ok")
+
+    app = LedgerMiddleware(Starlette(routes=[Route("/page", page)]), collector=collector)
+    app.seen = seen  # type: ignore[attr-defined]
+    return app
+
+
+SEQUENTIAL = [("SELECT 1", DB, 1, 5), ("GET", HTTP, 5, 9), ("SELECT 2", DB, 10, 12)]
+OVERLAPPING = [("SELECT 1", DB, 1, 7), ("GET", HTTP, 5, 9), ("SELECT 2", DB, 10, 12)]
+
+
+@pytest.mark.parametrize(
+    ("plan", "expected"),
+    [
+        # sequential: each keeps its whole length (the fast path)
+        (SEQUENTIAL, (4 * TENTH_MS + 2 * TENTH_MS, 4 * TENTH_MS)),
+        # overlapping: the call ends last and takes 0.5-0.9 ms (book_trace's path)
+        (OVERLAPPING, (4 * TENTH_MS + 2 * TENTH_MS, 4 * TENTH_MS)),
+    ],
+)
+@pytest.mark.parametrize("keep_spans", ["all", "sampled", "none"])
+def test_light_spans_book_like_the_offline_ledger(
+    tmp_path: Path, plan: Any, expected: tuple[int, int], keep_spans: str
+) -> None:
+    collector = Collector(
+        CollectConfig(
+            output_dir=tmp_path,
+            keep_spans=keep_spans,
+            sample_rate=0.0,
+            slow_per_endpoint=False,
+            set_global_provider=False,
+        ),
+        load_plugins=False,
+    )
+    app = app_with(collector, plan)
+    try:
+        asyncio.run(get(app))
+    finally:
+        collector.shutdown()
+    assert all(type(span) is LightSpan for span in app.seen)
+    (t,) = list(read_traces([tmp_path], stats=ReadStats()))
+    (request,) = book_trace(t, rules=DEFAULT_RULES).requests
+    assert (request.ledger.database_ns, request.ledger.network_ns) == expected
+    assert request.from_totals is (keep_spans != "all")
+    assert len(t.spans) == (4 if keep_spans == "all" else 1)
+    (server,) = [s for s in t.spans if s.span_id == request.span_id]
+    attrs = server.attributes
+    assert (attrs["ledger.database_ns"], attrs["ledger.network_ns"]) == expected
+    assert attrs["ledger.interpreter_ns"] == request.ledger.interpreter_ns
+    assert attrs["ledger.waiting_ns"] == request.ledger.waiting_ns
+    assert request.ledger.total_ns == request.wall_ns
+
+
+def test_kept_light_spans_are_exported_as_the_sdk_would(make_collector: Any) -> None:
+    collector, exporter = make_collector(keep_spans="all")
+    app = app_with(collector, SEQUENTIAL)
+    asyncio.run(get(app))
+    collector.flush()
+    spans = exporter.get_finished_spans()
+    (server,) = [s for s in spans if s.kind is trace.SpanKind.SERVER]
+    children = sorted((s for s in spans if s is not server), key=lambda s: s.start_time)
+    assert [c.name for c in children] == ["SELECT 1", "GET", "SELECT 2"]
+    for child in children:
+        assert isinstance(child, ReadableSpan)
+        assert child.parent is not None
+        assert child.parent.span_id == server.context.span_id
+        assert child.context.trace_id == server.context.trace_id
+        assert child.kind is trace.SpanKind.CLIENT
+        assert child.instrumentation_scope is not None
+        assert (child.instrumentation_scope.name, child.instrumentation_scope.version) == (
+            "test",
+            "1.2",
+        )
+        assert child.resource is collector.provider.resource
+    assert dict(children[0].attributes or {}) == DB
+    assert len({c.context.span_id for c in children}) == 3
+
+
+def test_dropped_request_exports_only_its_server_span(make_collector: Any) -> None:
+    collector, exporter = make_collector(
+        keep_spans="sampled", sample_rate=0.0, slow_per_endpoint=False
+    )
+    asyncio.run(get(app_with(collector, SEQUENTIAL)))
+    collector.flush()
+    (server,) = exporter.get_finished_spans()
+    assert server.attributes is not None
+    assert server.attributes["ledger.spans_kept"] is False
+    assert server.attributes["ledger.database_ns"] == 6 * TENTH_MS
+
+
+def test_an_apps_own_processor_gets_sdk_spans(make_collector: Any) -> None:
+    collector, _ = make_collector(keep_spans="all")
+    theirs = InMemorySpanExporter()
+    collector.provider.add_span_processor(SimpleSpanProcessor(theirs))
+    app = app_with(collector, SEQUENTIAL)
+    asyncio.run(get(app))
+    assert not any(type(span) is LightSpan for span in app.seen)
+    assert len(theirs.get_finished_spans()) == 4  # three children and the SERVER span
+
+
+def test_outside_a_request_spans_come_from_the_sdk(make_collector: Any) -> None:
+    collector, _ = make_collector()
+    tracer = collector.span_provider.get_tracer("test")
+    assert isinstance(tracer, LightTracer)
+    span = tracer.start_span("connect", kind=trace.SpanKind.CLIENT)
+    span.end()
+    assert type(span) is not LightSpan
+
+
+def test_cpu_inside_a_light_wait_span_is_not_interpreter(make_collector: Any) -> None:
+    collector, exporter = make_collector(keep_spans="none")
+    tracer = collector.span_provider.get_tracer("test")
+
+    async def page(request: Any) -> PlainTextResponse:
+        burn_cpu(2)
+        with tracer.start_as_current_span("SELECT", kind=trace.SpanKind.CLIENT, attributes=DB):
+            burn_cpu(20)  # e.g. a driver decoding rows inside the statement span
+        return PlainTextResponse("ok")
+
+    app = LedgerMiddleware(Starlette(routes=[Route("/page", page)]), collector=collector)
+    asyncio.run(get(app))
+    collector.flush()
+    (server,) = exporter.get_finished_spans()
+    assert server.attributes is not None
+    # expected: ~2 ms of CPU outside the span, ~20 ms of database
+    assert server.attributes["ledger.cpu_ns"] < 12 * MS
+    assert server.attributes["ledger.database_ns"] >= 20 * MS
+
+
+def test_nested_light_spans_book_through_the_ledger(make_collector: Any) -> None:
+    collector, exporter = make_collector(keep_spans="all")
+    tracer = collector.span_provider.get_tracer("test")
+
+    async def page(request: Any) -> PlainTextResponse:
+        with (
+            tracer.start_as_current_span("work"),
+            tracer.start_as_current_span("SELECT", kind=trace.SpanKind.CLIENT, attributes=DB),
+        ):
+            burn_cpu(1)
+        return PlainTextResponse("ok")
+
+    app = LedgerMiddleware(Starlette(routes=[Route("/page", page)]), collector=collector)
+    asyncio.run(get(app))
+    collector.flush()
+    spans = exporter.get_finished_spans()
+    by_name = {s.name: s for s in spans}
+    assert by_name["SELECT"].parent.span_id == by_name["work"].context.span_id  # type: ignore[union-attr]
+    server = (
+        by_name["GET"]
+        if "GET" in by_name
+        else next(s for s in spans if s.kind is trace.SpanKind.SERVER)
+    )
+    statement = by_name["SELECT"]
+    assert server.attributes is not None
+    assert server.attributes["ledger.database_ns"] == statement.end_time - statement.start_time  # type: ignore[operator]
+
+
+# -- the fast path is the ledger's rule ------------------------------------------------
+
+
+class _FakeTracer:
+    scope = None
+    attribute_filter = None
+
+
+class _FakeAcct:
+    pass
+
+
+def _light(name: str, kind: trace.SpanKind, attrs: dict[str, Any], start: int, end: int) -> Any:
+    span = object.__new__(LightSpan)
+    span.tracer = _FakeTracer()  # type: ignore[assignment]
+    span.acct = _FakeAcct()
+    span.parent = None
+    span.name = name
+    span.kind = kind
+    span.attributes = attrs
+    span.start_time = start
+    span.end_time = end
+    span.events = []
+    from latency_ledger.collect.spans import UNSET_STATUS
+
+    span.status = UNSET_STATUS
+    span._context = trace.SpanContext(trace_id=1, span_id=start * 1000 + end + 1, is_remote=False)
+    return span
+
+
+_KINDS = st.sampled_from(
+    [
+        ("SELECT", trace.SpanKind.CLIENT, DB),
+        ("connect", trace.SpanKind.CLIENT, {"db.system": "sqlite"}),
+        ("GET", trace.SpanKind.CLIENT, HTTP),
+        ("GET", trace.SpanKind.CLIENT, {"db.system": "redis"}),
+        ("work", trace.SpanKind.INTERNAL, {}),
+        ("other", trace.SpanKind.CLIENT, {}),
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    gaps=st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50), _KINDS), max_size=8),
+    request_start=st.integers(0, 40),
+    request_end=st.integers(0, 400),
+    cpu=st.integers(0, 500),
+    queueing=st.integers(0, 500),
+)
+def test_fast_booking_equals_book_trace_for_sequential_children(
+    gaps: list[tuple[int, int, Any]], request_start: int, request_end: int, cpu: int, queueing: int
+) -> None:
+    from latency_ledger_sqlalchemy import plugin
+
+    rules = (*plugin.classify_rules(), *DEFAULT_RULES)
+    lights = []
+    at = 0
+    for gap, length, (name, kind, attrs) in gaps:
+        start = at + gap
+        at = start + length
+        lights.append(_light(name, kind, dict(attrs), start, at))
+    server = Span(
+        trace_id=f"{1:032x}",
+        span_id=f"{7:016x}",
+        parent_span_id="",
+        name="GET /x",
+        kind=SpanKind.SERVER,
+        start_ns=request_start,
+        end_ns=request_end,
+        is_error=False,
+        attributes={"ledger.cpu_ns": cpu, "ledger.queueing_ns": queueing},
+        service="svc",
+    )
+    fast = book_light(server, lights[::-1], rules)  # order in the list does not matter
+    assert fast is not None
+    assert fast == book_request(server, model_spans(lights, server), rules)
+    assert fast.total_ns == max(0, request_end - request_start)
+
+
+def test_fast_booking_declines_overlaps_and_nesting() -> None:
+    server = Span(
+        trace_id=f"{1:032x}",
+        span_id=f"{7:016x}",
+        parent_span_id="",
+        name="GET /x",
+        kind=SpanKind.SERVER,
+        start_ns=0,
+        end_ns=100,
+        is_error=False,
+        attributes={"ledger.cpu_ns": 10},
+        service="svc",
+    )
+    first = _light("SELECT", trace.SpanKind.CLIENT, DB, 10, 30)
+    overlapping = _light("GET", trace.SpanKind.CLIENT, HTTP, 20, 40)
+    assert book_light(server, [first, overlapping], DEFAULT_RULES) is None
+    nested = _light("SELECT", trace.SpanKind.CLIENT, DB, 40, 50)
+    nested.parent = first
+    assert book_light(server, [first, nested], DEFAULT_RULES) is None
