@@ -30,9 +30,7 @@ This file is also the app: ``uvicorn bench_collect:app`` builds the variant name
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -42,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _wrk import count_spans, free_port, make_db, wrk
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("bare", "otel", "plugins", "ours_all", "ours_sampled")
@@ -116,20 +116,6 @@ if os.environ.get("BENCH_VARIANT"):
 # -- the driver ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def make_db(path: Path) -> None:
-    import sqlite3
-
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)")
-        conn.executemany("INSERT INTO item VALUES (?, ?)", [(i, f"item {i}") for i in range(100)])
-
-
 def wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -141,25 +127,6 @@ def wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("server did not start")
-
-
-def wrk(url: str, duration: float) -> float:
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", "-c16", f"-d{int(duration)}s", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match or "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk: unexpected output:\n{out}")
-    return float(match.group(1))
-
-
-def count_spans(out_dir: Path) -> int:
-    total = 0
-    for path in out_dir.glob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            for rs in json.loads(line).get("resourceSpans", ()):
-                for ss in rs.get("scopeSpans", ()):
-                    total += len(ss.get("spans", ()))
-    return total
 
 
 def measure(variant: str, endpoint: str, work: Path, duration: float) -> tuple[float, float]:

@@ -31,11 +31,8 @@ This file is also the app: ``bench_django:application`` (WSGI) and
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +41,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from _wrk import count_spans, free_port, make_db, wrk
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("bare", "otel", "ours_all", "ours_sampled")
@@ -134,20 +133,6 @@ if os.environ.get("BENCH_VARIANT"):
 # -- the driver ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def make_db(path: Path) -> None:
-    import sqlite3
-
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)")
-        conn.executemany("INSERT INTO item VALUES (?, ?)", [(i, f"item {i}") for i in range(100)])
-
-
 def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     """Until ``url`` answers: the first request also starts our collector (seconds)."""
     deadline = time.monotonic() + 60
@@ -161,25 +146,6 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("server did not start")
-
-
-def wrk(url: str, duration: float) -> float:
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", "-c16", f"-d{int(duration)}s", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match or "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk: unexpected output:\n{out}")
-    return float(match.group(1))
-
-
-def count_spans(out_dir: Path) -> int:
-    total = 0
-    for path in out_dir.glob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            for rs in json.loads(line).get("resourceSpans", ()):
-                for ss in rs.get("scopeSpans", ()):
-                    total += len(ss.get("spans", ()))
-    return total
 
 
 def server_command(server: str, port: int) -> list[str]:
