@@ -10,7 +10,9 @@ import json
 import re
 import socket
 import sqlite3
+import statistics
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -44,3 +46,50 @@ def count_spans(out_dir: Path) -> int:
                 for ss in rs.get("scopeSpans", ()):
                     total += len(ss.get("spans", ()))
     return total
+
+
+def print_report(
+    results: Mapping[tuple[str, str], Sequence[tuple[float, float]]],
+    variants: Sequence[str],
+    endpoints: Sequence[str],
+) -> None:
+    """The side-by-side table and the issue's targets, from (req/s, spans/req) per round.
+
+    ``variants`` must include bare, otel, ours_all and ours_sampled; ``plugins``
+    (instrumentation without the collector) is reported when present.
+    """
+
+    def rps(variant: str, endpoint: str) -> float:
+        return statistics.median(r for r, _ in results[(variant, endpoint)])
+
+    def overhead(variant: str, endpoint: str) -> float:
+        return 1e6 / rps(variant, endpoint) - 1e6 / rps("bare", endpoint)
+
+    print(
+        "| variant | /hello req/s | /hello us/req | /one req/s | /one us/req | spans/req (/one) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for variant in variants:
+        spans = statistics.median(s for _, s in results[(variant, "/one")])
+        cells = []
+        for endpoint in endpoints:
+            cells.append(f"{rps(variant, endpoint):,.0f}")
+            cells.append("-" if variant == "bare" else f"{overhead(variant, endpoint):+.0f}")
+        print(f"| {variant} | {' | '.join(cells)} | {spans:.2f} |")
+    print()
+    for endpoint in endpoints:
+        ratio = overhead("ours_all", endpoint) / overhead("otel", endpoint)
+        verdict = "met" if ratio <= 0.5 else "NOT met"
+        print(
+            f"every span kept, {endpoint}: {ratio:.2f} x plain OpenTelemetry's overhead "
+            f"(target <= 0.5: {verdict})"
+        )
+    loss = 1 - rps("ours_sampled", "/one") / rps("bare", "/one")
+    verdict = "met" if loss <= 0.10 else "NOT met"
+    print(f"default (sampled), /one: {loss:.1%} of bare throughput lost (target <= 10%: {verdict})")
+    if "plugins" in variants:
+        own = overhead("ours_sampled", "/one") - overhead("plugins", "/one")
+        print(
+            f"  of which the instrumentation alone (plugins): {overhead('plugins', '/one'):+.0f}"
+            f" us, the collector: {own:+.0f} us per request"
+        )

@@ -33,7 +33,6 @@ import argparse
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _wrk import count_spans, free_port, make_db, wrk
+from _wrk import count_spans, free_port, make_db, print_report, wrk
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("bare", "otel", "plugins", "ours_all", "ours_sampled")
@@ -179,40 +178,8 @@ def main() -> None:
                     results.setdefault((variant, endpoint), []).append((rps, spans))
                     print(f"  {variant:13} {endpoint:7} {rps:9.0f} req/s", file=sys.stderr)
 
-    def rps(variant: str, endpoint: str) -> float:
-        return statistics.median(r for r, _ in results[(variant, endpoint)])
-
-    def overhead(variant: str, endpoint: str) -> float:
-        return 1e6 / rps(variant, endpoint) - 1e6 / rps("bare", endpoint)
-
     print()
-    print(
-        "| variant | /hello req/s | /hello us/req | /one req/s | /one us/req | spans/req (/one) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for variant in VARIANTS:
-        spans = statistics.median(s for _, s in results[(variant, "/one")])
-        cells = []
-        for endpoint in ENDPOINTS:
-            cells.append(f"{rps(variant, endpoint):,.0f}")
-            cells.append("-" if variant == "bare" else f"{overhead(variant, endpoint):+.0f}")
-        print(f"| {variant} | {' | '.join(cells)} | {spans:.2f} |")
-    print()
-    for endpoint in ENDPOINTS:
-        ratio = overhead("ours_all", endpoint) / overhead("otel", endpoint)
-        verdict = "met" if ratio <= 0.5 else "NOT met"
-        print(
-            f"every span kept, {endpoint}: {ratio:.2f} x plain OpenTelemetry's overhead "
-            f"(target <= 0.5: {verdict})"
-        )
-    loss = 1 - rps("ours_sampled", "/one") / rps("bare", "/one")
-    verdict = "met" if loss <= 0.10 else "NOT met"
-    print(f"default (sampled), /one: {loss:.1%} of bare throughput lost (target <= 10%: {verdict})")
-    own = overhead("ours_sampled", "/one") - overhead("plugins", "/one")
-    print(
-        f"  of which the instrumentation alone (plugins): {overhead('plugins', '/one'):+.0f} us, "
-        f"the collector: {own:+.0f} us per request"
-    )
+    print_report(results, VARIANTS, ENDPOINTS)
 
 
 if __name__ == "__main__":
