@@ -395,3 +395,53 @@ def test_first_per_interval_profiles_once_per_collapsed_path() -> None:
             sampler.stop(profiler)
     # /items/1 and /items/2 are one endpoint; a minute later it is profiled again
     assert chosen == [True, False, True, True]
+
+
+@pytest.mark.parametrize("failed", [False, True])
+@pytest.mark.parametrize("parent_id", [None, 0x1234])
+def test_server_span_fast_encoding_equals_the_readable_spans(
+    failed: bool, parent_id: int | None
+) -> None:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    from latency_ledger.collect.export import encode_server_json, encode_span_json
+    from latency_ledger.collect.spans import ERROR_STATUS, SCOPE, UNSET_STATUS
+
+    attrs = {
+        "http.request.method": "GET",
+        "url.path": '/caf\u00e9/"x"/<script>\\',
+        "http.response.status_code": 500 if failed else 200,
+        "ledger.cpu_ns": 123,
+        "ledger.spans_kept": False,
+        "ledger.profile": '{"a": [1, "\\u2028"]}',
+    }
+    context = trace.SpanContext(trace_id=2**127 + 5, span_id=2**63 + 7, is_remote=False)
+    parent = (
+        trace.SpanContext(trace_id=2**127 + 5, span_id=parent_id, is_remote=True)
+        if parent_id is not None
+        else None
+    )
+    readable = ReadableSpan(
+        name="GET /caf\u00e9/{id}",
+        context=context,
+        parent=parent,
+        resource=Resource.create({"service.name": "shop"}),
+        attributes=attrs,
+        kind=trace.SpanKind.SERVER,
+        status=ERROR_STATUS if failed else UNSET_STATUS,
+        start_time=1_700_000_000_000_000_000,
+        end_time=1_700_000_000_002_000_000,
+        instrumentation_scope=SCOPE,
+    )
+    fast = encode_server_json(
+        context.trace_id,
+        context.span_id,
+        parent_id,
+        readable.name,
+        1_700_000_000_000_000_000,
+        1_700_000_000_002_000_000,
+        attrs,
+        failed,
+    )
+    assert fast == encode_span_json(readable)
+    json.loads(fast)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from typing import Any
 
+import latency_ledger_sqlalchemy
 import pytest
 import sqlalchemy
 from latency_ledger_sqlalchemy import SQLAlchemyPlugin
 from sqlalchemy import create_engine as create_engine_imported_early
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
@@ -26,6 +26,12 @@ def plugin() -> Any:
     plugin.uninstrument()
 
 
+@pytest.fixture
+def every_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record every checkout as a ``connect`` span, however short."""
+    monkeypatch.setattr(latency_ledger_sqlalchemy, "POOL_WAIT_MIN_NS", 0)
+
+
 def _statements(spans: Any) -> list[str]:
     return [
         str((s.attributes or {}).get("db.statement"))
@@ -34,6 +40,7 @@ def _statements(spans: Any) -> list[str]:
     ]
 
 
+@pytest.mark.usefixtures("every_connect")
 def test_engines_before_and_after_are_traced_and_sanitized(spans: Any, plugin: Any) -> None:
     before = sqlalchemy.create_engine("sqlite://")
     assert plugin.instrument(spans.provider) is True
@@ -48,6 +55,7 @@ def test_engines_before_and_after_are_traced_and_sanitized(spans: Any, plugin: A
     assert all((s.attributes or {}).get("db.system") == "sqlite" for s in connects)
 
 
+@pytest.mark.usefixtures("every_connect")
 def test_orm_session_and_async_engine(spans: Any, plugin: Any) -> None:
     async_before = create_async_engine("sqlite+aiosqlite://")
     sync_engine = sqlalchemy.create_engine("sqlite://")
@@ -81,12 +89,41 @@ def test_connect_span_covers_the_pool_wait(spans: Any, plugin: Any) -> None:
     assert waited.end_time - waited.start_time >= 50_000_000
 
 
-def test_uninstrument_restores(spans: Any, plugin: Any) -> None:
+def test_short_checkouts_make_no_span(
+    spans: Any, plugin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Expected: with the threshold above any checkout here, statements are traced and no
+    # connect span is recorded (a checkout that did not wait is CPU, not a pool wait).
+    monkeypatch.setattr(latency_ledger_sqlalchemy, "POOL_WAIT_MIN_NS", 10**12)
     engine = sqlalchemy.create_engine("sqlite://")
     assert plugin.instrument(spans.provider)
-    assert event.contains(Engine, "engine_connect", plugin._on_engine_connect)
+    for _ in range(3):
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    assert _statements(spans) == ["SELECT ?"] * 3
+    assert spans.named("connect") == []
+
+
+def test_engine_gets_no_event_listeners(spans: Any, plugin: Any) -> None:
+    # Expected: statements are traced through the dialect, so SQLAlchemy never switches
+    # the engine to its event-dispatching path (the cost this plugin avoids).
+    engine = sqlalchemy.create_engine("sqlite://")
+    assert plugin.instrument(spans.provider)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    assert _statements(spans) == ["SELECT ?"]
+    assert engine._has_events is False
+    assert not list(engine.pool.dispatch.checkout)
+    assert engine.dialect._has_events is False
+
+
+def test_uninstrument_restores(spans: Any, plugin: Any) -> None:
+    original = Engine.__dict__["connect"]
+    engine = sqlalchemy.create_engine("sqlite://")
+    assert plugin.instrument(spans.provider)
+    assert Engine.__dict__["connect"] is not original
     plugin.uninstrument()
-    assert not event.contains(Engine, "engine_connect", plugin._on_engine_connect)
+    assert Engine.__dict__["connect"] is original
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     with sqlalchemy.create_engine("sqlite://").connect() as conn:
@@ -104,22 +141,24 @@ def test_absent_library(spans: Any, plugin: Any, monkeypatch: pytest.MonkeyPatch
     assert plugin.errors == 0
 
 
-def test_version_outside_declared_range_still_traced_and_loud(
-    spans: Any, plugin: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    # Simulates SQLAlchemy 2.1 (the instrumentation declares < 2.1): spans must still flow.
-    from opentelemetry.instrumentation.dependencies import DependencyConflict
+def test_instrumented_by_someone_else_is_left_alone(spans: Any, plugin: Any) -> None:
+    # Expected: with the upstream instrumentor already on (opentelemetry-instrument), its
+    # spans stand and ours are not added: each statement is recorded once.
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    conflict = DependencyConflict("sqlalchemy >= 1.0.0, < 2.1.0", "sqlalchemy 2.1.9")
-    monkeypatch.setattr(SQLAlchemyInstrumentor, "_check_dependency_conflicts", lambda _: conflict)
-    with caplog.at_level(logging.WARNING, logger="latency_ledger.plugins"):
+    original = Engine.__dict__["connect"]
+    SQLAlchemyInstrumentor().instrument(tracer_provider=spans.provider)
+    try:
         assert plugin.instrument(spans.provider) is True
-    assert "sqlalchemy 2.1.9" in caplog.text
-    assert "anyway" in caplog.text
-    with sqlalchemy.create_engine("sqlite://").connect() as conn:
-        conn.execute(text("SELECT 1"))
-    assert _statements(spans) == ["SELECT ?"]
+        with sqlalchemy.create_engine("sqlite://").connect() as conn:
+            conn.execute(text("SELECT 1"))
+        plugin.uninstrument()
+    finally:
+        SQLAlchemyInstrumentor().uninstrument()
+    assert [s.attributes.get("db.statement") for s in spans.finished() if s.name != "connect"] == [
+        "SELECT 1"  # upstream's own span: not sanitized, which is how we know it is theirs
+    ]
+    assert Engine.__dict__["connect"] is original
 
 
 def _span(name: str, attributes: dict[str, Any]) -> Span:
@@ -150,26 +189,34 @@ def test_classify_rules_mark_connect_as_pool_wait(plugin: Any) -> None:
     assert rule(_span("connect", {})) is None
 
 
-def _traced_statement_spans(spans: Any, plugin: Any, url: str) -> list[Any]:
+def _statement_spans(spans: Any, url: str) -> list[Any]:
     engine = sqlalchemy.create_engine(url)
-    assert plugin.instrument(spans.provider)
     with engine.connect() as conn:
-        for _ in range(2):  # the second time from the cache
+        for _ in range(2):  # ours: the second time from the cache
             conn.execute(text("SELECT 'secret' AS a, 42 WHERE 1 = :one"), {"one": 1})
-    plugin.uninstrument()
-    return [s for s in spans.finished() if s.name != "connect"]
-
-
-def test_cached_statement_spans_equal_the_instrumentations(
-    spans: Any, plugin: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
-) -> None:
-    url = f"sqlite:///{tmp_path / 'shop.db'}"
-    ours = _traced_statement_spans(spans, plugin, url)
+        conn.exec_driver_sql("SELECT 1")  # do_execute_no_params
+    engine.dispose()
+    found = [s for s in spans.finished() if s.name != "connect"]
     spans.exporter.clear()
-    with monkeypatch.context() as patched:
-        patched.setattr(SQLAlchemyPlugin, "_swap_statement_listener", lambda self, engine: None)
-        theirs = _traced_statement_spans(spans, plugin, url)
-    assert len(ours) == len(theirs) == 2
+    return found
+
+
+def test_statement_spans_equal_the_instrumentations(spans: Any, plugin: Any, tmp_path: Any) -> None:
+    # Expected: name, kind, attributes and parent as opentelemetry-instrumentation-
+    # sqlalchemy records them through the same sanitizing provider.
+    from latency_ledger_plugin_base import SanitizingTracerProvider
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    assert plugin.instrument(spans.provider)
+    ours = _statement_spans(spans, url)
+    plugin.uninstrument()
+    SQLAlchemyInstrumentor().instrument(tracer_provider=SanitizingTracerProvider(spans.provider))
+    try:
+        theirs = _statement_spans(spans, url)
+    finally:
+        SQLAlchemyInstrumentor().uninstrument()
+    assert len(ours) == len(theirs) == 3
     for mine, reference in zip(ours, theirs, strict=True):
         assert mine.name == reference.name
         assert mine.kind == reference.kind
@@ -178,17 +225,17 @@ def test_cached_statement_spans_equal_the_instrumentations(
     assert dict(ours[0].attributes or {})["db.statement"] == "SELECT ? AS a, ? WHERE ? = ?"
 
 
-def test_statement_listener_is_swapped_and_removed(spans: Any, plugin: Any) -> None:
-    from latency_ledger_sqlalchemy import _StatementSpans
-
+def test_dialect_methods_wrapped_and_restored(spans: Any, plugin: Any) -> None:
     engine = sqlalchemy.create_engine("sqlite://")
     assert plugin.instrument(spans.provider)
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-    listeners = list(engine.dispatch.before_cursor_execute)
-    assert sum(isinstance(fn, _StatementSpans) for fn in listeners) == 1
+    assert "do_execute" in engine.dialect.__dict__
     plugin.uninstrument()
-    assert not any(isinstance(fn, _StatementSpans) for fn in engine.dispatch.before_cursor_execute)
+    assert "do_execute" not in engine.dialect.__dict__
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 2"))
+    assert _statements(spans) == ["SELECT ?"]
 
 
 def test_failed_statement_span_ends_in_error(spans: Any, plugin: Any) -> None:

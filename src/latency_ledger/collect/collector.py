@@ -46,6 +46,7 @@ from latency_ledger.collect.export import (
     CollectorStats,
     JsonLinesFileExporter,
     SpanSink,
+    encode_server_json,
     otlp_endpoint_exporter,
 )
 from latency_ledger.collect.light import (
@@ -193,6 +194,7 @@ class Collector:
         self.hooks = Hooks()
         self._rng = random.Random()
         self._slowest: dict[str, tuple[int, int]] = {}
+        self._classified: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # see book_light
         self._interval_ns = int(config.slow_interval_s * 1e9)
         self.closed = False
         global_provider = trace.get_tracer_provider()
@@ -221,6 +223,11 @@ class Collector:
             stats=self.stats,
             max_spans=config.max_queue_spans,
             interval_s=config.export_interval_s,
+        )
+        # the SERVER span's resource+scope head, encoded once (the JSON lines exporter)
+        head = getattr(exporter, "head", None)
+        self._server_head: bytes | None = (
+            head(provider.resource, SCOPE) if head is not None and self.sink.encoding else None
         )
         self.processor = LedgerSpanProcessor(self)
         provider.add_span_processor(self.processor)
@@ -327,11 +334,15 @@ class Collector:
         status: int | None,
         error: BaseException | None,
         profile: str | None,
+        route: str | None = None,
     ) -> None:
+        """Book and write the request. ``route``: its template when the caller resolved it
+        (Django); else read from the ASGI scope (Starlette's ``scope["route"]``)."""
         end_ns = time_ns()
         t0 = perf_counter_ns()
         server = acct.server
-        route = route_template(scope)
+        if route is None:
+            route = route_template(scope)
         method = str(scope.get("method", ""))
         if error is not None and status is None:
             status = 500  # what the server (or ServerErrorMiddleware outside us) answers
@@ -372,7 +383,11 @@ class Collector:
                 attributes=attrs,
                 service=service,
             )
-            ledger = book_light(model_server, lights, self.rules) if not children else None
+            ledger = (
+                book_light(model_server, lights, self.rules, self._classified)
+                if not children
+                else None
+            )
             if ledger is None:
                 ledger = book_request(
                     model_server,
@@ -417,6 +432,25 @@ class Collector:
             if failed and server.status.status_code is _STATUS_UNSET:
                 server.set_status(trace.StatusCode.ERROR)
             server.set_attributes(attrs)
+            return
+        if acct.light and not acct.kept and error is None and self._server_head is not None:
+            # ours is the only processor (acct.light) and nothing else is written with
+            # this span: encode it straight into the sink, no ReadableSpan, no processor
+            self.processor.owner.pop(acct.server_id, None)
+            context, parent = server.context, server.parent
+            self.sink.put_encoded(
+                self._server_head,
+                encode_server_json(
+                    context.trace_id,
+                    context.span_id,
+                    parent.span_id if parent is not None else None,
+                    name,
+                    start_ns,
+                    end_ns,
+                    attrs,
+                    failed,
+                ),
+            )
             return
         events: tuple[Any, ...] = ()
         if error is not None:

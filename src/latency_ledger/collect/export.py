@@ -125,6 +125,25 @@ class SpanSink:
         if len(queue) >= BATCH_SPANS and not self._wake.is_set():
             self._wake.set()
 
+    def put_encoded(self, group: bytes, data: bytes) -> None:
+        """One span already encoded as :meth:`JsonLinesFileExporter.encode_one` would
+        (``group``: its resource and scope head); only for a sink with ``encoding``."""
+        queue = self._queue
+        if len(queue) >= self._max or self._stop:
+            self._stats.dropped_spans += 1
+            return
+        self._groups.append(group)  # group first: see put()
+        queue.append(data)
+        if self._thread is None:
+            self._start()
+        if len(queue) >= BATCH_SPANS and not self._wake.is_set():
+            self._wake.set()
+
+    @property
+    def encoding(self) -> bool:
+        """True when spans are encoded as they are put (the JSON lines exporter)."""
+        return self._encode is not None
+
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None and not self._stop:
@@ -309,6 +328,33 @@ def encode_span_json(span: Any) -> bytes:
     return "".join(out).encode("utf-8", "surrogatepass")
 
 
+def encode_server_json(
+    trace_id: int,
+    span_id: int,
+    parent_span_id: int | None,
+    name: str,
+    start_ns: int,
+    end_ns: int,
+    attributes: Mapping[str, Any],
+    failed: bool,
+) -> bytes:
+    """A SERVER span with no events or links, as :func:`encode_span_json` writes it for
+    the same ``ReadableSpan`` (a test holds them equal), without building one: the
+    collector's path for every request whose child spans are not kept."""
+    parent = f',"parentSpanId":"{parent_span_id:016x}"' if parent_span_id is not None else ""
+    out = [
+        f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}"{parent},"name":'
+        f'{_quote(name)},"kind":2,"startTimeUnixNano":"{start_ns}"'
+        f',"endTimeUnixNano":"{end_ns}"'
+    ]
+    if attributes:
+        out.append(',"attributes":[')
+        _attributes_json(attributes, out)
+        out.append("]")
+    out.append(',"status":{"code":2,"message":""}}' if failed else ',"status":{}}')
+    return "".join(out).encode("utf-8", "surrogatepass")
+
+
 def encode_traces_data(spans: Sequence[Any]) -> dict[str, Any]:
     """Spans grouped by resource and instrumentation scope into one ``TracesData``."""
     by_resource: dict[int, tuple[Any, dict[tuple[str, str], list[dict[str, Any]]]]] = {}
@@ -364,8 +410,10 @@ class JsonLinesFileExporter:
 
     def encode_one(self, span: Any) -> tuple[bytes, bytes]:
         """(the span's resource and scope as the head of a ``ResourceSpans``, the span)."""
-        resource = span.resource
-        scope = span.instrumentation_scope
+        return self.head(span.resource, span.instrumentation_scope), encode_span_json(span)
+
+    def head(self, resource: Any, scope: Any) -> bytes:
+        """``resource`` and ``scope`` as the head of a ``ResourceSpans`` (cached)."""
         key = (id(resource), scope.name if scope else "", (scope.version or "") if scope else "")
         cached = self._heads.get(key)
         if cached is None or cached[0] is not resource:
@@ -384,7 +432,7 @@ class JsonLinesFileExporter:
             if len(self._heads) > 1000:  # resources come and go in odd apps: stay bounded
                 self._heads.clear()
             self._heads[key] = cached
-        return cached[1], encode_span_json(span)
+        return cached[1]
 
     def export_encoded(self, groups: Sequence[bytes], spans: Sequence[bytes]) -> Any:
         """Write one line from :meth:`encode_one` results, spans grouped by their head."""

@@ -70,6 +70,7 @@ class LightSpan(trace.Span):
         "kind",
         "name",
         "parent",
+        "shared",
         "start_time",
         "status",
         "tracer",
@@ -84,6 +85,7 @@ class LightSpan(trace.Span):
         kind: SpanKind,
         attributes: types.Attributes,
         start_time: int | None,
+        shared: dict[str, Any] | None = None,
     ) -> None:
         self.tracer = tracer
         self.acct = acct
@@ -91,7 +93,10 @@ class LightSpan(trace.Span):
         self.name = name
         self.kind = kind
         self.end_time: int | None = None
-        self.attributes: dict[str, Any] = {}
+        # ``shared``: already sanitized and shared between spans (a plugin's per-statement
+        # cache), adopted as is and copied only if someone writes to it
+        self.shared = shared is not None
+        self.attributes: dict[str, Any] = shared if shared is not None else {}
         if attributes:
             self.set_attributes(attributes)
         self.status = UNSET_STATUS
@@ -121,7 +126,7 @@ class LightSpan(trace.Span):
         acct = self.acct
         try:
             attribute_filter = self.tracer.attribute_filter
-            if attribute_filter is not None and self.attributes:
+            if attribute_filter is not None and self.attributes and not self.shared:
                 self.attributes = attribute_filter(self.attributes)
             if acct.finished:  # outlived its request: written only if the request was kept
                 if acct.kept:
@@ -142,6 +147,9 @@ class LightSpan(trace.Span):
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self.end_time is not None:
             return
+        if self.shared:
+            self.attributes = dict(self.attributes)
+            self.shared = False
         store = self.attributes
         for key, value in attributes.items():
             if value is not None:  # the SDK drops None values
@@ -150,6 +158,9 @@ class LightSpan(trace.Span):
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         if value is None or self.end_time is not None:
             return  # the SDK drops None values and writes to ended spans
+        if self.shared:
+            self.attributes = dict(self.attributes)
+            self.shared = False
         self.attributes[key] = tuple(value) if type(value) is list else value
 
     def add_event(
@@ -237,6 +248,64 @@ class LightTracer(trace.Tracer):
             record_exception,
             set_status_on_exception,
         )
+
+    def _light_parent(self, acct: Any) -> tuple[bool, LightSpan | None]:
+        """(may this request's next span be light, its light parent or None: the SERVER)."""
+        current = trace.get_current_span()
+        if type(current) is not LightSpan:  # a plugin's sanitizing wrapper around one?
+            current = getattr(current, "_span", current)
+        if type(current) is LightSpan:
+            return current.acct is acct, current
+        return current.get_span_context().span_id == acct.server_id, None
+
+    def start_clean_span(self, name: str, kind: SpanKind, attributes: dict[str, Any]) -> trace.Span:
+        """``start_span`` for a plugin's hot path: ``attributes`` are already sanitized and
+        shared between spans (never written to here), so no per-span copy or filter."""
+        acct: Any = CURRENT.get() or SEGMENT.acct
+        if acct is not None and getattr(acct, "light", False) and not acct.finished:
+            try:
+                ok, parent = self._light_parent(acct)
+                if ok:
+                    return LightSpan(self, acct, parent, name, kind, None, None, attributes)
+            except Exception:
+                self.collector.stats.errors += 1
+        return self._tracer.start_span(name, None, kind, attributes)  # type: ignore[no-any-return]
+
+    def record_wait(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        start_ns: int,
+        end_ns: int,
+        cpu_ns: int,
+        error: BaseException | None = None,
+    ) -> None:
+        """A CLIENT span for a wait that already happened (a slow pool checkout, timed by
+        the plugin without a span because most are too short to matter), with ``cpu_ns``,
+        the CPU this thread spent inside it, taken back out of the request's CPU."""
+        acct: Any = CURRENT.get() or SEGMENT.acct
+        if acct is not None and getattr(acct, "light", False) and not acct.finished:
+            try:
+                ok, parent = self._light_parent(acct)
+                if ok:
+                    charged = acct.depth == 0 and SEGMENT.acct is acct
+                    span = LightSpan(
+                        self, acct, parent, name, SpanKind.CLIENT, None, start_ns, attributes
+                    )
+                    if error is not None:
+                        span.record_exception(error)
+                        span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+                    span.end(end_ns)
+                    if charged:  # the span's pause just charged the wait's CPU: undo that
+                        acct.cpu_ns = max(0, acct.cpu_ns - cpu_ns)
+                    return
+            except Exception:
+                self.collector.stats.errors += 1
+        span = self._tracer.start_span(name, None, SpanKind.CLIENT, attributes, None, start_ns)
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+        span.end(end_ns)
 
     # The API's own decorator, so this also works on async functions like the SDK's.
     @_agnosticcontextmanager
@@ -338,7 +407,15 @@ def _classifier(rules: Sequence[Any]) -> Any:
     return classify
 
 
-def book_light(server: Span, lights: Sequence[LightSpan], rules: Sequence[Any]) -> Ledger | None:
+MAX_CLASSIFIED = 4_096
+
+
+def book_light(
+    server: Span,
+    lights: Sequence[LightSpan],
+    rules: Sequence[Any],
+    classified: dict[tuple[Any, ...], tuple[Any, Any]] | None = None,
+) -> Ledger | None:
     """``server``'s ledger from its light children when they are direct and sequential.
 
     Sequential children (after clipping to the request, each starts at or after the
@@ -370,20 +447,36 @@ def book_light(server: Span, lights: Sequence[LightSpan], rules: Sequence[Any]) 
         if start < previous_end:
             return None
         previous_end = end
-        found = classify(
-            Span(
-                trace_id=server.trace_id,
-                span_id="",
-                parent_span_id=server.span_id,
-                name=light.name,
-                kind=_MODEL_KINDS[light.kind.value],
-                start_ns=light.start_time,
-                end_ns=light.end_time or light.start_time,
-                is_error=light.status.status_code is _ERROR,
-                attributes=light.attributes,
-                service=server.service,
-            )
+        # A span with a plugin's shared attributes (one dict per statement) is classified
+        # once per (dict, name, kind, error): all a rule reads of a span here. The entry
+        # holds the dict, so its id cannot be reused by another while cached.
+        key = (
+            (id(light.attributes), light.name, light.kind.value, light.status.status_code)
+            if light.shared
+            else None
         )
+        hit = classified.get(key) if classified is not None and key is not None else None
+        if hit is not None:
+            found = hit[1]
+        else:
+            found = classify(
+                Span(
+                    trace_id=server.trace_id,
+                    span_id="",
+                    parent_span_id=server.span_id,
+                    name=light.name,
+                    kind=_MODEL_KINDS[light.kind.value],
+                    start_ns=light.start_time,
+                    end_ns=light.end_time or light.start_time,
+                    is_error=light.status.status_code is _ERROR,
+                    attributes=light.attributes,
+                    service=server.service,
+                )
+            )
+            if classified is not None and key is not None:
+                if len(classified) >= MAX_CLASSIFIED:
+                    classified.clear()
+                classified[key] = (light.attributes, found)
         if found is None:
             continue
         if found[0] == database_category:

@@ -125,6 +125,42 @@ class SanitizingTracer(trace.Tracer):
         self._tracer = tracer
         if hasattr(tracer, "attribute_filter"):
             tracer.attribute_filter = clean_attributes
+        # a collector's tracer with a hot path for cached, already clean attributes
+        self._start_clean = getattr(tracer, "start_clean_span", None)
+        self._record_wait = getattr(tracer, "record_wait", None)
+
+    def start_clean_span(self, name: str, kind: SpanKind, attributes: dict[str, Any]) -> Span:
+        """A span whose ``attributes`` went through :func:`clean_attributes` already and
+        are shared between spans (a plugin's per-statement cache): no per-span pass over
+        them. The caller only sets the status and ends it."""
+        start = self._start_clean
+        if start is not None:
+            return start(name, kind, attributes)  # type: ignore[no-any-return]
+        return self._tracer.start_span(name, kind=kind, attributes=attributes)
+
+    def record_wait(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        start_ns: int,
+        end_ns: int,
+        cpu_ns: int,
+        error: BaseException | None = None,
+    ) -> None:
+        """A CLIENT span for a wait timed without one (``attributes`` clean already);
+        ``cpu_ns`` is this thread's CPU inside it, which a collector keeps out of the
+        request's interpreter time."""
+        record = self._record_wait
+        if record is not None:
+            record(name, attributes, start_ns, end_ns, cpu_ns, error)
+            return
+        span = self._tracer.start_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns
+        )
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.end(end_ns)
 
     def start_span(
         self,

@@ -1,0 +1,174 @@
+"""Statement spans from a dialect's execute methods, described by the instrumentation.
+
+Contract: :class:`StatementSpans` (one per engine) wraps a dialect's ``do_execute``-style
+method so each cursor execution is one CLIENT span, named and attributed exactly as
+opentelemetry-instrumentation-sqlalchemy's ``EngineTracer`` would (its own functions:
+``_operation_name``, ``_set_db_client_span_attributes``, the URL and cursor helpers),
+sanitized by the plugin's tracer. The description depends only on the engine and the
+statement text, so it is computed once per statement, sanitized once, and shared by
+every span of that statement (``start_clean_span``). A failed execution's span ends with
+status ERROR. Nothing here raises into the app: a failure to describe or start a span
+is counted on the plugin and the statement runs untraced.
+
+:func:`describe_connect` gives a ``connect`` span the attributes the instrumentation's
+``Engine.connect`` wrapper sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from latency_ledger_plugin_base.tracing import clean_attributes
+
+MAX_CACHED_STATEMENTS = 1024  # per engine; raw statements with inlined literals are unbounded
+
+
+def _modes() -> tuple[Any, Any]:
+    """The database and HTTP semantic-convention modes the instrumentation would use."""
+    from opentelemetry.instrumentation import _semconv
+
+    stability: Any = _semconv._OpenTelemetrySemanticConventionStability  # untyped upstream
+    signal: Any = _semconv._OpenTelemetryStabilitySignalType
+    stability._initialize()
+    return (
+        stability._get_opentelemetry_stability_opt_in_mode(signal.DATABASE),
+        stability._get_opentelemetry_stability_opt_in_mode(signal.HTTP),
+    )
+
+
+def describe_connect(engine: Any) -> dict[str, Any]:
+    """The attributes of the instrumentation's ``connect`` span for ``engine``."""
+    from opentelemetry.instrumentation.sqlalchemy import engine as otel_engine
+
+    upstream: Any = otel_engine  # untyped upstream helpers
+    db_mode, http_mode = _modes()
+    attrs, _ = upstream._get_attributes_from_url(engine.url, db_mode, http_mode)
+    upstream._set_db_system(attrs, upstream._normalize_vendor(engine.name), db_mode)
+    return clean_attributes(attrs)
+
+
+class _Recorder:
+    """Collects what ``EngineTracer`` would set on a span, to cache it."""
+
+    def __init__(self) -> None:
+        self.attributes: dict[str, Any] = {}
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+
+class _Connection:
+    """What the instrumentation's helpers read from a ``Connection``: its engine."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+
+def _describer(engine: Any) -> Any:
+    """An ``EngineTracer`` for its describing methods only: built without ``__init__``,
+    which would add event listeners to ``engine`` (the cost we avoid, see the package
+    docstring). Holds what those methods read, set as ``__init__`` sets it."""
+    import re
+
+    from opentelemetry.instrumentation.sqlalchemy import engine as otel_engine
+
+    upstream: Any = otel_engine
+    tracer = object.__new__(upstream.EngineTracer)
+    tracer._sem_conv_opt_in_mode_db, tracer._sem_conv_opt_in_mode_http = _modes()
+    tracer.vendor = upstream._normalize_vendor(engine.name)
+    tracer._leading_comment_remover = re.compile(r"^/\*.*?\*/")
+    return tracer
+
+
+class StatementSpans:
+    """One engine's statement spans (see the module docstring)."""
+
+    def __init__(self, tracer: Any, engine: Any, plugin: Any) -> None:
+        from opentelemetry.instrumentation.sqlalchemy import engine as otel_engine
+        from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        upstream: Any = otel_engine
+        self._engine = engine
+        self._plugin = plugin
+        self._describer = _describer(engine)
+        self._from_url = upstream._get_attributes_from_url
+        self._from_cursor = upstream._get_attributes_from_cursor_or_conn
+        self._db_name = upstream._get_db_name_from_cursor_or_conn
+        self._enabled = is_instrumentation_enabled
+        self._client = SpanKind.CLIENT
+        self._error = StatusCode.ERROR
+        self._status = Status
+        # our sanitizing tracer's hot path, or a plain start_span for any other tracer
+        start = getattr(tracer, "start_clean_span", None)
+        self._start: Callable[[str, Any, dict[str, Any]], Any] = start or (
+            lambda name, kind, attributes: tracer.start_span(name, kind=kind, attributes=attributes)
+        )
+        self.cache: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def describe(self, cursor: Any, statement: str, context: Any) -> tuple[str, dict[str, Any]]:
+        """The span name and clean attributes the instrumentation would give ``statement``."""
+        tracer = self._describer
+        db_mode, http_mode = tracer._sem_conv_opt_in_mode_db, tracer._sem_conv_opt_in_mode_http
+        conn = getattr(context, "root_connection", None) or _Connection(self._engine)
+        attrs, found = self._from_url(self._engine.url, db_mode, http_mode)
+        if not found:
+            attrs = self._from_cursor(tracer.vendor, conn, cursor, attrs, db_mode, http_mode)
+        db_name = self._db_name(tracer.vendor, conn, cursor)
+        recorder = _Recorder()
+        tracer._set_db_client_span_attributes(recorder, statement, db_name, attrs)
+        return tracer._operation_name(db_name, statement), clean_attributes(recorder.attributes)
+
+    def _begin(self, cursor: Any, statement: Any, context: Any) -> Any:
+        try:
+            if not self._enabled():
+                return None
+            described = self.cache.get(statement)
+            if described is None:
+                described = self.describe(cursor, statement, context)
+                if len(self.cache) >= MAX_CACHED_STATEMENTS:
+                    self.cache.clear()
+                self.cache[statement] = described
+            return self._start(described[0], self._client, described[1])
+        except Exception as exc:
+            self._plugin.report("statement", f"could not start a statement span: {exc}", exc)
+            return None
+
+    def _fail(self, span: Any, exc: BaseException) -> None:
+        try:
+            span.set_status(self._status(self._error, str(exc)))
+            span.end()
+        except Exception as error:
+            self._plugin.report("statement", f"could not end a statement span: {error}", error)
+
+    def _end(self, span: Any) -> None:
+        try:
+            span.end()
+        except Exception as error:
+            self._plugin.report("statement", f"could not end a statement span: {error}", error)
+
+    def wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """``method`` (a dialect's bound ``do_execute*``) recording one span per call.
+
+        All three take ``(cursor, statement, ...)`` first and ``context`` last. (A
+        ``DialectEvents.do_execute`` listener that runs the statement itself bypasses these
+        methods, so its statements are not traced.)"""
+        begin, end, fail = self._begin, self._end, self._fail
+
+        def execute(cursor: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            context = kwargs.get("context", args[-1] if args else None)
+            span = begin(cursor, statement, context)
+            if span is None:
+                return method(cursor, statement, *args, **kwargs)
+            try:
+                result = method(cursor, statement, *args, **kwargs)
+            except BaseException as exc:
+                fail(span, exc)
+                raise
+            end(span)
+            return result
+
+        execute.__name__ = getattr(method, "__name__", "do_execute")
+        execute.__wrapped__ = method  # type: ignore[attr-defined]
+        return execute
