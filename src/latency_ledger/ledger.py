@@ -266,11 +266,17 @@ def split_own_time(attrs: Attributes, database: int, network: int, own: int) -> 
     return _measured(attrs, database, network, own, cpu)
 
 
-def _measured(attrs: Attributes, database: int, network: int, own: int, cpu: int) -> Ledger:
-    """Own time split by a CPU measurement: interpreter (clipped), then waiting."""
+def split_measured(own: int, cpu: int, queueing: int) -> tuple[int, int, int]:
+    """(interpreter, waiting, queueing) of ``own`` time by a CPU measurement: interpreter
+    is the CPU clipped to own time, waiting the rest, queueing clipped to waiting."""
     interpreter = min(max(cpu, 0), own)
     waiting = own - interpreter
-    queueing = min(max(as_int(attrs.get(QUEUEING_NS)) or 0, 0), waiting)
+    return interpreter, waiting, min(max(queueing, 0), waiting)
+
+
+def _measured(attrs: Attributes, database: int, network: int, own: int, cpu: int) -> Ledger:
+    """Own time split by a CPU measurement (:func:`split_measured`)."""
+    interpreter, waiting, queueing = split_measured(own, cpu, as_int(attrs.get(QUEUEING_NS)) or 0)
     return Ledger(
         database_ns=database,
         network_ns=network,

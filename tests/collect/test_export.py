@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -397,24 +399,63 @@ def test_first_per_interval_profiles_once_per_collapsed_path() -> None:
     assert chosen == [True, False, True, True]
 
 
-@pytest.mark.parametrize("failed", [False, True])
-@pytest.mark.parametrize("parent_id", [None, 0x1234])
+_TEXT = st.text(max_size=30)
+_NS = st.integers(0, 2**62)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    failed=st.booleans(),
+    parent_id=st.one_of(st.none(), st.integers(1, 2**64 - 1)),
+    name=_TEXT,
+    method=_TEXT,
+    path=_TEXT,
+    scheme=_TEXT,
+    address=st.one_of(st.none(), _TEXT),
+    route=_TEXT,
+    status=st.one_of(st.none(), st.integers(100, 599)),
+    numbers=st.tuples(_NS, _NS, _NS, _NS, _NS, _NS, _NS, _NS, _NS),
+    kept=st.booleans(),
+    profile=st.one_of(st.none(), _TEXT),
+    health=st.one_of(st.none(), st.tuples(_NS, _NS, _NS)),
+)
 def test_server_span_fast_encoding_equals_the_readable_spans(
-    failed: bool, parent_id: int | None
+    failed: bool,
+    parent_id: int | None,
+    name: str,
+    method: str,
+    path: str,
+    scheme: str,
+    address: str | None,
+    route: str,
+    status: int | None,
+    numbers: tuple[int, ...],
+    kept: bool,
+    profile: str | None,
+    health: tuple[int, int, int] | None,
 ) -> None:
+    # Expected: byte for byte what the general encoder writes for the ReadableSpan the
+    # SDK path builds from the same fields (quotes, control characters, surrogates...).
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from latency_ledger.collect.export import encode_server_json, encode_span_json
+    from latency_ledger.collect.export import ServerFields, encode_server_json, encode_span_json
     from latency_ledger.collect.spans import ERROR_STATUS, SCOPE, UNSET_STATUS
 
-    attrs = {
-        "http.request.method": "GET",
-        "url.path": '/caf\u00e9/"x"/<script>\\',
-        "http.response.status_code": 500 if failed else 200,
-        "ledger.cpu_ns": 123,
-        "ledger.spans_kept": False,
-        "ledger.profile": '{"a": [1, "\\u2028"]}',
-    }
+    cpu, start, end, *parts, overhead = numbers
+    fields = ServerFields(
+        method=method,
+        path=path,
+        scheme=scheme,
+        address=address,
+        route=route,
+        status=status,
+        cpu_ns=cpu,
+        parts=tuple(parts),  # type: ignore[arg-type]
+        kept=kept,
+        profile=profile,
+        health=health,
+        overhead_ns=overhead,
+    )
     context = trace.SpanContext(trace_id=2**127 + 5, span_id=2**63 + 7, is_remote=False)
     parent = (
         trace.SpanContext(trace_id=2**127 + 5, span_id=parent_id, is_remote=True)
@@ -422,26 +463,19 @@ def test_server_span_fast_encoding_equals_the_readable_spans(
         else None
     )
     readable = ReadableSpan(
-        name="GET /caf\u00e9/{id}",
+        name=name,
         context=context,
         parent=parent,
         resource=Resource.create({"service.name": "shop"}),
-        attributes=attrs,
+        attributes=fields.attributes(),
         kind=trace.SpanKind.SERVER,
         status=ERROR_STATUS if failed else UNSET_STATUS,
-        start_time=1_700_000_000_000_000_000,
-        end_time=1_700_000_000_002_000_000,
+        start_time=start,
+        end_time=end,
         instrumentation_scope=SCOPE,
     )
     fast = encode_server_json(
-        context.trace_id,
-        context.span_id,
-        parent_id,
-        readable.name,
-        1_700_000_000_000_000_000,
-        1_700_000_000_002_000_000,
-        attrs,
-        failed,
+        context.trace_id, context.span_id, parent_id, name, start, end, fields, failed
     )
     assert fast == encode_span_json(readable)
     json.loads(fast)

@@ -311,6 +311,25 @@ def test_server_span_carries_route_status_and_ledger(
     assert attrs["ledger.overhead_ns"] > 0
 
 
+def test_requests_served_in_turn_by_one_task_each_start_at_their_own_start(
+    apps: tuple[Any, Any, Collector, Any], runner: asyncio.Runner
+) -> None:
+    # Expected: a server that serves several requests in one task (keep-alive in a
+    # connection task) gets each request's wall from its own start, not the task's.
+    _, instrumented, collector, exporter = apps
+
+    async def connection() -> None:
+        for _ in range(3):
+            await drive_http(instrumented, http_scope("GET", "/items/1", b"", []), b"")
+            await asyncio.sleep(0.05)
+
+    runner.run(connection())
+    collector.flush()
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 3
+    assert all(span.end_time - span.start_time < 40_000_000 for span in spans)
+
+
 def test_receive_send_spans_when_asked(
     make_collector: Callable[..., Any], runner: asyncio.Runner
 ) -> None:

@@ -120,6 +120,18 @@ def resume_after_wait(acct: Account) -> None:
         acct.depth -= 1
 
 
+def _end_begun_step(seg: _Segment, wall_ns: int) -> None:
+    """A step that began with no request but charged one from mid-step (begin_segment)."""
+    acct = seg.acct
+    assert acct is not None
+    now = thread_time_ns()
+    acct.loop_ns += wall_ns
+    acct.steps += 1
+    if acct.depth == 0:
+        acct.cpu_ns += now - seg.t0
+    seg.acct = None
+
+
 class TimedCoroutine(Coroutine[Any, Any, Any]):
     """A task's coroutine, each step timed and charged to the account in its context.
 
@@ -127,7 +139,7 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
     request task that was created before the task factory was installed.
     """
 
-    __slots__ = ("_coro", "_state", "busy_at_create_ns", "created_ns")
+    __slots__ = ("_coro", "_state", "busy_at_create_ns", "claimed", "created_ns")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], state: LoopState) -> None:
         self._coro = coro
@@ -135,17 +147,66 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
         # when the server handed us the request: queueing before the first step counts too
         self.created_ns = time_ns()
         self.busy_at_create_ns = state.busy_ns
+        self.claimed = False  # by the first request served in this task (the middleware)
 
+    # send/__next__/throw repeat the same few lines on purpose: they run for every step
+    # of every task (a C Task steps a non-native coroutine through __next__, or send when
+    # a value is sent in), and a shared helper would add a Python call to each.
     def send(self, value: Any) -> Any:
         seg = SEGMENT
         acct = seg.acct = CURRENT.get()
+        if acct is None:  # a step of no request needs no CPU clock (a system call)
+            w0 = perf_counter_ns()
+            try:
+                return self._coro.send(value)
+            finally:
+                wall = perf_counter_ns() - w0
+                self._state.busy_ns += wall
+                if seg.acct is not None:  # the middleware began a request mid-step
+                    _end_begun_step(seg, wall)
         w0 = perf_counter_ns()
-        if acct is not None:  # a step of no request needs no CPU clock (a system call)
-            seg.t0 = thread_time_ns()
+        seg.t0 = thread_time_ns()
         try:
             return self._coro.send(value)
         finally:
-            self._finish_step(seg, w0)
+            now = thread_time_ns()
+            wall = perf_counter_ns() - w0
+            self._state.busy_ns += wall
+            acct = seg.acct  # set at the step's start, or mid-step by begin_segment
+            if acct is not None:
+                acct.loop_ns += wall
+                acct.steps += 1
+                if acct.depth == 0:
+                    acct.cpu_ns += now - seg.t0
+                seg.acct = None
+
+    def __next__(self) -> Any:
+        seg = SEGMENT
+        acct = seg.acct = CURRENT.get()
+        if acct is None:
+            w0 = perf_counter_ns()
+            try:
+                return self._coro.send(None)
+            finally:
+                wall = perf_counter_ns() - w0
+                self._state.busy_ns += wall
+                if seg.acct is not None:
+                    _end_begun_step(seg, wall)
+        w0 = perf_counter_ns()
+        seg.t0 = thread_time_ns()
+        try:
+            return self._coro.send(None)
+        finally:
+            now = thread_time_ns()
+            wall = perf_counter_ns() - w0
+            self._state.busy_ns += wall
+            acct = seg.acct
+            if acct is not None:
+                acct.loop_ns += wall
+                acct.steps += 1
+                if acct.depth == 0:
+                    acct.cpu_ns += now - seg.t0
+                seg.acct = None
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         seg = SEGMENT
@@ -158,19 +219,16 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
                 return self._coro.throw(typ)
             return self._coro.throw(typ, val, tb)
         finally:
-            self._finish_step(seg, w0)
-
-    def _finish_step(self, seg: _Segment, w0: int) -> None:
-        wall = perf_counter_ns() - w0
-        self._state.busy_ns += wall
-        acct = seg.acct
-        if acct is not None:  # set at the step's start, or mid-step by begin_segment
-            now = thread_time_ns()
-            acct.loop_ns += wall
-            acct.steps += 1
-            if acct.depth == 0:
-                acct.cpu_ns += now - seg.t0
-            seg.acct = None
+            wall = perf_counter_ns() - w0
+            self._state.busy_ns += wall
+            acct = seg.acct
+            if acct is not None:
+                now = thread_time_ns()
+                acct.loop_ns += wall
+                acct.steps += 1
+                if acct.depth == 0:
+                    acct.cpu_ns += now - seg.t0
+                seg.acct = None
 
     def close(self) -> None:
         self._coro.close()
@@ -180,9 +238,6 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
 
     def __iter__(self) -> TimedCoroutine:
         return self
-
-    def __next__(self) -> Any:
-        return self.send(None)
 
     def __getattr__(self, name: str) -> Any:
         # cr_frame, cr_code, __qualname__... for asyncio's repr and debuggers
@@ -241,6 +296,9 @@ class Hooks:
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
             weakref.WeakKeyDictionary()
         )
+        # the loop seen last (almost always the only one): a strong reference, dropped
+        # by release_loop/uninstall, so a closed loop is not kept past its lifespan
+        self._last: tuple[asyncio.AbstractEventLoop, LoopState] | None = None
         self.installed = False
 
     # The thread-pool patches are process-wide: shared by every Hooks, applied by the
@@ -273,11 +331,13 @@ class Hooks:
             return
         original_run_sync = anyio.to_thread.run_sync
 
-        async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # a plain function returning anyio's coroutine: an ``async def`` wrapper would add
+        # a frame to every resumption of it
+        def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             acct = CURRENT.get()
             if acct is not None:
                 func = _ThreadCall(func, acct)
-            return await original_run_sync(func, *args, **kwargs)
+            return original_run_sync(func, *args, **kwargs)
 
         self._patch(anyio.to_thread, "run_sync", run_sync)
 
@@ -288,6 +348,9 @@ class Hooks:
 
     def ensure_loop(self, loop: asyncio.AbstractEventLoop) -> LoopState:
         """This loop's state, installing our task factory on first sight."""
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
         state = self._loops.get(loop)
         if state is None:
             previous = loop.get_task_factory()
@@ -295,11 +358,13 @@ class Hooks:
             state.factory = _TaskFactory(state, previous)
             loop.set_task_factory(state.factory)
             self._loops[loop] = state
+        self._last = (loop, state)
         return state
 
     def release_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Give ``loop`` its previous task factory back (lifespan shutdown)."""
         state = self._loops.pop(loop, None)
+        self._last = None
         if state is not None and loop.get_task_factory() is state.factory:
             loop.set_task_factory(state.previous_factory)
 
@@ -308,6 +373,7 @@ class Hooks:
             if not loop.is_closed():
                 self.release_loop(loop)
         self._loops.clear()
+        self._last = None
         if not self.installed:
             return
         self.installed = False

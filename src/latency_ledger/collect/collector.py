@@ -45,6 +45,7 @@ from latency_ledger.collect.config import CollectConfig
 from latency_ledger.collect.export import (
     CollectorStats,
     JsonLinesFileExporter,
+    ServerFields,
     SpanSink,
     encode_server_json,
     otlp_endpoint_exporter,
@@ -52,7 +53,8 @@ from latency_ledger.collect.export import (
 from latency_ledger.collect.light import (
     LightSpan,
     LightTracerProvider,
-    book_light,
+    classifier,
+    light_waits,
     materialize,
     model_spans,
 )
@@ -68,6 +70,7 @@ from latency_ledger.collect.spans import (
     parent_context,
     route_template,
 )
+from latency_ledger.ledger import MAX_WALL_NS, split_measured
 from latency_ledger.model import Span, SpanKind
 
 _log = logging.getLogger("latency_ledger.collect")
@@ -173,6 +176,11 @@ class LedgerSpanProcessor(SpanProcessor):
         return True
 
 
+def _address(scope: Mapping[str, Any]) -> str | None:
+    address = scope.get("server")
+    return str(address[0]) if address and address[0] is not None else None
+
+
 def _service_name(config: CollectConfig, app_title: str | None, env: Mapping[str, str]) -> str:
     return config.service_name or env.get("OTEL_SERVICE_NAME") or app_title or "app"
 
@@ -244,6 +252,7 @@ class Collector:
         self.step_cost_ns = calibrate_step_cost()
         self.plugins: list[Any] = []
         self.rules: tuple[Any, ...] = ()
+        self._classify: Any = None
         self._load_rules_and_plugins(load_plugins)
 
     def _load_rules_and_plugins(self, instrument: bool) -> None:
@@ -257,6 +266,7 @@ class Collector:
             self.stats.plugin_errors += 1
             plugins = ()
         self.rules = (*plugin_classify_rules(plugins), *DEFAULT_RULES)
+        self._classify = classifier(self.rules)
         if not instrument:
             return
         for plugin in plugins:
@@ -351,89 +361,75 @@ class Collector:
         wall = max(0, end_ns - start_ns)
         cpu = min(acct.cpu_ns, wall)
         queueing = min(acct.queueing_candidate_ns(), wall - cpu)
-        attrs: dict[str, Any] = {
-            "http.request.method": method,
-            "url.path": str(scope.get("path", "")),
-            "url.scheme": str(scope.get("scheme", "http")),
-        }
-        address = scope.get("server")
-        if address and address[0] is not None:
-            attrs["server.address"] = str(address[0])
-        if route:
-            attrs["http.route"] = route
-        if status is not None:
-            attrs["http.response.status_code"] = status
-        attrs["ledger.cpu_ns"] = cpu
-        attrs["ledger.queueing_ns"] = queueing
         acct.finished = True
         name = f"{method} {route}" if route else (method or "HTTP")
         children = acct.children
         lights = acct.lights
-        if children or lights:
-            service = self.service
-            model_server = Span(
-                trace_id=f"{server.context.trace_id:032x}",
-                span_id=f"{server.context.span_id:016x}",
-                parent_span_id="",
-                name=name,
-                kind=SpanKind.SERVER,
-                start_ns=start_ns,
-                end_ns=end_ns,
-                is_error=failed,
-                attributes=attrs,
-                service=service,
-            )
-            ledger = (
-                book_light(model_server, lights, self.rules, self._classified)
-                if not children
-                else None
-            )
-            if ledger is None:
-                ledger = book_request(
-                    model_server,
-                    [
-                        *model_spans(lights, model_server),
-                        *(to_model_span(child, service) for child in children),
-                    ],
-                    self.rules,
+        # The ledger: straight from the numbers when there is no child span or only
+        # direct, sequential light ones (the common case, see light_waits); through the
+        # offline ledger's book_trace otherwise.
+        parts: tuple[int, int, int, int, int] | None = None
+        if not children:
+            waits = (
+                light_waits(
+                    start_ns,
+                    max(start_ns, min(end_ns, start_ns + MAX_WALL_NS)),
+                    lights,
+                    self._classify,
+                    self._classified,
+                    self.service,
                 )
-            if ledger is None:
-                ledger = book_without_children(wall, cpu, queueing)
-        else:
-            ledger = book_without_children(wall, cpu, queueing)
+                if lights
+                else (0, 0)
+            )
+            if waits is not None:
+                database, network = waits
+                own = (min(wall, MAX_WALL_NS) if lights else wall) - database - network
+                parts = (database, network, *split_measured(own, cpu, queueing))
+        if parts is None:
+            ledger = self._book_through_the_ledger(
+                acct, name, start_ns, end_ns, failed, cpu, queueing
+            )
+            parts = (
+                ledger.database_ns,
+                ledger.network_ns,
+                ledger.interpreter_ns,
+                ledger.waiting_ns,
+                ledger.queueing_ns,
+            )
         # unmatched paths share one key: raw paths are attacker-chosen and unbounded
-        acct.kept = self._keep(f"{method} {route or '(unmatched)'}", wall, failed)
+        acct.kept = kept = self._keep(f"{method} {route or '(unmatched)'}", wall, failed)
         stats = self.stats
-        attrs["ledger.database_ns"] = ledger.database_ns
-        attrs["ledger.network_ns"] = ledger.network_ns
-        attrs["ledger.interpreter_ns"] = ledger.interpreter_ns
-        attrs["ledger.waiting_ns"] = ledger.waiting_ns
-        attrs["ledger.queueing_ns"] = ledger.queueing_ns
-        attrs["ledger.spans_kept"] = acct.kept
         if lights:
-            if acct.kept:  # written with the SERVER span by the processor's on_end
+            if kept:  # written with the SERVER span by the processor's on_end
                 acct.children = [*materialize(lights, acct, self), *children]
             acct.lights = []
         if profile is not None:
-            attrs["ledger.profile"] = profile
             stats.profiles += 1
-        if stats.dropped_spans or stats.errors or stats.export_errors or stats.plugin_errors:
-            attrs["ledger.collector.dropped_spans"] = stats.dropped_spans
-            attrs["ledger.collector.errors"] = stats.errors + stats.plugin_errors
-            attrs["ledger.collector.export_errors"] = stats.export_errors
+        health = (
+            (stats.dropped_spans, stats.errors + stats.plugin_errors, stats.export_errors)
+            if stats.dropped_spans or stats.errors or stats.export_errors or stats.plugin_errors
+            else None
+        )
         overhead = acct.overhead_ns + acct.steps * self.step_cost_ns + perf_counter_ns() - t0
-        attrs["ledger.overhead_ns"] = overhead
         stats.requests += 1
         stats.overhead_ns += overhead
         self.detach(acct)
-        if acct.joined:  # a joined span is ended by whoever opened it
-            if error is not None:
-                server.record_exception(error)
-            if failed and server.status.status_code is _STATUS_UNSET:
-                server.set_status(trace.StatusCode.ERROR)
-            server.set_attributes(attrs)
-            return
-        if acct.light and not acct.kept and error is None and self._server_head is not None:
+        fields = ServerFields(
+            method=method,
+            path=str(scope.get("path", "")),
+            scheme=str(scope.get("scheme", "http")),
+            address=_address(scope),
+            route=route,
+            status=status,
+            cpu_ns=cpu,
+            parts=parts,
+            kept=kept,
+            profile=profile,
+            health=health,
+            overhead_ns=overhead,
+        )
+        if acct.light and not kept and error is None and self._server_head is not None:
             # ours is the only processor (acct.light) and nothing else is written with
             # this span: encode it straight into the sink, no ReadableSpan, no processor
             self.processor.owner.pop(acct.server_id, None)
@@ -447,10 +443,18 @@ class Collector:
                     name,
                     start_ns,
                     end_ns,
-                    attrs,
+                    fields,
                     failed,
                 ),
             )
+            return
+        attrs = fields.attributes()
+        if acct.joined:  # a joined span is ended by whoever opened it
+            if error is not None:
+                server.record_exception(error)
+            if failed and server.status.status_code is _STATUS_UNSET:
+                server.set_status(trace.StatusCode.ERROR)
+            server.set_attributes(attrs)
             return
         events: tuple[Any, ...] = ()
         if error is not None:
@@ -473,6 +477,44 @@ class Collector:
             pipeline.on_end(readable)  # every processor, as the SDK does on end()
         else:
             self.processor.on_end(readable)
+
+    def _book_through_the_ledger(
+        self,
+        acct: RequestRecord,
+        name: str,
+        start_ns: int,
+        end_ns: int,
+        failed: bool,
+        cpu: int,
+        queueing: int,
+    ) -> Any:
+        """The request's ledger by the offline ledger's own rule (nested, overlapping or
+        SDK child spans)."""
+        server = acct.server
+        service = self.service
+        model_server = Span(
+            trace_id=f"{server.context.trace_id:032x}",
+            span_id=f"{server.context.span_id:016x}",
+            parent_span_id="",
+            name=name,
+            kind=SpanKind.SERVER,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            is_error=failed,
+            attributes={"ledger.cpu_ns": cpu, "ledger.queueing_ns": queueing},
+            service=service,
+        )
+        ledger = book_request(
+            model_server,
+            [
+                *model_spans(acct.lights, model_server),
+                *(to_model_span(child, service) for child in acct.children),
+            ],
+            self.rules,
+        )
+        if ledger is None:
+            ledger = book_without_children(max(0, end_ns - start_ns), cpu, queueing)
+        return ledger
 
     def detach(self, acct: RequestRecord) -> None:
         token, acct.otel_token = acct.otel_token, None

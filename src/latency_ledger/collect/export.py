@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import msgspec
 
@@ -328,6 +328,95 @@ def encode_span_json(span: Any) -> bytes:
     return "".join(out).encode("utf-8", "surrogatepass")
 
 
+class ServerFields(NamedTuple):
+    """What a request's SERVER span records: :meth:`attributes` for the SDK path, and
+    :func:`encode_server_json` writes the same without building them (a test holds the
+    two equal). A ``NamedTuple``: made once per request, it must be cheap to build."""
+
+    method: str
+    path: str
+    scheme: str
+    address: str | None
+    route: str
+    status: int | None
+    cpu_ns: int
+    parts: tuple[int, int, int, int, int]  # database, network, interpreter, waiting, queueing
+    kept: bool
+    profile: str | None
+    health: tuple[int, int, int] | None  # dropped spans, errors, export errors (if any)
+    overhead_ns: int
+
+    def attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "http.request.method": self.method,
+            "url.path": self.path,
+            "url.scheme": self.scheme,
+        }
+        if self.address is not None:
+            attrs["server.address"] = self.address
+        if self.route:
+            attrs["http.route"] = self.route
+        if self.status is not None:
+            attrs["http.response.status_code"] = self.status
+        database, network, interpreter, waiting, queueing = self.parts
+        attrs["ledger.cpu_ns"] = self.cpu_ns
+        attrs["ledger.queueing_ns"] = queueing
+        attrs["ledger.database_ns"] = database
+        attrs["ledger.network_ns"] = network
+        attrs["ledger.interpreter_ns"] = interpreter
+        attrs["ledger.waiting_ns"] = waiting
+        attrs["ledger.spans_kept"] = self.kept
+        if self.profile is not None:
+            attrs["ledger.profile"] = self.profile
+        if self.health is not None:
+            attrs["ledger.collector.dropped_spans"] = self.health[0]
+            attrs["ledger.collector.errors"] = self.health[1]
+            attrs["ledger.collector.export_errors"] = self.health[2]
+        attrs["ledger.overhead_ns"] = self.overhead_ns
+        return attrs
+
+
+def _str_attr(key: str) -> str:
+    return f'{{"key":{_quote(key)},"value":{{"stringValue":'
+
+
+def _int_attr(key: str) -> str:
+    return f'{{"key":{_quote(key)},"value":{{"intValue":"'
+
+
+_METHOD = _str_attr("http.request.method")
+_PATH = _str_attr("url.path")
+_SCHEME = _str_attr("url.scheme")
+_ADDRESS = _str_attr("server.address")
+_ROUTE = _str_attr("http.route")
+_STATUS = _int_attr("http.response.status_code")
+_PROFILE = _str_attr("ledger.profile")
+_OVERHEAD = _int_attr("ledger.overhead_ns")
+_KEPT = '{"key":"ledger.spans_kept","value":{"boolValue":%s}}'
+_HEALTH = (
+    _int_attr("ledger.collector.dropped_spans")
+    + '%d"}},'
+    + _int_attr("ledger.collector.errors")
+    + '%d"}},'
+    + _int_attr("ledger.collector.export_errors")
+    + '%d"}},'
+)
+_LEDGER = (
+    _int_attr("ledger.cpu_ns")
+    + '%d"}},'
+    + _int_attr("ledger.queueing_ns")
+    + '%d"}},'
+    + _int_attr("ledger.database_ns")
+    + '%d"}},'
+    + _int_attr("ledger.network_ns")
+    + '%d"}},'
+    + _int_attr("ledger.interpreter_ns")
+    + '%d"}},'
+    + _int_attr("ledger.waiting_ns")
+    + '%d"}},'
+)
+
+
 def encode_server_json(
     trace_id: int,
     span_id: int,
@@ -335,22 +424,35 @@ def encode_server_json(
     name: str,
     start_ns: int,
     end_ns: int,
-    attributes: Mapping[str, Any],
+    fields: ServerFields,
     failed: bool,
 ) -> bytes:
-    """A SERVER span with no events or links, as :func:`encode_span_json` writes it for
-    the same ``ReadableSpan`` (a test holds them equal), without building one: the
-    collector's path for every request whose child spans are not kept."""
+    """A SERVER span with no events or links, byte for byte as :func:`encode_span_json`
+    writes the ``ReadableSpan`` with ``fields.attributes()``, built from the fields with
+    the constant parts preformatted: the collector's path for every request whose child
+    spans are not kept."""
     parent = f',"parentSpanId":"{parent_span_id:016x}"' if parent_span_id is not None else ""
     out = [
         f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}"{parent},"name":'
         f'{_quote(name)},"kind":2,"startTimeUnixNano":"{start_ns}"'
-        f',"endTimeUnixNano":"{end_ns}"'
+        f',"endTimeUnixNano":"{end_ns}","attributes":[{_METHOD}{_quote(fields.method)}}}}},'
+        f"{_PATH}{_quote(fields.path)}}}}},{_SCHEME}{_quote(fields.scheme)}}}}},"
     ]
-    if attributes:
-        out.append(',"attributes":[')
-        _attributes_json(attributes, out)
-        out.append("]")
+    if fields.address is not None:
+        out.append(f"{_ADDRESS}{_quote(fields.address)}}}}},")
+    if fields.route:
+        out.append(f"{_ROUTE}{_quote(fields.route)}}}}},")
+    if fields.status is not None:
+        out.append(f'{_STATUS}{fields.status}"}}}},')
+    database, network, interpreter, waiting, queueing = fields.parts
+    out.append(_LEDGER % (fields.cpu_ns, queueing, database, network, interpreter, waiting))
+    out.append(_KEPT % ("true" if fields.kept else "false"))
+    if fields.profile is not None:
+        out.append(f",{_PROFILE}{_quote(fields.profile)}}}}}")
+    out.append(",")
+    if fields.health is not None:
+        out.append(_HEALTH % fields.health)
+    out.append(f'{_OVERHEAD}{fields.overhead_ns}"}}}}]')
     out.append(',"status":{"code":2,"message":""}}' if failed else ',"status":{}}')
     return "".join(out).encode("utf-8", "surrogatepass")
 

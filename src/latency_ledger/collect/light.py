@@ -389,7 +389,7 @@ def model_spans(lights: Sequence[LightSpan], server: Span) -> list[Span]:
     return [_model_span(s, server.trace_id, server.span_id, server.service) for s in lights]
 
 
-def _classifier(rules: Sequence[Any]) -> Any:
+def classifier(rules: Sequence[Any]) -> Any:
     from latency_ledger.classify import classify_standard, standard_fields
 
     if len(rules) == 1 and rules[0] is classify_standard:
@@ -416,21 +416,38 @@ def book_light(
     rules: Sequence[Any],
     classified: dict[tuple[Any, ...], tuple[Any, Any]] | None = None,
 ) -> Ledger | None:
-    """``server``'s ledger from its light children when they are direct and sequential.
+    """``server``'s ledger from its light children when they are direct and sequential
+    (:func:`light_waits`), else None: the caller books with ``book_trace``."""
+    lo = server.start_ns
+    hi = min(max(lo, server.end_ns), lo + MAX_WALL_NS)
+    waits = light_waits(lo, hi, lights, classifier(rules), classified, server.service)
+    if waits is None:
+        return None
+    database, network = waits
+    return split_own_time(server.attributes, database, network, hi - lo - database - network)
+
+
+def light_waits(
+    lo: int,
+    hi: int,
+    lights: Sequence[LightSpan],
+    classify: Callable[[Span], Any],
+    classified: dict[tuple[Any, ...], tuple[Any, Any]] | None,
+    service: str,
+) -> tuple[int, int] | None:
+    """(database, network) ns of a request spanning ``lo``..``hi`` from its light
+    children, when they are direct and sequential; None otherwise.
 
     Sequential children (after clipping to the request, each starts at or after the
     previous one ends) never compete for an instant, so the critical-path rule gives each
     its whole clipped length: a wait's length goes to its category, any other span's to
     own time. That is :func:`latency_ledger.ledger.book_trace`'s answer for such a tree
-    (a test checks both agree); for anything else (nested, overlapping) this returns
-    None and the caller books with ``book_trace``.
+    (a test checks both agree); for anything else (nested, overlapping) the caller books
+    with ``book_trace``. ``classify`` is :func:`classifier`'s result for the rules.
     """
     from latency_ledger.model import Category
 
-    lo = server.start_ns
-    hi = min(max(lo, server.end_ns), lo + MAX_WALL_NS)
     ordered = sorted(lights, key=_START) if len(lights) > 1 else lights
-    classify = _classifier(rules)
     database_category = Category.DATABASE
     database = network = 0
     previous_end = lo
@@ -461,16 +478,16 @@ def book_light(
         else:
             found = classify(
                 Span(
-                    trace_id=server.trace_id,
+                    trace_id="",
                     span_id="",
-                    parent_span_id=server.span_id,
+                    parent_span_id="",
                     name=light.name,
                     kind=_MODEL_KINDS[light.kind.value],
                     start_ns=light.start_time,
                     end_ns=light.end_time or light.start_time,
                     is_error=light.status.status_code is _ERROR,
                     attributes=light.attributes,
-                    service=server.service,
+                    service=service,
                 )
             )
             if classified is not None and key is not None:
@@ -483,11 +500,13 @@ def book_light(
             database += end - start
         else:
             network += end - start
-    return split_own_time(server.attributes, database, network, hi - lo - database - network)
+    return database, network
 
 
-def _start(span: LightSpan) -> int:
-    return span.start_time
+def _start(span: LightSpan) -> tuple[int, int]:
+    # then by end: a zero-length span starting where a longer one starts goes first,
+    # so the order the spans ended in cannot make them look overlapping
+    return span.start_time, span.end_time or span.start_time
 
 
 _START = _start

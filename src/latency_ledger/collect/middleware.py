@@ -61,15 +61,6 @@ class LedgerMiddleware:
             collector = self._collector = default_collector(self._config, self._app_title)
         return collector
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http" and CURRENT.get() is None:  # not already inside one of ours
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             collector = self._get_collector()
@@ -88,7 +79,15 @@ class LedgerMiddleware:
 
         await self.app(scope, receive, lifespan_send if collector is not None else send)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or CURRENT.get() is not None:  # not HTTP, or nested
+            if scope["type"] == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        # The HTTP path is written out here rather than in a helper coroutine: every
+        # resumption of the request would pass through one more frame.
         t0 = perf_counter_ns()
         try:
             collector = self._get_collector()
@@ -96,9 +95,11 @@ class LedgerMiddleware:
             task = asyncio.current_task()
             coro = task.get_coro() if task is not None else None
             wrapped = type(coro) is TimedCoroutine
-            if wrapped:
+            if wrapped and not coro.claimed:  # type: ignore[union-attr]
+                # the server made this task for this request: its life starts at creation
+                coro.claimed = True  # type: ignore[union-attr]
                 start_ns, busy_start = coro.created_ns, coro.busy_at_create_ns  # type: ignore[union-attr]
-            else:
+            else:  # a task serving several requests in turn (or one made before us)
                 start_ns, busy_start = time_ns(), None
             acct, token = collector.begin(scope, loop_state, start_ns, busy_start)
         except Exception:
