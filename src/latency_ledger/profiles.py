@@ -6,19 +6,159 @@ small JSON object ``{"samples": N, "buckets": {"framework": w, ...}, "top": [[fn
 object). ``ProfileAccumulator`` sums the buckets' shares per endpoint so every profiled
 request counts once, whatever its length. The attribute is attacker-controlled text:
 anything malformed is counted in ``errors`` and ignored, never raised.
+
+Which bucket a sampled frame belongs to is decided here too (:func:`library_bucket`,
+:func:`frame_bucket`, :func:`stack_bucket`: pure functions of file paths, used in-app by
+``collect/profiling.py`` when it summarizes a pyinstrument session). A sample goes to the
+innermost frame that says something: a known library or part of one decides, generic
+standard-library code (``functools``, ``threading``...) defers to its caller, and code
+outside the interpreter's and the virtualenv's directories is ``application``.
+Django: ``django.db`` is ``orm`` (its ``backends`` package, the driver adapter, is
+``database_driver``), ``django.template``/``templatetags`` and Jinja2 are their own
+``templates`` bucket (rendering is what the issue asks to see, and a template walking a
+relation is where N+1s hide), ``django.forms``, ``django.core.serializers`` and
+validators are ``validation_serialization``, and the rest of Django, asgiref, gunicorn,
+uvicorn and daphne are ``framework``.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from latency_ledger.endpoint import endpoint_name
 from latency_ledger.model import AttributeValue, ProfileSummary, Span
 
 MAX_PROFILE_CHARS = 64 * 1024
 TOP_FUNCTIONS = 8
+
+BUCKETS = (
+    "framework",
+    "templates",
+    "validation_serialization",
+    "orm",
+    "database_driver",
+    "application",
+    "other",
+)
+# Parts of a library whose bucket differs from the library's: path prefixes under a
+# library root, longest first wins (checked before PACKAGE_BUCKETS).
+PART_BUCKETS: tuple[tuple[str, str], ...] = tuple(
+    sorted(
+        {
+            "django/db/backends/": "database_driver",
+            "django/db/": "orm",
+            "django/template/": "templates",
+            "django/templatetags/": "templates",
+            "django/forms/": "validation_serialization",
+            "django/core/serializers/": "validation_serialization",
+            "django/core/validators.py": "validation_serialization",
+            "django/contrib/postgres/forms/": "validation_serialization",
+            "rest_framework/serializers.py": "validation_serialization",
+            "rest_framework/fields.py": "validation_serialization",
+            "rest_framework/renderers.py": "validation_serialization",
+            "rest_framework/parsers.py": "validation_serialization",
+            "sqlalchemy/orm/": "orm",
+            "sqlalchemy/sql/": "orm",
+        }.items(),
+        key=lambda item: -len(item[0]),
+    )
+)
+# Top-level package (or stdlib module) -> bucket.
+PACKAGE_BUCKETS: dict[str, str] = {
+    # web frameworks and servers
+    "starlette": "framework",
+    "fastapi": "framework",
+    "uvicorn": "framework",
+    "anyio": "framework",
+    "h11": "framework",
+    "httptools": "framework",
+    "uvloop": "framework",
+    "asyncio": "framework",
+    "selectors": "framework",
+    "litestar": "framework",
+    "hypercorn": "framework",
+    "django": "framework",
+    "asgiref": "framework",
+    "gunicorn": "framework",
+    "daphne": "framework",
+    "twisted": "framework",
+    "waitress": "framework",
+    "whitenoise": "framework",
+    "rest_framework": "framework",
+    "ninja": "framework",
+    "flask": "framework",
+    "werkzeug": "framework",
+    "opentelemetry": "framework",
+    "latency_ledger": "framework",
+    "latency_ledger_django": "framework",
+    "latency_ledger_plugin_base": "framework",
+    # templates
+    "jinja2": "templates",
+    "markupsafe": "templates",
+    "mako": "templates",
+    # validation and serialization
+    "pydantic": "validation_serialization",
+    "pydantic_core": "validation_serialization",
+    "json": "validation_serialization",
+    "msgspec": "validation_serialization",
+    "orjson": "validation_serialization",
+    "ujson": "validation_serialization",
+    "marshmallow": "validation_serialization",
+    # the rest of SQLAlchemy (engine, pool, dialects) and drivers
+    "sqlalchemy": "database_driver",
+    "psycopg": "database_driver",
+    "psycopg2": "database_driver",
+    "psycopg_binary": "database_driver",
+    "psycopg_pool": "database_driver",
+    "asyncpg": "database_driver",
+    "sqlite3": "database_driver",
+    "aiosqlite": "database_driver",
+    "pymysql": "database_driver",
+    "MySQLdb": "database_driver",
+    "redis": "database_driver",
+}
+
+
+def library_bucket(rest: str) -> str | None:
+    """The bucket of a file under a library root (``django/db/models/query.py`` -> ``orm``),
+    or None when neither a known part nor a known package decides."""
+    for prefix, bucket in PART_BUCKETS:
+        if rest.startswith(prefix):
+            return bucket
+    top = rest.split("/", 1)[0].removesuffix(".py")
+    return PACKAGE_BUCKETS.get(top)
+
+
+def frame_bucket(file_path: str, roots: Sequence[str]) -> str | None:
+    """The bucket a frame's file decides, or None for generic standard-library code.
+
+    ``roots``: library directories (each ending in ``/``), longest first: the
+    interpreter's standard library and the site-packages directories.
+    """
+    if not file_path or file_path.startswith("<"):
+        return "application" if file_path in ("<string>", "<stdin>") else None
+    for root in roots:
+        if file_path.startswith(root):
+            bucket = library_bucket(file_path[len(root) :])
+            if bucket is not None:
+                return bucket
+            return None if "site-packages" not in root and "dist-packages" not in root else "other"
+    return "application"
+
+
+def stack_bucket(stack: Sequence[str], roots: Sequence[str]) -> str:
+    """One pyinstrument sample's bucket: its call stack, outermost first, each frame
+    ``function NUL file NUL line`` (``[...]`` pseudo-frames are skipped)."""
+    for identifier in reversed(stack):
+        if identifier.startswith("["):
+            continue
+        parts = identifier.split("\x00")
+        found = frame_bucket(parts[1] if len(parts) > 1 else "", roots)
+        if found is not None:
+            return found
+    return "other"
 
 
 class ProfileAccumulator:

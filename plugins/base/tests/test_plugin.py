@@ -122,3 +122,105 @@ def test_someone_elses_instrumentation_is_left_alone(fake: _Fake) -> None:
     plugin.uninstrument()
     assert fake.is_instrumented_by_opentelemetry
     assert fake.calls == []
+
+
+# -- lazy: a library that is installed but not imported yet -------------------------------
+
+
+@pytest.fixture
+def lib(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An installed, never-imported top-level module (a file on sys.path)."""
+    import importlib
+
+    name = f"ll_lazy_lib_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text("LOADED = True\nFAIL = False\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    yield name
+    sys.modules.pop(name, None)
+
+
+def _lazy(fake: _Fake, library: str) -> InstrumentorPlugin:
+    plugin = InstrumentorPlugin(name="lazy", library=library, instrumentor="x:Y")
+    plugin._instrumentor = lambda: fake  # type: ignore[method-assign]
+    return plugin
+
+
+def test_installed_not_imported_instruments_on_import(fake: _Fake, lib: str) -> None:
+    import importlib
+
+    plugin = _lazy(fake, lib)
+    assert plugin.instrument("provider") is True
+    assert plugin.pending
+    assert not plugin.active
+    assert lib not in sys.modules  # instrument never imports the library
+    assert fake.calls == []
+    module = importlib.import_module(lib)  # the app's own import
+    assert module.LOADED
+    assert fake.calls
+    assert fake.is_instrumented_by_opentelemetry
+    assert plugin.active
+    assert not plugin.pending
+    assert plugin.instrument("provider") is True  # already on: nothing more
+    assert len(fake.calls) == 1
+    plugin.uninstrument()
+    assert not fake.is_instrumented_by_opentelemetry
+
+
+def test_not_installed_costs_nothing(fake: _Fake) -> None:
+    from wrapt import importer
+
+    plugin = _lazy(fake, "ll_no_such_library_at_all")
+    assert plugin.instrument("provider") is False
+    assert not plugin.pending
+    assert "ll_no_such_library_at_all" not in importer._post_import_hooks
+    plugin.uninstrument()
+
+
+def test_uninstrument_while_pending_stops_watching(fake: _Fake, lib: str) -> None:
+    import importlib
+
+    plugin = _lazy(fake, lib)
+    assert plugin.instrument("provider") is True
+    plugin.uninstrument()
+    assert not plugin.pending
+    importlib.import_module(lib)
+    assert fake.calls == []
+    assert not plugin.active
+
+
+def test_failing_instrumentation_never_breaks_the_apps_import(
+    lib: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import importlib
+
+    plugin = _lazy(_Fake(fail=True), lib)
+    assert plugin.instrument("provider") is True
+    with caplog.at_level(logging.WARNING, logger="latency_ledger.plugins"):
+        module = importlib.import_module(lib)
+    assert module.LOADED
+    assert plugin.errors == 1
+    assert not plugin.active
+    assert not plugin.pending
+    assert "instrumentation exploded" in caplog.text
+
+
+def test_a_failed_import_of_the_library_waits_for_the_next(
+    fake: _Fake, lib: str, tmp_path: Any
+) -> None:
+    import importlib
+
+    source = tmp_path / f"{lib}.py"
+    source.write_text("raise ImportError('not today')\n")
+    plugin = _lazy(fake, lib)
+    assert plugin.instrument("provider") is True
+    with pytest.raises(ImportError, match="not today"):
+        importlib.import_module(lib)
+    assert fake.calls == []
+    assert plugin.pending
+    source.write_text("LOADED = True\n")
+    importlib.invalidate_caches()
+    sys.modules.pop(lib, None)
+    assert importlib.import_module(lib).LOADED
+    assert plugin.active
+    plugin.uninstrument()

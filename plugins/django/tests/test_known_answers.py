@@ -9,13 +9,22 @@ runs its sync code in a fresh thread, so it opens one), and interpreter ~10 ms; 
 within the issue's tolerance, 15% or 2 ms.
 
 Interpreter time is the request's whole CPU outside waits, so it also holds Django's own
-work around the view. That is ~0.3-1 ms, except for an async view under WSGI: Django
-runs it through ``async_to_sync`` (a new event loop in another thread per request),
-~1.5-2.5 ms more CPU here, checked equal to the process's CPU clock in
-test_middleware.py. So every case is held to 10 ms plus the same view's own cost
-(measured with ``?burn_ms=0``), and every case but that one to 10 ms itself as well.
-The exported OTLP JSON lines are read back
-through the offline pipeline (``latency_ledger.read`` + ``latency_ledger.ledger``).
+work around the view: ~0.4-0.6 ms. An async view under WSGI costs more: Django runs it
+through ``async_to_sync``, which per request starts a thread and runs a new event loop
+in it (``asyncio.run``: loop and selector set-up, teardown) while the WSGI thread waits:
+~1.2-1.6 ms of CPU here with no burn at all. That is real per-request cost of that
+deployment, and counted once: the loop thread's CPU is charged by the collector's
+thread-pool hook (its loop has no timed task factory, so no step is counted twice), the
+WSGI thread's clock does not advance while it blocks in ``async_to_sync`` (a lock
+wait, not a spin), and the ``sync_to_async`` query runs back on the WSGI thread, booked
+there once (test_middleware.py checks the CPU against the process's own clock, and that
+the loop thread's CPU is not also booked as queueing). So the burn is measured as
+interpreter(burn) - interpreter(same view, ``?burn_ms=0``) = 10 ms within the tolerance,
+for every case; every case but the async view under gunicorn also books 10 ms itself.
+Measured medians (5 requests each, ms, interpreter with burn / without): gunicorn sync
+10.5 / 0.4, gunicorn async 11.5-12.1 / 1.2-1.6, uvicorn sync 10.6 / 0.5, uvicorn async
+10.7 / 0.6. The exported OTLP JSON lines are read back through the offline pipeline
+(``latency_ledger.read`` + ``latency_ledger.ledger``).
 """
 
 from __future__ import annotations
@@ -116,7 +125,7 @@ def test_database_and_interpreter(served: Any, path: str) -> None:
     interpreter = statistics.median(r.ledger.interpreter_ns for r in burned)
     got = (kind, baseline / MS, [r.ledger.interpreter_ns / MS for r in burned])
     assert baseline < 3 * MS, got
-    assert close_to(interpreter, 10 * MS + baseline), got
+    assert close_to(interpreter - baseline, 10 * MS), got  # the burn itself
     if not (kind == "gunicorn" and path == "/async"):
         assert close_to(interpreter, 10 * MS), got
     assert all(row.collector_overhead_ns > 0 for row in rows)

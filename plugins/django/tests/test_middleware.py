@@ -49,6 +49,12 @@ def burn_together(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
+async def aburn(request: HttpRequest) -> HttpResponse:
+    await asyncio.sleep(0.005)  # off-CPU with nothing instrumented: unattributed waiting
+    burn_cpu(10)
+    return HttpResponse("ok")
+
+
 def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("the view failed")
 
@@ -78,6 +84,7 @@ URLS = types.ModuleType("ledger_test_urls")
 URLS.urlpatterns = [  # type: ignore[attr-defined]
     path("t/boom", boom),
     path("t/burn", burn),
+    path("t/aburn", aburn),
     path("t/burn_together", burn_together),
     path("t/missing", missing),
     path("t/stream", stream),
@@ -319,6 +326,27 @@ def test_threads_waiting_for_the_gil_book_queueing_not_cpu(ledger: Any, exported
         assert row["ledger.interpreter_ns"] == row["ledger.cpu_ns"]
         assert row["ledger.queueing_ns"] <= row["ledger.waiting_ns"], row
     assert max(row["ledger.queueing_ns"] for row in rows) >= 20_000_000, rows
+
+
+def test_async_view_under_the_sync_handler_counts_its_loop_thread_once(
+    ledger: Any, exported: Any
+) -> None:
+    # Expected: Django runs the async view through async_to_sync (a new event loop in a
+    # new thread) while the serving thread waits: the loop thread's 10 ms of burn (plus
+    # ~1 ms of loop set-up and teardown) is the request's CPU, once: never more than the
+    # whole process spent, and never also "other work" it queued behind, so the 5 ms
+    # sleep stays unattributed waiting, not queueing.
+    client = Client()
+    assert client.get("/t/aburn").status_code == 200  # first-use imports and profiler start
+    cpu0 = time.process_time_ns()
+    assert client.get("/t/aburn").status_code == 200
+    process = time.process_time_ns() - cpu0
+    _, server = _by_kind(exported(*ledger), trace.SpanKind.SERVER)
+    row = dict(server.attributes or {})
+    assert 10_000_000 <= row["ledger.cpu_ns"] <= process, (row, process)
+    assert row["ledger.cpu_ns"] <= 13_000_000, row
+    assert row["ledger.waiting_ns"] >= 4_000_000, row
+    assert row["ledger.queueing_ns"] < 1_000_000, (row, process)
 
 
 def test_profiled_request_carries_its_summary(

@@ -26,45 +26,8 @@ from collections import Counter
 from typing import Any
 
 from latency_ledger.endpoint import collapse_path
+from latency_ledger.profiles import BUCKETS, frame_bucket, stack_bucket
 
-BUCKETS = (
-    "framework",
-    "validation_serialization",
-    "orm",
-    "database_driver",
-    "application",
-    "other",
-)
-_BY_PACKAGE = {
-    "starlette": "framework",
-    "fastapi": "framework",
-    "uvicorn": "framework",
-    "anyio": "framework",
-    "h11": "framework",
-    "httptools": "framework",
-    "uvloop": "framework",
-    "asyncio": "framework",
-    "selectors": "framework",
-    "litestar": "framework",
-    "hypercorn": "framework",
-    "opentelemetry": "framework",
-    "latency_ledger": "framework",
-    "pydantic": "validation_serialization",
-    "pydantic_core": "validation_serialization",
-    "json": "validation_serialization",
-    "msgspec": "validation_serialization",
-    "orjson": "validation_serialization",
-    "ujson": "validation_serialization",
-    "marshmallow": "validation_serialization",
-    "psycopg": "database_driver",
-    "psycopg2": "database_driver",
-    "psycopg_binary": "database_driver",
-    "asyncpg": "database_driver",
-    "sqlite3": "database_driver",
-    "aiosqlite": "database_driver",
-    "pymysql": "database_driver",
-    "redis": "database_driver",
-}
 MAX_TOP = 8
 MAX_KEYS = 2_000  # endpoints tracked for "first per interval"; paths are attacker-chosen
 MAX_CHARS = 2000
@@ -82,23 +45,7 @@ _ROOTS = _library_roots()
 
 def bucket_of(file_path: str) -> str | None:
     """The bucket a frame's file decides, or None for generic standard-library code."""
-    if not file_path or file_path.startswith("<"):
-        return "application" if file_path in ("<string>", "<stdin>") else None
-    for root in _ROOTS:
-        if file_path.startswith(root):
-            rest = file_path[len(root) :]
-            top = rest.split("/", 1)[0].removesuffix(".py")
-            if top == "sqlalchemy":
-                return (
-                    "orm"
-                    if rest.startswith(("sqlalchemy/orm/", "sqlalchemy/sql/"))
-                    else ("database_driver")
-                )
-            bucket = _BY_PACKAGE.get(top)
-            if bucket is not None:
-                return bucket
-            return None if "site-packages" not in root and "dist-packages" not in root else "other"
-    return "application"
+    return frame_bucket(file_path, _ROOTS)
 
 
 def summarize_records(frame_records: Any, sample_count: int) -> str:
@@ -108,15 +55,7 @@ def summarize_records(frame_records: Any, sample_count: int) -> str:
     for stack, seconds in frame_records:
         if not stack or stack[-1].startswith("[await]"):
             continue
-        bucket = "other"
-        for identifier in reversed(stack):
-            if identifier.startswith("["):
-                continue
-            parts = identifier.split("\x00")
-            found = bucket_of(parts[1] if len(parts) > 1 else "")
-            if found is not None:
-                bucket = found
-                break
+        bucket = stack_bucket(stack, _ROOTS)
         buckets[bucket] += seconds
         leaf = stack[-1].split("\x00")
         where = leaf[1].rsplit("/", 1)[-1] if len(leaf) > 1 else ""
@@ -141,6 +80,7 @@ class ProfileSampler:
         self._first = first_per_interval
         self._interval_ns = int(interval_s * 1e9)
         self._last: dict[str, int] = {}
+        self._collapsed: dict[str, str] = {}  # raw path -> collapse_path(raw path)
         self._busy = threading.local()
         self.enabled = rate > 0 or first_per_interval
 
@@ -151,7 +91,14 @@ class ProfileSampler:
         chosen = self._rate > 0 and random.random() < self._rate
         if not chosen and self._first:
             # the route is not known before the request runs: its path with ids collapsed
-            key = collapse_path(key)
+            # (cached: collapsing costs ~8 us, and most traffic repeats a few paths;
+            # bounded, as paths are attacker-chosen)
+            collapsed = self._collapsed.get(key)
+            if collapsed is None:
+                if len(self._collapsed) >= MAX_KEYS:
+                    self._collapsed.clear()
+                collapsed = self._collapsed[key] = collapse_path(key)
+            key = collapsed
             last = self._last.get(key)
             if (last is None and len(self._last) < MAX_KEYS) or (
                 last is not None and now_ns - last >= self._interval_ns

@@ -8,7 +8,8 @@
 - :mod:`.leaks`: what tests check to prove no instrumentation outlives a test.
 """
 
-from latency_ledger_plugin_base.leaks import active_instrumentors
+from typing import Any
+
 from latency_ledger_plugin_base.plugin import InstrumentorPlugin, LibraryPlugin, library_available
 from latency_ledger_plugin_base.sanitize import sanitize_attribute, sanitize_sql, strip_query_values
 from latency_ledger_plugin_base.tracing import SanitizingTracerProvider
@@ -23,3 +24,13 @@ __all__ = [
     "sanitize_sql",
     "strip_query_values",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: it pulls in opentelemetry.instrumentation.instrumentor
+    # (~0.1 s), which only tests need, not an app's start-up
+    if name == "active_instrumentors":
+        from latency_ledger_plugin_base.leaks import active_instrumentors
+
+        return active_instrumentors
+    raise AttributeError(name)

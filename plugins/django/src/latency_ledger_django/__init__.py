@@ -11,7 +11,9 @@ database spans with sanitized SQL; template renders are INTERNAL spans. Traces g
 the ASGI collector sends them (``./ledger-traces/`` by default, see
 ``latency_ledger.collect``). Modules: :mod:`.middleware` (the middleware), :mod:`.settings`
 (``LATENCY_LEDGER`` and the environment), :mod:`.plugin` (the ``latency_ledger.plugins``
-entry point, switching on :mod:`.database` and :mod:`.templates`).
+entry point, switching on :mod:`.database` and :mod:`.templates`), :mod:`.forking` (a
+collector made before a pre-forking server forks gets a new export path in each worker).
+Thread-per-request queueing comes from ``latency_ledger.collect.threads``.
 
 The middleware is imported lazily: the offline analyzer loads every plugin through the
 entry point, and must not import Django or the collector to do so.

@@ -38,6 +38,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 MAX_STATEMENT_CHARS = 4096  # cut before sanitizing: a huge statement must stay cheap
+MAX_CACHED_STATEMENTS = 1024
+_CLIENT = trace.SpanKind.CLIENT
 _SUPPRESS_KEY = "suppress_instrumentation"  # opentelemetry.instrumentation.utils' key name
 
 # connection.vendor -> (db.system.name, old db.system) per the semantic conventions
@@ -101,6 +103,9 @@ class QueryTracer:
         self.tracer: Any = None
         self.errors = 0
         self._static: dict[tuple[str, str], dict[str, Any]] = {}
+        # (alias, vendor, statement) -> (span name, attributes): never written to
+        self._described: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+        self._cursor_kinds: dict[type, bool] = {}
         self._suppress = _suppress_key()
 
     # -- the execute wrapper ---------------------------------------------------------
@@ -135,24 +140,57 @@ class QueryTracer:
         self, tracer: Any, sql: Any, params: Any, many: bool, context: Mapping[str, Any]
     ) -> tuple[Any, Any]:
         connection = context["connection"]
-        statement = (sql if isinstance(sql, str) else str(sql))[:MAX_STATEMENT_CHARS]
+        statement = sql if isinstance(sql, str) else str(sql)
+        if len(statement) > MAX_STATEMENT_CHARS:
+            statement = statement[:MAX_STATEMENT_CHARS]
+        key = (getattr(connection, "alias", ""), getattr(connection, "vendor", ""), statement)
+        described = self._described.get(key)
+        if described is None:
+            described = self._describe(key, connection, statement)
+        name, attrs = described
+        start_clean = getattr(tracer, "start_clean_span", None)
+        if many and isinstance(params, (list, tuple)):
+            batch = {**attrs, "db.operation.batch.size": len(params)}
+            span = tracer.start_span(name, kind=_CLIENT, attributes=batch)
+        elif start_clean is not None:
+            # the collector's hot path: the dict is shared by every span of the statement
+            # (copied only if something writes to a span), no per-span filter
+            span = start_clean(name, _CLIENT, attrs)
+        else:
+            span = tracer.start_span(name, kind=_CLIENT, attributes=attrs)
+        token = None
+        # an OpenTelemetry-traced DB-API cursor (psycopg/dbapi instrumentation) under ours
+        if self._suppress is not None and self._traced_cursor(context.get("cursor")):
+            ctx = trace.set_span_in_context(span)
+            token = otel_context.attach(otel_context.set_value(self._suppress, True, ctx))
+        return span, token
+
+    def _describe(
+        self, key: tuple[str, str, str], connection: Any, statement: str
+    ) -> tuple[str, dict[str, Any]]:
+        """A statement's span name and attributes: the same for every run of it, so made
+        once (sanitizing and parsing it cost more than the rest of the span)."""
         attrs = dict(self._static_for(connection))
         attrs["db.query.text"] = sanitize_sql(statement)
         operation = operation_of(statement)
         if operation:
             attrs["db.operation.name"] = operation
-        if many and isinstance(params, (list, tuple)):
-            attrs["db.operation.batch.size"] = len(params)
-        span = tracer.start_span(
-            operation or attrs["db.system.name"], kind=trace.SpanKind.CLIENT, attributes=attrs
-        )
-        token = None
-        cursor = getattr(context.get("cursor"), "cursor", None)
-        # an OpenTelemetry-traced DB-API cursor (psycopg/dbapi instrumentation) under ours
-        if self._suppress is not None and type(cursor).__module__.startswith("opentelemetry."):
-            ctx = trace.set_span_in_context(span)
-            token = otel_context.attach(otel_context.set_value(self._suppress, True, ctx))
-        return span, token
+        described = (operation or str(attrs["db.system.name"]), attrs)
+        cache = self._described
+        if len(cache) >= MAX_CACHED_STATEMENTS:  # literals inlined by raw SQL: unbounded
+            cache.clear()
+        cache[key] = described
+        return described
+
+    def _traced_cursor(self, wrapper: Any) -> bool:
+        """Is Django's cursor wrapper around a cursor the OpenTelemetry instrumentation made?"""
+        kind = type(getattr(wrapper, "cursor", None))
+        traced = self._cursor_kinds.get(kind)
+        if traced is None:
+            traced = kind.__module__.startswith("opentelemetry.")
+            if len(self._cursor_kinds) < 64:
+                self._cursor_kinds[kind] = traced
+        return traced
 
     def _static_for(self, connection: Any) -> dict[str, Any]:
         key = (str(getattr(connection, "alias", "")), str(getattr(connection, "vendor", "")))

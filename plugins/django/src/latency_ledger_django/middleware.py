@@ -28,11 +28,11 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from time import perf_counter_ns, process_time_ns, thread_time_ns, time_ns
+from time import perf_counter_ns, thread_time_ns, time_ns
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponseBase
 from opentelemetry import context as otel_context
@@ -45,6 +45,8 @@ from latency_ledger.collect.accounting import (
     begin_segment,
     end_segment,
 )
+from latency_ledger.collect.threads import PROCESS_CPU, request_cpu_ns
+from latency_ledger_django import forking
 from latency_ledger_django.plugin import plugin
 from latency_ledger_django.settings import read_settings
 
@@ -52,30 +54,19 @@ MAX_ROUTE_CHARS = 512
 _EXCEPTION = "_latency_ledger_exception"
 
 
-class ProcessCpu:
-    """What the collector's accounts read as a loop's ``busy_ns``, for thread servers.
-
-    Under WSGI there is no event loop; what can delay a runnable request thread is
-    other threads holding the GIL, so the work that competed with a request is the
-    process's CPU during its life minus its own (the middleware stores its own thread's
-    CPU in ``Account.loop_ns`` before booking). Duck-types ``accounting.LoopState``.
-    """
-
-    __slots__ = ()
-
-    @property
-    def busy_ns(self) -> int:
-        return process_time_ns()
+_ROUTES: dict[str, str] = {}  # resolver route -> "/route"; routes come from the URLconf
 
 
-PROCESS_CPU = ProcessCpu()
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """What ``Collector.finish`` reads a route template from (``scope["route"].path``)."""
-
-    path: str
+def _normalized(route: str) -> str:
+    normal = _ROUTES.get(route)
+    if normal is None:
+        bare = route.removeprefix("^")
+        if bare.endswith("$") and not bare.endswith("\\$"):
+            bare = bare[:-1]
+        normal = ("/" + bare.removesuffix("\\Z"))[:MAX_ROUTE_CHARS]
+        if len(_ROUTES) < 4096:  # a URLconf built at run time must not grow it forever
+            _ROUTES[route] = normal
+    return normal
 
 
 def route_template(request: HttpRequest, *, with_prefix: bool = True) -> str:
@@ -84,29 +75,24 @@ def route_template(request: HttpRequest, *, with_prefix: bool = True) -> str:
     route = getattr(match, "route", None)
     if not isinstance(route, str):
         return ""
-    route = route.removeprefix("^")
-    if route.endswith("$") and not route.endswith("\\$"):
-        route = route[:-1]
-    route = route.removesuffix("\\Z")
-    prefix = ""
+    normal = _normalized(route)
     if with_prefix:
         path, info = request.path, request.path_info
         if len(path) > len(info) and path.endswith(info):
             prefix = path[: len(path) - len(info)].rstrip("/")
-    return f"{prefix}/{route}"[:MAX_ROUTE_CHARS]
+            return f"{prefix}{normal}"[:MAX_ROUTE_CHARS]
+    return normal
 
 
 def request_scope(request: HttpRequest) -> dict[str, Any]:
-    """The ASGI-scope-shaped mapping ``Collector.begin``/``finish`` read, from any request."""
+    """The ASGI-scope-shaped mapping ``Collector.begin``/``finish`` read, from any request:
+    method, path, scheme, server address and the ``traceparent``/``tracestate`` headers."""
     meta = request.META
     scope: dict[str, Any] = {
         "method": request.method or "",
         "path": request.path,
-        "scheme": request.scheme or "http",
+        "scheme": _scheme(request, meta),
     }
-    protocol = meta.get("SERVER_PROTOCOL")
-    if isinstance(protocol, str) and protocol.startswith("HTTP/"):
-        scope["http_version"] = protocol[5:]
     host = meta.get("SERVER_NAME")
     if host:
         port = meta.get("SERVER_PORT")
@@ -122,6 +108,16 @@ def request_scope(request: HttpRequest) -> dict[str, Any]:
             headers.append((b"tracestate", state.encode("latin-1", "replace")))
         scope["headers"] = headers
     return scope
+
+
+def _scheme(request: HttpRequest, meta: Any) -> str:
+    # ``request.scheme`` reads a setting and the environ through two calls per request;
+    # the WSGI environ says it directly unless a proxy header setting may override it
+    if not settings.SECURE_PROXY_SSL_HEADER:
+        scheme = meta.get("wsgi.url_scheme")
+        if isinstance(scheme, str) and scheme:
+            return scheme
+    return request.scheme or "http"
 
 
 def _charge(acct: Any) -> tuple[Any, int, int]:
@@ -149,7 +145,17 @@ def _uncharge(acct: Any, saved: tuple[Any, int, int]) -> int:
 class _Finisher:
     """Books a request whose streaming body outlived the middleware, exactly once."""
 
-    __slots__ = ("acct", "collector", "context", "done", "profile", "scope", "status", "threaded")
+    __slots__ = (
+        "acct",
+        "collector",
+        "context",
+        "done",
+        "profile",
+        "route",
+        "scope",
+        "status",
+        "threaded",
+    )
 
     def __init__(
         self,
@@ -158,6 +164,7 @@ class _Finisher:
         context: Any,
         scope: dict[str, Any],
         status: int,
+        route: str,
         threaded: bool,
     ) -> None:
         self.collector = collector
@@ -165,21 +172,23 @@ class _Finisher:
         self.context = context  # the request's OTel context: spans made while streaming
         self.scope = scope
         self.status = status
+        self.route = route
         self.threaded = threaded  # WSGI accounting: own CPU also kept in loop_ns
         self.done = False
         self.profile: str | None = None
 
-    def enter(self) -> tuple[Any, Any, tuple[Any, int, int]]:
+    def enter(self) -> tuple[Any, Any, int, tuple[Any, int, int]]:
         acct = self.acct
         token = CURRENT.set(acct)
         otel_token = otel_context.attach(self.context)
-        return token, otel_token, _charge(acct)
+        return token, otel_token, acct.cpu_ns, _charge(acct)
 
-    def leave(self, entered: tuple[Any, Any, tuple[Any, int, int]]) -> None:
-        token, otel_token, saved = entered
-        spent = _uncharge(self.acct, saved)
+    def leave(self, entered: tuple[Any, Any, int, tuple[Any, int, int]]) -> None:
+        token, otel_token, charged0, saved = entered
+        acct = self.acct
+        spent = _uncharge(acct, saved)
         if self.threaded:
-            self.acct.loop_ns += spent
+            acct.loop_ns += request_cpu_ns(spent, acct.cpu_ns - charged0)
         otel_context.detach(otel_token)
         CURRENT.reset(token)
 
@@ -188,7 +197,9 @@ class _Finisher:
             return
         self.done = True
         try:
-            self.collector.finish(self.acct, self.scope, self.status, error, self.profile)
+            self.collector.finish(
+                self.acct, self.scope, self.status, error, self.profile, route=self.route
+            )
         except Exception:
             self.collector.stats.errors += 1
             with contextlib.suppress(Exception):
@@ -269,10 +280,13 @@ class LedgerMiddleware:
             raise MiddlewareNotUsed("LATENCY_LEDGER['enabled'] is False")
         self._collector: Any = None
         self._lock = threading.Lock()
+        forking.register()
+        forking.MIDDLEWARES.add(self)
 
     # The collector is made on the first request, in the process that serves it: with
     # ``gunicorn --preload`` this module loads in the master, and an export thread or an
-    # open trace file must not be inherited across fork.
+    # open trace file must not be inherited across fork (one made earlier is re-armed in
+    # the child: see forking.py).
     def _get_collector(self) -> Any:
         collector = self._collector
         if collector is not None and not collector.closed:
@@ -281,7 +295,9 @@ class LedgerMiddleware:
             collector = self._settings.collector
             if collector is None:
                 collector = default_collector(self._settings.config, self._settings.service_name)
-            if not plugin.active and plugin.instrument(collector.provider):
+            # the provider the collector gives plugins: light spans inside requests
+            provider = getattr(collector, "span_provider", None) or collector.provider
+            if not plugin.active and plugin.instrument(provider):
                 collector.plugins.append(plugin)  # undone by collector.shutdown()
             self._collector = collector
         return collector
@@ -308,15 +324,19 @@ class LedgerMiddleware:
             collector = self._get_collector()
             scope = request_scope(request)
             start_ns = time_ns()
+            # this thread's clock from when the process clock is read (in begin): CPU it
+            # spends from here on, ours included, is never "other threads'" work
+            own_t0 = thread_time_ns()
             acct, token = collector.begin(scope, PROCESS_CPU, start_ns)
             context = otel_context.get_current()
         except Exception:
             self._count_error()
             return self.get_response(request)
         profiler = self._start_profile(collector, scope, start_ns)
-        own_t0 = thread_time_ns()
         acct.overhead_ns += perf_counter_ns() - t0
+        charged0 = acct.cpu_ns
         begin_segment(acct)
+        seg_t0 = SEGMENT.t0  # the thread clock begin_segment read: no extra system call
         response: Any = None
         error: BaseException | None = None
         try:
@@ -326,11 +346,21 @@ class LedgerMiddleware:
             raise
         finally:
             end_segment()
-            # all of this thread's CPU (waits included), to leave other threads' CPU
-            # as the process's CPU minus it: see ProcessCpu
-            acct.loop_ns += thread_time_ns() - own_t0
+            # this thread's CPU in the view, and all the CPU charged to the request meanwhile
+            # (helper threads too): the request's CPU in the view is their maximum
+            seg_ns = SEGMENT.t0 - seg_t0
+            in_view = request_cpu_ns(seg_ns, acct.cpu_ns - charged0)
             self._end(
-                collector, acct, token, context, request, scope, response, error, profiler, True
+                collector,
+                acct,
+                token,
+                context,
+                request,
+                scope,
+                response,
+                error,
+                profiler,
+                (own_t0, seg_ns, in_view),
             )
         return response
 
@@ -348,9 +378,13 @@ class LedgerMiddleware:
             task = asyncio.current_task()
             coro = task.get_coro() if task is not None else None
             wrapped = type(coro) is TimedCoroutine
-            if wrapped:  # the task was timed from its creation: queueing before us counts
+            if wrapped and not getattr(coro, "claimed", False):
+                # the task was timed from its creation, for this request (the first it
+                # serves, as the ASGI middleware claims it): queueing before us counts
+                with contextlib.suppress(AttributeError):
+                    coro.claimed = True  # type: ignore[union-attr]
                 start_ns, busy_start = coro.created_ns, coro.busy_at_create_ns  # type: ignore[union-attr]
-            else:
+            else:  # a task serving several requests in turn, or one made before us
                 start_ns, busy_start = time_ns(), None
             scope = request_scope(request)
             acct, token = collector.begin(scope, loop_state, start_ns, busy_start)
@@ -374,7 +408,7 @@ class LedgerMiddleware:
         finally:
             end_segment()
             self._end(
-                collector, acct, token, context, request, scope, response, error, profiler, False
+                collector, acct, token, context, request, scope, response, error, profiler, None
             )
         return response
 
@@ -400,8 +434,11 @@ class LedgerMiddleware:
         response: Any,
         error: BaseException | None,
         profiler: Any,
-        threaded: bool,
+        threaded: tuple[int, int, int] | None,
     ) -> None:
+        """Book the request (or hand it to the streaming body). ``threaded``: WSGI
+        accounting's this-thread clock at begin, its CPU in the view, and the request's
+        CPU in the view, all threads (None under ASGI)."""
         t1 = perf_counter_ns()
         try:
             summary = collector.profiler.stop(profiler) if profiler is not None else None
@@ -414,9 +451,13 @@ class LedgerMiddleware:
             if error is None and raised is not None and (status is None or status >= 500):
                 error = raised
             route = route_template(request)
-            if route:
-                scope["route"] = _Route(route)
             acct.overhead_ns += perf_counter_ns() - t1
+            if threaded is not None:
+                # all of the request's CPU (waits included), to leave other threads' CPU
+                # as the process's CPU minus it: see latency_ledger.collect.threads. Ours
+                # around the view is this thread's only; in the view, helpers' too.
+                own_t0, seg_ns, in_view = threaded
+                acct.loop_ns += thread_time_ns() - own_t0 - seg_ns + in_view
             if (
                 error is None
                 and status is not None
@@ -425,22 +466,37 @@ class LedgerMiddleware:
             ):
                 # the body is produced after we return: book the request when it ends
                 collector.detach(acct)
-                finisher = _Finisher(collector, acct, context, scope, status, threaded)
+                finisher = _Finisher(
+                    collector, acct, context, scope, status, route, threaded is not None
+                )
                 finisher.profile = summary
                 if response.is_async:
                     response.streaming_content = _AsyncStream(response.streaming_content, finisher)
                 else:
                     response.streaming_content = _SyncStream(response.streaming_content, finisher)
             else:
-                collector.finish(acct, scope, status, error, summary)
+                collector.finish(acct, scope, status, error, summary, route=route)  # detaches
         except Exception:
             self._count_error()
             with contextlib.suppress(Exception):
                 collector.abandon(acct, scope)
-        finally:
             with contextlib.suppress(Exception):
                 collector.detach(acct)
+        finally:
             CURRENT.reset(token)
+
+
+class _ScopeRoute:
+    """``scope["route"]`` as the ASGI collector reads it (``.path``, as Starlette's route).
+
+    Only for the nested case (Django's ASGI app inside the ASGI ``LedgerMiddleware``),
+    whose ``Collector.finish`` call is not ours to give ``route=``.
+    """
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
 
 
 def _name_outer(request: HttpRequest) -> None:
@@ -449,4 +505,4 @@ def _name_outer(request: HttpRequest) -> None:
     if isinstance(scope, dict) and "route" not in scope:
         route = route_template(request, with_prefix=False)
         if route:
-            scope["route"] = _Route(route)
+            scope["route"] = _ScopeRoute(route)

@@ -23,6 +23,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 MAX_NAME_CHARS = 200
+MAX_CACHED_NAMES = 1024
+_INTERNAL = trace.SpanKind.INTERNAL
 _RENDERING = otel_context.create_key("latency_ledger_django.rendering")
 
 
@@ -42,6 +44,17 @@ class RenderTracer:
     def __init__(self) -> None:
         self.tracer: Any = None
         self.errors = 0
+        # template name -> (span name, attributes): never written to, shared by its spans
+        self._names: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def _described(self, name: str) -> tuple[str, dict[str, Any]]:
+        described = self._names.get(name)
+        if described is None:
+            described = (f"render {name}", {"django.template.name": name})
+            if len(self._names) >= MAX_CACHED_NAMES:  # string templates can be many
+                self._names.clear()
+            self._names[name] = described
+        return described
 
     def wrap(self, render: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(render)
@@ -50,12 +63,12 @@ class RenderTracer:
             if tracer is None or otel_context.get_value(_RENDERING):
                 return render(template, *args, **kwargs)
             try:
-                name = template_name(template)
-                span = tracer.start_span(
-                    f"render {name}",
-                    kind=trace.SpanKind.INTERNAL,
-                    attributes={"django.template.name": name},
-                )
+                span_name, attrs = self._described(template_name(template))
+                start_clean = getattr(tracer, "start_clean_span", None)
+                if start_clean is not None:  # the collector's: attributes shared, not copied
+                    span = start_clean(span_name, _INTERNAL, attrs)
+                else:
+                    span = tracer.start_span(span_name, kind=_INTERNAL, attributes=attrs)
                 ctx = otel_context.set_value(_RENDERING, True, trace.set_span_in_context(span))
                 token = otel_context.attach(ctx)
             except Exception:
