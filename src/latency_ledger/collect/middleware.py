@@ -154,8 +154,11 @@ class LedgerMiddleware:
                 with contextlib.suppress(Exception):
                     collector.abandon(acct, scope)
             finally:
-                with contextlib.suppress(Exception):
-                    collector.detach(acct)
+                if acct.otel_token is not None:  # finish detaches; this is for when it failed
+                    try:
+                        collector.detach(acct)
+                    except Exception:
+                        collector.stats.errors += 1
                 CURRENT.reset(token)
 
 
