@@ -479,3 +479,26 @@ def test_server_span_fast_encoding_equals_the_readable_spans(
     )
     assert fast == encode_span_json(readable)
     json.loads(fast)
+
+
+def test_after_fork_gives_a_new_sink_and_our_exporter_anew(tmp_path: Path) -> None:
+    # Expected (what a forked child runs): counters restart, the sink and the exporter we
+    # made are new (the file exporter's name carries the pid); an exporter the app gave
+    # is kept. A real os.fork() is exercised in plugins/django/tests/test_fork.py.
+    config = CollectConfig(output_dir=tmp_path, set_global_provider=False)
+    ours = Collector(config, load_plugins=False)
+    given = InMemorySpanExporter()
+    theirs = Collector(config, exporter=given, load_plugins=False)
+    try:
+        old_sink, old_exporter = ours.sink, ours.sink.exporter
+        ours.stats.requests = 5
+        ours.after_fork()
+        theirs.after_fork()
+        assert ours.stats.requests == 0
+        assert ours.sink is not old_sink
+        assert type(ours.sink.exporter) is JsonLinesFileExporter
+        assert ours.sink.exporter is not old_exporter
+        assert theirs.sink.exporter is given
+    finally:
+        ours.shutdown()
+        theirs.shutdown()

@@ -21,6 +21,7 @@ ASGI lifespan shutdown). Settings come from ``LATENCY_LEDGER_<FIELD>`` variables
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from typing import Any, TypeVar
 
@@ -49,6 +50,16 @@ class _Default:
     lock = threading.Lock()
     collector: Collector | None = None
     atexit_registered = False
+
+
+def _new_lock_in_child() -> None:
+    # a lock another thread held at the fork stays held in the child: a new one, as
+    # nothing else runs in the child yet
+    _Default.lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def default_collector(config: CollectConfig | None = None, app_title: str | None = None) -> Any:

@@ -22,7 +22,8 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from time import perf_counter_ns, time_ns
 from typing import Any
 
@@ -176,6 +177,22 @@ class LedgerSpanProcessor(SpanProcessor):
         return True
 
 
+# Every collector not yet garbage: a forked child re-arms each (Collector.after_fork).
+_LIVE: weakref.WeakSet[Collector] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for collector in list(_LIVE):
+        try:
+            collector.after_fork()
+        except Exception as exc:  # never into the server's fork
+            _log.warning("latency-ledger: re-arming a collector after fork failed: %r", exc)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _address(scope: Mapping[str, Any]) -> str | None:
     address = scope.get("server")
     return str(address[0]) if address and address[0] is not None else None
@@ -219,13 +236,16 @@ class Collector:
         # what the plugins' instrumentations get: light child spans where possible
         self.span_provider = LightTracerProvider(provider, self)
         self.service = str(provider.resource.attributes.get("service.name", "app"))
+        # an exporter we make, we make again in a forked child (see after_fork)
+        self._make_exporter: Callable[[], Any] | None = None
         if exporter is None:
             factory = otlp_endpoint_exporter(env)
-            exporter = (
-                factory()
-                if factory is not None
-                else JsonLinesFileExporter(config.output_dir, max_file_bytes=config.max_file_bytes)
+            self._make_exporter = factory or (
+                lambda: JsonLinesFileExporter(
+                    config.output_dir, max_file_bytes=config.max_file_bytes
+                )
             )
+            exporter = self._make_exporter()
         self.sink = SpanSink(
             exporter,
             stats=self.stats,
@@ -250,6 +270,7 @@ class Collector:
         )
         self.hooks.install()
         self.step_cost_ns = calibrate_step_cost()
+        _LIVE.add(self)
         self.plugins: list[Any] = []
         self.rules: tuple[Any, ...] = ()
         self._classify: Any = None
@@ -570,6 +591,19 @@ class Collector:
         return False
 
     # -- lifecycle ---------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        """In a child made by ``os.fork()`` (gunicorn workers, ``--preload``, uWSGI): a new
+        sink, and a new exporter if we made it (the JSON lines file is named by process id
+        and must not be shared; an OTLP/HTTP exporter must not share pooled connections;
+        an exporter the app gave us is kept). Counters restart: they are per process.
+        Everything else (provider, plugins' patches, hooks) is plain memory and stays."""
+        if self.closed:
+            return
+        for field in CollectorStats.FIELDS:
+            setattr(self.stats, field, 0)
+        make = self._make_exporter
+        self.sink = self.sink.forked(make() if make is not None else self.sink.exporter)
 
     def flush(self) -> None:
         self.sink.drain()

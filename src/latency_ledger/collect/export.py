@@ -139,6 +139,17 @@ class SpanSink:
         if len(queue) >= BATCH_SPANS and not self._wake.is_set():
             self._wake.set()
 
+    def forked(self, exporter: Any) -> SpanSink:
+        """This sink as a forked child needs it: empty (what was buffered at the fork is
+        the parent's to write), with new locks and its own export thread (started on
+        first use), writing to ``exporter``. The old sink is dropped, not closed: closing
+        could wait on a lock the parent's export thread held at the fork."""
+        return SpanSink(exporter, stats=self._stats, max_spans=self._max, interval_s=self._interval)
+
+    @property
+    def exporter(self) -> Any:
+        return self._exporter
+
     @property
     def encoding(self) -> bool:
         """True when spans are encoded as they are put (the JSON lines exporter)."""

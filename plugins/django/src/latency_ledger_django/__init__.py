@@ -11,8 +11,8 @@ database spans with sanitized SQL; template renders are INTERNAL spans. Traces g
 the ASGI collector sends them (``./ledger-traces/`` by default, see
 ``latency_ledger.collect``). Modules: :mod:`.middleware` (the middleware), :mod:`.settings`
 (``LATENCY_LEDGER`` and the environment), :mod:`.plugin` (the ``latency_ledger.plugins``
-entry point, switching on :mod:`.database` and :mod:`.templates`), :mod:`.forking` (a
-collector made before a pre-forking server forks gets a new export path in each worker).
+entry point, switching on :mod:`.database` and :mod:`.templates`), :mod:`.forking` (the
+middleware's lock after a pre-forking server forks; the collector re-arms itself).
 Thread-per-request queueing comes from ``latency_ledger.collect.threads``.
 
 The middleware is imported lazily: the offline analyzer loads every plugin through the
