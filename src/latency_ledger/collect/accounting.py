@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import ContextVar
 from time import perf_counter_ns, thread_time_ns, time_ns
+from types import CoroutineType
 from typing import Any, ClassVar
 
 
@@ -252,7 +253,8 @@ class _TaskFactory:
         self.previous = previous
 
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-        if type(coro) is not TimedCoroutine and asyncio.iscoroutine(coro):
+        kind = type(coro)  # a native coroutine, the usual case, without iscoroutine's call
+        if kind is CoroutineType or (kind is not TimedCoroutine and asyncio.iscoroutine(coro)):
             coro = TimedCoroutine(coro, self.state)
         if self.previous is not None:
             return self.previous(loop, coro, **kwargs)

@@ -549,9 +549,12 @@ class JsonLinesFileExporter:
 
     def export_encoded(self, groups: Sequence[bytes], spans: Sequence[bytes]) -> Any:
         """Write one line from :meth:`encode_one` results, spans grouped by their head."""
-        by_head: dict[bytes, list[bytes]] = {}
-        for head, span in zip(groups, spans, strict=True):
-            by_head.setdefault(head, []).append(span)
+        if groups and groups.count(groups[0]) == len(groups):  # one resource and scope
+            by_head = {groups[0]: list(spans)}
+        else:
+            by_head = {}
+            for head, span in zip(groups, spans, strict=True):
+                by_head.setdefault(head, []).append(span)
         parts = [
             head + b',"spans":[' + b",".join(items) + b"]}]}" for head, items in by_head.items()
         ]

@@ -56,13 +56,17 @@ _INSTRUMENTATION = "opentelemetry.instrumentation.sqlalchemy"
 # connection takes ~50-100 us here; a PostgreSQL connection or a wait for a free one, ms).
 POOL_WAIT_MIN_NS = 100_000
 _DIALECT_METHODS = ("do_execute", "do_execute_no_params", "do_executemany")
+_SEEN = "_latency_ledger_seen"
 
 
 class SQLAlchemyPlugin(LibraryPlugin):
     def __init__(self) -> None:
         super().__init__(name="sqlalchemy", library="sqlalchemy")
         self._tracer: Any = None
-        self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
+        # marks the engines this instrumentation has seen (an attribute on the engine: a
+        # dict lookup per connect, where a WeakSet check makes a weakref each time); a
+        # new token per instrument(), so engines are seen anew after uninstrument
+        self._token = object()
         self._connect_attrs: weakref.WeakKeyDictionary[Any, dict[str, Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -84,11 +88,11 @@ class SQLAlchemyPlugin(LibraryPlugin):
 
     def _connect_function(self) -> Any:
         original = self._original_connect
-        seen = self._seen
+        token = self._token
         plugin = self
 
         def connect(engine: Any, *args: Any, **kwargs: Any) -> Any:
-            if engine not in seen:
+            if engine.__dict__.get(_SEEN) is not token:
                 plugin._discover(engine)
             start = time_ns()
             cpu = thread_time_ns()
@@ -124,7 +128,7 @@ class SQLAlchemyPlugin(LibraryPlugin):
 
     def _discover(self, engine: Any) -> None:
         try:
-            self._seen.add(engine)
+            engine.__dict__[_SEEN] = self._token
             dialect = engine.dialect
             if any(ref() is dialect for ref in self._dialects):
                 return
@@ -148,7 +152,7 @@ class SQLAlchemyPlugin(LibraryPlugin):
                 for name in _DIALECT_METHODS:
                     dialect.__dict__.pop(name, None)  # the class's method shows again
         self._dialects.clear()
-        self._seen = weakref.WeakSet()
+        self._token = object()
         self._connect_attrs = weakref.WeakKeyDictionary()
 
     def classify_rules(self) -> Sequence[Any]:
