@@ -210,5 +210,7 @@ def test_n_plus_one_found_with_its_count(
     assert search["database"] > search["interpreter"]
     checkout = by_name["POST /checkout"].ledger_ns["p50"]
     assert checkout["interpreter"] >= 15_000_000
-    assert checkout["database"] < 2_000_000
+    # one query against ~20 ms of pricing: relative, as a loaded machine can stretch the
+    # query's wall time (it was seen at 2.2-3.4 ms) but not make it rival the pricing
+    assert checkout["database"] < checkout["interpreter"] / 4
     assert report.inputs.problems == ()
