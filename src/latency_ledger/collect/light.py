@@ -100,7 +100,7 @@ class LightSpan(trace.Span):
         if attributes:
             self.set_attributes(attributes)
         self.status = UNSET_STATUS
-        self.events: list[Event] = []
+        self.events: list[Event] | tuple[()] = ()  # a list once an event is added
         self._context: SpanContext | None = None
         self.start_time = start_time or time_ns()
         if kind in _WAIT_KINDS:
@@ -167,7 +167,13 @@ class LightSpan(trace.Span):
         self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
     ) -> None:
         if self.end_time is None:
-            self.events.append(Event(name, attributes, timestamp or time_ns()))
+            self._add_event(Event(name, attributes, timestamp or time_ns()))
+
+    def _add_event(self, event: Event) -> None:
+        events = self.events
+        if type(events) is tuple:
+            events = self.events = []
+        events.append(event)  # type: ignore[union-attr]
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         return None  # links are not recorded on light spans (no instrumentation we load adds them)
@@ -200,7 +206,7 @@ class LightSpan(trace.Span):
         if attributes:
             event = Event(event.name, {**(event.attributes or {}), **attributes}, event.timestamp)
         if self.end_time is None:
-            self.events.append(event)
+            self._add_event(event)
 
 
 class LightTracer(trace.Tracer):
@@ -263,10 +269,15 @@ class LightTracer(trace.Tracer):
         shared between spans (never written to here), so no per-span copy or filter."""
         acct: Any = CURRENT.get() or SEGMENT.acct
         if acct is not None and getattr(acct, "light", False) and not acct.finished:
-            try:
-                ok, parent = self._light_parent(acct)
-                if ok:
-                    return LightSpan(self, acct, parent, name, kind, None, None, attributes)
+            try:  # _light_parent, written out: this runs for every statement
+                current = trace.get_current_span()
+                if type(current) is not LightSpan:
+                    current = getattr(current, "_span", current)
+                if type(current) is LightSpan:
+                    if current.acct is acct:
+                        return LightSpan(self, acct, current, name, kind, None, None, attributes)
+                elif current.get_span_context().span_id == acct.server_id:
+                    return LightSpan(self, acct, None, name, kind, None, None, attributes)
             except Exception:
                 self.collector.stats.errors += 1
         return self._tracer.start_span(name, None, kind, attributes)  # type: ignore[no-any-return]

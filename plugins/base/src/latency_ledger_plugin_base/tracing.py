@@ -129,6 +129,12 @@ class SanitizingTracer(trace.Tracer):
         self._start_clean = getattr(tracer, "start_clean_span", None)
         self._record_wait = getattr(tracer, "record_wait", None)
 
+    @property
+    def clean_span_starter(self) -> Any:
+        """:meth:`start_clean_span` itself, or the wrapped tracer's when it has one: what a
+        plugin's per-statement hot path holds, one call shorter."""
+        return self._start_clean or self.start_clean_span
+
     def start_clean_span(self, name: str, kind: SpanKind, attributes: dict[str, Any]) -> Span:
         """A span whose ``attributes`` went through :func:`clean_attributes` already and
         are shared between spans (a plugin's per-statement cache): no per-span pass over

@@ -101,7 +101,7 @@ class StatementSpans:
         self._error = StatusCode.ERROR
         self._status = Status
         # our sanitizing tracer's hot path, or a plain start_span for any other tracer
-        start = getattr(tracer, "start_clean_span", None)
+        start = getattr(tracer, "clean_span_starter", None)
         self._start: Callable[[str, Any, dict[str, Any]], Any] = start or (
             lambda name, kind, attributes: tracer.start_span(name, kind=kind, attributes=attributes)
         )
@@ -120,53 +120,50 @@ class StatementSpans:
         tracer._set_db_client_span_attributes(recorder, statement, db_name, attrs)
         return tracer._operation_name(db_name, statement), clean_attributes(recorder.attributes)
 
-    def _begin(self, cursor: Any, statement: Any, context: Any) -> Any:
-        try:
-            if not self._enabled():
-                return None
-            described = self.cache.get(statement)
-            if described is None:
-                described = self.describe(cursor, statement, context)
-                if len(self.cache) >= MAX_CACHED_STATEMENTS:
-                    self.cache.clear()
-                self.cache[statement] = described
-            return self._start(described[0], self._client, described[1])
-        except Exception as exc:
-            self._plugin.report("statement", f"could not start a statement span: {exc}", exc)
-            return None
-
-    def _fail(self, span: Any, exc: BaseException) -> None:
-        try:
-            span.set_status(self._status(self._error, str(exc)))
-            span.end()
-        except Exception as error:
-            self._plugin.report("statement", f"could not end a statement span: {error}", error)
-
-    def _end(self, span: Any) -> None:
-        try:
-            span.end()
-        except Exception as error:
-            self._plugin.report("statement", f"could not end a statement span: {error}", error)
+    def _describe_cached(self, cursor: Any, statement: Any, context: Any) -> Any:
+        described = self.describe(cursor, statement, context)
+        if len(self.cache) >= MAX_CACHED_STATEMENTS:
+            self.cache.clear()
+        self.cache[statement] = described
+        return described
 
     def wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
         """``method`` (a dialect's bound ``do_execute*``) recording one span per call.
 
         All three take ``(cursor, statement, ...)`` first and ``context`` last. (A
         ``DialectEvents.do_execute`` listener that runs the statement itself bypasses these
-        methods, so its statements are not traced.)"""
-        begin, end, fail = self._begin, self._end, self._fail
+        methods, so its statements are not traced.) Written as one function: it runs for
+        every statement, and each helper call would add to every query's cost."""
+        enabled, cache, start, client = self._enabled, self.cache, self._start, self._client
+        describe, report = self._describe_cached, self._plugin.report
+        error_status, status = self._error, self._status
 
         def execute(cursor: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
-            context = kwargs.get("context", args[-1] if args else None)
-            span = begin(cursor, statement, context)
+            span = None
+            try:
+                if enabled():
+                    described = cache.get(statement)
+                    if described is None:
+                        context = kwargs.get("context", args[-1] if args else None)
+                        described = describe(cursor, statement, context)
+                    span = start(described[0], client, described[1])
+            except Exception as exc:  # the statement runs untraced, never fails for us
+                report("statement", f"could not start a statement span: {exc}", exc)
             if span is None:
                 return method(cursor, statement, *args, **kwargs)
             try:
                 result = method(cursor, statement, *args, **kwargs)
             except BaseException as exc:
-                fail(span, exc)
+                try:
+                    span.set_status(status(error_status, str(exc)))
+                    span.end()
+                except Exception as error:
+                    report("statement", f"could not end a statement span: {error}", error)
                 raise
-            end(span)
+            try:
+                span.end()
+            except Exception as error:
+                report("statement", f"could not end a statement span: {error}", error)
             return result
 
         execute.__name__ = getattr(method, "__name__", "do_execute")
