@@ -53,6 +53,7 @@ class TraceWriter:
         cpu_ns: int | None,
         children: list[tuple[int, int, dict[str, Any]]],
         index: int,
+        overhead_ns: int | None = None,
     ) -> None:
         """``children``: (start offset ns, duration ns, attributes) of CLIENT spans."""
         trace_id = self._id(32)
@@ -65,6 +66,8 @@ class TraceWriter:
         }
         if cpu_ns is not None:
             attrs |= {"ledger.cpu_ns": cpu_ns, "ledger.queueing_ns": 0}
+        if overhead_ns is not None:
+            attrs["ledger.overhead_ns"] = overhead_ns
         spans = [
             {
                 "traceId": trace_id,
@@ -195,3 +198,13 @@ def test_cpu_not_measured_is_an_upper_bound(report: Report) -> None:
     assert stats.verdict is not None
     assert stats.verdict.upper_bound
     assert "upper bound" in stats.verdict.summary
+
+
+def test_collector_overhead_is_the_mean_over_requests_that_recorded_it(tmp_path: Path) -> None:
+    # Expected: (100 + 300) / 2 us; the request with no ledger.overhead_ns is not counted.
+    writer = TraceWriter()
+    for index, overhead in enumerate((100_000, 300_000, None)):
+        writer.request(service="svc", route="/x", wall_ns=MS, cpu_ns=MS // 2, children=[],
+                       index=index, overhead_ns=overhead)  # fmt: skip
+    report = analyze([writer.write(tmp_path / "t.jsonl")])
+    assert report.inputs.collector_overhead_ns == 200_000

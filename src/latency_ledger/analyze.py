@@ -57,12 +57,16 @@ def analyze(
     collector: dict[tuple[str, str], int] = {}
     unbooked = 0
     requests = 0
+    overhead_ns = overhead_requests = 0
 
     for trace in read_traces(paths, stats=stats, idle_spans=options.idle_spans, on_bytes=on_bytes):
         booked = book_trace(trace, rules=rules)
         unbooked += booked.unbooked_spans
         for request in booked.requests:
             requests += 1
+            if request.collector_overhead_ns:
+                overhead_ns += request.collector_overhead_ns
+                overhead_requests += 1
             aggregator.add(request)
             findings.add(request)
         # Collector counters and profiles ride on SERVER spans; only those are looked at.
@@ -116,5 +120,6 @@ def analyze(
         skipped=dict(sorted(skipped.items())),
         problems=tuple(stats.problems[:MAX_PROBLEMS]),
         collector=dict(sorted(collector_totals.items())),
+        collector_overhead_ns=overhead_ns // overhead_requests if overhead_requests else None,
     )
     return Report(inputs=inputs, overall=overall, endpoints=tuple(endpoints))

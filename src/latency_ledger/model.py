@@ -262,6 +262,8 @@ class InputSummary:
     skipped: Mapping[str, int]  # reason -> count
     problems: tuple[str, ...] = ()  # first few one-line messages, "file:line: problem"
     collector: Mapping[str, int] = field(default_factory=dict)  # dropped spans, errors...
+    # the in-app collector's own measured cost, mean per request that recorded it
+    collector_overhead_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -85,7 +85,17 @@ def test_top_level_and_inputs_shape(report: Report) -> None:
             "traces/shop-2.jsonl:17: span 9f2c01aa44b0e3d1 has no end time",
         ],
         "collector": {"dropped_spans": 12},
+        "collector_overhead_us": None,  # no collector recorded its cost here
     }
+
+
+def test_collector_overhead_in_microseconds(report: Report) -> None:
+    from dataclasses import replace
+
+    doc = report_to_json(
+        replace(report, inputs=replace(report.inputs, collector_overhead_ns=116_749))
+    )
+    assert doc["inputs"]["collector_overhead_us"] == 116.7
 
 
 def test_every_endpoint_has_the_contract_keys(report: Report) -> None:

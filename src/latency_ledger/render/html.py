@@ -428,6 +428,7 @@ class _InputsView:
     skipped: tuple[tuple[str, str], ...]
     problems: tuple[str, ...]
     collector: tuple[tuple[str, str], ...]
+    collector_overhead: str | None
     measured: int
     bounded: int
     from_totals: int
@@ -458,6 +459,11 @@ def _inputs_view(report: Report) -> _InputsView:
         problems=inputs.problems,
         collector=tuple(
             (k.replace("_", " "), fmt.count(v)) for k, v in inputs.collector.items() if v
+        ),
+        collector_overhead=(
+            fmt.ms(inputs.collector_overhead_ns)
+            if inputs.collector_overhead_ns is not None
+            else None
         ),
         measured=sum(1 for e in report.endpoints if e.cpu_measured),
         bounded=sum(1 for e in report.endpoints if not e.cpu_measured),

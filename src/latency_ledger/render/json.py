@@ -10,7 +10,8 @@ rounded latency when the ledger sums to it as ``EndpointStats`` promises.
 Shape (abridged)::
 
     {"schema": "latency-ledger/1",
-     "inputs": {"files", "spans", "traces", "requests", "skipped", "problems", "collector"},
+     "inputs": {"files", "spans", "traces", "requests", "skipped", "problems", "collector",
+                "collector_overhead_us"},
      "overall": <endpoint>,
      "endpoints": [<endpoint>, ...]}
     <endpoint> = {"service", "endpoint", "count", "errors", "cpu_measured", "from_totals",
@@ -119,6 +120,12 @@ def _inputs(inputs: InputSummary) -> dict[str, Any]:
         "skipped": dict(inputs.skipped),
         "problems": list(inputs.problems),
         "collector": dict(inputs.collector),
+        # microseconds, not ms: a collector's cost per request is tens of them
+        "collector_overhead_us": (
+            round(inputs.collector_overhead_ns / 1000, 1)
+            if inputs.collector_overhead_ns is not None
+            else None
+        ),
     }
 
 

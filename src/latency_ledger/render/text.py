@@ -207,4 +207,9 @@ def _input_lines(report: Report, width: int) -> list[str]:
             f"{clean(k, one_line=True).replace('_', ' ')} ({v:,})" for k, v in dropped.items()
         )
         lines.extend(textwrap.wrap(f"collector: {what}", width, subsequent_indent="  "))
+    if inputs.collector_overhead_ns is not None:
+        lines.append(
+            f"collector's own measured cost: {inputs.collector_overhead_ns / 1000:,.0f} us "
+            "per request (mean)"
+        )
     return lines
