@@ -50,7 +50,10 @@ ENDPOINTS = ("/hello", "/one")
 # -- the app ------------------------------------------------------------------------
 
 
-def build_app(variant: str, out_dir: Path, db_path: Path) -> Any:
+def build_app(
+    variant: str, out_dir: Path, db_path: Path, overrides: dict[str, Any] | None = None
+) -> Any:
+    """``overrides``: CollectConfig fields for the ``ours`` variants (bench_instructions.py)."""
     from fastapi import FastAPI
     from sqlalchemy import create_engine, text
 
@@ -87,7 +90,8 @@ def build_app(variant: str, out_dir: Path, db_path: Path) -> Any:
         from latency_ledger.collect import CollectConfig, instrument
 
         keep = "all" if variant == "ours_all" else "sampled"
-        instrument(app, config=CollectConfig(output_dir=out_dir, keep_spans=keep))
+        config = CollectConfig(output_dir=out_dir, keep_spans=keep, **(overrides or {}))
+        instrument(app, config=config)
         engine = create_engine(f"sqlite:///{db_path}")
     else:
         engine = create_engine(f"sqlite:///{db_path}")
