@@ -57,7 +57,12 @@ def summarize_records(frame_records: Any, sample_count: int) -> str:
             continue
         bucket = stack_bucket(stack, _ROOTS)
         buckets[bucket] += seconds
-        leaf = stack[-1].split("\x00")
+        # a sample inside a C builtin (time.thread_time_ns, dict.get...) is its Python
+        # caller's work: name the caller, as "where the time goes" means the code to read
+        depth = len(stack) - 1
+        while depth > 0 and "\x00<built-in>\x00" in stack[depth]:
+            depth -= 1
+        leaf = stack[depth].split("\x00")
         where = leaf[1].rsplit("/", 1)[-1] if len(leaf) > 1 else ""
         top[f"{leaf[0]} ({where})"[:MAX_FUNCTION_CHARS]] += seconds
     doc: dict[str, Any] = {
