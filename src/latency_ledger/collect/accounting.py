@@ -121,8 +121,9 @@ def resume_after_wait(acct: Account) -> None:
         acct.depth -= 1
 
 
-def _end_begun_step(seg: _Segment, wall_ns: int) -> None:
-    """A step that began with no request but charged one from mid-step (begin_segment)."""
+def _end_step(seg: _Segment, wall_ns: int) -> None:
+    """Charge the step that just ended to the account this thread is charging (set at
+    the step's start, or mid-step by :func:`begin_segment`) and stop charging it."""
     acct = seg.acct
     assert acct is not None
     now = thread_time_ns()
@@ -150,64 +151,19 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
         self.busy_at_create_ns = state.busy_ns
         self.claimed = False  # by the first request served in this task (the middleware)
 
-    # send/__next__/throw repeat the same few lines on purpose: they run for every step
-    # of every task (a C Task steps a non-native coroutine through __next__, or send when
-    # a value is sent in), and a shared helper would add a Python call to each.
     def send(self, value: Any) -> Any:
         seg = SEGMENT
         acct = seg.acct = CURRENT.get()
-        if acct is None:  # a step of no request needs no CPU clock (a system call)
-            w0 = perf_counter_ns()
-            try:
-                return self._coro.send(value)
-            finally:
-                wall = perf_counter_ns() - w0
-                self._state.busy_ns += wall
-                if seg.acct is not None:  # the middleware began a request mid-step
-                    _end_begun_step(seg, wall)
         w0 = perf_counter_ns()
-        seg.t0 = thread_time_ns()
+        if acct is not None:  # a step of no request needs no CPU clock (a system call)
+            seg.t0 = thread_time_ns()
         try:
             return self._coro.send(value)
         finally:
-            now = thread_time_ns()
             wall = perf_counter_ns() - w0
             self._state.busy_ns += wall
-            acct = seg.acct  # set at the step's start, or mid-step by begin_segment
-            if acct is not None:
-                acct.loop_ns += wall
-                acct.steps += 1
-                if acct.depth == 0:
-                    acct.cpu_ns += now - seg.t0
-                seg.acct = None
-
-    def __next__(self) -> Any:
-        seg = SEGMENT
-        acct = seg.acct = CURRENT.get()
-        if acct is None:
-            w0 = perf_counter_ns()
-            try:
-                return self._coro.send(None)
-            finally:
-                wall = perf_counter_ns() - w0
-                self._state.busy_ns += wall
-                if seg.acct is not None:
-                    _end_begun_step(seg, wall)
-        w0 = perf_counter_ns()
-        seg.t0 = thread_time_ns()
-        try:
-            return self._coro.send(None)
-        finally:
-            now = thread_time_ns()
-            wall = perf_counter_ns() - w0
-            self._state.busy_ns += wall
-            acct = seg.acct
-            if acct is not None:
-                acct.loop_ns += wall
-                acct.steps += 1
-                if acct.depth == 0:
-                    acct.cpu_ns += now - seg.t0
-                seg.acct = None
+            if seg.acct is not None:
+                _end_step(seg, wall)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         seg = SEGMENT
@@ -222,14 +178,8 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
         finally:
             wall = perf_counter_ns() - w0
             self._state.busy_ns += wall
-            acct = seg.acct
-            if acct is not None:
-                now = thread_time_ns()
-                acct.loop_ns += wall
-                acct.steps += 1
-                if acct.depth == 0:
-                    acct.cpu_ns += now - seg.t0
-                seg.acct = None
+            if seg.acct is not None:
+                _end_step(seg, wall)
 
     def close(self) -> None:
         self._coro.close()
@@ -239,6 +189,9 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
 
     def __iter__(self) -> TimedCoroutine:
         return self
+
+    def __next__(self) -> Any:  # how a C Task steps a coroutine that is not native
+        return self.send(None)
 
     def __getattr__(self, name: str) -> Any:
         # cr_frame, cr_code, __qualname__... for asyncio's repr and debuggers
