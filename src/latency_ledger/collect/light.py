@@ -231,19 +231,9 @@ class LightTracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        acct: Any = CURRENT.get() or SEGMENT.acct
-        if acct is not None and getattr(acct, "light", False) and not acct.finished and not links:
-            try:
-                current = trace.get_current_span(context)
-                if type(current) is not LightSpan:  # a plugin's sanitizing wrapper around one?
-                    current = getattr(current, "_span", current)
-                if type(current) is LightSpan:
-                    if current.acct is acct:
-                        return LightSpan(self, acct, current, name, kind, attributes, start_time)
-                elif current.get_span_context().span_id == acct.server_id:
-                    return LightSpan(self, acct, None, name, kind, attributes, start_time)
-            except Exception:  # odd attributes, a foreign context: the SDK's way, not ours
-                self.collector.stats.errors += 1
+        found = None if links else self._light_request(context)
+        if found is not None:
+            return LightSpan(self, found[0], found[1], name, kind, attributes, start_time)
         return self._tracer.start_span(  # type: ignore[no-any-return]
             name,
             context,
@@ -255,31 +245,31 @@ class LightTracer(trace.Tracer):
             set_status_on_exception,
         )
 
-    def _light_parent(self, acct: Any) -> tuple[bool, LightSpan | None]:
-        """(may this request's next span be light, its light parent or None: the SERVER)."""
-        current = trace.get_current_span()
-        if type(current) is not LightSpan:  # a plugin's sanitizing wrapper around one?
-            current = getattr(current, "_span", current)
-        if type(current) is LightSpan:
-            return current.acct is acct, current
-        return current.get_span_context().span_id == acct.server_id, None
+    def _light_request(self, context: Context | None = None) -> tuple[Any, LightSpan | None] | None:
+        """(the request, the light parent or None for its SERVER span) when the next span
+        here may be light: inside a light request, under its SERVER span or one of its
+        light spans; else None (the SDK's way)."""
+        acct: Any = CURRENT.get() or SEGMENT.acct
+        if acct is None or not getattr(acct, "light", False) or acct.finished:
+            return None
+        try:
+            current = trace.get_current_span(context)
+            if type(current) is not LightSpan:  # a plugin's sanitizing wrapper around one?
+                current = getattr(current, "_span", current)
+            if type(current) is LightSpan:
+                return (acct, current) if current.acct is acct else None
+            if current.get_span_context().span_id == acct.server_id:
+                return acct, None
+        except Exception:  # odd attributes, a foreign context: the SDK's way, not ours
+            self.collector.stats.errors += 1
+        return None
 
     def start_clean_span(self, name: str, kind: SpanKind, attributes: dict[str, Any]) -> trace.Span:
         """``start_span`` for a plugin's hot path: ``attributes`` are already sanitized and
         shared between spans (never written to here), so no per-span copy or filter."""
-        acct: Any = CURRENT.get() or SEGMENT.acct
-        if acct is not None and getattr(acct, "light", False) and not acct.finished:
-            try:  # _light_parent, written out: this runs for every statement
-                current = trace.get_current_span()
-                if type(current) is not LightSpan:
-                    current = getattr(current, "_span", current)
-                if type(current) is LightSpan:
-                    if current.acct is acct:
-                        return LightSpan(self, acct, current, name, kind, None, None, attributes)
-                elif current.get_span_context().span_id == acct.server_id:
-                    return LightSpan(self, acct, None, name, kind, None, None, attributes)
-            except Exception:
-                self.collector.stats.errors += 1
+        found = self._light_request()
+        if found is not None:
+            return LightSpan(self, found[0], found[1], name, kind, None, None, attributes)
         return self._tracer.start_span(name, None, kind, attributes)  # type: ignore[no-any-return]
 
     def record_wait(
@@ -290,33 +280,28 @@ class LightTracer(trace.Tracer):
         end_ns: int,
         cpu_ns: int,
         error: BaseException | None = None,
-    ) -> None:
-        """A CLIENT span for a wait that already happened (a slow pool checkout, timed by
-        the plugin without a span because most are too short to matter), with ``cpu_ns``,
-        the CPU this thread spent inside it, taken back out of the request's CPU."""
-        acct: Any = CURRENT.get() or SEGMENT.acct
-        if acct is not None and getattr(acct, "light", False) and not acct.finished:
-            try:
-                ok, parent = self._light_parent(acct)
-                if ok:
-                    charged = acct.depth == 0 and SEGMENT.acct is acct
-                    span = LightSpan(
-                        self, acct, parent, name, SpanKind.CLIENT, None, start_ns, attributes
-                    )
-                    if error is not None:
-                        span.record_exception(error)
-                        span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
-                    span.end(end_ns)
-                    if charged:  # the span's pause just charged the wait's CPU: undo that
-                        acct.cpu_ns = max(0, acct.cpu_ns - cpu_ns)
-                    return
-            except Exception:
-                self.collector.stats.errors += 1
-        span = self._tracer.start_span(name, None, SpanKind.CLIENT, attributes, None, start_ns)
-        if error is not None:
-            span.record_exception(error)
-            span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
-        span.end(end_ns)
+    ) -> bool:
+        """A light CLIENT span for a wait that already happened (a slow pool checkout,
+        timed by the plugin without a span because most are too short to matter), with
+        ``cpu_ns``, the CPU this thread spent inside it, taken back out of the request's
+        CPU. False when the span may not be light here: the caller records an SDK span."""
+        found = self._light_request()
+        if found is None:
+            return False
+        acct, parent = found
+        try:
+            charged = acct.depth == 0 and SEGMENT.acct is acct
+            span = LightSpan(self, acct, parent, name, SpanKind.CLIENT, None, start_ns, attributes)
+            if error is not None:
+                span.record_exception(error)
+                span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+            span.end(end_ns)
+            if charged:  # the span's pause just charged the wait's CPU: undo that
+                acct.cpu_ns = max(0, acct.cpu_ns - cpu_ns)
+        except Exception:
+            self.collector.stats.errors += 1
+            return False
+        return True
 
     # The API's own decorator, so this also works on async functions like the SDK's.
     @_agnosticcontextmanager

@@ -157,9 +157,8 @@ class SanitizingTracer(trace.Tracer):
         ``cpu_ns`` is this thread's CPU inside it, which a collector keeps out of the
         request's interpreter time."""
         record = self._record_wait
-        if record is not None:
-            record(name, attributes, start_ns, end_ns, cpu_ns, error)
-            return
+        if record is not None and record(name, attributes, start_ns, end_ns, cpu_ns, error):
+            return  # a collector's light span
         span = self._tracer.start_span(
             name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns
         )
