@@ -198,6 +198,26 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
         return getattr(object.__getattribute__(self, "_coro"), name)
 
 
+def request_start() -> tuple[TimedCoroutine | None, int, int | None]:
+    """For a request starting in the current task: (the task's ``TimedCoroutine`` or None
+    when its steps are not timed, when the request started, the loop's ``busy_ns`` then
+    or None for now).
+
+    The first request served in a timed task claims the task's creation as its start: the
+    server made the task for it, so queueing before its first step counts too. A later
+    request in the same task (a server serving requests in turn in one task), or one in a
+    task made before our factory, starts now.
+    """
+    task = asyncio.current_task()
+    coro = task.get_coro() if task is not None else None
+    if type(coro) is not TimedCoroutine:
+        return None, time_ns(), None
+    if coro.claimed:
+        return coro, time_ns(), None
+    coro.claimed = True
+    return coro, coro.created_ns, coro.busy_at_create_ns
+
+
 class _TaskFactory:
     __slots__ = ("previous", "state")
 

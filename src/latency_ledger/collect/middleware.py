@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
-from time import perf_counter_ns, time_ns
+from time import perf_counter_ns
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -29,6 +29,7 @@ from latency_ledger.collect.accounting import (
     TimedCoroutine,
     begin_segment,
     end_segment,
+    request_start,
 )
 from latency_ledger.collect.config import CollectConfig
 
@@ -92,15 +93,8 @@ class LedgerMiddleware:
         try:
             collector = self._get_collector()
             loop_state = collector.hooks.ensure_loop(asyncio.get_running_loop())
-            task = asyncio.current_task()
-            coro = task.get_coro() if task is not None else None
-            wrapped = type(coro) is TimedCoroutine
-            if wrapped and not coro.claimed:  # type: ignore[union-attr]
-                # the server made this task for this request: its life starts at creation
-                coro.claimed = True  # type: ignore[union-attr]
-                start_ns, busy_start = coro.created_ns, coro.busy_at_create_ns  # type: ignore[union-attr]
-            else:  # a task serving several requests in turn (or one made before us)
-                start_ns, busy_start = time_ns(), None
+            timed, start_ns, busy_start = request_start()
+            wrapped = timed is not None
             acct, token = collector.begin(scope, loop_state, start_ns, busy_start)
         except Exception:
             # the collector could not start: run the app untouched

@@ -44,6 +44,7 @@ from latency_ledger.collect.accounting import (
     TimedCoroutine,
     begin_segment,
     end_segment,
+    request_start,
 )
 from latency_ledger.collect.threads import PROCESS_CPU, request_cpu_ns
 from latency_ledger_django import forking
@@ -375,17 +376,8 @@ class LedgerMiddleware:
         try:
             collector = self._get_collector()
             loop_state = collector.hooks.ensure_loop(asyncio.get_running_loop())
-            task = asyncio.current_task()
-            coro = task.get_coro() if task is not None else None
-            wrapped = type(coro) is TimedCoroutine
-            if wrapped and not getattr(coro, "claimed", False):
-                # the task was timed from its creation, for this request (the first it
-                # serves, as the ASGI middleware claims it): queueing before us counts
-                with contextlib.suppress(AttributeError):
-                    coro.claimed = True  # type: ignore[union-attr]
-                start_ns, busy_start = coro.created_ns, coro.busy_at_create_ns  # type: ignore[union-attr]
-            else:  # a task serving several requests in turn, or one made before us
-                start_ns, busy_start = time_ns(), None
+            timed, start_ns, busy_start = request_start()
+            wrapped = timed is not None
             scope = request_scope(request)
             acct, token = collector.begin(scope, loop_state, start_ns, busy_start)
             context = otel_context.get_current()
