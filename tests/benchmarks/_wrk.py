@@ -12,7 +12,9 @@ import socket
 import sqlite3
 import statistics
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 
@@ -46,6 +48,28 @@ def count_spans(out_dir: Path) -> int:
                 for ss in rs.get("scopeSpans", ()):
                     total += len(ss.get("spans", ()))
     return total
+
+
+def interleaved_rounds(
+    measure: Callable[[str, str, Path], tuple[float, float]],
+    variants: Sequence[str],
+    endpoints: Sequence[str],
+    rounds: int,
+) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """``measure(variant, endpoint, work_dir)`` -> (req/s, spans/request) for every variant
+    and endpoint, ``rounds`` times over, interleaved so slow drift on a shared machine hits
+    every variant alike; the work directory holds the one-table SQLite file."""
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        make_db(work / "bench.db")
+        for _ in range(rounds):
+            for endpoint in endpoints:
+                for variant in variants:
+                    rps, spans = measure(variant, endpoint, work)
+                    results.setdefault((variant, endpoint), []).append((rps, spans))
+                    print(f"  {variant:13} {endpoint:7} {rps:9.0f} req/s", file=sys.stderr)
+    return results
 
 
 def print_report(

@@ -35,12 +35,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _wrk import count_spans, free_port, make_db, print_report, wrk
+from _wrk import count_spans, free_port, interleaved_rounds, print_report, wrk
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("bare", "otel", "plugins", "ours_all", "ours_sampled")
@@ -171,16 +170,12 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
-    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        make_db(work / "bench.db")
-        for _ in range(args.rounds):
-            for endpoint in ENDPOINTS:
-                for variant in VARIANTS:
-                    rps, spans = measure(variant, endpoint, work, args.duration)
-                    results.setdefault((variant, endpoint), []).append((rps, spans))
-                    print(f"  {variant:13} {endpoint:7} {rps:9.0f} req/s", file=sys.stderr)
+    results = interleaved_rounds(
+        lambda variant, endpoint, work: measure(variant, endpoint, work, args.duration),
+        VARIANTS,
+        ENDPOINTS,
+        args.rounds,
+    )
 
     print()
     print_report(results, VARIANTS, ENDPOINTS)

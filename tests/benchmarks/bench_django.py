@@ -35,13 +35,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _wrk import count_spans, free_port, make_db, print_report, wrk
+from _wrk import count_spans, free_port, interleaved_rounds, print_report, wrk
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("bare", "otel", "ours_all", "ours_sampled")
@@ -195,16 +194,14 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
-    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        make_db(work / "bench.db")
-        for _ in range(args.rounds):
-            for endpoint in ENDPOINTS:
-                for variant in VARIANTS:
-                    rps, spans = measure(args.server, variant, endpoint, work, args.duration)
-                    results.setdefault((variant, endpoint), []).append((rps, spans))
-                    print(f"  {variant:13} {endpoint:7} {rps:9.0f} req/s", file=sys.stderr)
+    results = interleaved_rounds(
+        lambda variant, endpoint, work: measure(
+            args.server, variant, endpoint, work, args.duration
+        ),
+        VARIANTS,
+        ENDPOINTS,
+        args.rounds,
+    )
 
     print(
         f"\nDjango under {args.server}, wrk -t1 -c16 -d{args.duration}s, {args.rounds} round(s)\n"
