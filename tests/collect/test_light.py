@@ -28,7 +28,13 @@ from starlette.routing import Route
 from latency_ledger.classify import DEFAULT_RULES
 from latency_ledger.collect import CollectConfig, Collector, LedgerMiddleware
 from latency_ledger.collect.booking import book_request
-from latency_ledger.collect.light import LightSpan, LightTracer, book_light, model_spans
+from latency_ledger.collect.light import (
+    LightSpan,
+    LightTracer,
+    book_light,
+    classifier,
+    model_spans,
+)
 from latency_ledger.ledger import book_trace
 from latency_ledger.model import Span, SpanKind
 from latency_ledger.read import ReadStats, read_traces
@@ -333,14 +339,26 @@ def test_fast_booking_equals_book_trace_for_sequential_children(
         attributes={"ledger.cpu_ns": cpu, "ledger.queueing_ns": queueing},
         service="svc",
     )
-    fast = book_light(server, lights[::-1], rules)  # order in the list does not matter
+    classify = classifier(rules)
+    numbers = (request_start, request_end, cpu, queueing)
+    fast = book_light(*numbers, lights[::-1], classify, None, "svc")  # order does not matter
     # with the classification cache, twice (the second pass is served from it)
     classified: dict[Any, Any] = {}
-    assert book_light(server, lights, rules, classified) == fast
-    assert book_light(server, lights, rules, classified) == fast
+    assert book_light(*numbers, lights, classify, classified, "svc") == fast
+    assert book_light(*numbers, lights, classify, classified, "svc") == fast
     assert fast is not None
-    assert fast == book_request(server, model_spans(lights, server), rules)
-    assert fast.total_ns == max(0, request_end - request_start)
+    ledger = book_request(server, model_spans(lights, server), rules)
+    assert ledger is not None
+    assert ledger.cpu_measured
+    assert ledger.app_ns == 0
+    assert fast == (
+        ledger.database_ns,
+        ledger.network_ns,
+        ledger.interpreter_ns,
+        ledger.waiting_ns,
+        ledger.queueing_ns,
+    )
+    assert sum(fast[:4]) == max(0, request_end - request_start)
 
 
 def test_fast_booking_declines_overlaps_and_nesting() -> None:
@@ -358,7 +376,9 @@ def test_fast_booking_declines_overlaps_and_nesting() -> None:
     )
     first = _light("SELECT", trace.SpanKind.CLIENT, DB, 10, 30)
     overlapping = _light("GET", trace.SpanKind.CLIENT, HTTP, 20, 40)
-    assert book_light(server, [first, overlapping], DEFAULT_RULES) is None
+    classify = classifier(DEFAULT_RULES)
+    numbers = (server.start_ns, server.end_ns, 10, 0)
+    assert book_light(*numbers, [first, overlapping], classify, None, "svc") is None
     nested = _light("SELECT", trace.SpanKind.CLIENT, DB, 40, 50)
     nested.parent = first
-    assert book_light(server, [first, nested], DEFAULT_RULES) is None
+    assert book_light(*numbers, [first, nested], classify, None, "svc") is None

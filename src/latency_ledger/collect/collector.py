@@ -54,8 +54,8 @@ from latency_ledger.collect.export import (
 from latency_ledger.collect.light import (
     LightSpan,
     LightTracerProvider,
+    book_light,
     classifier,
-    light_waits,
     materialize,
     model_spans,
 )
@@ -71,7 +71,7 @@ from latency_ledger.collect.spans import (
     parent_context,
     route_template,
 )
-from latency_ledger.ledger import MAX_WALL_NS, split_measured
+from latency_ledger.ledger import split_measured
 from latency_ledger.model import Span, SpanKind
 
 _log = logging.getLogger("latency_ledger.collect")
@@ -391,22 +391,20 @@ class Collector:
         # offline ledger's book_trace otherwise.
         parts: tuple[int, int, int, int, int] | None = None
         if not children:
-            waits = (
-                light_waits(
+            parts = (
+                book_light(
                     start_ns,
-                    max(start_ns, min(end_ns, start_ns + MAX_WALL_NS)),
+                    end_ns,
+                    cpu,
+                    queueing,
                     lights,
                     self._classify,
                     self._classified,
                     self.service,
                 )
                 if lights
-                else (0, 0)
+                else (0, 0, *split_measured(wall, cpu, queueing))
             )
-            if waits is not None:
-                database, network = waits
-                own = (min(wall, MAX_WALL_NS) if lights else wall) - database - network
-                parts = (database, network, *split_measured(own, cpu, queueing))
         if parts is None:
             ledger = self._book_through_the_ledger(
                 acct, name, start_ns, end_ns, failed, cpu, queueing

@@ -35,8 +35,8 @@ from opentelemetry.util._decorator import _agnosticcontextmanager
 
 from latency_ledger.collect.accounting import CURRENT, SEGMENT, pause_for_wait, resume_after_wait
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
-from latency_ledger.ledger import MAX_WALL_NS, split_own_time
-from latency_ledger.model import Ledger, Span
+from latency_ledger.ledger import MAX_WALL_NS, split_measured
+from latency_ledger.model import Span
 from latency_ledger.model import SpanKind as ModelKind
 
 _WAIT_KINDS = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
@@ -407,20 +407,26 @@ MAX_CLASSIFIED = 4_096
 
 
 def book_light(
-    server: Span,
+    start_ns: int,
+    end_ns: int,
+    cpu_ns: int,
+    queueing_ns: int,
     lights: Sequence[LightSpan],
-    rules: Sequence[Any],
-    classified: dict[tuple[Any, ...], tuple[Any, Any]] | None = None,
-) -> Ledger | None:
-    """``server``'s ledger from its light children when they are direct and sequential
-    (:func:`light_waits`), else None: the caller books with ``book_trace``."""
-    lo = server.start_ns
-    hi = min(max(lo, server.end_ns), lo + MAX_WALL_NS)
-    waits = light_waits(lo, hi, lights, classifier(rules), classified, server.service)
+    classify: Callable[[Span], Any],
+    classified: dict[tuple[Any, ...], tuple[Any, Any]] | None,
+    service: str,
+) -> tuple[int, int, int, int, int] | None:
+    """(database, network, interpreter, waiting, queueing) ns of a request from its light
+    children when they are direct and sequential (:func:`light_waits`), own time split by
+    its measured CPU and queueing as the offline ledger splits it; None otherwise, and the
+    caller books with ``book_trace``. ``classify``: :func:`classifier` of the rules."""
+    hi = min(max(start_ns, end_ns), start_ns + MAX_WALL_NS)
+    waits = light_waits(start_ns, hi, lights, classify, classified, service)
     if waits is None:
         return None
     database, network = waits
-    return split_own_time(server.attributes, database, network, hi - lo - database - network)
+    own = hi - start_ns - database - network
+    return (database, network, *split_measured(own, cpu_ns, queueing_ns))
 
 
 def light_waits(
