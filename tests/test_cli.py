@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from latency_ledger.cli import main
 
-SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+SHARED_TRACES = Path(__file__).resolve().parent / "data" / "traces"
 KIALI = SHARED_TRACES / "otlp-json" / "kiali__responseTrace.json"
 JAEGER = SHARED_TRACES / "jaeger-json" / "jaeger-analytics-java__ui-trace.json"
 
@@ -112,7 +112,6 @@ def test_bad_target_is_a_usage_error(good_file: Path) -> None:
     assert "--target" in result.output
 
 
-@pytest.mark.skipif(not SHARED_TRACES.exists(), reason="shared traces not beside the checkout")
 def test_real_subprocess_on_third_party_files(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     html = tmp_path / "r.html"
@@ -144,7 +143,6 @@ def test_real_subprocess_on_third_party_files(tmp_path: Path) -> None:
     assert html.read_text().lower().startswith("<!doctype html>")
 
 
-@pytest.mark.skipif(not SHARED_TRACES.exists(), reason="shared traces not beside the checkout")
 def test_only_unsupported_input_exits_2() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "latency_ledger", "analyze", str(JAEGER)],

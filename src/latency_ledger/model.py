@@ -48,7 +48,13 @@ BOUND_PARTS: tuple[str, ...] = ("database", "network", "app")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Span:
-    """One OTLP span, normalized: lowercase hex ids, ``""`` for no parent."""
+    """One OTLP span, normalized: lowercase hex ids, ``""`` for no parent.
+
+    ``resource`` is the attributes of the resource that reported the span (OTLP's
+    ``Resource``; Jaeger's ``process`` tags; Zipkin's ``localEndpoint``), shared by all
+    spans of that resource: ``service.name``, ``telemetry.sdk.language``,
+    ``process.runtime.*``... ``service`` is its ``service.name`` (or a placeholder).
+    """
 
     trace_id: str
     span_id: str
@@ -60,6 +66,7 @@ class Span:
     is_error: bool
     attributes: Attributes
     service: str
+    resource: Attributes = field(default_factory=dict)
 
     @property
     def duration_ns(self) -> int:

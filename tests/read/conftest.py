@@ -8,13 +8,14 @@ from types import ModuleType
 
 import pytest
 
-SHARED_TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
+# Copied verbatim from the project's shared third-party exports; README.md there names
+# each file's source. Tests read only this copy.
+SHARED_TRACES = Path(__file__).resolve().parents[1] / "data" / "traces"
 
 
 @pytest.fixture(scope="session")
 def shared_traces() -> Path:
-    if not SHARED_TRACES.is_dir():
-        pytest.skip(f"third-party traces not found at {SHARED_TRACES}")
+    assert SHARED_TRACES.is_dir(), f"third-party traces missing from the repo: {SHARED_TRACES}"
     return SHARED_TRACES
 
 

@@ -66,6 +66,7 @@ def test_one_line_gives_the_normalized_span(tmp_path: Path) -> None:
         is_error=False,
         attributes={},
         service="shop",
+        resource={"service.name": "shop"},
     )
     traces, stats = read(write_lines(tmp_path / "a.jsonl", request(span())))
     assert only_span(traces) == expected

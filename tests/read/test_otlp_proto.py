@@ -93,6 +93,7 @@ def test_single_message_with_every_attribute_type(tmp_path: Path) -> None:
                         "unset": None,
                     },
                     service="shop",
+                    resource={"service.name": "shop"},
                 ),
             ),
         )

@@ -44,6 +44,7 @@ def test_opentelemetry_proto_example_json(shared_traces: Path) -> None:
         is_error=False,
         attributes={"my.span.attr": "some value"},
         service="my.service",
+        resource={"service.name": "my.service"},
     )
 
 
@@ -71,6 +72,15 @@ def test_highlight_nextjs(shared_traces: Path) -> None:
     assert server.attributes["http.status_code"] == 500  # intValue "500" -> int
     assert server.attributes["http.method"] == "GET"
     assert server.service == "unknown_service:/home/vkorolik/.local/share/nvm/v18.16.0/bin/node"
+    # The resource travels with every span: the runtime is read from it.
+    assert server.resource == {
+        "service.name": server.service,
+        "telemetry.sdk.language": "nodejs",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": "1.15.2",
+        "highlight.project_id": "1",
+    }
+    assert all(s.resource is server.resource for s in spans.values())  # one shared dict
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,8 @@ def test_bytes_value() -> None:
 
 def test_make_span_builds_the_same_record_as_the_constructor() -> None:
     attrs = {"k": "v"}
-    made = make_span(TRACE, SPAN, "", "n", SpanKind.CLIENT, 1, 3, True, attrs, "svc")
+    resource = {"service.name": "svc", "telemetry.sdk.language": "go"}
+    made = make_span(TRACE, SPAN, "", "n", SpanKind.CLIENT, 1, 3, True, attrs, "svc", resource)
     built = Span(
         trace_id=TRACE,
         span_id=SPAN,
@@ -84,6 +85,7 @@ def test_make_span_builds_the_same_record_as_the_constructor() -> None:
         is_error=True,
         attributes=attrs,
         service="svc",
+        resource=resource,
     )
     assert made == built
     assert repr(made) == repr(built)
@@ -91,9 +93,9 @@ def test_make_span_builds_the_same_record_as_the_constructor() -> None:
     assert type(made) is Span
     with pytest.raises(AttributeError):
         made.name = "changed"  # type: ignore[misc]
-    assert to_spans([SpanRow(TRACE, SPAN, "", "n", SpanKind.CLIENT, 1, 3, True, attrs, "svc")]) == (
-        built,
-    )
+    assert to_spans(
+        [SpanRow(TRACE, SPAN, "", "n", SpanKind.CLIENT, 1, 3, True, attrs, "svc", resource)]
+    ) == (built,)
 
 
 def test_span_row_fields_are_span_fields_in_order() -> None:

@@ -146,12 +146,13 @@ def _value(v: AnyValue | None) -> AttributeValue:
     return None
 
 
-def _service(resource: Resource | None) -> str:
-    if resource is not None:
-        for kv in resource.attributes:
-            if kv.key == "service.name" and kv.value is not None and kv.value.string_value:
-                return kv.value.string_value
-    return _NO_SERVICE
+def _resource(resource: Resource | None) -> tuple[str, dict[str, AttributeValue]]:
+    """A resource's service name and attributes (one dict, shared by its spans)."""
+    if resource is None:
+        return _NO_SERVICE, {}
+    attributes = {kv.key: _value(kv.value) for kv in resource.attributes}
+    service = attributes.get("service.name")
+    return (service if isinstance(service, str) and service else _NO_SERVICE), attributes
 
 
 def _resource_spans(td: TracesData) -> list[ResourceSpans] | None:
@@ -180,7 +181,7 @@ def convert_spans(
     kinds_get = KINDS.get
     value = _value
     for rs in groups:
-        service = _service(rs.resource)
+        service, resource = _resource(rs.resource)
         for scopes in (rs.scope_spans, rs.instrumentation_library_spans):
             for scope in scopes:
                 for s in scope.spans:
@@ -229,6 +230,7 @@ def convert_spans(
                                 for kv in s.attributes
                             },
                             service,
+                            resource,
                         )
                     )
     return out

@@ -46,11 +46,11 @@ def _value(v: Any) -> AttributeValue:
     return value
 
 
-def _service(resource: Any) -> str:
-    for kv in resource.attributes:
-        if kv.key == "service.name" and kv.value.WhichOneof("value") == "string_value":
-            return str(kv.value.string_value) or "unknown_service"
-    return "unknown_service"
+def _resource(resource: Any) -> tuple[str, dict[str, AttributeValue]]:
+    """A resource's service name and attributes (one dict, shared by its spans)."""
+    attributes = {kv.key: _value(kv.value) for kv in resource.attributes}
+    service = attributes.get("service.name")
+    return (service if isinstance(service, str) and service else "unknown_service"), attributes
 
 
 def convert_message(message: Any, place: str, stats: ReadStats) -> list[SpanRow]:
@@ -58,7 +58,7 @@ def convert_message(message: Any, place: str, stats: ReadStats) -> list[SpanRow]
     out: list[SpanRow] = []
     kinds_get = KINDS.get
     for rs in message.resource_spans:
-        service = _service(rs.resource)
+        service, resource = _resource(rs.resource)
         for scope in rs.scope_spans:
             for s in scope.spans:
                 tid, sid, pid = s.trace_id, s.span_id, s.parent_span_id
@@ -89,6 +89,7 @@ def convert_message(message: Any, place: str, stats: ReadStats) -> list[SpanRow]
                             s.status.code == _STATUS_ERROR,
                             {kv.key: _value(kv.value) for kv in s.attributes},
                             service,
+                            resource,
                         )
                     )
     return out

@@ -109,7 +109,9 @@ def b64_to_hex(value: str) -> str:
         return value
 
 
-SpanMaker = Callable[[str, str, str, str, SpanKind, int, int, bool, Attributes, str], Span]
+SpanMaker = Callable[
+    [str, str, str, str, SpanKind, int, int, bool, Attributes, str, Attributes], Span
+]
 
 _SPAN_FIELDS = (
     "trace_id",
@@ -122,6 +124,7 @@ _SPAN_FIELDS = (
     "is_error",
     "attributes",
     "service",
+    "resource",
 )
 
 
@@ -136,6 +139,7 @@ def _make_checked(
     is_error: bool,
     attributes: Attributes,
     service: str,
+    resource: Attributes,
 ) -> Span:
     return Span(
         trace_id=trace_id,
@@ -148,6 +152,7 @@ def _make_checked(
         is_error=is_error,
         attributes=attributes,
         service=service,
+        resource=resource,
     )
 
 
@@ -175,6 +180,7 @@ class _UnfrozenSpan:
         is_error: bool,
         attributes: Attributes,
         service: str,
+        resource: Attributes,
     ) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
@@ -186,12 +192,25 @@ class _UnfrozenSpan:
         self.is_error = is_error
         self.attributes = attributes
         self.service = service
+        self.resource = resource
         self.__class__ = Span  # type: ignore[assignment]
 
 
 def _build_span_maker() -> SpanMaker:
     """The fast maker if ``Span`` is still the slotted record it was written for."""
-    probe = ("1" * 32, "2" * 16, "", "n", SpanKind.SERVER, 1, 2, True, {"k": 1}, "svc")
+    probe = (
+        "1" * 32,
+        "2" * 16,
+        "",
+        "n",
+        SpanKind.SERVER,
+        1,
+        2,
+        True,
+        {"k": 1},
+        "svc",
+        {"service.name": "svc"},
+    )
     if tuple(f.name for f in dataclasses.fields(Span)) != _SPAN_FIELDS or hasattr(
         Span, "__post_init__"
     ):
@@ -228,6 +247,7 @@ class SpanRow(msgspec.Struct, gc=False):
     is_error: bool
     attributes: dict[str, AttributeValue]
     service: str
+    resource: dict[str, AttributeValue] = {}  # one dict shared by the spans of a resource
 
 
 def to_spans(rows: list[SpanRow]) -> tuple[Span, ...]:
