@@ -18,6 +18,7 @@ from latency_ledger.findings import (
     FindingsAccumulator,
     Thresholds,
     detect_repeats,
+    is_setup_statement,
 )
 from latency_ledger.model import Call, CallKind, Category, Finding, Ledger, Request
 
@@ -72,6 +73,7 @@ def request(
     *,
     from_totals: bool = False,
     n: int = 0,
+    keep_probability: float = 1.0,
 ) -> Request:
     return Request(
         trace_id=f"{n:032x}",
@@ -86,6 +88,7 @@ def request(
         ledger=Ledger(database_ns=0, network_ns=0, app_ns=round(wall_ms * MS)),
         calls=tuple(calls),
         from_totals=from_totals,
+        keep_probability=keep_probability,
     )
 
 
@@ -326,3 +329,110 @@ def test_distinct_statements_per_endpoint_are_bounded() -> None:
     assert len(slow) == MAX_TARGETS_PER_ENDPOINT + 1
     (other,) = [f for f in slow if f.target == OTHER_TARGETS]
     assert other.count == extra
+
+
+# -- weighting by keep probability, "slow means slow", setup statements -----------------
+
+
+def test_sampled_trees_are_weighted_by_their_keep_probability() -> None:
+    # The population: 10 slow requests with the 40 ms N+1 (kept for being slow, p = 1)
+    # and 90 fast ones with a single 2 ms select, of which the 10% random draw kept 9
+    # (p = 0.1, each standing for 10). The other 81 are booked from totals. Truth: the
+    # N+1 is in 10 of 100 requests, 4 ms per request on average; the kept trees alone
+    # would say 10 of 19 (53%).
+    acc = FindingsAccumulator()
+    for _ in range(10):
+        acc.add(sequential_n_plus_one())
+    for n in range(9):
+        acc.add(request([query(SELECT_ITEM.format(1), 1, 2)], 10, n=100 + n, keep_probability=0.1))
+    for n in range(81):
+        acc.add(request((), 10, from_totals=True, n=200 + n))
+    finding = only(acc.findings("shop", "GET /orders/{id}", 100), N_PLUS_ONE)
+    assert finding.requests_fraction == pytest.approx(10 / 100)
+    assert finding.saving_ns_per_request == pytest.approx(4 * MS, rel=1e-6)
+    assert finding.count_per_request == 20
+    assert finding.sampled_requests == 10
+
+
+def test_margin_is_zero_when_every_tree_was_certain_and_grows_with_sampling() -> None:
+    certain = FindingsAccumulator()
+    for _ in range(20):
+        certain.add(sequential_n_plus_one())
+    assert only(certain.findings("shop", "GET /orders/{id}", 20), N_PLUS_ONE).margin_fraction == 0
+
+    # 5 random keeps at p = 0.05 with the N+1, 5 without: each stands for 20 requests.
+    # Hajek variance under Poisson sampling, by hand: R = 5 x 20 x 40 ms / 200 = 20 ms;
+    # sum of w (w - 1) (y - R)^2 = 10 x 380 x (20 ms)^2; half-width 1.96 x sqrt(that)
+    # / 200, relative to R: 1.96 x sqrt(3800) x 20 / 200 / 20 = 0.6042...
+    sampled = FindingsAccumulator()
+    for n in range(5):
+        sampled.add(replace_probability(sequential_n_plus_one(), 0.05))
+        sampled.add(request((), 60, n=50 + n, keep_probability=0.05))
+    finding = only(sampled.findings("shop", "GET /orders/{id}", 200), N_PLUS_ONE)
+    assert finding.saving_ns_per_request == pytest.approx(20 * MS, rel=1e-6)
+    assert finding.margin_fraction == pytest.approx(1.96 * 3800**0.5 / 200, rel=1e-6)
+
+
+def replace_probability(req: Request, probability: float) -> Request:
+    from dataclasses import replace
+
+    return replace(req, keep_probability=probability)
+
+
+def test_weighted_percentiles_follow_the_weights() -> None:
+    # Nine 30 ms runs kept with certainty and one 3 ms run kept at p = 0.01 (it stands
+    # for 100): of the 109 runs they stand for, 100 took 3 ms. Unweighted, p50 = 30 ms.
+    acc = FindingsAccumulator()
+    for n in range(9):
+        acc.add(request([query("SELECT slow FROM t", 0, 30)], 100, n=n))
+    acc.add(request([query("SELECT slow FROM t", 0, 3)], 100, n=9, keep_probability=0.01))
+    slow = only(acc.findings("shop", "GET /orders/{id}", 109), SLOW_STATEMENT)
+    assert slow.p50_ns == 3 * MS
+    assert slow.p99_ns == 30 * MS
+    assert slow.total_ns == (9 * 30 + 100 * 3) * MS
+    assert slow.count == 109
+
+
+def test_a_fast_lookup_is_not_a_slow_statement_however_often_it_runs() -> None:
+    # A 0.02 ms primary-key lookup run 50x in each of 100 requests of 62 ms: 1 ms per
+    # request in all, more than anything else here, but each run is fast. A 4 ms
+    # statement once per request (6% of the p50) is slow; a 2 ms one (3%) is not.
+    acc = FindingsAccumulator()
+    for n in range(100):
+        calls = [query("SELECT * FROM users WHERE id = 1", i * 0.1, 0.02) for i in range(50)]
+        calls.append(query("SELECT sum(x) FROM big", 10, 4))
+        calls.append(query("SELECT y FROM mid", 20, 2))
+        acc.add(request(calls, 62, n=n))
+    findings = acc.findings("shop", "GET /orders/{id}", 100, p50_ns=62 * MS)
+    assert [f.target for f in findings if f.kind == SLOW_STATEMENT] == ["SELECT sum(x) FROM big"]
+
+
+def test_setup_statements_are_never_findings() -> None:
+    # A 20 ms COMMIT (an fsync) and 10 SET/SAVEPOINT per request: real database time,
+    # but neither a slow statement nor an N+1. The 20 ms SELECT is.
+    acc = FindingsAccumulator()
+    for n in range(10):
+        calls = [query(f"SAVEPOINT s{i}", i, 0.5) for i in range(10)]
+        calls += [query("SET search_path TO shop", 10 + i, 6) for i in range(10)]
+        calls.append(query("COMMIT", 80, 20))
+        calls.append(query("SELECT * FROM orders", 100, 20))
+        acc.add(request(calls, 130, n=n))
+    findings = acc.findings("shop", "GET /orders/{id}", 10, p50_ns=130 * MS)
+    assert [(f.kind, f.target) for f in findings] == [(SLOW_STATEMENT, "SELECT * FROM orders")]
+
+
+@pytest.mark.parametrize(
+    ("statement", "setup"),
+    [
+        ("BEGIN", True),
+        ("  commit;", True),
+        ("PRAGMA synchronous = FULL", True),
+        ('RELEASE SAVEPOINT "s1"', True),
+        ("SHOW server_version", True),
+        ("SELECT begin FROM t", False),
+        ("settle_accounts()", False),
+        ("", False),
+    ],
+)
+def test_setup_statements_are_told_by_their_first_keyword(statement: str, setup: bool) -> None:
+    assert is_setup_statement(statement) is setup

@@ -84,7 +84,12 @@ def analyze(
 
     endpoints = []
     for stats_row in aggregator.endpoints():
-        rows = findings.findings(stats_row.service, stats_row.endpoint, stats_row.count)
+        rows = findings.findings(
+            stats_row.service,
+            stats_row.endpoint,
+            stats_row.count,
+            stats_row.latency_ns.get("p50", 0),
+        )
         endpoints.append(
             replace(
                 stats_row,
@@ -94,7 +99,7 @@ def analyze(
             )
         )
     overall_row = aggregator.overall()
-    overall_findings = findings.overall(overall_row.count)
+    overall_findings = findings.overall(overall_row.count, overall_row.latency_ns.get("p50", 0))
     overall = replace(
         overall_row,
         findings=overall_findings,

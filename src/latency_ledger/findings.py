@@ -2,7 +2,7 @@
 
 Contract: :class:`FindingsAccumulator` takes :class:`~latency_ledger.model.Request`
 records one at a time and keeps per endpoint x statement (or call target) counters and
-one ``array('q')`` of call durations per statement, never per-request rows; then
+one ``array('q')`` of call durations (and their weights) per statement, never per-request rows; then
 ``findings()`` and ``overall()`` return :class:`~latency_ledger.model.Finding` records,
 largest ``saving_ns_per_request`` first. :func:`detect_repeats` is the pure per-request
 step underneath. Findings carry normalized statements only (``sql.normalize_statement``),
@@ -16,13 +16,20 @@ Kinds:
   really held the request up, not the sum of their durations.
 - ``chatty_calls``: the same for outgoing HTTP, RPC, cache and messaging calls to one
   target (``"METHOD host/route"``, or the normalized cache command).
-- ``pool_wait``: time spent waiting for (or opening) a database connection.
-- ``slow_statement``: statements ranked by total database time, with count, p50, p99.
+- ``pool_wait``: time spent waiting for a pooled database connection (opening a new
+  connection is a ``connect`` call, not a pool wait: there may be no pool).
+- ``slow_statement``: statements that are slow (own time at p50 at least
+  ``slow_statement_min_ns`` and ``slow_statement_min_fraction`` of the endpoint's p50),
+  ranked by total database time, with count, p50, p99.
 
-Shares (``requests_fraction``) are over the requests whose calls were kept: a request
-booked from ``ledger.*`` totals carries no calls and says nothing either way. When the
-collector keeps child spans for a biased sample (slow and failed requests), the shares
-describe that sample.
+Setup statements (``SET``, ``SHOW``, ``PRAGMA``, ``BEGIN``/``COMMIT``, savepoints) are
+never N+1 or slow-statement findings; their time stays in the ledger's database part.
+
+Every count, cost and share is an estimate over all the endpoint's requests, not over
+the kept trees: each kept request is weighted by ``1 / keep_probability`` (see
+:class:`FindingsAccumulator`); a request booked from ``ledger.*`` totals carries no calls
+and is stood for by the kept ones. Traces that do not record a keep probability weight
+every kept tree 1: then the figures describe the kept trees.
 """
 
 from __future__ import annotations
@@ -74,7 +81,15 @@ class Thresholds:
     # An uncontended pool checkout takes microseconds; a millisecond per request means
     # requests queue for a connection or open a new one each time.
     pool_wait_min_ns: int = 1_000_000
-    # Slow statements are a ranking; this many are reported per endpoint / overall.
+    # Slow statements are a ranking of statements that are slow: one whose own time at
+    # p50 is under both of these is a fast lookup, not a finding however often it runs
+    # (its count shows in N+1 findings). 1 ms: a primary-key lookup takes tens of
+    # microseconds on SQLite (0.02 ms at p50 on one app tried, issue 9) and well under a
+    # millisecond on loopback PostgreSQL; 5% of the endpoint's p50 is where one statement
+    # starts to matter to its latency.
+    slow_statement_min_ns: int = 1_000_000
+    slow_statement_min_fraction: float = 0.05
+    # This many slow statements are reported per endpoint / overall.
     slow_statements_top: int = 5
     overall_slow_statements_top: int = 10
 
@@ -90,9 +105,21 @@ class Thresholds:
             or min(self.n_plus_one_min_repeats, self.chatty_min_repeats) < 2
         ):
             raise ConfigError("finding thresholds: repeat counts must be >= 2 and tops >= 0")
-        if min(self.n_plus_one_min_ns, self.chatty_min_ns, self.pool_wait_min_ns) < 0:
+        if (
+            min(
+                self.n_plus_one_min_ns,
+                self.chatty_min_ns,
+                self.pool_wait_min_ns,
+                self.slow_statement_min_ns,
+            )
+            < 0
+        ):
             raise ConfigError("finding thresholds: times must be >= 0 ns")
-        for share in (self.n_plus_one_min_fraction, self.chatty_min_fraction):
+        for share in (
+            self.n_plus_one_min_fraction,
+            self.chatty_min_fraction,
+            self.slow_statement_min_fraction,
+        ):
             if not 0.0 <= share <= 1.0:
                 raise ConfigError(f"finding thresholds: share {share} is not in [0, 1]")
 
@@ -207,37 +234,123 @@ def detect_repeats(request: Request, thresholds: Thresholds) -> tuple[Repeat, ..
 
 @dataclass(slots=True)
 class _Tally:
-    """A finding in the making: summed over the requests where it occurred."""
+    """A finding in the making: summed over the requests where it occurred.
+
+    ``requests``/``count``/``booked_ns`` are as kept; the ``w_*`` sums weight each request
+    by ``w = 1 / keep_probability`` (how many requests its tree stands for) and the
+    ``v_*`` sums by ``w * (w - 1)``, what the estimate's variance needs (zero for a tree
+    that was certain to be kept)."""
 
     requests: int = 0
     count: int = 0
     booked_ns: int = 0
     concurrent: bool = False
+    w: float = 0.0
+    w_count: float = 0.0
+    w_booked: float = 0.0
+    v_booked: float = 0.0
+    v_booked2: float = 0.0
 
     def merge(self, other: _Tally) -> None:
         self.requests += other.requests
         self.count += other.count
         self.booked_ns += other.booked_ns
         self.concurrent = self.concurrent or other.concurrent
+        self.w += other.w
+        self.w_count += other.w_count
+        self.w_booked += other.w_booked
+        self.v_booked += other.v_booked
+        self.v_booked2 += other.v_booked2
+
+    def add(self, weight: float, count: int, booked_ns: int, concurrent: bool = False) -> None:
+        """One request where it occurred, ``count`` times, costing ``booked_ns``."""
+        variance = weight * (weight - 1.0)
+        self.requests += 1
+        self.count += count
+        self.booked_ns += booked_ns
+        self.concurrent = self.concurrent or concurrent
+        self.w += weight
+        self.w_count += weight * count
+        self.w_booked += weight * booked_ns
+        self.v_booked += variance * booked_ns
+        self.v_booked2 += variance * booked_ns * booked_ns
 
 
 @dataclass(slots=True)
 class _Statement:
     tally: _Tally = field(default_factory=_Tally)
     durations: array[int] = field(default_factory=lambda: array("q"))
+    weights: array[float] = field(default_factory=lambda: array("d"))  # one per duration
 
 
 @dataclass(slots=True)
 class _Endpoint:
     detailed: int = 0  # requests whose calls were kept
     totals_only: int = 0  # requests booked from ledger.* totals, no calls
+    weight: float = 0.0  # the requests the kept ones stand for (sum of 1 / keep_probability)
+    variance: float = 0.0  # sum of w * (w - 1) over the kept requests
     statements: dict[str, _Statement] = field(default_factory=dict)
     repeats: dict[tuple[str, str], _Tally] = field(default_factory=dict)
     pools: dict[str, _Tally] = field(default_factory=dict)
 
+    def merge(self, other: _Endpoint) -> None:
+        self.detailed += other.detailed
+        self.totals_only += other.totals_only
+        self.weight += other.weight
+        self.variance += other.variance
+        for statement, st in other.statements.items():
+            into = self.statements.setdefault(statement, _Statement())
+            into.tally.merge(st.tally)
+            into.durations.extend(st.durations)
+            into.weights.extend(st.weights)
+        for key, tally in other.repeats.items():
+            self.repeats.setdefault(key, _Tally()).merge(tally)
+        for system, tally in other.pools.items():
+            self.pools.setdefault(system, _Tally()).merge(tally)
+
+
+# A statement that sets up a connection or a transaction: its cost is real database time
+# (a COMMIT's fsync is booked in the ledger), but "run fewer of them" or "add an index"
+# is not the fix, so it is never an N+1 or a slow-statement finding.
+SETUP_KEYWORDS = frozenset(
+    {
+        "SET",
+        "SHOW",
+        "PRAGMA",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "RESET",
+        "DISCARD",
+        "DEALLOCATE",
+        "USE",
+        "CONNECT",
+    }
+)
+
+
+def is_setup_statement(statement: str) -> bool:
+    """Connection or transaction setup (``SET``, ``SHOW``, ``PRAGMA``, ``BEGIN``,
+    ``COMMIT``, ``SAVEPOINT``...), not a query a fix could remove or speed up."""
+    head = statement[:24].lstrip().split(None, 1)
+    return bool(head) and head[0].rstrip(";").upper() in SETUP_KEYWORDS
+
 
 class FindingsAccumulator:
-    """Streams requests in; answers findings per endpoint and across all of them."""
+    """Streams requests in; answers findings per endpoint and across all of them.
+
+    Every figure is an estimate over all the endpoint's requests: a request whose tree was
+    kept with probability ``p`` (``Request.keep_probability``, recorded by the collector)
+    stands for ``1 / p`` requests (Horvitz-Thompson weights; shares and per-request
+    figures are their ratio, Hajek's estimator, whose error does not grow with how many
+    trees the random draw happened to keep). So the slow and failed trees the collector
+    keeps with certainty count once each, and the 1% random ones stand for the rest.
+    ``Finding.margin_fraction`` says how sure each figure is.
+    """
 
     def __init__(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> None:
         self.thresholds = thresholds
@@ -261,7 +374,10 @@ class FindingsAccumulator:
         if request.from_totals and not request.calls:
             ep.totals_only += 1
             return
+        weight = 1.0 / request.keep_probability
         ep.detailed += 1
+        ep.weight += weight
+        ep.variance += weight * (weight - 1.0)
         queries, outgoing = _group_calls(request, self._normalize)
         for statement, calls in queries.items():
             st = ep.statements.get(statement)
@@ -269,10 +385,9 @@ class FindingsAccumulator:
                 if len(ep.statements) >= MAX_TARGETS_PER_ENDPOINT:
                     statement = OTHER_TARGETS
                 st = ep.statements.setdefault(statement, _Statement())
-            st.tally.requests += 1
-            st.tally.count += len(calls)
-            st.tally.booked_ns += sum(c.booked_ns for c in calls)
+            st.tally.add(weight, len(calls), sum(c.booked_ns for c in calls))
             st.durations.extend(c.duration_ns for c in calls)
+            st.weights.extend(weight for _ in calls)
         for rep in _repeats(request, self.thresholds, queries, outgoing):
             key = (rep.kind, rep.target)
             tally = ep.repeats.get(key)
@@ -280,54 +395,59 @@ class FindingsAccumulator:
                 if len(ep.repeats) >= MAX_TARGETS_PER_ENDPOINT:
                     key = (rep.kind, OTHER_TARGETS)
                 tally = ep.repeats.setdefault(key, _Tally())
-            tally.merge(_Tally(1, rep.count, rep.booked_ns, rep.concurrent))
-        pools: dict[str, _Tally] = {}
+            tally.add(weight, rep.count, rep.booked_ns, rep.concurrent)
+        pools: dict[str, tuple[int, int]] = {}
         for call in request.calls:
             if call.kind == CallKind.POOL:
-                one = pools.setdefault(call.system or "database", _Tally(requests=1))
-                one.count += 1
-                one.booked_ns += call.booked_ns
-        for system, one in pools.items():
-            ep.pools.setdefault(system, _Tally()).merge(one)
+                system = call.system or "database"
+                count, booked = pools.get(system, (0, 0))
+                pools[system] = (count + 1, booked + call.booked_ns)
+        for system, (count, booked) in pools.items():
+            ep.pools.setdefault(system, _Tally()).add(weight, count, booked)
 
-    def findings(self, service: str, endpoint: str, request_count: int) -> tuple[Finding, ...]:
-        """One endpoint's findings; ``request_count`` is its number of requests."""
+    def findings(
+        self, service: str, endpoint: str, request_count: int, p50_ns: int = 0
+    ) -> tuple[Finding, ...]:
+        """One endpoint's findings; ``request_count`` is its number of requests and
+        ``p50_ns`` its median latency (what a slow statement must be material to)."""
         ep = self._endpoints.get((service, endpoint))
         if ep is None:
             return ()
-        return self._build(ep, request_count, self.thresholds.slow_statements_top)
+        return self._build(ep, self.thresholds.slow_statements_top, p50_ns)
 
-    def overall(self, request_count: int) -> tuple[Finding, ...]:
+    def overall(self, request_count: int, p50_ns: int = 0) -> tuple[Finding, ...]:
         """Findings across every endpoint: slow statements ranked over all requests,
         and the repeats and pool waits of all endpoints merged by target."""
         merged = _Endpoint()
         for ep in self._endpoints.values():
-            merged.detailed += ep.detailed
-            merged.totals_only += ep.totals_only
-            for statement, st in ep.statements.items():
-                into = merged.statements.setdefault(statement, _Statement())
-                into.tally.merge(st.tally)
-                into.durations.extend(st.durations)
-            for key, tally in ep.repeats.items():
-                merged.repeats.setdefault(key, _Tally()).merge(tally)
-            for system, tally in ep.pools.items():
-                merged.pools.setdefault(system, _Tally()).merge(tally)
-        return self._build(merged, request_count, self.thresholds.overall_slow_statements_top)
+            merged.merge(ep)
+        return self._build(merged, self.thresholds.overall_slow_statements_top, p50_ns)
 
-    def _build(self, ep: _Endpoint, request_count: int, top: int) -> tuple[Finding, ...]:
-        kept = request_count - ep.totals_only
-        base = kept if kept > 0 else max(ep.detailed, 1)
+    def _build(self, ep: _Endpoint, top: int, p50_ns: int) -> tuple[Finding, ...]:
+        t = self.thresholds
+        base = _Base(weight=ep.weight or 1.0, variance=ep.variance)
         out: list[Finding] = []
         for (kind, target), tally in ep.repeats.items():
+            if kind == N_PLUS_ONE and is_setup_statement(target):
+                continue
             st = ep.statements.get(target) if kind == N_PLUS_ONE else None
-            p50, p99 = _percentiles(st.durations) if st is not None else (0, 0)
+            p50, p99 = _percentiles(st.durations, st.weights) if st is not None else (0, 0)
             out.append(_finding(kind, target, tally, base, p50_ns=p50, p99_ns=p99))
         for system, tally in ep.pools.items():
-            if tally.booked_ns >= self.thresholds.pool_wait_min_ns * tally.requests:
+            if tally.w_booked >= t.pool_wait_min_ns * tally.w:
                 out.append(_finding(POOL_WAIT, system, tally, base))
-        ranked = sorted(ep.statements.items(), key=lambda kv: (-sum(kv[1].durations), kv[0]))
-        for statement, st in ranked[:top]:
-            p50, p99 = _percentiles(st.durations)
+        # "slow" means slow: the statement's own time at p50 is material for the endpoint
+        floor = max(t.slow_statement_min_ns, int(t.slow_statement_min_fraction * p50_ns))
+        slow = []
+        for statement, st in ep.statements.items():
+            if is_setup_statement(statement):
+                continue
+            p50, p99 = _percentiles(st.durations, st.weights)
+            if p50 >= floor:
+                total = sum(d * w for d, w in zip(st.durations, st.weights, strict=True))
+                slow.append((-total, statement, st, p50, p99, total))
+        slow.sort(key=lambda row: (row[0], row[1]))
+        for _, statement, st, p50, p99, total in slow[:top]:
             out.append(
                 _finding(
                     SLOW_STATEMENT,
@@ -336,20 +456,40 @@ class FindingsAccumulator:
                     base,
                     p50_ns=p50,
                     p99_ns=p99,
-                    total_ns=sum(st.durations),
+                    total_ns=round(total),
                 )
             )
         out.sort(key=lambda f: (-f.saving_ns_per_request, f.kind, f.target))
         return tuple(out)
 
 
-def _percentiles(values: array[int]) -> tuple[int, int]:
-    """Nearest-rank p50 and p99."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Base:
+    """The requests a finding's share is of: their summed weight and variance term."""
+
+    weight: float
+    variance: float
+
+
+def _percentiles(values: array[int], weights: array[float]) -> tuple[int, int]:
+    """Weighted nearest-rank p50 and p99: the smallest value whose cumulative weight
+    reaches the rank (plain nearest rank when every weight is 1)."""
     if not values:
         return 0, 0
-    ordered = sorted(values)
-    n = len(ordered)
-    return ordered[math.ceil(0.50 * n) - 1], ordered[math.ceil(0.99 * n) - 1]
+    pairs = sorted(zip(values, weights, strict=True))
+    total = sum(weights)
+    out = []
+    for q in (0.50, 0.99):
+        rank = q * total
+        cumulative = 0.0
+        found = pairs[-1][0]
+        for value, weight in pairs:
+            cumulative += weight
+            if cumulative >= rank - 1e-9 * total:
+                found = value
+                break
+        out.append(found)
+    return out[0], out[1]
 
 
 def shorten(text: str, limit: int = _DETAIL_CHARS) -> str:
@@ -361,17 +501,32 @@ def _times(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
 
 
+def margin(tally: _Tally, base: _Base) -> float:
+    """95% half-width of the estimated cost per request (``w_booked / weight``), relative
+    to it: Hajek's linearized variance under Poisson sampling, sum of ``w (w - 1) (y -
+    R)^2`` over the kept requests (``y``: the request's cost, 0 where it did not occur).
+    0.0 when every tree was certain to be kept."""
+    if tally.w_booked <= 0 or base.weight <= 0:
+        return 0.0
+    ratio = tally.w_booked / base.weight
+    spread = tally.v_booked2 - 2.0 * ratio * tally.v_booked + ratio * ratio * base.variance
+    if spread <= 0:
+        return 0.0
+    return 1.96 * math.sqrt(spread) / base.weight / ratio
+
+
 def _finding(
     kind: str,
     target: str,
     tally: _Tally,
-    base: int,
+    base: _Base,
     *,
     p50_ns: int = 0,
     p99_ns: int = 0,
     total_ns: int | None = None,
 ) -> Finding:
-    per_request = tally.count / tally.requests if tally.requests else 0.0
+    per_request = tally.w_count / tally.w if tally.w else 0.0
+    count = round(tally.w_count)
     together = ", concurrently" if tally.concurrent else ""
     short = shorten(target)
     if kind == N_PLUS_ONE:
@@ -381,17 +536,19 @@ def _finding(
     elif kind == POOL_WAIT:
         detail = f"waiting for a {short} connection, {_times(per_request)}x per request"
     else:
-        detail = f"{short}: {tally.count} calls, {_times(per_request)} per request"
+        detail = f"{short}: {count} calls, {_times(per_request)} per request"
     return Finding(
         kind=kind,
         detail=detail,
         target=target,
         count_per_request=per_request,
-        ns_per_request=tally.booked_ns // tally.requests if tally.requests else 0,
-        requests_fraction=min(1.0, tally.requests / base),
-        total_ns=tally.booked_ns if total_ns is None else total_ns,
-        count=tally.count,
+        ns_per_request=round(tally.w_booked / tally.w) if tally.w else 0,
+        requests_fraction=min(1.0, tally.w / base.weight),
+        total_ns=round(tally.w_booked) if total_ns is None else total_ns,
+        count=count,
         p50_ns=p50_ns,
         p99_ns=p99_ns,
         concurrent=tally.concurrent,
+        margin_fraction=margin(tally, base),
+        sampled_requests=tally.requests,
     )

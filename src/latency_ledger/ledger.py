@@ -55,6 +55,7 @@ CPU_NS = "ledger.cpu_ns"
 QUEUEING_NS = "ledger.queueing_ns"
 OVERHEAD_NS = "ledger.overhead_ns"
 SPANS_KEPT = "ledger.spans_kept"
+KEEP_PROBABILITY = "ledger.keep_probability"
 DATABASE_NS = "ledger.database_ns"
 NETWORK_NS = "ledger.network_ns"
 INTERPRETER_NS = "ledger.interpreter_ns"
@@ -239,8 +240,21 @@ def book_request(
         calls=calls,
         from_totals=from_totals,
         collector_overhead_ns=max(0, overhead or 0),
+        keep_probability=keep_probability(attrs.get(KEEP_PROBABILITY)),
     )
     return request, covered
+
+
+def keep_probability(value: object) -> float:
+    """``ledger.keep_probability`` as a probability in (0, 1]; 1.0 when absent or not one
+    (trace content is untrusted: a zero or garbage must not weight a tree infinitely)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return 1.0
+    try:
+        found = float(value)
+    except ValueError:
+        return 1.0
+    return found if 1e-6 <= found <= 1.0 else 1.0
 
 
 def _cover(span: Span, children: dict[str, list[Span]], nested: list[Span]) -> int:

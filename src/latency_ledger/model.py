@@ -166,6 +166,10 @@ class Request:
     calls: tuple[Call, ...] = ()
     from_totals: bool = False  # booked from ``ledger.*`` totals, child spans not kept
     collector_overhead_ns: int = 0  # the in-app collector's own cost, when recorded
+    # the chance this request's child spans had of being kept (``ledger.keep_probability``,
+    # recorded by a sampling collector); 1.0 when unknown: every tree kept, or a sampler
+    # that did not say, whose kept trees then stand for themselves only
+    keep_probability: float = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +187,11 @@ class Finding:
     p50_ns: int = 0
     p99_ns: int = 0
     concurrent: bool = False
+    # 95% half-width of the per-request cost, relative to it (0.1: +-10%): the figures
+    # are estimated from the kept trees weighted by their keep probability; 0.0 when
+    # every tree behind them was certain to be kept
+    margin_fraction: float = 0.0
+    sampled_requests: int = 0  # kept requests the figures come from
 
     @property
     def saving_ns_per_request(self) -> int:

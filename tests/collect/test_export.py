@@ -261,6 +261,12 @@ def test_sampled_keeps_failed_and_slowest_so_far_and_books_every_request(
     assert len(servers) == 3  # every request booked
     assert kept[:2] == [True, True]
     assert len(children) == 3 * sum(kept)
+    reasons = [
+        (s.attributes.get("ledger.keep_reason"), s.attributes.get("ledger.keep_probability"))
+        for s in servers
+    ]
+    assert reasons[:2] == [("slow", 1.0), ("failed", 1.0)]
+    assert reasons[2] == ((None, None) if not kept[2] else ("slow", 1.0))
     for span in servers:  # booked in-process even when the children were dropped
         assert span.attributes["ledger.database_ns"] > 0
 

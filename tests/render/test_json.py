@@ -38,6 +38,8 @@ FINDING_KEYS = {
     "p50_ms",
     "p99_ms",
     "concurrent",
+    "margin_fraction",
+    "sampled_requests",
 }
 VERDICT_KEYS = {
     "label",
@@ -143,6 +145,8 @@ def test_db_bound_endpoint_in_milliseconds(report: Report) -> None:
         "p50_ms": 0.8,
         "p99_ms": 2.1,
         "concurrent": False,
+        "margin_fraction": 0.0,
+        "sampled_requests": 0,
     }
     verdict = orders["verdict"]
     assert verdict["label"] == "dont_migrate"

@@ -80,6 +80,11 @@ _WAIT_KINDS = frozenset({trace.SpanKind.CLIENT, trace.SpanKind.PRODUCER})
 MAX_CHILDREN = 2_000  # per request; more are dropped and counted
 MAX_OPEN_SPANS = 100_000
 _STATUS_UNSET = trace.StatusCode.UNSET
+# why a request's child spans were kept, and the chance it had of being kept (see _keep)
+KEEP_ALL = ("all", 1.0)
+KEEP_FAILED = ("failed", 1.0)
+KEEP_SLOW = ("slow", 1.0)
+KEEP_RANDOM = "random"
 
 
 class RequestRecord(Account):
@@ -417,7 +422,8 @@ class Collector:
                 ledger.queueing_ns,
             )
         # unmatched paths share one key: raw paths are attacker-chosen and unbounded
-        acct.kept = kept = self._keep(f"{method} {route or '(unmatched)'}", wall, failed)
+        keep = self._keep(f"{method} {route or '(unmatched)'}", wall, failed)
+        acct.kept = kept = keep is not None
         stats = self.stats
         if lights:
             if kept:  # written with the SERVER span by the processor's on_end
@@ -447,6 +453,7 @@ class Collector:
             profile=profile,
             health=health,
             overhead_ns=overhead,
+            keep=keep,
         )
         if acct.light and not kept and error is None and self._server_head is not None:
             # ours is the only processor (acct.light) and nothing else is written with
@@ -569,17 +576,34 @@ class Collector:
         self.sink.put((readable, *acct.children))
         acct.children = []
 
-    def _keep(self, endpoint: str, wall_ns: int, failed: bool) -> bool:
+    def _keep(self, endpoint: str, wall_ns: int, failed: bool) -> tuple[str, float] | None:
+        """Whether the request's child spans are kept: ``(reason, probability)`` or None.
+
+        The probability is the chance this request had of being kept, given the requests
+        before it: 1 for a failed request, for the slowest so far in its window and in
+        ``"all"`` mode; ``sample_rate`` for one kept by the random draw alone. The slow
+        rule is applied to every request, drawn or not, so which requests it keeps never
+        depends on the draw: then the probability is exact and the analyzer weights a kept
+        tree by its inverse (``findings.py``), so per-request figures hold for every request,
+        not for the slow ones that were kept."""
         mode = self.config.keep_spans
         if mode == "all":
-            return True
+            return KEEP_ALL
         if mode == "none":
-            return False
-        if failed or (self.config.sample_rate > 0 and self._rng.random() < self.config.sample_rate):
-            return True
-        if not self.config.slow_per_endpoint:
-            return False
-        # the slowest so far in this interval: keeps the interval's slowest and a few more
+            return None
+        slow = self.config.slow_per_endpoint and self._slowest_so_far(endpoint, wall_ns)
+        if failed:
+            return KEEP_FAILED
+        if slow:
+            return KEEP_SLOW
+        rate = self.config.sample_rate
+        if rate > 0 and self._rng.random() < rate:
+            return (KEEP_RANDOM, rate)
+        return None
+
+    def _slowest_so_far(self, endpoint: str, wall_ns: int) -> bool:
+        """The slowest request so far in this interval: keeps the interval's slowest and a
+        few more (about ln n of n requests with independent latencies)."""
         window = time_ns() // self._interval_ns
         seen = self._slowest.get(endpoint)
         if seen is None or seen[0] != window or wall_ns > seen[1]:

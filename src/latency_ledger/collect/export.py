@@ -356,6 +356,9 @@ class ServerFields(NamedTuple):
     profile: str | None
     health: tuple[int, int, int] | None  # dropped spans, errors, export errors (if any)
     overhead_ns: int
+    # why the child spans were kept and the chance of that (None: not kept); written only
+    # for a kept request, so the encoded path (never kept) has no such attributes
+    keep: tuple[str, float] | None = None
 
     def attributes(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {
@@ -377,6 +380,9 @@ class ServerFields(NamedTuple):
         attrs["ledger.interpreter_ns"] = interpreter
         attrs["ledger.waiting_ns"] = waiting
         attrs["ledger.spans_kept"] = self.kept
+        if self.keep is not None:
+            attrs["ledger.keep_reason"] = self.keep[0]
+            attrs["ledger.keep_probability"] = self.keep[1]
         if self.profile is not None:
             attrs["ledger.profile"] = self.profile
         if self.health is not None:

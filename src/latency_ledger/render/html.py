@@ -327,6 +327,11 @@ def _finding_view(finding: Finding) -> _FindingView:
         stats.append(f"{fmt.ms(finding.total_ns)} total")
     if finding.p50_ns or finding.p99_ns:
         stats.append(f"p50 {fmt.ms(finding.p50_ns)}, p99 {fmt.ms(finding.p99_ns)} each")
+    if finding.margin_fraction:
+        stats.append(
+            f"estimated from {fmt.count(finding.sampled_requests)} sampled requests, "
+            f"±{fmt.pct(finding.margin_fraction)} (95%)"
+        )
     return _FindingView(
         name=fmt.finding_name(finding.kind),
         kind=finding.kind,

@@ -162,6 +162,8 @@ def _finding(finding: Finding) -> dict[str, Any]:
         "p50_ms": _ms(finding.p50_ns),
         "p99_ms": _ms(finding.p99_ns),
         "concurrent": finding.concurrent,
+        "margin_fraction": _fraction(finding.margin_fraction),
+        "sampled_requests": finding.sampled_requests,
     }
 
 
