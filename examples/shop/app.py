@@ -15,7 +15,8 @@ Each endpoint is written to be what it says, so a verdict can be checked against
                                         item's product with its own query (20-31 lazy
                                         loads), then the customer.
 ``POST /checkout``                      CPU-bound: one query for the cart's products, then
-                                        ~20 ms of pure-Python pricing (pricing.py).
+                                        ~20 ms of pure-Python pricing on any machine
+                                        (pricing.py calibrates it at startup).
 ``GET /shipping/{order_id}/quote``      downstream HTTP: one small query, then a call to
                                         the rates service (``SHOP_DOWNSTREAM_URL``,
                                         examples/downstream.py, ~25 ms).
@@ -51,7 +52,7 @@ from .db import (
     make_engine,
     seed,
 )
-from .pricing import PricedProduct, price_cart
+from .pricing import price_cart, priced_products, risk_passes
 
 DEFAULT_DOWNSTREAM_URL = "http://127.0.0.1:8001"
 
@@ -131,16 +132,7 @@ def _checkout(session: Session, request: CheckoutRequest) -> dict[str, object] |
     rows = session.scalars(select(Product).where(Product.id.in_(cart))).all()
     if customer is None or len(rows) != len(cart):
         return None
-    products = {
-        p.id: PricedProduct(
-            id=p.id,
-            name=p.name,
-            category=p.category,
-            price_cents=p.price_cents,
-            weight_grams=p.weight_grams,
-        )
-        for p in rows
-    }
+    products = priced_products(rows)
     return price_cart(
         cart,
         products,
@@ -172,6 +164,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(seed, engine)
+        risk_passes()  # calibrated now, not in the first checkout
         client = downstream or httpx.AsyncClient(
             base_url=os.environ.get("SHOP_DOWNSTREAM_URL", DEFAULT_DOWNSTREAM_URL), timeout=5.0
         )

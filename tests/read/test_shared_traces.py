@@ -1,4 +1,4 @@
-"""Every third-party file in ../shared/traces: read, with concrete facts about each.
+"""Every third-party file in tests/data/traces: read, with concrete facts about each.
 
 The expected numbers were counted from the raw files with ``json.loads`` (and base64 by
 hand for Kiali's ids), independently of the reader.

@@ -29,7 +29,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from shop.pricing import PricedProduct, price_cart
+from shop.pricing import price_cart, priced_products
 
 from storefront.models import Customer, Order, OrderItem, Product
 from storefront.seed import SEED_CUSTOMERS, SEED_ORDERS, SEED_PRODUCTS
@@ -99,16 +99,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
     rows = Product.objects.in_bulk(list(cart))
     if customer is None or not cart or len(rows) != len(cart):
         return JsonResponse({"detail": "unknown customer or product"}, status=404)
-    products = {
-        p.id: PricedProduct(
-            id=p.id,
-            name=p.name,
-            category=p.category,
-            price_cents=p.price_cents,
-            weight_grams=p.weight_grams,
-        )
-        for p in rows.values()
-    }
+    products = priced_products(rows.values())
     receipt = price_cart(
         cart,
         products,
