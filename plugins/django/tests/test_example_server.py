@@ -88,7 +88,11 @@ def test_example_report_matches_how_views_were_written(tmp_path: Path) -> None:
     assert orders.verdict.fixes[0].kind == "n_plus_one", orders.verdict.summary
 
     def largest(endpoint: str) -> str:
+        # Of the parts the request's own code decides. "waiting" is left out: with one
+        # client nothing queues, so it is time off the CPU while other processes ran,
+        # which on a loaded 2-core machine was seen larger than checkout's own CPU.
         parts = dict(by_name[endpoint].ledger_ns["p50"])
+        parts.pop("waiting")
         return max(parts, key=lambda part: parts[part])
 
     assert largest("GET /products/search") == "database"
