@@ -20,7 +20,7 @@ from latency_ledger.ledger import book_trace
 from latency_ledger.model import InputSummary, Report, SpanKind, TargetRuntime
 from latency_ledger.plugins import ClassifyRule, load_plugins, plugin_classify_rules
 from latency_ledger.profiles import ProfileAccumulator
-from latency_ledger.read import ReadStats, read_traces
+from latency_ledger.read import ReadLimits, ReadStats, read_traces
 from latency_ledger.verdict import DEFAULT_TARGETS, decide_verdict
 
 # Counters the in-app collector writes on its SERVER spans (cumulative per process).
@@ -35,6 +35,7 @@ class AnalyzeOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     idle_spans: int = 200_000
     rules: tuple[ClassifyRule, ...] | None = None  # None: plugins' rules + built-in rules
+    limits: ReadLimits = field(default_factory=ReadLimits)
 
 
 def default_rules() -> tuple[ClassifyRule, ...]:
@@ -59,7 +60,14 @@ def analyze(
     requests = 0
     overhead_ns = overhead_requests = 0
 
-    for trace in read_traces(paths, stats=stats, idle_spans=options.idle_spans, on_bytes=on_bytes):
+    traces = read_traces(
+        paths,
+        stats=stats,
+        idle_spans=options.idle_spans,
+        on_bytes=on_bytes,
+        limits=options.limits,
+    )
+    for trace in traces:
         booked = book_trace(trace, rules=rules)
         unbooked += booked.unbooked_spans
         for request in booked.requests:

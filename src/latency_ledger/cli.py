@@ -18,6 +18,7 @@ import click
 
 from latency_ledger.errors import ConfigError, LedgerError
 from latency_ledger.model import Report, TargetRuntime
+from latency_ledger.read.limits import ReadLimits
 
 PROGRESS_MIN_BYTES = 8 * 2**20
 EXIT_NOTHING_READ = 2
@@ -59,6 +60,7 @@ def analyze_paths(
     targets: Sequence[str],
     progress: bool,
     quiet: bool,
+    limits: ReadLimits | None = None,
 ) -> int:
     """Run the analysis and write the requested reports; return the exit code."""
     from latency_ledger.analyze import AnalyzeOptions, analyze
@@ -68,7 +70,8 @@ def analyze_paths(
     from latency_ledger.verdict import DEFAULT_TARGETS, parse_target
 
     options = AnalyzeOptions(
-        targets=_merge_targets(DEFAULT_TARGETS, [parse_target(t) for t in targets])
+        targets=_merge_targets(DEFAULT_TARGETS, [parse_target(t) for t in targets]),
+        limits=limits or ReadLimits(),
     )
     with _progress(paths, progress and not quiet) as on_bytes:
         report = analyze(paths, options=options, on_bytes=on_bytes)
@@ -118,6 +121,20 @@ def _print_problems(report: Report) -> None:
     metavar="NAME=FACTOR|NAME=LOW:HIGH",
     help="A runtime to project a port to, e.g. node=5 or go=3:10 (repeatable).",
 )
+@click.option(
+    "--max-line-bytes",
+    type=click.IntRange(min=1),
+    default=ReadLimits().max_line_bytes,
+    show_default=True,
+    help="Skip (and report) JSON lines longer than this.",
+)
+@click.option(
+    "--max-file-bytes",
+    type=click.IntRange(min=1),
+    default=ReadLimits().max_file_bytes,
+    show_default=True,
+    help="Stop reading a compressed file past this many decompressed bytes (and report it).",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar for large inputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but problems.")
 def analyze(
@@ -125,6 +142,8 @@ def analyze(
     json_path: Path | None,
     html_path: Path | None,
     targets: tuple[str, ...],
+    max_line_bytes: int,
+    max_file_bytes: int,
     progress: bool,
     quiet: bool,
 ) -> None:
@@ -137,6 +156,7 @@ def analyze(
             targets=targets,
             progress=progress,
             quiet=quiet,
+            limits=ReadLimits(max_line_bytes=max_line_bytes, max_file_bytes=max_file_bytes),
         )
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--target") from exc

@@ -32,7 +32,14 @@ def _message(length_byte: int) -> bytes:
         (b"# proto-file: x\nresource_spans: [\n", Shape.PROTO_TEXT),
         (b"resource_spans {\n", Shape.PROTO_TEXT),
         (b"\x00\x00\x01\x00\x0a\xfd\x01", Shape.PROTO_STREAM),
-        (b"# Title\n\nSome text.", Shape.UNKNOWN),
+        # Text is JSON to the sniffer: the JSON reader looks for a record past a damaged
+        # start, and says "not trace data" when there is none.
+        (b"# Title\n\nSome text.", Shape.JSON),
+        (b'ceSpans": [{}]}\n{"resourceSpans": []}\n', Shape.JSON),  # cut at the front
+        (b'null\n{"resourceSpans": []}\n', Shape.JSON),  # not the field `null` of proto text
+        (b'true\n{"resourceSpans": []}\n', Shape.JSON),
+        (b'Note: exported\n{"resourceSpans": []}\n', Shape.JSON),  # a preamble line
+        (b'\x00\x07junk\x01\n{"resourceSpans": []}\n', Shape.JSON),  # binary junk first
         (b"\x00\x01\x02\x03\x04", Shape.UNKNOWN),
     ],
 )

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import zstandard
 
+from latency_ledger.read.limits import ReadLimits
 from latency_ledger.read.otlp_json import read_json
 from latency_ledger.read.otlp_proto import read_proto, read_proto_stream, read_proto_text
 from latency_ledger.read.sniff import Shape, sniff
@@ -29,6 +30,7 @@ from latency_ledger.read.stats import ReadStats, note, show_path
 from latency_ledger.read.values import IdDecoder, SpanRow
 
 _CHUNK = 1 << 16
+DEFAULT_LIMITS = ReadLimits()
 _GLOB_MAGIC = re.compile(r"[*?\[]")
 _DIGITS = re.compile(r"(\d+)")
 _ROTATED = re.compile(r"\A(.*)\.(\d+)\Z", re.DOTALL)
@@ -123,25 +125,57 @@ class _Counted(io.RawIOBase):
         return n
 
 
-def _decompressed(stream: IO[bytes], shape: Shape) -> io.BufferedReader[Any]:
+class _Capped(io.RawIOBase):
+    """A decompressing stream that ends after ``limit`` bytes and remembers it did."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        super().__init__()
+        self._inner = inner  # GzipFile or zstandard's reader: both have readinto
+        self._left = limit
+        self.cut = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._left <= 0:
+            # One byte more than the limit tells "exactly at the limit" from "past it".
+            self.cut = self.cut or bool(self._inner.read(1))
+            return 0
+        n: int = self._inner.readinto(memoryview(buffer)[: self._left])
+        self._left -= n
+        return n
+
+
+def _decompressed(
+    stream: IO[bytes], shape: Shape, limit: int
+) -> tuple[io.BufferedReader[Any], _Capped]:
+    inner: Any
     if shape is Shape.GZIP:
-        return io.BufferedReader(gzip.GzipFile(fileobj=stream, mode="rb"), _CHUNK)
-    reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-    return io.BufferedReader(reader, _CHUNK)
+        inner = gzip.GzipFile(fileobj=stream, mode="rb")
+    else:
+        inner = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+    capped = _Capped(inner, limit)
+    return io.BufferedReader(capped, _CHUNK), capped
 
 
 def _spans_by_shape(
-    stream: IO[bytes], shape: Shape, path: Path, stats: ReadStats, ids: IdDecoder
+    stream: IO[bytes],
+    shape: Shape,
+    path: Path,
+    stats: ReadStats,
+    ids: IdDecoder,
+    limits: ReadLimits,
 ) -> Iterator[list[SpanRow]]:
     where = show_path(path)
     if shape is Shape.JSON:
-        return read_json(stream, path, stats, ids)
+        return read_json(stream, path, stats, ids, limits)
     if shape is Shape.PROTO:
-        return read_proto(stream, path, stats)
+        return read_proto(stream, path, stats, limits)
     if shape is Shape.PROTO_STREAM:
-        return read_proto_stream(stream, path, stats)
+        return read_proto_stream(stream, path, stats, limits)
     if shape is Shape.PROTO_TEXT:
-        return read_proto_text(stream, path, stats)
+        return read_proto_text(stream, path, stats, limits)
     if shape is Shape.EMPTY:
         note(stats, "empty_file", f"{where}: empty file, no trace data")
     else:
@@ -166,6 +200,7 @@ def read_file(
     stats: ReadStats,
     ids: IdDecoder,
     on_bytes: Callable[[int], None] | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> Iterator[list[SpanRow]]:
     """Yield the span lists of one file; problems go to the stats, never out as errors."""
     try:
@@ -180,12 +215,20 @@ def read_file(
         stats.files += 1
         stream: io.BufferedReader[Any] = io.BufferedReader(counted, _CHUNK)
         shape = sniff(stream.peek(_CHUNK))
+        capped = None
         if shape in (Shape.GZIP, Shape.ZSTD):
-            stream = _decompressed(stream, shape)
+            stream, capped = _decompressed(stream, shape, limits.max_file_bytes)
             shape = sniff(stream.peek(_CHUNK))
             if shape in (Shape.GZIP, Shape.ZSTD):
                 shape = Shape.UNKNOWN  # compressed twice: not something an exporter writes
-        yield from _spans_by_shape(stream, shape, path, stats, ids)
+        yield from _spans_by_shape(stream, shape, path, stats, ids, limits)
+        if capped is not None and capped.cut:
+            note(
+                stats,
+                "file_too_large",
+                f"{show_path(path)}: decompresses to more than max_file_bytes="
+                f"{limits.max_file_bytes:,} bytes; the rest of it was not read",
+            )
     except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
         # Truncated or corrupt compressed data, or an I/O error half-way: keep what was read.
         note(stats, "unreadable_file", f"{show_path(path)}: read failed: {exc}")

@@ -28,7 +28,9 @@ from typing import IO, Any
 import msgspec
 
 from latency_ledger.model import AttributeValue, SpanKind
-from latency_ledger.read.sniff import BOM, foreign_format, refusal
+from latency_ledger.read.limits import MAX_TIME_NS, WALL_CLOCK_NS, ReadLimits, TimeCheck
+from latency_ledger.read.lines import json_units
+from latency_ledger.read.sniff import foreign_format, refusal
 from latency_ledger.read.stats import ReadStats, clip, note, show_path
 from latency_ledger.read.values import (
     ERROR_CODES,
@@ -121,7 +123,6 @@ class TracesData(_Struct):
 # hot loop never calls int() on them; a value that is not a number fails the unit and
 # sends it down the span-by-span path, which skips only that span.
 _DECODER = msgspec.json.Decoder(TracesData, strict=False)
-_WHOLE = msgspec.json.Decoder(msgspec.Raw)  # checks a value is whole without building it
 _BYTE_AT = re.compile(r"\(byte (\d+)\)")
 
 
@@ -165,7 +166,11 @@ def _resource_spans(td: TracesData) -> list[ResourceSpans] | None:
 
 
 def convert_spans(
-    groups: Sequence[ResourceSpans], place: str, stats: ReadStats, ids: IdDecoder
+    groups: Sequence[ResourceSpans],
+    place: str,
+    stats: ReadStats,
+    ids: IdDecoder,
+    times: TimeCheck,
 ) -> list[SpanRow]:
     """Decoded resource spans -> span rows; unusable spans are noted and left out.
 
@@ -180,6 +185,8 @@ def convert_spans(
     parents_get = ids.parents.get
     kinds_get = KINDS.get
     value = _value
+    floor = times.floor
+    max_span = times.max_span_ns
     for rs in groups:
         service, resource = _resource(rs.resource)
         for scopes in (rs.scope_spans, rs.instrumentation_library_spans):
@@ -204,13 +211,19 @@ def convert_spans(
                         pid = parents_get(pid) or ids.parent(pid)
                     start = s.start_time_unix_nano
                     end = s.end_time_unix_nano
-                    if tid is None or sid is None or pid is None or not start or not end:
+                    if tid is None or sid is None or pid is None:
                         _bad_span(s, tid, sid, pid, place, stats)
                         continue
-                    if end < start:
-                        who = f"span {sid} {clip(s.name)}"
-                        note(stats, "end_before_start", f"{place}: {who} ends before it starts")
-                        continue
+                    if start < floor or end < start or end - start > max_span or end > MAX_TIME_NS:
+                        problem = times.problem(start, end)
+                        floor = times.floor
+                        if problem is not None:
+                            who = f"span {sid} {clip(s.name)}"
+                            note(stats, problem[0], f"{place}: {who} {problem[1]}")
+                            continue
+                    elif floor < WALL_CLOCK_NS <= start:
+                        times.accepted(start)
+                        floor = times.floor
                     status = s.status
                     append(
                         make(
@@ -249,12 +262,8 @@ def _bad_span(
         note(stats, "invalid_id", f"{place}: {who} has an invalid trace id {clip(s.trace_id)}")
     elif sid is None:
         note(stats, "invalid_id", f"{place}: {who} has an invalid span id")
-    elif pid is None:
-        note(stats, "invalid_id", f"{place}: {who} has an invalid parent id")
-    elif not s.end_time_unix_nano:
-        note(stats, "span_without_end_time", f"{place}: {who} has no end time")
     else:
-        note(stats, "span_without_start_time", f"{place}: {who} has no start time")
+        note(stats, "invalid_id", f"{place}: {who} has an invalid parent id")
 
 
 class _Refused(Exception):
@@ -264,10 +273,11 @@ class _Refused(Exception):
 class _JsonReader:
     """One JSON file's state: where we are, and whether a unit has been seen yet."""
 
-    def __init__(self, path: object, stats: ReadStats, ids: IdDecoder) -> None:
+    def __init__(self, path: object, stats: ReadStats, ids: IdDecoder, limits: ReadLimits) -> None:
         self.where = show_path(path)
         self.stats = stats
         self.ids = ids
+        self.times = TimeCheck(limits)
         self.units = 0
         self.non_trace = 0
 
@@ -291,7 +301,7 @@ class _JsonReader:
             return []
         groups = _resource_spans(td)
         if groups is not None:
-            return convert_spans(groups, place, self.stats, self.ids)
+            return convert_spans(groups, place, self.stats, self.ids, self.times)
         if len(td.resource_logs) or len(td.resource_metrics) or len(td.resource_profiles):
             self.non_trace += 1
             self.stats.skipped["non_trace_line"] += 1
@@ -341,11 +351,29 @@ class _JsonReader:
                 resource = None
             scopes = []
             for key in ("scopeSpans", "instrumentationLibrarySpans"):
-                for raw_scope in _as_list(raw_rs.get(key)):
-                    spans = _as_list(raw_scope.get("spans")) if isinstance(raw_scope, dict) else []
+                for raw_scope in self._list(raw_rs.get(key), key, place):
+                    if not isinstance(raw_scope, dict):
+                        what = f"a {key} entry is {type(raw_scope).__name__}, not an object"
+                        note(self.stats, "invalid_span", f"{place}: {what}")
+                        continue
+                    spans = self._list(raw_scope.get("spans"), "spans", place)
                     scopes.append(ScopeSpans(spans=self._spans(spans, place)))
             kept.append(ResourceSpans(resource=resource, scope_spans=scopes))
-        return convert_spans(kept, place, self.stats, self.ids)
+        return convert_spans(kept, place, self.stats, self.ids, self.times)
+
+    def _list(self, value: object, key: str, place: str) -> list[Any]:
+        """``value`` if it is a list; otherwise note the spans it holds as skipped."""
+        if value is None or isinstance(value, list):
+            return value or []
+        inner = value.get("spans") if isinstance(value, dict) else None
+        lost = len(inner) if isinstance(inner, list) else 0
+        note(
+            self.stats,
+            "invalid_span",
+            f"{place}: {key} is {type(value).__name__}, not a list: {lost} spans in it skipped",
+            count=max(1, lost),
+        )
+        return []
 
     def _spans(self, raw_spans: list[Any], place: str) -> list[JsonSpan]:
         good = []
@@ -384,10 +412,6 @@ def _loosen(raw: object) -> object:
     return raw | {"attributes": attributes}
 
 
-def _as_list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _lenient_groups(obj: object) -> list[Any] | None:
     while isinstance(obj, dict):
         for key in ("resourceSpans", "batches"):
@@ -397,17 +421,20 @@ def _lenient_groups(obj: object) -> list[Any] | None:
     return None
 
 
-def _is_blank(line: bytes) -> bool:
-    return len(line) < 8 and not line.strip()
-
-
 def read_json(
-    stream: IO[bytes], path: object, stats: ReadStats, ids: IdDecoder
+    stream: IO[bytes],
+    path: object,
+    stats: ReadStats,
+    ids: IdDecoder,
+    limits: ReadLimits,
 ) -> Iterator[list[SpanRow]]:
     """Yield the spans of each unit of a JSON file (JSON lines or one document)."""
-    reader = _JsonReader(path, stats, ids)
+    reader = _JsonReader(path, stats, ids, limits)
     try:
-        yield from _read(stream, reader)
+        for line, data in json_units(stream, reader.where, stats, limits):
+            spans = reader.unit(data, line)
+            if spans:
+                yield spans
     except _Refused as exc:
         note(stats, "unsupported_format", str(exc))
     if reader.non_trace:
@@ -417,52 +444,3 @@ def read_json(
             f"{reader.where}: skipped {reader.non_trace} lines of logs/metrics (not traces)",
             count=0,
         )
-
-
-def _read(stream: IO[bytes], reader: _JsonReader) -> Iterator[list[SpanRow]]:
-    # JSON lines when the first non-blank line is a whole JSON value (or, if that line is
-    # broken, the second one is); otherwise one document, possibly pretty-printed.
-    consumed: list[bytes] = []
-    heads: list[tuple[int, bytes]] = []
-    lines_mode = False
-    for number, line in enumerate(stream, 1):
-        if number == 1:
-            line = line.removeprefix(BOM)
-        consumed.append(line)
-        if _is_blank(line):
-            continue
-        heads.append((number, line))
-        lines_mode = _complete(line)
-        if lines_mode or len(heads) == 2:
-            break
-    if not heads:
-        return
-    if not lines_mode:
-        consumed.append(stream.read())
-        spans = reader.unit(b"".join(consumed), None)
-        if spans:
-            yield spans
-        return
-    for number, line in heads:
-        spans = reader.unit(line, number)
-        if spans:
-            yield spans
-    number = len(consumed)
-    for line in stream:
-        number += 1
-        if _is_blank(line):
-            continue
-        spans = reader.unit(line, number)
-        if spans:
-            yield spans
-
-
-def _complete(line: bytes) -> bool:
-    """Whether a line holds one whole JSON value (of any shape)."""
-    try:
-        _WHOLE.decode(line)
-    except msgspec.DecodeError:
-        return False
-    except RecursionError:
-        return True  # nested too deeply to check here; decoding it will say so
-    return True

@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from latency_ledger.model import AttributeValue, SpanKind
+from latency_ledger.read.limits import ReadLimits, TimeCheck
 from latency_ledger.read.stats import ReadStats, clip, note, show_path
 from latency_ledger.read.values import KINDS, SpanRow
 
@@ -53,7 +54,7 @@ def _resource(resource: Any) -> tuple[str, dict[str, AttributeValue]]:
     return (service if isinstance(service, str) and service else "unknown_service"), attributes
 
 
-def convert_message(message: Any, place: str, stats: ReadStats) -> list[SpanRow]:
+def convert_message(message: Any, place: str, stats: ReadStats, times: TimeCheck) -> list[SpanRow]:
     """A parsed ``TracesData`` -> span rows; unusable spans are noted and left out."""
     out: list[SpanRow] = []
     kinds_get = KINDS.get
@@ -70,12 +71,8 @@ def convert_message(message: Any, place: str, stats: ReadStats) -> list[SpanRow]
                     note(stats, "invalid_id", f"{place}: {who} has an invalid span id")
                 elif len(pid) not in (0, 8):
                     note(stats, "invalid_id", f"{place}: {who} has an invalid parent id")
-                elif not end:
-                    note(stats, "span_without_end_time", f"{place}: {who} has no end time")
-                elif not start:
-                    note(stats, "span_without_start_time", f"{place}: {who} has no start time")
-                elif end < start:
-                    note(stats, "end_before_start", f"{place}: {who} ends before it starts")
+                elif problem := times.problem(start, end):
+                    note(stats, problem[0], f"{place}: {who} {problem[1]}")
                 else:
                     out.append(
                         SpanRow(
@@ -95,7 +92,7 @@ def convert_message(message: Any, place: str, stats: ReadStats) -> list[SpanRow]
     return out
 
 
-def _parse(data: bytes, place: str, stats: ReadStats) -> list[SpanRow] | None:
+def _parse(data: bytes, place: str, stats: ReadStats, times: TimeCheck) -> list[SpanRow] | None:
     try:
         message = TracesData.FromString(data)
     except (DecodeError, RecursionError) as exc:
@@ -104,19 +101,24 @@ def _parse(data: bytes, place: str, stats: ReadStats) -> list[SpanRow] | None:
     if not message.resource_spans:
         note(stats, "not_trace_data", f"{place}: protobuf message holds no resource_spans")
         return None
-    return convert_message(message, place, stats)
+    return convert_message(message, place, stats, times)
 
 
-def read_proto(stream: IO[bytes], path: object, stats: ReadStats) -> Iterator[list[SpanRow]]:
+def read_proto(
+    stream: IO[bytes], path: object, stats: ReadStats, limits: ReadLimits
+) -> Iterator[list[SpanRow]]:
     """One protobuf message filling the whole stream."""
-    spans = _parse(stream.read(), show_path(path), stats)
+    spans = _parse(stream.read(), show_path(path), stats, TimeCheck(limits))
     if spans:
         yield spans
 
 
-def read_proto_stream(stream: IO[bytes], path: object, stats: ReadStats) -> Iterator[list[SpanRow]]:
+def read_proto_stream(
+    stream: IO[bytes], path: object, stats: ReadStats, limits: ReadLimits
+) -> Iterator[list[SpanRow]]:
     """The fileexporter's framing: 4-byte big-endian length, then that many bytes."""
     where = show_path(path)
+    times = TimeCheck(limits)
     offset = 0
     number = 0
     while True:
@@ -137,12 +139,14 @@ def read_proto_stream(stream: IO[bytes], path: object, stats: ReadStats) -> Iter
             note(stats, "truncated_message", f"{place}: truncated ({len(body)} of {size} bytes)")
             return
         offset += 4 + size
-        spans = _parse(body, place, stats)
+        spans = _parse(body, place, stats, times)
         if spans:
             yield spans
 
 
-def read_proto_text(stream: IO[bytes], path: object, stats: ReadStats) -> Iterator[list[SpanRow]]:
+def read_proto_text(
+    stream: IO[bytes], path: object, stats: ReadStats, limits: ReadLimits
+) -> Iterator[list[SpanRow]]:
     """Protobuf text format of one ``TracesData`` / ``ExportTraceServiceRequest``."""
     where = show_path(path)
     message = TracesData()
@@ -151,6 +155,6 @@ def read_proto_text(stream: IO[bytes], path: object, stats: ReadStats) -> Iterat
     except (text_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
         note(stats, "not_trace_data", f"{where}: not OTLP protobuf text ({exc})")
         return
-    spans = convert_message(message, where, stats)
+    spans = convert_message(message, where, stats, TimeCheck(limits))
     if spans:
         yield spans

@@ -1,6 +1,7 @@
 """Tell file shapes apart by their content, never by their name.
 
-Contract: :func:`sniff` looks at the first bytes of a stream and names its shape;
+Contract: :func:`sniff` looks at the first bytes of a stream and names its shape (text
+that is not protobuf text is JSON: the JSON reader reads past a damaged start);
 :func:`foreign_format` recognizes decoded Jaeger and Zipkin JSON, which we refuse with
 the one line :func:`refusal` builds. Both are pure and never raise.
 """
@@ -14,8 +15,13 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 BOM = b"\xef\xbb\xbf"
 
-# Protobuf text format: optional '#' comment lines, then a field name.
-_PROTO_TEXT = re.compile(rb"\A\s*(?:#[^\n]*\n\s*)*[A-Za-z_][A-Za-z0-9_]*\s*[:{\[]")
+# Protobuf text format: optional '#' comment lines, then a field name and, on the same
+# line, ':', '{' or '<'. JSON's bare literals (a first line of `null`) are not field names.
+_PROTO_TEXT = re.compile(
+    rb"\A\s*(?:#[^\n]*\n\s*)*(?!(?:null|true|false)\b)[A-Za-z_][A-Za-z0-9_]*[ \t]*[:{<]"
+)
+# A JSON record starting a line somewhere after a damaged start (binary junk, a cut line).
+_LATER_RECORD = re.compile(rb"\n[ \t]*\{[ \t]*\"")
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TEXT_SAMPLE = 1024
 _FIELD_1_LEN = 0x0A  # tag of field 1 (resource_spans), wire type 2: how a message starts
@@ -52,17 +58,19 @@ def sniff(head: bytes) -> Shape:
         stripped = body.lstrip()
         if not stripped:
             return Shape.EMPTY
-        if stripped[:1] in (b"{", b"["):
-            return Shape.JSON
-        if _PROTO_TEXT.match(body):
+        if _PROTO_TEXT.match(body) and not _LATER_RECORD.search(body):
             return Shape.PROTO_TEXT
-        return Shape.UNKNOWN
+        # Text: JSON, or JSON lines after a damaged start (a file cut at the front, a
+        # preamble); the JSON reader finds the first whole record or says there is none.
+        return Shape.JSON
     if head[0] == _FIELD_1_LEN:
         return Shape.PROTO
     # The fileexporter writes a 4-byte big-endian length before each message; real
     # messages are far below 16 MiB, so the first byte is 0 and the fifth starts one.
     if len(head) >= 5 and head[0] == 0 and head[4] == _FIELD_1_LEN:
         return Shape.PROTO_STREAM
+    if _LATER_RECORD.search(head):
+        return Shape.JSON
     return Shape.UNKNOWN
 
 
