@@ -404,3 +404,27 @@ def test_a_number_attribute_that_is_not_a_number_stays_text(tmp_path: Path) -> N
         "ok": 7,
     }
     assert dict(stats.skipped) == {}
+
+
+def test_containers_of_the_wrong_shape_count_their_spans(tmp_path: Path) -> None:
+    # Issue 13, defect 8: a scopeSpans that is not a list dropped its spans uncounted.
+    good = request(span())
+    bad = {"resourceSpans": [{"scopeSpans": {"spans": [span(), span(spanId=CHILD)]}}]}
+    scalar = {"resourceSpans": [{"scopeSpans": [5, {"spans": "x"}]}]}
+    path = write_lines(tmp_path / "w.jsonl", good, bad, scalar)
+    traces, stats = read(path)
+    assert only_span(traces).span_id == ROOT
+    assert dict(stats.skipped) == {"invalid_span": 4}
+    assert stats.problems[0] == (f"{path}:2: scopeSpans is dict, not a list: 2 spans in it skipped")
+    assert stats.problems[1] == f"{path}:3: a scopeSpans entry is int, not an object"
+
+
+def test_a_string_that_is_not_utf8_loses_only_its_line(tmp_path: Path) -> None:
+    # Found by tests/read/test_fuzz.py: msgspec raises UnicodeDecodeError, which lost the file.
+    path = tmp_path / "u.jsonl"
+    bad = json.dumps(request(span(traceId="1" * 32))).encode().replace(b"1111", b"\x80\x81", 1)
+    path.write_bytes(bad + b"\n" + json.dumps(request(span())).encode() + b"\n")
+    traces, stats = read(path)
+    assert only_span(traces).span_id == ROOT
+    assert dict(stats.skipped) == {"invalid_json_line": 1}
+    assert stats.problems[0].startswith(f"{path}:1: invalid JSON: a string is not UTF-8")

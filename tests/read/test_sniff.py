@@ -67,3 +67,8 @@ def test_refusal_line() -> None:
         "t.json: unsupported format: Zipkin JSON "
         "(export OTLP instead: the Collector's zipkin receiver with its file exporter)"
     )
+
+
+def test_json_lines_after_a_newline_and_binary_junk_are_not_protobuf() -> None:
+    # Found by tests/read/test_fuzz.py: '\n' is protobuf's field-1 tag.
+    assert sniff(b'\n\x00{"resourceSpans": []}\n{"resourceSpans": []}\n') is Shape.JSON

@@ -50,3 +50,12 @@ def test_shares_of_an_empty_ledger_are_zero() -> None:
 def test_clean_replaces_controls_and_bidi_overrides() -> None:
     assert clean("a\x1b[31mb\u202ec\nd\te") == "a\ufffd[31mb\ufffdc\nd\te"
     assert clean("a\nb\u2028c", one_line=True) == "a\ufffdb\ufffdc"
+
+
+def test_clean_marks_invisible_and_bidi_characters() -> None:
+    # Issue 13, defect 8: zero-width and bidi control characters reached the HTML unmarked.
+    hidden = "\u200b\u200c\u200d\u2060\ufeff\u061c\u2067\u2069\u00ad\U000e0041\ufe0f"
+    assert clean(f"GET /a{hidden}b") == "GET /a" + "\ufffd" * len(hidden) + "b"
+    assert clean("caf\u00e9 \u4e2d\u6587 \u0645\u0631\u062d\u0628\u0627") == (
+        "caf\u00e9 \u4e2d\u6587 \u0645\u0631\u062d\u0628\u0627"  # visible text is kept
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 from html.parser import HTMLParser
@@ -205,3 +206,12 @@ def test_write_html(report: Report, tmp_path: Path) -> None:
     assert path.read_text(encoding="utf-8") == render_html(report)
     with pytest.raises(LedgerError, match=r"cannot write the HTML report"):
         write_html(report, tmp_path / "missing" / "report.html")
+
+
+def test_invisible_characters_do_not_reach_the_page(hostile_report: Report) -> None:
+    # Issue 13, defect 8: zero-width and bidi controls reached the HTML unmarked.
+    hidden = "\u200b\u2060\ufeff\u061c\u2067\U000e0041"
+    first = dataclasses.replace(hostile_report.endpoints[0], endpoint=f"GET /a{hidden}b")
+    html = render_html(dataclasses.replace(hostile_report, endpoints=(first,)))
+    assert not set(hidden) & set(html)
+    assert "GET /a\ufffd\ufffd\ufffd\ufffd\ufffd\ufffdb" in html

@@ -145,7 +145,7 @@ def _complete(line: bytes) -> bool:
     """Whether a line holds one whole JSON value (of any shape)."""
     try:
         _WHOLE.decode(line)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return False
     except RecursionError:
         return True  # nested too deeply to check here; decoding it will say so
@@ -158,6 +158,6 @@ def _is_record(line: bytes) -> bool:
         return False
     try:
         keys = _KEYS.decode(line)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False
     return not _RECORD_KEYS.isdisjoint(keys)

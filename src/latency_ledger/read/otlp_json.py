@@ -290,6 +290,14 @@ class _JsonReader:
         except RecursionError:
             note(self.stats, "not_trace_data", f"{place}: values nested too deeply, skipped")
             return []
+        except UnicodeDecodeError:  # msgspec's error for a string that is not UTF-8
+            try:
+                data.decode()
+                at = len(data)
+            except UnicodeDecodeError as exc:
+                at = exc.start
+            self._invalid_json(data, line, f"a string is not UTF-8 (byte {at})")
+            return []
 
     def _unit(self, data: bytes, line: int | None, place: str) -> list[SpanRow]:
         try:

@@ -20,8 +20,11 @@ BOM = b"\xef\xbb\xbf"
 _PROTO_TEXT = re.compile(
     rb"\A\s*(?:#[^\n]*\n\s*)*(?!(?:null|true|false)\b)[A-Za-z_][A-Za-z0-9_]*[ \t]*[:{<]"
 )
-# A JSON record starting a line somewhere after a damaged start (binary junk, a cut line).
-_LATER_RECORD = re.compile(rb"\n[ \t]*\{[ \t]*\"")
+# A JSON record starting a line after a damaged start (binary junk, a cut line). Specific
+# enough that no protobuf message holds it by chance (it is checked before protobuf).
+_LATER_RECORD = re.compile(
+    rb'\n[ \t]*\{[ \t]*"(?:resourceSpans|resourceLogs|resourceMetrics|batches|result|data)"'
+)
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TEXT_SAMPLE = 1024
 _FIELD_1_LEN = 0x0A  # tag of field 1 (resource_spans), wire type 2: how a message starts
@@ -63,14 +66,14 @@ def sniff(head: bytes) -> Shape:
         # Text: JSON, or JSON lines after a damaged start (a file cut at the front, a
         # preamble); the JSON reader finds the first whole record or says there is none.
         return Shape.JSON
+    if _LATER_RECORD.search(head):
+        return Shape.JSON
     if head[0] == _FIELD_1_LEN:
         return Shape.PROTO
     # The fileexporter writes a 4-byte big-endian length before each message; real
     # messages are far below 16 MiB, so the first byte is 0 and the fifth starts one.
     if len(head) >= 5 and head[0] == 0 and head[4] == _FIELD_1_LEN:
         return Shape.PROTO_STREAM
-    if _LATER_RECORD.search(head):
-        return Shape.JSON
     return Shape.UNKNOWN
 
 

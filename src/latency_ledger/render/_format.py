@@ -32,12 +32,15 @@ FINDING_NAMES = {
     "pool_wait": "Connection pool wait",
 }
 
-# C0/C1 controls (terminal escape sequences) and bidi overrides ("Trojan Source") would
-# let trace content rewrite what a reader sees; they are shown as U+FFFD instead.
-_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_UNSAFE_CHARS_ONE_LINE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+# C0/C1 controls (terminal escape sequences), bidi controls ("Trojan Source") and
+# invisible characters (zero-width spaces and joiners, the BOM, tag characters) would let
+# trace content rewrite or hide what a reader sees; they are shown as U+FFFD instead.
+_INVISIBLE = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e0fff"
 )
+_UNSAFE_CHARS = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_INVISIBLE}]")
+_UNSAFE_CHARS_ONE_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}\u2028\u2029]")
 
 
 def clean(text: str, *, one_line: bool = False) -> str:
