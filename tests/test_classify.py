@@ -11,7 +11,9 @@ from latency_ledger.model import AttributeValue, CallKind, Category, Span, SpanK
 from latency_ledger.plugins import Classification
 
 
-def span(kind: SpanKind, attrs: Mapping[str, AttributeValue], name: str = "op") -> Span:
+def span(
+    kind: SpanKind, attrs: Mapping[str, AttributeValue], name: str = "op", service: str = "shop"
+) -> Span:
     return Span(
         trace_id="t",
         span_id="s",
@@ -22,14 +24,14 @@ def span(kind: SpanKind, attrs: Mapping[str, AttributeValue], name: str = "op") 
         end_ns=1,
         is_error=False,
         attributes=dict(attrs),
-        service="shop",
+        service=service,
     )
 
 
 def classify(
-    kind: SpanKind, attrs: Mapping[str, AttributeValue], name: str = "op"
+    kind: SpanKind, attrs: Mapping[str, AttributeValue], name: str = "op", service: str = "shop"
 ) -> tuple[str, str, str, str] | None:
-    found = classify_span(span(kind, attrs, name), DEFAULT_RULES)
+    found = classify_span(span(kind, attrs, name, service), DEFAULT_RULES)
     if found is None:
         return None
     return (found.category.value, found.kind.value, found.system, found.target)
@@ -199,3 +201,109 @@ def test_long_statement_is_capped() -> None:
     )
     assert found is not None
     assert len(found.target) == 4096
+
+
+# What real exports carry beyond the semantic conventions (issue 10): vendor statement
+# keys, OpenTracing's db.type, new rpc names, and peers or services that name a database.
+@pytest.mark.parametrize(
+    ("kind", "attrs", "service", "expected"),
+    [
+        # Brave / Zipkin: sql.query on a CLIENT span, the peer only a made-up name.
+        (
+            CLIENT,
+            {"sql.query": "select 1", "peer.service": "app_db"},
+            "shop",
+            ("database", "query", "unknown", "select 1"),
+        ),
+        # HotROD: the call is reported under service "mysql", the statement as sql.query.
+        (CLIENT, {"sql.query": "SELECT *"}, "mysql", ("database", "query", "mysql", "SELECT *")),
+        # HotROD's Redis calls: no attributes at all, service "redis".
+        (CLIENT, {"param.driverID": "T7"}, "redis", ("network", "cache", "redis", "op")),
+        (
+            CLIENT,
+            {"cassandra.query": "SELECT x"},
+            "shop",
+            ("database", "query", "cassandra", "SELECT x"),
+        ),
+        (
+            CLIENT,
+            {"db.type": "sql", "db.statement": "q"},
+            "shop",
+            ("database", "query", "sql", "q"),
+        ),
+        (CLIENT, {"db.type": "redis"}, "shop", ("network", "cache", "redis", "op")),
+        (CLIENT, {"db.name": "orders"}, "shop", ("database", "query", "unknown", "op")),
+        # A peer that names a database or cache, in any of the keys, even over HTTP.
+        (CLIENT, {"peer.service": "MySQL"}, "shop", ("database", "query", "mysql", "op")),
+        (
+            CLIENT,
+            {"server.address": "redis-master.cache.svc"},
+            "shop",
+            ("network", "cache", "redis", "op"),
+        ),
+        (CLIENT, {"net.peer.name": "postgres"}, "shop", ("database", "query", "postgresql", "op")),
+        (
+            CLIENT,
+            {
+                "http.request.method": "POST",
+                "server.address": "elasticsearch",
+                "url.path": "/i/_search",
+            },
+            "shop",
+            ("database", "query", "elasticsearch", "op"),
+        ),
+        # Only the first word counts: "user-db" or "my-redis-api" say nothing.
+        (CLIENT, {"peer.service": "user-db"}, "shop", ("network", "other", "", "op")),
+        (CLIENT, {"server.address": "my-redis-api"}, "shop", ("network", "other", "", "op")),
+        # A well-known port, when nothing else says what the call is; never over HTTP.
+        (
+            CLIENT,
+            {"server.address": "10.0.0.5", "server.port": 3306},
+            "shop",
+            ("database", "query", "mysql", "op"),
+        ),
+        (
+            CLIENT,
+            {
+                "http.method": "GET",
+                "net.peer.name": "10.0.0.5",
+                "net.peer.port": 6379,
+                "http.target": "/",
+            },
+            "shop",
+            ("network", "http", "http", "GET 10.0.0.5:6379/"),
+        ),
+        # A service named like a database that makes HTTP calls is still making HTTP calls.
+        (
+            CLIENT,
+            {"http.request.method": "GET", "url.full": "http://pay/x"},
+            "mongo-gateway",
+            ("network", "http", "http", "GET pay/x"),
+        ),
+        # New RPC convention; a broker peer without messaging.* (Brave's Kafka spans).
+        (
+            CLIENT,
+            {"rpc.system.name": "grpc", "rpc.method": "Get"},
+            "shop",
+            ("network", "rpc", "grpc", "/Get"),
+        ),
+        (
+            SpanKind.PRODUCER,
+            {"peer.service": "kafka", "kafka.topic": "t"},
+            "shop",
+            ("network", "messaging", "kafka", "op"),
+        ),
+    ],
+)
+def test_what_real_exports_carry(
+    kind: SpanKind,
+    attrs: Mapping[str, AttributeValue],
+    service: str,
+    expected: tuple[str, str, str, str],
+) -> None:
+    assert classify(kind, attrs, service=service) == expected
+
+
+def test_a_database_peer_does_not_make_a_server_or_internal_span_a_wait() -> None:
+    assert classify(SpanKind.SERVER, {"peer.service": "mysql"}, service="mysql") is None
+    assert classify(SpanKind.INTERNAL, {"sql.query": "select 1"}, service="mysql") is None

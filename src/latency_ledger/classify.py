@@ -13,7 +13,8 @@ value that is not the expected type counts as absent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 from latency_ledger.endpoint import attr_port, attr_str, collapse_path, http_method, split_url
 from latency_ledger.model import CallKind, Category, Span, SpanKind
@@ -23,6 +24,86 @@ from latency_ledger.plugins import Classification, ClassifyRule
 CACHE_SYSTEMS = frozenset(
     {"redis", "memcached", "valkey", "keydb", "dragonfly", "hazelcast", "geode", "coherence"}
 )
+# Names a database, cache or broker goes by, as a peer (peer.service, server.address...)
+# or as the service.name of its own spans (Jaeger's HotROD reports its MySQL and Redis
+# calls under services "mysql" and "redis"), -> the db.system / messaging.system value.
+# Matched against the whole name and against its first word ("redis-master",
+# "postgres.prod.svc"), never any word: "user-db" or "my-cache-api" say nothing.
+KNOWN_DATABASES: Mapping[str, str] = {
+    "mysql": "mysql",
+    "mariadb": "mariadb",
+    "postgres": "postgresql",
+    "postgresql": "postgresql",
+    "mssql": "mssql",
+    "sqlserver": "mssql",
+    "oracle": "oracle",
+    "sqlite": "sqlite",
+    "mongodb": "mongodb",
+    "mongo": "mongodb",
+    "cassandra": "cassandra",
+    "scylla": "cassandra",
+    "scylladb": "cassandra",
+    "elasticsearch": "elasticsearch",
+    "opensearch": "opensearch",
+    "couchbase": "couchbase",
+    "couchdb": "couchdb",
+    "dynamodb": "dynamodb",
+    "clickhouse": "clickhouse",
+    "cockroachdb": "cockroachdb",
+    "neo4j": "neo4j",
+    "influxdb": "influxdb",
+    "hbase": "hbase",
+    "solr": "solr",
+    "db2": "db2",
+    "h2": "h2",
+    "hsqldb": "hsqldb",
+    "spanner": "spanner",
+    "cosmosdb": "cosmosdb",
+    "trino": "trino",
+    "presto": "presto",
+    "redis": "redis",
+    "memcached": "memcached",
+    "memcache": "memcached",
+    "valkey": "valkey",
+    "keydb": "keydb",
+    "dragonfly": "dragonfly",
+    "hazelcast": "hazelcast",
+}
+KNOWN_BROKERS: Mapping[str, str] = {
+    "kafka": "kafka",
+    "rabbitmq": "rabbitmq",
+    "rabbit": "rabbitmq",
+    "activemq": "activemq",
+    "artemis": "activemq",
+    "nats": "nats",
+    "pulsar": "pulsar",
+    "sqs": "aws_sqs",
+    "sns": "aws_sns",
+    "kinesis": "aws_kinesis",
+}
+# Well-known ports, for a peer known only by address and port (and no HTTP/RPC).
+KNOWN_PORTS: Mapping[str, str] = {
+    "3306": "mysql",
+    "5432": "postgresql",
+    "1433": "mssql",
+    "1521": "oracle",
+    "27017": "mongodb",
+    "9042": "cassandra",
+    "9200": "elasticsearch",
+    "6379": "redis",
+    "11211": "memcached",
+}
+# Statements under vendor keys (Brave/Zipkin, OpenTracing contrib), after the semconv ones,
+# with the system each implies.
+_STATEMENT_KEYS: tuple[tuple[str, str], ...] = (
+    ("db.query.text", ""),
+    ("db.statement", ""),
+    ("sql.query", ""),
+    ("cassandra.query", "cassandra"),
+)
+# Where a CLIENT span names its peer, most specific first.
+_PEER_KEYS = ("peer.service", "db.instance", "server.address", "net.peer.name", "out.host")
+_WORD = re.compile(r"[^a-z0-9]+")
 # Outgoing-call kinds; INTERNAL spans are the app's own code.
 _OUTGOING = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
 # A SERVER span is a request and a CONSUMER span is work done on a received message:
@@ -103,14 +184,63 @@ def http_client_target(span: Span, method: str) -> str:
     return f"{method} {host}{route[:MAX_TARGET_CHARS]}"
 
 
-def _outgoing(span: Span) -> ClassifiedFields:
-    """A CLIENT/PRODUCER span that is not a database: HTTP, RPC, messaging or other."""
+def known_system(name: object, table: Mapping[str, str] = KNOWN_DATABASES) -> str:
+    """The system a peer or service name stands for in ``table`` ("" when none)."""
+    if not isinstance(name, str) or not name or len(name) > 253:
+        return ""
+    low = name.lower()
+    found = table.get(low)
+    if found is None:
+        first = _WORD.split(low, 1)[0]
+        found = table.get(first, "")
+    return found
+
+
+def _peer_system(span: Span, table: Mapping[str, str]) -> str:
+    """What the span's peer (``peer.service``, ``server.address``...) names in ``table``."""
     attrs = span.attributes
+    for key in _PEER_KEYS:
+        value = attrs.get(key)
+        if value is not None:
+            found = known_system(value, table)
+            if found:
+                return found
+    return ""
+
+
+def _client_database(span: Span) -> ClassifiedFields | None:
+    """A CLIENT span that is a database call without ``db.system``: a statement under a
+    semconv or vendor key, or OpenTracing's ``db.type``."""
+    attrs = span.attributes
+    statement = implied = ""
+    for key, system in _STATEMENT_KEYS:
+        value = attrs.get(key)
+        if isinstance(value, str) and value:
+            statement, implied = value, system
+            break
+    db_type = attrs.get("db.type")
+    if isinstance(db_type, str) and db_type:
+        return _database(span, known_system(db_type) or db_type.lower(), statement)
+    if statement:
+        system = implied or _peer_system(span, KNOWN_DATABASES) or known_system(span.service)
+        return _database(span, system or "unknown", statement)
+    return None
+
+
+def _outgoing(span: Span) -> ClassifiedFields:
+    """A CLIENT/PRODUCER span that is not a database by its attributes (see
+    :func:`classify_standard` for the order)."""
+    attrs = span.attributes
+    client = span.kind == _CLIENT
+    if client:
+        system = _peer_system(span, KNOWN_DATABASES)
+        if system:
+            return _database(span, system, "")
     raw_method = attrs.get("http.request.method") or attrs.get("http.method")
     if isinstance(raw_method, str):
         method = raw_method if raw_method in _KNOWN_METHODS else http_method(attrs)
         return _NETWORK, _HTTP, "http", http_client_target(span, method)
-    system = attr_str(attrs, "rpc.system")
+    system = attr_str(attrs, "rpc.system", "rpc.system.name")
     if system:
         service = attr_str(attrs, "rpc.service")
         rpc_method = attr_str(attrs, "rpc.method")
@@ -122,7 +252,29 @@ def _outgoing(span: Span) -> ClassifiedFields:
         destination = attr_str(attrs, "messaging.destination.name", "messaging.destination")
         target = " ".join(part for part in (operation, destination) if part) or span.name
         return _NETWORK, _MESSAGING, system.lower(), target[:MAX_TARGET_CHARS]
+    if client:
+        # Nothing says what the call is: the service reporting it may be the database
+        # (HotROD's "mysql"), or its port may, or a db.* attribute (db.name...) does.
+        system = known_system(span.service) or KNOWN_PORTS.get(
+            attr_port(attrs, "server.port", "net.peer.port"), ""
+        )
+        if system or any(key.startswith("db.") for key in attrs):
+            return _database(span, system or "unknown", "")
+    system = _peer_system(span, KNOWN_BROKERS) or known_system(span.service, KNOWN_BROKERS)
+    if system:
+        return _NETWORK, _MESSAGING, system, span.name[:MAX_TARGET_CHARS]
     return _NETWORK, _OTHER, "", span.name[:MAX_TARGET_CHARS]
+
+
+def answered_fields(span: Span, answering: Sequence[Span]) -> ClassifiedFields | None:
+    """A CLIENT span's call as a database wait when a SERVER span answering it (a child
+    of it) belongs to a service named as a known database or cache; else None."""
+    for child in answering:
+        if child.kind == SpanKind.SERVER:
+            system = known_system(child.service)
+            if system:
+                return _database(span, system, "")
+    return None
 
 
 def standard_fields(span: Span) -> ClassifiedFields | None:
@@ -141,10 +293,11 @@ def standard_fields(span: Span) -> ClassifiedFields | None:
     if kind not in _OUTGOING:
         return None
     if kind == _CLIENT:
-        # Go's database/sql auto-instrumentation records statements without db.system.
-        statement = attrs.get("db.query.text") or attrs.get("db.statement")
-        if isinstance(statement, str) and statement:
-            return _database(span, "unknown", statement)
+        # Go's database/sql auto-instrumentation records statements without db.system;
+        # Brave's p6spy and cassandra ones under sql.query / cassandra.query.
+        found = _client_database(span)
+        if found is not None:
+            return found
     return _outgoing(span)
 
 
@@ -154,9 +307,22 @@ def classify_standard(span: Span) -> Classification | None:
     In order: ASGI receive/send spans (``asgi.event.type``, any kind) are the request's
     client I/O (network). ``db.system(.name)`` on any kind but SERVER/CONSUMER is a
     database wait (network for cache systems), so a database client speaking HTTP
-    (Elasticsearch) stays a database; a CLIENT span with a statement but no system is a
-    database wait too. Then CLIENT/PRODUCER spans: HTTP (a request method), RPC
-    (``rpc.system``), messaging (``messaging.system``), else other network.
+    (Elasticsearch) stays a database. A CLIENT span with a statement (``db.query.text``,
+    ``db.statement``, ``sql.query``, ``cassandra.query``) or OpenTracing's ``db.type`` is
+    a database wait too. Then CLIENT/PRODUCER spans:
+
+    1. CLIENT whose peer (``peer.service``, ``db.instance``, ``server.address``,
+       ``net.peer.name``, ``out.host``) names a database or cache
+       (:data:`KNOWN_DATABASES`): database (network for caches), even over HTTP or RPC;
+    2. HTTP (a request method), RPC (``rpc.system`` / ``rpc.system.name``), messaging
+       (``messaging.system``);
+    3. CLIENT with none of those whose own service name or well-known port
+       (:data:`KNOWN_PORTS`) names a database or cache (HotROD reports its MySQL calls
+       under service "mysql"), or that has any ``db.*`` attribute;
+    4. a peer or service that names a broker (:data:`KNOWN_BROKERS`): messaging;
+    5. else other network.
+
+    The ledger adds one rule that needs the trace (:func:`answered_fields`).
     """
     found = standard_fields(span)
     if found is None:

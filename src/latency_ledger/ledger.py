@@ -6,8 +6,12 @@ outlive their parents, zero-length or inverted spans, cycles, duplicate ids).
 
 Requests: a SERVER span, or a root span (no parent in the trace) marked INTERNAL or
 UNSPECIFIED that carries HTTP server attributes, for exporters that mark everything
-INTERNAL. A descendant counts toward the nearest enclosing request; a nested SERVER span
-starts its own request and, seen from the outer request, is network time.
+INTERNAL. A descendant counts toward the nearest enclosing request. A SERVER span of
+the same service inside a request, not under a wait span (a framework's handler span
+under its HTTP server span), is part of that request: the outermost is the request and
+the inner one's children count in it. Any other nested SERVER span (another service's,
+or one under a CLIENT span: a downstream call) starts its own request and, seen from
+the outer request, is network time.
 
 Booking (critical path, as Jaeger / CRISP): children are clipped to their parent; each
 instant of a parent's booked time that children cover goes to ONE child, the one that
@@ -32,6 +36,7 @@ from operator import attrgetter
 from latency_ledger.classify import (
     DEFAULT_RULES,
     ClassifiedFields,
+    answered_fields,
     classify_standard,
     standard_fields,
 )
@@ -67,6 +72,9 @@ MAX_WALL_NS = 2**62
 
 _CALL_ORDER = attrgetter("start_ns", "end_ns")
 _HTTP_ROOT_KINDS = frozenset({SpanKind.INTERNAL, SpanKind.UNSPECIFIED})
+# Network calls a database may stand behind (an HTTP call to Elasticsearch answered by a
+# SERVER span of service "elasticsearch"); caches, messaging and client I/O are not.
+_ANSWERABLE = frozenset({CallKind.HTTP, CallKind.RPC, CallKind.OTHER})
 
 
 _CALL_FIELDS = ("category", "kind", "system", "target", "start_ns", "end_ns", "booked_ns")
@@ -220,7 +228,9 @@ def book_request(
     calls: tuple[Call, ...] = ()
     if from_totals:
         ledger = ledger_from_totals(attrs, wall)
-        covered = _cover(span, children, nested)
+        # Which spans belong to it (and which nested SERVER spans are requests of their
+        # own) follows the same rules as when booking from spans; usually it has none.
+        covered = book_spans(span, children, rules, nested)[4]
     else:
         database, network, own, call_list, covered = book_spans(span, children, rules, nested)
         ledger = split_own_time(attrs, database, network, own)
@@ -347,6 +357,8 @@ def book_spans(
     calls: list[Call] = []
     get_children = children.get
     server = SpanKind.SERVER
+    client = SpanKind.CLIENT
+    service = request.service
     database_category = Category.DATABASE
     standard_only = len(rules) == 1 and rules[0] is classify_standard
     make_call = new_call
@@ -386,6 +398,11 @@ def book_spans(
             length = won_end - k_start
             taken += length
             if kid.kind == server:
+                if kid.service == service:
+                    # The same service's SERVER span inside its own request (a framework's
+                    # handler span under its HTTP server span): part of this request.
+                    stack.append((kid, k_start, k_end, won_end))
+                    continue
                 # Another service's request: its own ledger is booked separately.
                 network += length
                 calls.append(_nested_server_call(kid, length))
@@ -395,6 +412,10 @@ def book_spans(
             if found is None:
                 stack.append((kid, k_start, k_end, won_end))
                 continue
+            if found[1] in _ANSWERABLE and kid.kind == client:
+                answers = get_children(kid.span_id)
+                if answers is not None:
+                    found = answered_fields(kid, answers) or found
             # A wait span's descendants are its own; count them as covered.
             covered += 1 if get_children(kid.span_id) is None else _cover(kid, children, nested)
             category, kind, system, target = found
