@@ -230,3 +230,16 @@ def test_nextjs_handler_span_is_not_a_second_request() -> None:
     report = analyze([THIRD_PARTY / "otlp-json" / "highlight__nextjs.json"])
     assert report.inputs.requests == 1
     assert report.inputs.skipped.get("span_outside_any_request", 0) == 0
+
+
+def test_grpc_streams_are_listed_apart_and_out_of_every_figure() -> None:
+    # The OTel demo's flagd keeps EventStream calls open for 30-49 s (three of them).
+    report = analyze([THIRD_PARTY / "otlp-json" / "otel-tui__test_data.json"])
+    assert [(s.service, s.endpoint, s.kind, s.count) for s in report.streams] == [
+        ("flagd", "flagd.evaluation.v1.Service/EventStream", "grpc stream", 1),
+        ("flagd", "schema.v1.Service/EventStream", "grpc stream", 2),
+    ]
+    assert report.streams[1].max_ns == 48_510_395_614
+    assert not [e for e in report.endpoints if "EventStream" in e.endpoint]
+    assert report.overall.latency_ns["p99"] < 30 * 1_000_000_000
+    assert report.overall.count == report.inputs.requests == sum(e.count for e in report.endpoints)

@@ -10,6 +10,9 @@ percentile is the mean split of the requests in a band of ranks within +-2.5 per
 points of it (at least the percentile's own request), scaled so its parts sum EXACTLY to
 that percentile's latency; the integer rounding remainder goes to the largest part. The
 mean ledger is the mean split, scaled the same way to the mean latency.
+
+:class:`StreamTable` collects the requests that are long-lived streams (never given to
+the Aggregator): per (service, endpoint, kind), how many and how long they stayed open.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 
-from latency_ledger.model import BOUND_PARTS, MEASURED_PARTS, EndpointStats, Request
+from latency_ledger.model import (
+    BOUND_PARTS,
+    MEASURED_PARTS,
+    EndpointStats,
+    Request,
+    StreamStats,
+)
 
 PERCENTILES: tuple[tuple[str, int], ...] = (("p50", 50), ("p95", 95), ("p99", 99))
 KEYS: tuple[str, ...] = ("p50", "p95", "p99", "mean")
@@ -110,6 +119,38 @@ class Aggregator:
         for columns in self._groups.values():
             merged.extend(columns)
         return summarize(ALL, ALL, merged)
+
+
+class StreamTable:
+    """Streams per (service, endpoint, kind): counts, errors and open durations."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, str, str], tuple[array[int], list[int]]] = {}
+
+    def add(self, request: Request) -> None:
+        key = (request.service, request.endpoint, request.stream)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = (array("q"), [0])
+        group[0].append(request.wall_ns)
+        group[1][0] += request.is_error
+
+    def streams(self) -> tuple[StreamStats, ...]:
+        out = []
+        for (service, endpoint, kind), (walls, errors) in sorted(self._groups.items()):
+            ordered = sorted(walls)
+            out.append(
+                StreamStats(
+                    service=service,
+                    endpoint=endpoint,
+                    kind=kind,
+                    count=len(ordered),
+                    errors=errors[0],
+                    median_ns=ordered[nearest_rank(50, len(ordered)) - 1],
+                    max_ns=ordered[-1],
+                )
+            )
+        return tuple(out)
 
 
 def nearest_rank(percentile: int, count: int) -> int:

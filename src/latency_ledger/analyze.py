@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from latency_ledger.aggregate import Aggregator
+from latency_ledger.aggregate import Aggregator, StreamTable
 from latency_ledger.classify import DEFAULT_RULES
 from latency_ledger.findings import FindingsAccumulator, Thresholds
 from latency_ledger.ledger import book_trace
@@ -53,6 +53,7 @@ def analyze(
     rules = options.rules if options.rules is not None else default_rules()
     stats = ReadStats()
     aggregator = Aggregator()
+    streams = StreamTable()
     findings = FindingsAccumulator(options.thresholds)
     profiles = ProfileAccumulator()
     collector: dict[tuple[str, str], int] = {}
@@ -71,6 +72,11 @@ def analyze(
         booked = book_trace(trace, rules=rules)
         unbooked += booked.unbooked_spans
         for request in booked.requests:
+            if request.stream:
+                # A stream's duration is how long a client stayed connected, not a
+                # latency: listed apart, out of percentiles, findings and verdicts.
+                streams.add(request)
+                continue
             requests += 1
             if request.collector_overhead_ns:
                 overhead_ns += request.collector_overhead_ns
@@ -135,4 +141,6 @@ def analyze(
         collector=dict(sorted(collector_totals.items())),
         collector_overhead_ns=overhead_ns // overhead_requests if overhead_requests else None,
     )
-    return Report(inputs=inputs, overall=overall, endpoints=tuple(endpoints))
+    return Report(
+        inputs=inputs, overall=overall, endpoints=tuple(endpoints), streams=streams.streams()
+    )

@@ -22,6 +22,9 @@ request's own time. Own time is ``interpreter`` + ``waiting`` when the request s
 carries ``ledger.cpu_ns``, else ``app``. When the collector did not export the children
 (``ledger.spans_kept`` false), the request is booked from its ``ledger.*`` totals.
 
+A request that is a long-lived stream (``streams.stream_kind``: gRPC streams,
+websockets, server-sent events) is booked the same way and marked ``stream``.
+
 Spans under no request (orphans whose request is missing, traces with no request, spans
 in parent cycles, duplicate span ids) are counted in ``unbooked_spans``.
 """
@@ -54,6 +57,7 @@ from latency_ledger.model import (
     Trace,
 )
 from latency_ledger.plugins import ClassifyRule
+from latency_ledger.streams import stream_kind
 
 # Attribute names of the contract with the in-app collector (collect/), all in ns.
 CPU_NS = "ledger.cpu_ns"
@@ -251,6 +255,7 @@ def book_request(
         from_totals=from_totals,
         collector_overhead_ns=max(0, overhead or 0),
         keep_probability=keep_probability(attrs.get(KEEP_PROBABILITY)),
+        stream=stream_kind(span),
     )
     return request, covered
 

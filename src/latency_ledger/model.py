@@ -170,6 +170,9 @@ class Request:
     # recorded by a sampling collector); 1.0 when unknown: every tree kept, or a sampler
     # that did not say, whose kept trees then stand for themselves only
     keep_probability: float = 1.0
+    # "" for a request/response call; else the kind of long-lived stream it is
+    # ("grpc stream", "websocket", "server-sent events"), kept out of percentiles
+    stream: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -270,6 +273,19 @@ class EndpointStats:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StreamStats:
+    """Long-lived streams of one endpoint: listed, never in percentiles or verdicts."""
+
+    service: str
+    endpoint: str
+    kind: str  # "grpc stream" | "websocket" | "server-sent events"
+    count: int
+    errors: int
+    median_ns: int  # how long a stream stayed open
+    max_ns: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InputSummary:
     files: int
     spans: int
@@ -287,3 +303,4 @@ class Report:
     inputs: InputSummary
     overall: EndpointStats
     endpoints: tuple[EndpointStats, ...]
+    streams: tuple[StreamStats, ...] = ()

@@ -215,3 +215,29 @@ def test_invisible_characters_do_not_reach_the_page(hostile_report: Report) -> N
     html = render_html(dataclasses.replace(hostile_report, endpoints=(first,)))
     assert not set(hidden) & set(html)
     assert "GET /a\ufffd\ufffd\ufffd\ufffd\ufffd\ufffdb" in html
+
+
+def test_streams_table_only_when_there_are_streams(report: Report) -> None:
+    from latency_ledger.model import StreamStats
+
+    assert 'id="streams"' not in render_html(report)
+    streams = tuple(
+        StreamStats(
+            service="svc" + payload,
+            endpoint="ws" + payload,
+            kind="websocket",
+            count=3,
+            errors=0,
+            median_ns=61_000_000_000,
+            max_ns=3_600_000_000_000,
+        )
+        for payload in HOSTILE
+    )
+    html = render_html(dataclasses.replace(report, streams=streams))
+    page = Page(html)
+    assert {tag for tag, _ in page.tags} <= ALLOWED_TAGS
+    assert "<script>alert" not in html
+    assert 'id="streams"' in html
+    for payload in HOSTILE:
+        assert "ws" + payload in page.visible
+    assert "left out of every percentile, finding and verdict" in page.visible

@@ -74,7 +74,8 @@ def by_endpoint(doc: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_top_level_and_inputs_shape(report: Report) -> None:
     doc = report_to_json(report)
-    assert set(doc) == {"schema", "inputs", "overall", "endpoints"}
+    assert set(doc) == {"schema", "inputs", "overall", "endpoints", "streams"}
+    assert doc["streams"] == []
     assert doc["schema"] == SCHEMA == "latency-ledger/1"
     assert doc["inputs"] == {
         "files": 3,
@@ -251,3 +252,31 @@ def test_write_json_to_a_missing_directory_names_the_path(report: Report, tmp_pa
     path = tmp_path / "missing" / "report.json"
     with pytest.raises(LedgerError, match=r"report\.json: cannot write the JSON report"):
         write_json(report, path)
+
+
+def test_streams_listed_apart(report: Report) -> None:
+    from dataclasses import replace
+
+    from latency_ledger.model import StreamStats
+
+    stream = StreamStats(
+        service="flagd",
+        endpoint="schema.v1.Service/EventStream",
+        kind="grpc stream",
+        count=2,
+        errors=1,
+        median_ns=37_454_864_535,
+        max_ns=48_510_395_614,
+    )
+    doc = report_to_json(replace(report, streams=(stream,)))
+    assert doc["streams"] == [
+        {
+            "service": "flagd",
+            "endpoint": "schema.v1.Service/EventStream",
+            "kind": "grpc stream",
+            "count": 2,
+            "errors": 1,
+            "median_ms": 37454.86,
+            "max_ms": 48510.4,
+        }
+    ]

@@ -76,6 +76,7 @@ def render_html(report: Report) -> str:
         mixed_modes=len(modes) > 1,
         parts=_legend(report),
         multi_service=len({e.service for e in report.endpoints}) > 1,
+        streams=report.streams,
         short={"database": "db", "network": "net", "interpreter": "cpu", "waiting": "wait"},
         fmt=fmt,
     )

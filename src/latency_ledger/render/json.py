@@ -13,7 +13,9 @@ Shape (abridged)::
      "inputs": {"files", "spans", "traces", "requests", "skipped", "problems", "collector",
                 "collector_overhead_us"},
      "overall": <endpoint>,
-     "endpoints": [<endpoint>, ...]}
+     "endpoints": [<endpoint>, ...],
+     "streams": [{"service", "endpoint", "kind", "count", "errors", "median_ms",
+                  "max_ms"}, ...]}  # long-lived streams, out of every figure above
     <endpoint> = {"service", "endpoint", "count", "errors", "cpu_measured", "from_totals",
                   "latency_ms": {"p50", "p95", "p99", "mean"},
                   "ledger_ms": {"p50": {<part>: ms}, ...}, ["queueing_ms": {"p50": ms, ...}],
@@ -37,6 +39,7 @@ from latency_ledger.model import (
     ProfileSummary,
     Projection,
     Report,
+    StreamStats,
     Verdict,
 )
 
@@ -52,6 +55,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "inputs": _inputs(report.inputs),
         "overall": _endpoint(report.overall),
         "endpoints": [_endpoint(e) for e in report.endpoints],
+        "streams": [_stream(s) for s in report.streams],
     }
 
 
@@ -207,4 +211,16 @@ def _profile(profile: ProfileSummary) -> dict[str, Any]:
             {"function": name, "fraction": _fraction(share)}
             for name, share in profile.top_functions
         ],
+    }
+
+
+def _stream(stream: StreamStats) -> dict[str, Any]:
+    return {
+        "service": stream.service,
+        "endpoint": stream.endpoint,
+        "kind": stream.kind,
+        "count": stream.count,
+        "errors": stream.errors,
+        "median_ms": _ms(stream.median_ns),
+        "max_ms": _ms(stream.max_ns),
     }
