@@ -12,13 +12,16 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from latency_ledger.errors import ConfigError, LedgerError
 from latency_ledger.model import Report, TargetRuntime
 from latency_ledger.read.limits import ReadLimits
+
+if TYPE_CHECKING:
+    from latency_ledger.plugins import ClassifyRule
 
 PROGRESS_MIN_BYTES = 8 * 2**20
 EXIT_NOTHING_READ = 2
@@ -61,9 +64,12 @@ def analyze_paths(
     progress: bool,
     quiet: bool,
     limits: ReadLimits | None = None,
+    rules: Sequence[ClassifyRule] = (),
 ) -> int:
-    """Run the analysis and write the requested reports; return the exit code."""
-    from latency_ledger.analyze import AnalyzeOptions, analyze
+    """Run the analysis and write the requested reports; return the exit code.
+
+    ``rules`` (from ``--rules``) run before the plugins' and the built-in rules."""
+    from latency_ledger.analyze import AnalyzeOptions, analyze, default_rules
     from latency_ledger.render.html import write_html
     from latency_ledger.render.json import write_json
     from latency_ledger.render.text import render_text
@@ -72,6 +78,7 @@ def analyze_paths(
     options = AnalyzeOptions(
         targets=_merge_targets(DEFAULT_TARGETS, [parse_target(t) for t in targets]),
         limits=limits or ReadLimits(),
+        rules=(*rules, *default_rules()) if rules else None,
     )
     with _progress(paths, progress and not quiet) as on_bytes:
         report = analyze(paths, options=options, on_bytes=on_bytes)
@@ -135,6 +142,12 @@ def _print_problems(report: Report) -> None:
     show_default=True,
     help="Stop reading a compressed file past this many decompressed bytes (and report it).",
 )
+@click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Your own classification rules (TOML or JSON, see README); they win over built-ins.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar for large inputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but problems.")
 def analyze(
@@ -144,10 +157,17 @@ def analyze(
     targets: tuple[str, ...],
     max_line_bytes: int,
     max_file_bytes: int,
+    rules_path: Path | None,
     progress: bool,
     quiet: bool,
 ) -> None:
     """Analyze OTLP trace files, directories or globs (JSON lines, JSON, protobuf, gz, zst)."""
+    from latency_ledger.rules import load_rules
+
+    try:
+        rules = () if rules_path is None else load_rules(rules_path)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rules") from exc
     try:
         code = analyze_paths(
             paths,
@@ -157,6 +177,7 @@ def analyze(
             progress=progress,
             quiet=quiet,
             limits=ReadLimits(max_line_bytes=max_line_bytes, max_file_bytes=max_file_bytes),
+            rules=rules,
         )
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--target") from exc
