@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -102,11 +104,105 @@ def test_cpu_measured_endpoint_reports_interpreter_waiting_and_queueing() -> Non
         aggregator.add(request(40 * MS, database=20 * MS, cpu=10 * MS, queueing=4 * MS))
     (stats,) = aggregator.endpoints()
     assert stats.cpu_measured
-    expected = {"database": 20 * MS, "network": 0, "interpreter": 10 * MS, "waiting": 10 * MS}
+    expected = {
+        "database": 20 * MS,
+        "network": 0,
+        "interpreter": 10 * MS,
+        "native": 0,
+        "waiting": 10 * MS,
+    }
     assert {key: dict(parts) for key, parts in stats.ledger_ns.items()} == dict.fromkeys(
         ("p50", "p95", "p99", "mean"), expected
     )
     assert dict(stats.queueing_ns) == dict.fromkeys(("p50", "p95", "p99", "mean"), 4 * MS)
+
+
+def profiled(wall: int, *, native: int, bytecode: int, native_max: int) -> Request:
+    """A profiled request: its own profile measured ``native`` of its CPU."""
+    ledger = Ledger(
+        database_ns=0,
+        network_ns=0,
+        interpreter_ns=bytecode,
+        native_ns=native,
+        waiting_ns=wall - bytecode - native,
+        cpu_measured=True,
+        native_measured=True,
+        native_max_ns=native_max,
+    )
+    return replace(request(wall, cpu=0), ledger=ledger)
+
+
+def test_unprofiled_requests_take_the_profiled_native_cpu_over_their_own_cpu() -> None:
+    # One profiled request: 40 ms native, 20 ms bytecode (slowed by the profiler), upper
+    # bound 42 ms native. Four unprofiled: 50 ms CPU each in 60 ms. Native share of an
+    # unprofiled request's CPU = 40 / 50 = 0.8 (not 40 / 60: the profiler slowed only the
+    # bytecode): native 40, interpreter 10, waiting 10 each. The endpoint: native
+    # 40 * 5 = 200 of CPU 60 + 200 = 260; bound low 200/260, high (42 + 4 * 50 *
+    # 42/50)/260 = 210/260; one profiled request, four estimated.
+    aggregator = Aggregator()
+    aggregator.add(profiled(80 * MS, native=40 * MS, bytecode=20 * MS, native_max=42 * MS))
+    for _ in range(4):
+        aggregator.add(request(60 * MS, cpu=50 * MS))
+    (stats,) = aggregator.endpoints()
+    assert stats.native is not None
+    assert (stats.native.profiled, stats.native.estimated) == (1, 4)
+    assert stats.native.cpu_fraction == pytest.approx(200 / 260)
+    assert stats.native.cpu_fraction_low == pytest.approx(200 / 260)
+    assert stats.native.cpu_fraction_high == pytest.approx(210 / 260)
+    assert dict(stats.ledger_ns["p50"]) == {
+        "database": 0,
+        "network": 0,
+        "interpreter": 10 * MS,
+        "native": 40 * MS,
+        "waiting": 10 * MS,
+    }
+    overall = aggregator.overall()
+    assert overall.native == stats.native
+    assert dict(overall.ledger_ns["mean"]) == dict(stats.ledger_ns["mean"])
+
+
+def test_native_share_is_estimated_within_each_endpoint() -> None:
+    # /login is profiled all native (30 of 30 ms); /search profiled all bytecode. Each
+    # endpoint's unprofiled requests take their own endpoint's share, also in "*".
+    aggregator = Aggregator()
+    aggregator.add(
+        replace(profiled(40 * MS, native=30 * MS, bytecode=0, native_max=30 * MS), endpoint="A")
+    )
+    aggregator.add(replace(request(40 * MS, cpu=30 * MS), endpoint="A"))
+    aggregator.add(
+        replace(profiled(40 * MS, native=0, bytecode=30 * MS, native_max=1 * MS), endpoint="B")
+    )
+    aggregator.add(replace(request(40 * MS, cpu=30 * MS), endpoint="B"))
+    by_name = {stats.endpoint: stats for stats in aggregator.endpoints()}
+    assert by_name["A"].ledger_ns["mean"]["native"] == 30 * MS
+    assert by_name["B"].ledger_ns["mean"]["native"] == 0
+    overall = aggregator.overall()
+    assert overall.ledger_ns["mean"]["native"] == 15 * MS
+    assert overall.native is not None
+    assert overall.native.profiled == 2
+
+
+def test_two_profiles_bound_the_share_by_two_standard_errors() -> None:
+    # Profiled native 20 and 40 ms (mean 30, sample sd 14.14, se 10): on 60 ms of
+    # unprofiled CPU the share is 0.5, bounded by (30 - 20)/60 and (30 + 20)/60.
+    aggregator = Aggregator()
+    aggregator.add(profiled(70 * MS, native=20 * MS, bytecode=40 * MS, native_max=20 * MS))
+    aggregator.add(profiled(70 * MS, native=40 * MS, bytecode=20 * MS, native_max=40 * MS))
+    aggregator.add(request(70 * MS, cpu=60 * MS))
+    (stats,) = aggregator.endpoints()
+    assert stats.native is not None
+    assert stats.ledger_ns["mean"]["native"] == pytest.approx((20 + 40 + 30) * MS / 3, abs=2)
+    cpu = 180 * MS
+    assert stats.native.cpu_fraction_low == pytest.approx((60 * MS + 60 * MS * 10 / 60) / cpu)
+    assert stats.native.cpu_fraction_high == pytest.approx((60 * MS + 60 * MS * 50 / 60) / cpu)
+
+
+def test_no_profile_no_native_share() -> None:
+    aggregator = Aggregator()
+    aggregator.add(request(40 * MS, cpu=30 * MS))
+    (stats,) = aggregator.endpoints()
+    assert stats.native is None
+    assert stats.ledger_ns["mean"]["native"] == 0
 
 
 def test_mixed_measurement_books_own_time_as_app() -> None:

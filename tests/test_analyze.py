@@ -54,6 +54,7 @@ class TraceWriter:
         children: list[tuple[int, int, dict[str, Any]]],
         index: int,
         overhead_ns: int | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """``children``: (start offset ns, duration ns, attributes) of CLIENT spans."""
         trace_id = self._id(32)
@@ -68,6 +69,7 @@ class TraceWriter:
             attrs |= {"ledger.cpu_ns": cpu_ns, "ledger.queueing_ns": 0}
         if overhead_ns is not None:
             attrs["ledger.overhead_ns"] = overhead_ns
+        attrs |= extra or {}
         spans = [
             {
                 "traceId": trace_id,
@@ -157,7 +159,7 @@ def test_92_percent_database_wait_is_dont_migrate_with_node_under_8_percent(
     stats = _endpoint(report, "db-bound")
     assert stats.cpu_measured
     assert stats.ledger_ns["p50"] == {
-        "database": 92 * MS, "network": 0, "interpreter": 8 * MS, "waiting": 0,
+        "database": 92 * MS, "network": 0, "interpreter": 8 * MS, "native": 0, "waiting": 0,
     }  # fmt: skip
     assert stats.verdict is not None
     assert stats.verdict.label == "dont_migrate"
@@ -230,3 +232,50 @@ def test_grpc_streams_are_listed_apart_and_out_of_every_figure() -> None:
     assert not [e for e in report.endpoints if "EventStream" in e.endpoint]
     assert report.overall.latency_ns["p99"] < 30 * 1_000_000_000
     assert report.overall.count == report.inputs.requests == sum(e.count for e in report.endpoints)
+
+
+def _profile(native_s: float, function: str) -> str:
+    return json.dumps(
+        {"samples": 60, "buckets": {"application": 0.07}, "top": [["login (app.py)", 0.07]],
+         "cpu": 0.07, "native": native_s, "native_max": native_s + 0.001,
+         "native_top": [[function, native_s]] if native_s else []}
+    )  # fmt: skip
+
+
+def test_native_cpu_is_booked_native_and_a_port_does_not_shrink_it(tmp_path: Path) -> None:
+    # Two endpoints, 200 requests each, 72 ms wall and 70 ms of CPU, one in ten profiled:
+    # /login's profiles see 65 ms of native CPU (hashpw) under 70 ms: its unprofiled
+    # requests book 65/70 of their CPU native (the profiled ones their own 65 ms), so
+    # p50 books interpreter 5, native 65, waiting 2. Go at 10x saves 5 x 0.9 = 4.5 ms
+    # (6%): don't migrate, and the native_cpu finding says why. /burn's profiles see no
+    # native CPU: interpreter 70, and Go saves 63 ms: migration could pay.
+    writer = TraceWriter()
+    for i in range(200):
+        for route, native_s, function in (("/login", 0.065, "hashpw"), ("/burn", 0.0, "")):
+            profile = {"ledger.profile": _profile(native_s, function)} if i % 10 == 0 else {}
+            writer.request(
+                service="auth", route=route, wall_ns=72 * MS, cpu_ns=70 * MS, children=[],
+                index=i, extra=profile,
+            )  # fmt: skip
+    report = analyze([writer.write(tmp_path / "t.jsonl")], options=AnalyzeOptions(rules=None))
+    by_route = {e.endpoint: e for e in report.endpoints}
+    login, burn = by_route["GET /login"], by_route["GET /burn"]
+    assert dict(login.ledger_ns["p50"]) == {
+        "database": 0, "network": 0, "interpreter": 5 * MS, "native": 65 * MS, "waiting": 2 * MS,
+    }  # fmt: skip
+    assert login.native is not None
+    assert (login.native.profiled, login.native.estimated) == (20, 180)
+    assert login.native.cpu_fraction == pytest.approx(65 / 70)
+    assert login.verdict is not None
+    go = next(p for p in login.verdict.projections if p.target.name == "go")
+    assert go.p50_saving_ns == pytest.approx(4.5 * MS, abs=2)
+    assert login.verdict.label == "dont_migrate"
+    (native,) = [f for f in login.findings if f.kind == "native_cpu"]
+    assert native.target == "hashpw"
+    assert "93% native code (hashpw)" in native.detail
+    assert "cost factor" in native.detail
+    assert burn.ledger_ns["p50"]["native"] == 0
+    assert burn.ledger_ns["p50"]["interpreter"] == 70 * MS
+    assert burn.verdict is not None
+    assert burn.verdict.label == "migration_could_pay"
+    assert not [f for f in burn.findings if f.kind == "native_cpu"]

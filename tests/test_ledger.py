@@ -316,6 +316,7 @@ def test_cpu_measured_request_splits_own_time() -> None:
         "database": 40 * MS,
         "network": 0,
         "interpreter": 35 * MS,
+        "native": 0,  # not profiled: no native part measured
         "waiting": 25 * MS,
     }
 
@@ -338,7 +339,8 @@ def _totals_copy(request: Request, span: Span) -> Span:
             "ledger.spans_kept": False,
             "ledger.database_ns": ledger.database_ns,
             "ledger.network_ns": ledger.network_ns,
-            "ledger.interpreter_ns": ledger.interpreter_ns,
+            # the collector's total is all own CPU: it does not know the native part
+            "ledger.interpreter_ns": ledger.interpreter_ns + ledger.native_ns,
             "ledger.waiting_ns": ledger.waiting_ns,
         }
     )
@@ -366,6 +368,74 @@ def test_totals_path_agrees_with_spans_path() -> None:
     assert from_totals.from_totals
     assert from_totals.ledger == from_spans.ledger
     assert (from_totals.endpoint, from_totals.wall_ns) == (from_spans.endpoint, from_spans.wall_ns)
+
+
+def _profile(native_s: float, native_max_s: float) -> str:
+    return json.dumps(
+        {
+            "samples": 9,
+            "buckets": {"application": 0.05},
+            "cpu": 0.05,
+            "native": native_s,
+            "native_max": native_max_s,
+            "native_top": [["hashpw", native_s]],
+        }
+    )
+
+
+def test_profiled_request_splits_its_cpu_into_interpreter_and_native() -> None:
+    # 100 ms, DB 40 -> own 60: cpu 35, of which the profile booked 30 ms native (upper
+    # bound 31): interpreter 5, native 30, waiting 25. Same through the totals path.
+    server = request_span(
+        attrs={"ledger.cpu_ns": 35 * MS, "ledger.profile": _profile(0.030, 0.031)}
+    )
+    from_spans = only(server, db("d", "r", 10 * MS, 50 * MS))
+    assert from_spans.ledger == Ledger(
+        database_ns=40 * MS,
+        network_ns=0,
+        interpreter_ns=5 * MS,
+        native_ns=30 * MS,
+        waiting_ns=25 * MS,
+        cpu_measured=True,
+        native_measured=True,
+        native_max_ns=31 * MS,
+    )
+    assert sum(from_spans.ledger.parts().values()) == from_spans.wall_ns
+    assert only(_totals_copy(from_spans, server)).ledger == from_spans.ledger
+
+
+def test_native_is_clipped_to_the_cpu_booked() -> None:
+    # cpu 10 ms but the profile says 50 ms native (clock skew, or a forged attribute):
+    # native is all 10 ms of CPU, never more; waiting keeps the rest of own time.
+    request = only(
+        request_span(attrs={"ledger.cpu_ns": 10 * MS, "ledger.profile": _profile(0.05, 0.06)})
+    )
+    ledger = request.ledger
+    assert (ledger.interpreter_ns, ledger.native_ns, ledger.waiting_ns) == (0, 10 * MS, 90 * MS)
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        '{"samples": 3, "buckets": {"application": 0.01}}',  # an older collector's
+        '{"native": "lots", "native_max": 1}',
+        '{"native": -1, "native_max": 1}',
+        '{"native": 1e400, "native_max": 1}',
+        "not json",
+        '{"native": 1e300, "native_max": 1e300}',
+    ],
+)
+def test_a_profile_without_a_usable_native_figure_leaves_cpu_as_interpreter(
+    profile: str,
+) -> None:
+    request = only(request_span(attrs={"ledger.cpu_ns": 10 * MS, "ledger.profile": profile}))
+    ledger = request.ledger
+    assert ledger.total_ns == request.wall_ns
+    if "1e300" in profile:  # huge but finite: clipped to the CPU
+        assert (ledger.interpreter_ns, ledger.native_ns) == (0, 10 * MS)
+    else:
+        assert (ledger.interpreter_ns, ledger.native_ns) == (10 * MS, 0)
+        assert not ledger.native_measured
 
 
 def test_totals_path_without_cpu_books_app() -> None:
@@ -697,12 +767,21 @@ REQUEST_ATTRS: tuple[dict[str, AttributeValue], ...] = (
     {},
     {"ledger.cpu_ns": 7, "ledger.queueing_ns": 3},
     {"ledger.cpu_ns": "12"},
+    {"ledger.cpu_ns": 20, "ledger.profile": '{"buckets": {}, "native": 5e-9, "native_max": 9e-9}'},
+    {"ledger.cpu_ns": 4, "ledger.profile": '{"buckets": {}, "native": 1e-8, "native_max": 1e-8}'},
     {"ledger.spans_kept": False, "ledger.database_ns": 9, "ledger.network_ns": 40},
     {
         "ledger.spans_kept": False,
         "ledger.database_ns": 3,
         "ledger.interpreter_ns": 2,
         "ledger.waiting_ns": 1,
+    },
+    {
+        "ledger.spans_kept": False,
+        "ledger.database_ns": 3,
+        "ledger.interpreter_ns": 12,
+        "ledger.waiting_ns": 1,
+        "ledger.profile": '{"buckets": {}, "native": 7e-9, "native_max": 9e-9}',
     },
 )
 
@@ -801,6 +880,7 @@ def test_parts_are_non_negative_and_add_up_to_wall_time(spans: tuple[Span, ...])
             ledger.database_ns,
             ledger.network_ns,
             ledger.interpreter_ns,
+            ledger.native_ns,
             ledger.waiting_ns,
             ledger.app_ns,
             ledger.queueing_ns,
@@ -820,7 +900,7 @@ def test_parts_are_non_negative_and_add_up_to_wall_time(spans: tuple[Span, ...])
         )
         assert all(0 <= c.booked_ns <= max(0, c.duration_ns) for c in request.calls)
         expected, per_call = _oracle(spans, by_id[request.span_id])
-        own = ledger.app_ns + ledger.interpreter_ns + ledger.waiting_ns
+        own = ledger.app_ns + ledger.interpreter_ns + ledger.native_ns + ledger.waiting_ns
         assert (ledger.database_ns, ledger.network_ns, own) == (
             expected["database"],
             expected["network"],

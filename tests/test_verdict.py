@@ -166,6 +166,32 @@ def test_queueing_behind_other_requests_cpu_shrinks_too() -> None:
     assert verdict.label == MIGRATION_COULD_PAY
 
 
+def test_native_cpu_does_not_shrink_in_a_port() -> None:
+    # p50 = 100 ms: 90 ms native (bcrypt), 5 ms interpreter, 5 ms database. Go at 10x
+    # saves only 5 x 0.9 = 4.5 ms (4.5%): don't migrate, though 95% of p50 is CPU. Per
+    # core: 95 ms of CPU now (10.5 req/s); projected 90 + 0.5 = 90.5 ms (11.05 req/s),
+    # not 95 / 10.
+    verdict = decide_verdict(
+        stats({"database": 5, "network": 0, "interpreter": 5, "native": 90, "waiting": 0}), ()
+    )
+    go = projection(verdict, "go")
+    assert go.p50_saving_ns == 4_500_000
+    assert verdict.label == DONT_MIGRATE
+    assert verdict.cpu_per_request_ns == 95 * MS
+    assert go.requests_per_core == pytest.approx(1e9 / (90.5 * MS))
+    assert "native code" in verdict.summary
+
+
+def test_the_same_cpu_in_bytecode_could_pay() -> None:
+    # The reference for the test above: the same 95 ms of CPU all bytecode saves
+    # 95 x 0.9 = 85.5 ms with Go.
+    verdict = decide_verdict(
+        stats({"database": 5, "network": 0, "interpreter": 95, "native": 0, "waiting": 0}), ()
+    )
+    assert projection(verdict, "go").p50_saving_ns == 85_500_000
+    assert verdict.label == MIGRATION_COULD_PAY
+
+
 def test_marginal_band() -> None:
     # 20 ms interpreter of 100: Node.js 16 ms (16%) -> marginal.
     verdict = decide_verdict(

@@ -13,17 +13,30 @@ mean ledger is the mean split, scaled the same way to the mean latency.
 
 :class:`StreamTable` collects the requests that are long-lived streams (never given to
 the Aggregator): per (service, endpoint, kind), how many and how long they stayed open.
+
+Native CPU. Only profiled requests measure their split of CPU into ``interpreter`` and
+``native`` (``Ledger.native_measured``). Each other request of the endpoint gets the
+share ``f`` of its CPU as native, where ``f`` is the profiled requests' mean native CPU
+over the unprofiled requests' mean CPU: native code runs at full speed under the
+profiler while bytecode runs ~1.85x slower (measured here), so the absolute native time
+of a profiled request is unbiased but its share of CPU is not. The endpoint's
+:class:`~latency_ledger.model.NativeShare` states how many requests measured it and the
+bound (the profile's upper native figure, and two standard errors of the profiled
+requests' mean). The ``*`` row takes each request's split from its own endpoint.
 """
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from latency_ledger.model import (
     BOUND_PARTS,
     MEASURED_PARTS,
     EndpointStats,
+    NativeShare,
     Request,
     StreamStats,
 )
@@ -46,6 +59,9 @@ class _Columns:
         "from_totals",
         "interpreter",
         "measured",
+        "native",
+        "native_max",
+        "native_seen",
         "network",
         "queueing",
         "waiting",
@@ -61,6 +77,9 @@ class _Columns:
         self.app = array("q")
         self.queueing = array("q")
         self.measured = array("b")
+        self.native = array("q")
+        self.native_max = array("q")  # the profile's upper native figure, when measured
+        self.native_seen = array("b")  # 1: native measured by the request's own profile
         self.errors = 0
         self.from_totals = 0
 
@@ -73,6 +92,9 @@ class _Columns:
         self.app.extend(other.app)
         self.queueing.extend(other.queueing)
         self.measured.extend(other.measured)
+        self.native.extend(other.native)
+        self.native_max.extend(other.native_max)
+        self.native_seen.extend(other.native_seen)
         self.errors += other.errors
         self.from_totals += other.from_totals
 
@@ -99,6 +121,9 @@ class Aggregator:
         columns.app.append(ledger.app_ns)
         columns.queueing.append(ledger.queueing_ns)
         columns.measured.append(1 if ledger.cpu_measured else 0)
+        columns.native.append(ledger.native_ns)
+        columns.native_max.append(ledger.native_max_ns if ledger.native_measured else 0)
+        columns.native_seen.append(1 if ledger.native_measured else 0)
         columns.errors += request.is_error
         columns.from_totals += request.from_totals
 
@@ -110,15 +135,98 @@ class Aggregator:
         ]
         rows.sort(key=lambda row: (-row[0], row[1], row[2]))
         return tuple(
-            summarize(service, endpoint, columns) for _, service, endpoint, columns in rows
+            summarize(service, endpoint, *estimate_native(columns))
+            for _, service, endpoint, columns in rows
         )
 
     def overall(self) -> EndpointStats:
-        """Every request together, as service ``"*"`` and endpoint ``"*"``."""
+        """Every request together, as service ``"*"`` and endpoint ``"*"``; each request's
+        native split estimated within its own endpoint."""
         merged = _Columns()
+        bounds: list[_NativeBound] = []
         for columns in self._groups.values():
-            merged.extend(columns)
-        return summarize(ALL, ALL, merged)
+            estimated, bound = estimate_native(columns)
+            merged.extend(estimated)
+            if bound is not None:
+                bounds.append(bound)
+        return summarize(ALL, ALL, merged, _merge_bounds(bounds) if bounds else None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _NativeBound:
+    """A group's native CPU as booked, its bounds in ns, and its CPU."""
+
+    profiled: int
+    estimated: int
+    native_ns: int
+    low_ns: int
+    high_ns: int
+    cpu_ns: int
+
+    def share(self) -> NativeShare:
+        cpu = self.cpu_ns
+        fraction = self.native_ns / cpu if cpu > 0 else 0.0
+        return NativeShare(
+            profiled=self.profiled,
+            estimated=self.estimated,
+            cpu_fraction=fraction,
+            cpu_fraction_low=min(fraction, self.low_ns / cpu) if cpu > 0 else 0.0,
+            cpu_fraction_high=max(fraction, self.high_ns / cpu) if cpu > 0 else 0.0,
+        )
+
+
+def _merge_bounds(bounds: Sequence[_NativeBound]) -> _NativeBound:
+    return _NativeBound(
+        profiled=sum(b.profiled for b in bounds),
+        estimated=sum(b.estimated for b in bounds),
+        native_ns=sum(b.native_ns for b in bounds),
+        low_ns=sum(b.low_ns for b in bounds),
+        high_ns=sum(b.high_ns for b in bounds),
+        cpu_ns=sum(b.cpu_ns for b in bounds),
+    )
+
+
+def estimate_native(columns: _Columns) -> tuple[_Columns, _NativeBound | None]:
+    """``columns`` with every unprofiled request's CPU split by the endpoint's native
+    share (module docstring), and the group's bound; unchanged, None, when no request
+    of the group measured its split."""
+    seen = [i for i, flag in enumerate(columns.native_seen) if flag]
+    if not seen:
+        return columns, None
+    native, interpreter = columns.native, columns.interpreter
+    cpu = [interpreter[i] + native[i] for i in range(len(native))]
+    unseen = [i for i, flag in enumerate(columns.native_seen) if not flag]
+    basis = unseen or seen
+    mean_cpu = sum(cpu[i] for i in basis) / len(basis)
+    profiled = [native[i] for i in seen]
+    mean_native = sum(profiled) / len(seen)
+    mean_max = sum(columns.native_max[i] for i in seen) / len(seen)
+    spread = 0.0
+    if len(seen) > 1:
+        variance = sum((n - mean_native) ** 2 for n in profiled) / (len(seen) - 1)
+        spread = 2 * math.sqrt(variance / len(seen))
+    fraction = min(1.0, mean_native / mean_cpu) if mean_cpu > 0 else 0.0
+    low = max(0.0, (mean_native - spread) / mean_cpu) if mean_cpu > 0 else 0.0
+    high = min(1.0, (mean_max + spread) / mean_cpu) if mean_cpu > 0 else 0.0
+    out = _Columns()
+    out.extend(columns)
+    for i in unseen:
+        share = int(cpu[i] * fraction)
+        out.native[i] = share
+        out.interpreter[i] = cpu[i] - share
+    total_cpu = sum(cpu)
+    unseen_cpu = sum(cpu[i] for i in unseen)
+    seen_native = sum(profiled)
+    seen_max = sum(columns.native_max[i] for i in seen)
+    return out, _NativeBound(
+        profiled=len(seen),
+        estimated=len(unseen),
+        native_ns=sum(out.native),
+        # the profiled requests' own figures, and the bounded share of the others' CPU
+        low_ns=seen_native + int(unseen_cpu * low),
+        high_ns=seen_max + int(unseen_cpu * high),
+        cpu_ns=total_cpu,
+    )
 
 
 class StreamTable:
@@ -179,8 +287,10 @@ def scale_parts(sums: Sequence[int], target: int) -> list[int]:
     return scaled
 
 
-def summarize(service: str, endpoint: str, columns: _Columns) -> EndpointStats:
-    """The statistics of one group of requests."""
+def summarize(
+    service: str, endpoint: str, columns: _Columns, native: _NativeBound | None = None
+) -> EndpointStats:
+    """The statistics of one group of requests (native split already estimated)."""
     count = len(columns.wall)
     measured = count > 0 and 0 not in columns.measured
     names = MEASURED_PARTS if measured else BOUND_PARTS
@@ -224,20 +334,29 @@ def summarize(service: str, endpoint: str, columns: _Columns) -> EndpointStats:
         ledger_ns=ledger,
         queueing_ns=queueing,
         from_totals=columns.from_totals,
+        native=native.share() if native is not None and measured else None,
     )
 
 
 def _part_columns(columns: _Columns, measured: bool) -> list[array[int]]:
     if measured:
-        return [columns.database, columns.network, columns.interpreter, columns.waiting]
+        return [
+            columns.database,
+            columns.network,
+            columns.interpreter,
+            columns.native,
+            columns.waiting,
+        ]
     # A mix of measured and unmeasured requests: the endpoint is reported without CPU,
     # so measured requests' interpreter + waiting are booked as app (own time), keeping
     # one set of keys per endpoint.
     own = array(
         "q",
         (
-            a + i + w
-            for a, i, w in zip(columns.app, columns.interpreter, columns.waiting, strict=True)
+            a + i + n + w
+            for a, i, n, w in zip(
+                columns.app, columns.interpreter, columns.native, columns.waiting, strict=True
+            )
         ),
     )
     return [columns.database, columns.network, own]

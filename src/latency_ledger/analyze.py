@@ -16,8 +16,10 @@ from pathlib import Path
 from latency_ledger.aggregate import Aggregator, StreamTable
 from latency_ledger.classify import DEFAULT_RULES
 from latency_ledger.findings import FindingsAccumulator, Thresholds
+from latency_ledger.ledger import PROFILE as PROFILE_ATTRIBUTE
 from latency_ledger.ledger import book_trace
 from latency_ledger.model import InputSummary, Report, SpanKind, TargetRuntime
+from latency_ledger.native import native_finding
 from latency_ledger.plugins import ClassifyRule, load_plugins, plugin_classify_rules
 from latency_ledger.profiles import ProfileAccumulator
 from latency_ledger.read import ReadLimits, ReadStats, read_traces
@@ -25,7 +27,6 @@ from latency_ledger.verdict import DEFAULT_TARGETS, decide_verdict
 
 # Counters the in-app collector writes on its SERVER spans (cumulative per process).
 COLLECTOR_PREFIX = "ledger.collector."
-PROFILE_ATTRIBUTE = "ledger.profile"
 MAX_PROBLEMS = 100
 
 
@@ -104,12 +105,17 @@ def analyze(
             stats_row.count,
             stats_row.latency_ns.get("p50", 0),
         )
+        stats_row = replace(
+            stats_row, profile=profiles.summary(stats_row.service, stats_row.endpoint)
+        )
+        native = native_finding(stats_row)
+        if native is not None:
+            rows = tuple(sorted((*rows, native), key=lambda f: -f.saving_ns_per_request))
         endpoints.append(
             replace(
                 stats_row,
                 findings=rows,
                 verdict=decide_verdict(stats_row, rows, targets=options.targets),
-                profile=profiles.summary(stats_row.service, stats_row.endpoint),
             )
         )
     overall_row = aggregator.overall()

@@ -112,7 +112,7 @@ def _print_problems(report: Report) -> None:
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the JSON report (schema latency-ledger/1) here.",
+    help="Write the JSON report (schema latency-ledger/2) here.",
 )
 @click.option(
     "-o",

@@ -18,8 +18,10 @@ instant of a parent's booked time that children cover goes to ONE child, the one
 finishes last (ties: later start, then larger span id); each child's booked instants are
 split among its own children the same way. Instants booked to a wait span (or anything
 under it) go to that span's category; uncovered instants of other spans are the
-request's own time. Own time is ``interpreter`` + ``waiting`` when the request span
-carries ``ledger.cpu_ns``, else ``app``. When the collector did not export the children
+request's own time. Own time is ``interpreter`` + ``native`` + ``waiting`` when the
+request span carries ``ledger.cpu_ns``, else ``app``; ``native`` is the part of the CPU
+its ``ledger.profile`` measured inside compiled extensions (0 when not profiled:
+aggregation estimates it). When the collector did not export the children
 (``ledger.spans_kept`` false), the request is booked from its ``ledger.*`` totals.
 
 A request that is a long-lived stream (``streams.stream_kind``: gRPC streams,
@@ -57,6 +59,7 @@ from latency_ledger.model import (
     Trace,
 )
 from latency_ledger.plugins import ClassifyRule
+from latency_ledger.profiles import profile_native_ns
 from latency_ledger.streams import stream_kind
 
 # Attribute names of the contract with the in-app collector (collect/), all in ns.
@@ -69,6 +72,7 @@ DATABASE_NS = "ledger.database_ns"
 NETWORK_NS = "ledger.network_ns"
 INTERPRETER_NS = "ledger.interpreter_ns"
 WAITING_NS = "ledger.waiting_ns"
+PROFILE = "ledger.profile"
 _TOTALS = (DATABASE_NS, NETWORK_NS, INTERPRETER_NS, WAITING_NS)
 # Longer "requests" are corrupt timestamps; the cap keeps every part inside the int64
 # columns aggregation stores them in (2**62 ns is ~146 years).
@@ -304,15 +308,22 @@ def split_measured(own: int, cpu: int, queueing: int) -> tuple[int, int, int]:
 
 
 def _measured(attrs: Attributes, database: int, network: int, own: int, cpu: int) -> Ledger:
-    """Own time split by a CPU measurement (:func:`split_measured`)."""
+    """Own time split by a CPU measurement (:func:`split_measured`); the CPU split into
+    interpreter and native by the request's profile, if it has one (native clipped to
+    the CPU booked). Both booking paths (span tree, ``ledger.*`` totals) end here."""
     interpreter, waiting, queueing = split_measured(own, cpu, as_int(attrs.get(QUEUEING_NS)) or 0)
+    profiled = profile_native_ns(attrs.get(PROFILE))
+    native = min(profiled[0], interpreter) if profiled is not None else 0
     return Ledger(
         database_ns=database,
         network_ns=network,
-        interpreter_ns=interpreter,
+        interpreter_ns=interpreter - native,
         waiting_ns=waiting,
         queueing_ns=queueing,
         cpu_measured=True,
+        native_ns=native,
+        native_measured=profiled is not None,
+        native_max_ns=min(profiled[1], interpreter) if profiled is not None else 0,
     )
 
 

@@ -37,12 +37,13 @@ class Category(StrEnum):
     DATABASE = "database"
     NETWORK = "network"
     INTERPRETER = "interpreter"
+    NATIVE = "native"  # CPU inside compiled extensions (bcrypt, pydantic-core, zlib...)
     WAITING = "waiting"
     APP = "app"  # own time with CPU not measured: interpreter + waiting, an upper bound
 
 
 # Ledger keys as they appear in reports, by mode.
-MEASURED_PARTS: tuple[str, ...] = ("database", "network", "interpreter", "waiting")
+MEASURED_PARTS: tuple[str, ...] = ("database", "network", "interpreter", "native", "waiting")
 BOUND_PARTS: tuple[str, ...] = ("database", "network", "app")
 
 
@@ -85,8 +86,13 @@ class Trace:
 class Ledger:
     """One request's wall time split into parts that add up to it exactly.
 
-    With CPU measured, ``interpreter_ns + waiting_ns`` is the own time and ``app_ns``
-    is 0; without, ``app_ns`` holds all own time and the other two are 0.
+    With CPU measured, ``interpreter_ns + native_ns + waiting_ns`` is the own time and
+    ``app_ns`` is 0; without, ``app_ns`` holds all own time and the other three are 0.
+    The own CPU is ``interpreter_ns`` (Python bytecode: what a faster runtime shrinks)
+    plus ``native_ns`` (inside compiled extensions: a port barely changes it).
+    ``native_measured``: ``native_ns`` comes from this request's own profile; a request
+    that was not profiled has ``native_ns`` 0 here, and aggregation estimates its split
+    from the endpoint's profiled requests (``EndpointStats.native``).
     ``queueing_ns`` is the part of ``waiting_ns`` spent queued behind other work.
     """
 
@@ -97,11 +103,19 @@ class Ledger:
     app_ns: int = 0
     queueing_ns: int = 0
     cpu_measured: bool = False
+    native_ns: int = 0
+    native_measured: bool = False
+    native_max_ns: int = 0  # the profile's upper bound on native_ns; not a part
 
     @property
     def total_ns(self) -> int:
         return (
-            self.database_ns + self.network_ns + self.interpreter_ns + self.waiting_ns + self.app_ns
+            self.database_ns
+            + self.network_ns
+            + self.interpreter_ns
+            + self.native_ns
+            + self.waiting_ns
+            + self.app_ns
         )
 
     def parts(self) -> dict[str, int]:
@@ -111,6 +125,7 @@ class Ledger:
                 "database": self.database_ns,
                 "network": self.network_ns,
                 "interpreter": self.interpreter_ns,
+                "native": self.native_ns,
                 "waiting": self.waiting_ns,
             }
         return {"database": self.database_ns, "network": self.network_ns, "app": self.app_ns}
@@ -243,11 +258,33 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProfileSummary:
-    """Where sampled interpreter time goes, by bucket (framework, orm, app...)."""
+    """Where sampled interpreter time goes, by bucket (framework, orm, app...).
+
+    ``native_functions``: the compiled functions native CPU was sampled in, each with its
+    share of the endpoint's native CPU (mean over profiles that saw native CPU)."""
 
     samples: int
     bucket_fraction: Mapping[str, float]
     top_functions: tuple[tuple[str, float], ...] = ()
+    native_functions: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NativeShare:
+    """An endpoint's own CPU split into interpreter and native, and how sure it is.
+
+    Measured on ``profiled`` requests (their profile's C-leaf samples, a lower bound per
+    request; ``collect/profiling.py``), extended to the ``estimated`` others as the share
+    ``cpu_fraction`` of each one's CPU. ``cpu_fraction_low``/``_high`` bound that share:
+    the measurement's own bound (booked vs upper per-sample native CPU) widened by two
+    standard errors of the profiled requests' mean native CPU.
+    """
+
+    profiled: int
+    estimated: int
+    cpu_fraction: float
+    cpu_fraction_low: float
+    cpu_fraction_high: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -270,6 +307,7 @@ class EndpointStats:
     findings: tuple[Finding, ...] = ()
     verdict: Verdict | None = None
     profile: ProfileSummary | None = None
+    native: NativeShare | None = None  # None: no profile measured this endpoint's split
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,6 +7,11 @@ object). ``ProfileAccumulator`` sums the buckets' shares per endpoint so every p
 request counts once, whatever its length. The attribute is attacker-controlled text:
 anything malformed is counted in ``errors`` and ignored, never raised.
 
+The native split (``collect/profiling.py``) adds ``"cpu"``, ``"native"``, ``"native_max"``
+(seconds of CPU) and ``"native_top"`` (``[[function, seconds], ...]``).
+:func:`profile_native_ns` reads the request's native CPU for the ledger;
+``ProfileAccumulator`` ranks the native functions per endpoint.
+
 Which bucket a sampled frame belongs to is decided here too (:func:`library_bucket`,
 :func:`frame_bucket`, :func:`stack_bucket`: pure functions of file paths, used in-app by
 ``collect/profiling.py`` when it summarizes a pyinstrument session). A sample goes to the
@@ -32,6 +37,8 @@ from latency_ledger.model import AttributeValue, ProfileSummary, Span
 
 MAX_PROFILE_CHARS = 64 * 1024
 TOP_FUNCTIONS = 8
+NS_PER_S = 1_000_000_000
+MAX_NATIVE_S = 2**62 // NS_PER_S
 
 BUCKETS = (
     "framework",
@@ -165,6 +172,8 @@ class ProfileAccumulator:
     def __init__(self) -> None:
         self._buckets: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
         self._top: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        self._native: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        self._native_profiles: Counter[tuple[str, str]] = Counter()
         self._profiles: Counter[tuple[str, str]] = Counter()
         self.errors: Counter[str] = Counter()
 
@@ -173,7 +182,7 @@ class ProfileAccumulator:
         if parsed is None:
             self.errors["invalid_profile_attribute"] += 1
             return
-        buckets, top = parsed
+        buckets, top, native_top = parsed
         total = sum(buckets.values())
         if total <= 0:
             return
@@ -182,6 +191,12 @@ class ProfileAccumulator:
         for into, weights in ((self._buckets[key], buckets), (self._top[key], top)):
             for name, weight in weights.items():
                 into[name] = into.get(name, 0.0) + weight / total
+        native_total = sum(native_top.values())
+        if native_total > 0:
+            self._native_profiles[key] += 1
+            into = self._native[key]
+            for name, weight in native_top.items():
+                into[name] = into.get(name, 0.0) + weight / native_total
 
     def summary(self, service: str, endpoint: str) -> ProfileSummary | None:
         key = (service, endpoint)
@@ -190,6 +205,8 @@ class ProfileAccumulator:
             return None
         buckets = self._buckets[key]
         top = self._top[key]
+        native_count = self._native_profiles.get(key, 0)
+        native = self._native.get(key, {})
         return ProfileSummary(
             samples=count,
             bucket_fraction={
@@ -199,6 +216,10 @@ class ProfileAccumulator:
                 (name, share / count)
                 for name, share in sorted(top.items(), key=_by_weight)[:TOP_FUNCTIONS]
             ),
+            native_functions=tuple(
+                (name, share / native_count)
+                for name, share in sorted(native.items(), key=_by_weight)[:TOP_FUNCTIONS]
+            ),
         )
 
 
@@ -206,24 +227,54 @@ def _by_weight(item: tuple[str, float]) -> tuple[float, str]:
     return (-item[1], item[0])
 
 
-def _parse(raw: AttributeValue) -> tuple[dict[str, float], dict[str, float]] | None:
+def _parse(
+    raw: AttributeValue,
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]] | None:
+    doc = _document(raw)
+    raw_buckets = doc.get("buckets") if doc is not None else None
+    if doc is None or not isinstance(raw_buckets, dict):
+        return None
+    buckets = _weights(raw_buckets.items())
+    if buckets is None:
+        return None
+    top = _pairs(doc.get("top", []))
+    native_top = _pairs(doc.get("native_top", []))
+    if top is None or native_top is None:
+        return None
+    return buckets, top, native_top
+
+
+def _document(raw: AttributeValue) -> dict[str, object] | None:
     if not isinstance(raw, str) or len(raw) > MAX_PROFILE_CHARS:
         return None
     try:
         doc = json.loads(raw)
     except ValueError:
         return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("buckets"), dict):
+    return doc if isinstance(doc, dict) else None
+
+
+def _pairs(raw: object) -> dict[str, float] | None:
+    if not isinstance(raw, list):
         return None
-    buckets = _weights(doc["buckets"].items())
-    top_raw = doc.get("top", [])
-    if buckets is None or not isinstance(top_raw, list):
+    return _weights(tuple(row) for row in raw if isinstance(row, list) and len(row) == 2)
+
+
+def profile_native_ns(raw: AttributeValue) -> tuple[int, int] | None:
+    """``(booked, upper)`` native CPU in ns from a ``ledger.profile`` attribute, or None
+    when the profile has no native split (older collectors, other tools, malformed)."""
+    if raw is None:
         return None
-    pairs = [tuple(row) for row in top_raw if isinstance(row, list) and len(row) == 2]
-    top = _weights(pairs)
-    if top is None:
+    doc = _document(raw)
+    if doc is None:
         return None
-    return buckets, top
+    seconds = _weights((name, doc.get(name)) for name in ("native", "native_max"))
+    if seconds is None:
+        return None
+    # capped at MAX_NATIVE_S (~146 years, the ledger's longest request) so no float
+    # given here overflows an int64 column
+    booked = int(min(seconds["native"], MAX_NATIVE_S) * NS_PER_S)
+    return booked, max(booked, int(min(seconds["native_max"], MAX_NATIVE_S) * NS_PER_S))
 
 
 def _weights(items: Iterable[tuple[object, ...]]) -> dict[str, float] | None:

@@ -24,6 +24,7 @@ ENDPOINT_KEYS = {
     "findings",
     "verdict",
     "profile",
+    "native",
 }
 FINDING_KEYS = {
     "kind",
@@ -76,7 +77,7 @@ def test_top_level_and_inputs_shape(report: Report) -> None:
     doc = report_to_json(report)
     assert set(doc) == {"schema", "inputs", "overall", "endpoints", "streams"}
     assert doc["streams"] == []
-    assert doc["schema"] == SCHEMA == "latency-ledger/1"
+    assert doc["schema"] == SCHEMA == "latency-ledger/2"
     assert doc["inputs"] == {
         "files": 3,
         "spans": 41_332,
@@ -191,6 +192,7 @@ def test_profile_summary(report: Report) -> None:
             {"function": "sqlalchemy.orm.loading:instances", "fraction": 0.12},
             {"function": "shop.search:rank_results", "fraction": 0.09},
         ],
+        "native_functions": [],
     }
 
 

@@ -21,6 +21,7 @@ PART_NAMES = {
     "database": "database",
     "network": "network",
     "interpreter": "interpreter",
+    "native": "native code",
     "waiting": "waiting",
     "app": "app (upper bound)",
 }
@@ -30,6 +31,7 @@ FINDING_NAMES = {
     "slow_statement": "Slow statement",
     "chatty_calls": "Chatty calls",
     "pool_wait": "Connection pool wait",
+    "native_cpu": "Native CPU",
 }
 
 # C0/C1 controls (terminal escape sequences), bidi controls ("Trojan Source") and

@@ -37,7 +37,7 @@ from . import _format as fmt
 
 CHART_ROWS = 20  # endpoints drawn in the chart; the table and sections list every one
 _VERDICT_ORDER = {"dont_migrate": 0, "marginal": 1, "migration_could_pay": 2}
-_PART_ORDER = ("database", "network", "interpreter", "waiting", "app")
+_PART_ORDER = ("database", "network", "interpreter", "native", "waiting", "app")
 _BUCKET_NAMES = {
     "framework": "framework",
     "validation_serialization": "validation + serialization",
@@ -77,7 +77,13 @@ def render_html(report: Report) -> str:
         parts=_legend(report),
         multi_service=len({e.service for e in report.endpoints}) > 1,
         streams=report.streams,
-        short={"database": "db", "network": "net", "interpreter": "cpu", "waiting": "wait"},
+        short={
+            "database": "db",
+            "network": "net",
+            "interpreter": "cpu",
+            "native": "native",
+            "waiting": "wait",
+        },
         fmt=fmt,
     )
 
@@ -189,6 +195,7 @@ class _ProfileView:
     samples: str
     buckets: tuple[tuple[str, str, Markup], ...]
     top: tuple[tuple[str, str], ...]
+    native: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,6 +219,7 @@ class _EndpointView:
     verdict: _VerdictView | None
     savings: Mapping[str, float]  # target name -> p50 saving fraction
     profile: _ProfileView | None
+    native: str | None  # how the CPU split into interpreter and native was measured
 
 
 def _endpoint_view(stats: EndpointStats, anchor: str) -> _EndpointView:
@@ -252,7 +260,22 @@ def _endpoint_view(stats: EndpointStats, anchor: str) -> _EndpointView:
         if stats.verdict is None
         else {p.target.name: p.p50_saving_fraction for p in stats.verdict.projections},
         profile=None if stats.profile is None else _profile_view(stats.profile),
+        native=_native_text(stats),
     )
+
+
+def _native_text(stats: EndpointStats) -> str | None:
+    native = stats.native
+    if native is None:
+        return None
+    low, high = fmt.pct(native.cpu_fraction_low), fmt.pct(native.cpu_fraction_high)
+    text = (
+        f"CPU split: {fmt.pct(native.cpu_fraction)} native code (range {low}-{high}), "
+        f"measured on {fmt.count(native.profiled)} profiled requests"
+    )
+    if native.estimated:
+        text += f" and extended to {fmt.count(native.estimated)} others by that share"
+    return text + ". A port shrinks interpreter CPU only."
 
 
 def _ledger_view(quantile: str, latency_ns: int, parts_ns: Mapping[str, int]) -> _Ledger:
@@ -400,6 +423,7 @@ def _profile_view(profile: ProfileSummary) -> _ProfileView:
         samples=fmt.count(profile.samples),
         buckets=buckets,
         top=tuple((name, fmt.pct(share)) for name, share in profile.top_functions),
+        native=tuple((name, fmt.pct(share)) for name, share in profile.native_functions),
     )
 
 

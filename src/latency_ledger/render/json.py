@@ -1,4 +1,4 @@
-"""The ``latency-ledger/1`` JSON report: a contract other tools and CI read.
+"""The ``latency-ledger/2`` JSON report: a contract other tools and CI read.
 
 Contract: ``report_to_json`` maps a :class:`Report` to plain JSON values (dicts, lists,
 str, int, float, bool, None; never NaN or infinity). Keys are never renamed; new ones
@@ -9,7 +9,7 @@ rounded latency when the ledger sums to it as ``EndpointStats`` promises.
 
 Shape (abridged)::
 
-    {"schema": "latency-ledger/1",
+    {"schema": "latency-ledger/2",
      "inputs": {"files", "spans", "traces", "requests", "skipped", "problems", "collector",
                 "collector_overhead_us"},
      "overall": <endpoint>,
@@ -20,7 +20,14 @@ Shape (abridged)::
                   "latency_ms": {"p50", "p95", "p99", "mean"},
                   "ledger_ms": {"p50": {<part>: ms}, ...}, ["queueing_ms": {"p50": ms, ...}],
                   "findings": [<finding>], "verdict": <verdict> | null,
-                  "profile": <profile> | null}
+                  "profile": <profile> | null, "native": <native> | null}
+    <native> = {"profiled", "estimated", "cpu_fraction", "cpu_fraction_range": [low, high]}
+
+Changes from ``latency-ledger/1``: with CPU measured, every ``ledger_ms`` dict has a
+``native`` part (CPU inside compiled extensions, which a port does not shrink) beside
+``interpreter`` (now Python bytecode only; the two together are what ``interpreter`` was);
+each endpoint has ``native`` (how its CPU split was measured); a profile has
+``native_functions``.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from latency_ledger.model import (
     EndpointStats,
     Finding,
     InputSummary,
+    NativeShare,
     ProfileSummary,
     Projection,
     Report,
@@ -43,13 +51,13 @@ from latency_ledger.model import (
     Verdict,
 )
 
-SCHEMA = "latency-ledger/1"
+SCHEMA = "latency-ledger/2"
 
 _NS_PER_CENTI_MS = 10_000  # 0.01 ms
 
 
 def report_to_json(report: Report) -> dict[str, Any]:
-    """The whole report as the ``latency-ledger/1`` JSON shape."""
+    """The whole report as the ``latency-ledger/2`` JSON shape."""
     return {
         "schema": SCHEMA,
         "inputs": _inputs(report.inputs),
@@ -149,7 +157,20 @@ def _endpoint(stats: EndpointStats) -> dict[str, Any]:
     out["findings"] = [_finding(f) for f in stats.findings]
     out["verdict"] = None if stats.verdict is None else _verdict(stats.verdict)
     out["profile"] = None if stats.profile is None else _profile(stats.profile)
+    out["native"] = None if stats.native is None else _native(stats.native)
     return out
+
+
+def _native(native: NativeShare) -> dict[str, Any]:
+    return {
+        "profiled": native.profiled,
+        "estimated": native.estimated,
+        "cpu_fraction": _fraction(native.cpu_fraction),
+        "cpu_fraction_range": [
+            _fraction(native.cpu_fraction_low),
+            _fraction(native.cpu_fraction_high),
+        ],
+    }
 
 
 def _finding(finding: Finding) -> dict[str, Any]:
@@ -210,6 +231,10 @@ def _profile(profile: ProfileSummary) -> dict[str, Any]:
         "top_functions": [
             {"function": name, "fraction": _fraction(share)}
             for name, share in profile.top_functions
+        ],
+        "native_functions": [
+            {"function": name, "fraction": _fraction(share)}
+            for name, share in profile.native_functions
         ],
     }
 

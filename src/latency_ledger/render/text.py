@@ -18,6 +18,7 @@ Layout::
     GET /orders/{order_id}  1,200  31.2 ms   140 ms  77    6   10     6  ████████▓▒
     GET /invoices/{id}.pdf    180  40.0 ms   120 ms  12   25  ≤62     -  █▓▓▓╳╳╳╳╳╳
     ledger: █ database  ▓ network  ▒ interpreter  ░ waiting
+    (with a ``nat%`` column and ``▞ native`` in the legend when a profile measured native CPU)
             ╳ app (CPU not measured: upper bound); cpu% shows it as ≤N
 
     input: 3 files, 41,332 spans, 2,000 traces, 2,000 requests; skipped: not trace data (1)
@@ -33,13 +34,28 @@ from latency_ledger.model import EndpointStats, Report
 from ._format import clean, count, factor, finding_name, label_name, ms, pct, shares
 
 # Distinct glyphs so the bar reads without color; with color each also gets its hue.
-_GLYPHS = {"database": "█", "network": "▓", "interpreter": "▒", "waiting": "░", "app": "╳"}
-_COLORS = {"database": "34", "network": "32", "interpreter": "31", "waiting": "90", "app": "33"}
+_GLYPHS = {
+    "database": "█",
+    "network": "▓",
+    "interpreter": "▒",
+    "native": "▞",
+    "waiting": "░",
+    "app": "╳",
+}
+_COLORS = {
+    "database": "34",
+    "network": "32",
+    "interpreter": "31",
+    "native": "35",
+    "waiting": "90",
+    "app": "33",
+}
 _LABEL_COLORS = {"dont_migrate": "32", "marginal": "33", "migration_could_pay": "35"}
 _PCT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("db%", "database"),
     ("net%", "network"),
     ("cpu%", "interpreter"),
+    ("nat%", "native"),
     ("wait%", "waiting"),
 )
 _BAR = 10
@@ -105,14 +121,17 @@ def _table(report: Report, width: int, paint: Paint) -> list[str]:
     endpoints = sorted(report.endpoints, key=_total_time, reverse=True)
     services = {e.service for e in report.endpoints}
     bar = width >= 90
-    fixed = 6 + 8 + 8 + sum(len(h) + 1 for h, _ in _PCT_COLUMNS) + 2 * 2 + (_BAR + 2 if bar else 0)
+    # the native column only where some endpoint measured native CPU (a profile saw it)
+    native = any(e.native is not None for e in (*report.endpoints, report.overall))
+    columns = tuple(c for c in _PCT_COLUMNS if native or c[1] != "native")
+    fixed = 6 + 8 + 8 + sum(len(h) + 1 for h, _ in columns) + 2 * 2 + (_BAR + 2 if bar else 0)
     names = [e.endpoint if len(services) == 1 else f"{e.service} {e.endpoint}" for e in endpoints]
     # As wide as the names need, up to what the numbers leave; at least 8 columns.
     longest = max((len(n) for n in names[:_MAX_ROWS]), default=8)
     name_width = max(min(width - fixed - 2, longest), 8)
     header = (
         f"{'endpoint':<{name_width}}  {'count':>6} {'p50':>8} {'p99':>8} "
-        + " ".join(f"{h:>{len(h)}}" for h, _ in _PCT_COLUMNS)
+        + " ".join(f"{h:>{len(h)}}" for h, _ in columns)
         + ("  p50 ledger" if bar else "")
     )
     lines = [header[:width]]
@@ -121,13 +140,17 @@ def _table(report: Report, width: int, paint: Paint) -> list[str]:
         if len(name) > name_width:  # a long name gets its own line rather than being cut
             lines.append(_cut(name, width))
             name = ""
-        lines.append(_row(stats, name, name_width, bar, paint))
+        lines.append(_row(stats, name, name_width, bar, paint, columns))
     hidden = len(endpoints) - _MAX_ROWS
     if hidden > 0:
         lines.append(f"... and {hidden:,} more endpoints with less total time (see the reports)")
     if not endpoints:
         lines.append("(no requests found)")
-    legend = "  ".join(paint(_GLYPHS[k], _COLORS[k]) + f" {k}" for k in _GLYPHS if k != "app")
+    legend = "  ".join(
+        paint(_GLYPHS[k], _COLORS[k]) + f" {k}"
+        for k in _GLYPHS
+        if k != "app" and (native or k != "native")
+    )
     lines.append(f"ledger: {legend}")
     if any(not e.cpu_measured for e in (*report.endpoints, report.overall)):
         lines.append(
@@ -137,11 +160,18 @@ def _table(report: Report, width: int, paint: Paint) -> list[str]:
     return lines
 
 
-def _row(stats: EndpointStats, name: str, name_width: int, bar: bool, paint: Paint) -> str:
+def _row(
+    stats: EndpointStats,
+    name: str,
+    name_width: int,
+    bar: bool,
+    paint: Paint,
+    columns: tuple[tuple[str, str], ...] = _PCT_COLUMNS,
+) -> str:
     parts = dict(stats.ledger_ns.get("p50", {}))
     share = shares(parts)
     cells = []
-    for head, key in _PCT_COLUMNS:
+    for head, key in columns:
         if key in share:
             cell = _whole_pct(share[key])
         elif key == "interpreter" and "app" in share:
