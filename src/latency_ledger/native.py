@@ -70,4 +70,11 @@ def native_finding(stats: EndpointStats) -> Finding | None:
         requests_fraction=1.0,
         total_ns=native_ns * stats.count,
         count=stats.count,
+        # how sure: the share's bound around it, from the profiled requests
+        margin_fraction=max(
+            native.cpu_fraction - native.cpu_fraction_low,
+            native.cpu_fraction_high - native.cpu_fraction,
+        )
+        / native.cpu_fraction,
+        sampled_requests=native.profiled,
     )
