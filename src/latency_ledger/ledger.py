@@ -70,6 +70,8 @@ SPANS_KEPT = "ledger.spans_kept"
 KEEP_PROBABILITY = "ledger.keep_probability"
 DATABASE_NS = "ledger.database_ns"
 NETWORK_NS = "ledger.network_ns"
+# all own CPU, interpreter + native: the collector books totals without splitting the
+# CPU; a profiled request's ``ledger.profile`` does, in both booking paths alike
 INTERPRETER_NS = "ledger.interpreter_ns"
 WAITING_NS = "ledger.waiting_ns"
 PROFILE = "ledger.profile"

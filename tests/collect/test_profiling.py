@@ -95,3 +95,11 @@ def test_a_real_profile_books_bcrypt_native_and_python_interpreter() -> None:
         results[name] = doc["native"] * 1e9 / cpu
     assert results["bcrypt"] >= 0.8, results
     assert results["python"] <= 0.15, results
+
+
+def test_cpu_beyond_a_records_wall_time_is_not_native() -> None:
+    # 1.4 ms of CPU read over a 1.0 ms record (the profiler's own start-up before the
+    # first sample): capped at 1.0 ms, so nothing beyond the interval is native.
+    records = [([_frame("thread_time_ns", "<built-in>", 0)], 0.001)]
+    doc = json.loads(summarize_records(records, 1, [1_400_000]))
+    assert (doc["cpu"], doc["native"], doc["native_max"]) == (0.001, 0.0, 0.001)

@@ -99,7 +99,9 @@ def summarize_records(
         where = leaf[1].rsplit("/", 1)[-1] if len(leaf) > 1 else ""
         top[f"{leaf[0]} ({where})"[:MAX_FUNCTION_CHARS]] += seconds
         if with_cpu:
-            cpu = max(0, cpu_ns[index])  # type: ignore[index]
+            # one thread cannot burn more CPU than the wall time between two samples: a
+            # larger reading holds CPU from before the sample's start (profiler startup)
+            cpu = min(max(0, cpu_ns[index]), int(seconds * 1e9))  # type: ignore[index]
             cpu_seen += cpu
             if _BUILTIN in stack[-1]:
                 native_max += cpu
@@ -145,6 +147,7 @@ def cpu_profiler_class() -> Any:
             self.cpu_ns = []
             self._cpu_last = thread_time_ns()
             super().start(*args, **kwargs)
+            self._cpu_last = thread_time_ns()  # pyinstrument's own start is not the app's
 
         def _sampler_saw_call_stack(self, *args: Any) -> None:
             super()._sampler_saw_call_stack(*args)
