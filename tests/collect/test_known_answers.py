@@ -111,7 +111,11 @@ def test_books_database_network_interpreter(
     booked, rows, bodies = booked[1:], rows[1:], served["bodies"][path][1:]
     for request, row in zip(booked, rows, strict=True):  # the app booked the same
         assert request.ledger.database_ns == row["ledger.database_ns"]
-        assert request.ledger.interpreter_ns == row["ledger.interpreter_ns"]
+        # the app books all own CPU; a profiled request splits it offline
+        assert (
+            request.ledger.interpreter_ns + request.ledger.native_ns
+            == (row["ledger.interpreter_ns"])
+        )
     db_truth = statistics.median(b["db_ns"] for b in bodies)
     http_truth = 0 if concurrent else statistics.median(b["http_ns"] for b in bodies)
     assert 30 * MS <= db_truth <= 45 * MS
