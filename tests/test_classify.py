@@ -75,6 +75,26 @@ CLIENT = SpanKind.CLIENT
             "x",
             ("database", "pool", "postgresql", "x"),
         ),
+        # Opening a new connection is not a pool wait: said by the plugin, or Django's
+        # connect span (Django opens a connection per request unless it keeps one).
+        (
+            CLIENT,
+            {"db.system": "postgresql", "ledger.db.connect": "open"},
+            "connect",
+            ("database", "connect", "postgresql", "connect"),
+        ),
+        (
+            CLIENT,
+            {"db.system": "sqlite", "django.db.alias": "default"},
+            "connect",
+            ("database", "connect", "sqlite", "connect"),
+        ),
+        (
+            CLIENT,
+            {"db.system": "postgresql", "django.db.alias": "default", "ledger.db.connect": "pool"},
+            "connect",
+            ("database", "pool", "postgresql", "connect"),
+        ),
         # Go auto-instrumentation: a statement but no db.system.
         (
             CLIENT,

@@ -120,6 +120,11 @@ _CLIENT = SpanKind.CLIENT
 _DATABASE = Category.DATABASE
 _NETWORK = Category.NETWORK
 _QUERY, _POOL, _CACHE = CallKind.QUERY, CallKind.POOL, CallKind.CACHE
+_CONNECT = CallKind.CONNECT
+# On a ``connect`` span: "open" (a new connection was opened) or "pool" (a checkout from a
+# pool that waited). Without it, a ``connect`` span is SQLAlchemy's checkout (its
+# instrumentation's name for ``Engine.connect``), except Django's, which opens one.
+CONNECT_ATTRIBUTE = "ledger.db.connect"
 _HTTP, _RPC, _MESSAGING = CallKind.HTTP, CallKind.RPC, CallKind.MESSAGING
 _CLIENT_IO, _OTHER = CallKind.CLIENT_IO, CallKind.OTHER
 MAX_TARGET_CHARS = 4096  # statements are kept whole up to this; findings normalize them
@@ -149,7 +154,12 @@ def _database(span: Span, system: str, statement: str) -> ClassifiedFields:
     pool = (len(name) == 7 and name.lower() == "connect") or (
         len(operation) == 7 and operation.lower() == "connect"
     )
-    return _DATABASE, _POOL if pool else _QUERY, system, (statement or name)[:MAX_TARGET_CHARS]
+    kind = _QUERY
+    if pool:
+        how = attrs.get(CONNECT_ATTRIBUTE)
+        opened = how == "open" or (how is None and "django.db.alias" in attrs)
+        kind = _CONNECT if opened else _POOL
+    return _DATABASE, kind, system, (statement or name)[:MAX_TARGET_CHARS]
 
 
 def http_client_target(span: Span, method: str) -> str:

@@ -133,7 +133,8 @@ class Ledger:
 
 class CallKind(StrEnum):
     QUERY = "query"  # a database statement
-    POOL = "pool"  # waiting for / opening a database connection
+    POOL = "pool"  # waiting for a pooled database connection
+    CONNECT = "connect"  # opening a new database connection (there may be no pool)
     HTTP = "http"
     RPC = "rpc"
     MESSAGING = "messaging"

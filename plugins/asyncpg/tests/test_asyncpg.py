@@ -56,3 +56,32 @@ def test_absent_library(spans: Any, plugin: Any, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "asyncpg", None)
     assert plugin.instrument(spans.provider) is False
     assert plugin.errors == 0
+
+
+@pytest.mark.postgres
+def test_transactions_and_savepoints_are_spans(spans: Any, plugin: Any) -> None:
+    # asyncpg runs BEGIN/COMMIT/SAVEPOINT through Connection.execute, which the
+    # instrumentation traces: each is a database span of its own.
+    assert plugin.instrument(spans.provider)
+
+    async def run() -> None:
+        conn = await asyncpg.connect(DSN)
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT 1")
+                try:
+                    async with conn.transaction():
+                        raise ZeroDivisionError
+                except ZeroDivisionError:
+                    pass
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    statements = [
+        str((s.attributes or {}).get("db.statement")).split()[0].rstrip(";")
+        for s in spans.finished()
+        if "db.statement" in (s.attributes or {})
+    ]
+    assert statements == ["BEGIN", "SELECT", "SAVEPOINT", "ROLLBACK", "COMMIT"]
+    assert all(s.kind == SpanKind.CLIENT for s in spans.finished())

@@ -75,6 +75,8 @@ def _snapshot() -> dict[str, Any]:
         "render": Template.__dict__["render"],
         "connect": BaseDatabaseWrapper.__dict__["connect"],
         "prepare_cursor": BaseDatabaseWrapper.__dict__["_prepare_cursor"],
+        "commit": BaseDatabaseWrapper.__dict__["commit"],
+        "rollback": BaseDatabaseWrapper.__dict__["rollback"],
         "submit": concurrent.futures.ThreadPoolExecutor.__dict__["submit"],
         "default_collector": collect._Default.collector,
         "provider": trace._TRACER_PROVIDER,

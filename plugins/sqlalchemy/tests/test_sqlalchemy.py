@@ -92,8 +92,9 @@ def test_connect_span_covers_the_pool_wait(spans: Any, plugin: Any) -> None:
 def test_short_checkouts_make_no_span(
     spans: Any, plugin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Expected: with the threshold above any checkout here, statements are traced and no
-    # connect span is recorded (a checkout that did not wait is CPU, not a pool wait).
+    # Expected: with the threshold above any checkout here, statements are traced and the
+    # only connect span is the first checkout's, which opened the connection (a checkout
+    # that did not wait is CPU, not a pool wait).
     monkeypatch.setattr(latency_ledger_sqlalchemy, "POOL_WAIT_MIN_NS", 10**12)
     engine = sqlalchemy.create_engine("sqlite://")
     assert plugin.instrument(spans.provider)
@@ -101,7 +102,8 @@ def test_short_checkouts_make_no_span(
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     assert _statements(spans) == ["SELECT ?"] * 3
-    assert spans.named("connect") == []
+    (opened,) = spans.named("connect")
+    assert (opened.attributes or {})["ledger.db.connect"] == "open"
 
 
 def test_engine_gets_no_event_listeners(spans: Any, plugin: Any) -> None:
@@ -246,3 +248,89 @@ def test_failed_statement_span_ends_in_error(spans: Any, plugin: Any) -> None:
     (failed,) = [s for s in spans.finished() if s.name != "connect"]
     assert failed.status.status_code.name == "ERROR"
     assert failed.end_time is not None
+
+
+def _with_full_sync(engine: Any) -> None:
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def full_sync(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.execute("PRAGMA synchronous=FULL")
+
+
+def test_commit_on_sqlite_with_synchronous_full_is_a_database_span(
+    spans: Any, plugin: Any, tmp_path: Any
+) -> None:
+    # Acceptance (issue 9): a transaction that commits on SQLite with synchronous=FULL
+    # (an fsync per commit) shows the COMMIT as a database span. No span where the
+    # driver sends nothing: the DDL ran outside a transaction (sqlite3 opens one before
+    # DML only), and a read-only connection given back to the pool has none to roll back.
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'shop.db'}")
+    _with_full_sync(engine)
+    assert plugin.instrument(spans.provider)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER)"))
+    with Session(engine) as session, session.begin():
+        session.execute(text("INSERT INTO orders (total) VALUES (42)"))
+    with engine.connect() as conn:
+        conn.execute(text("SELECT count(*) FROM orders"))
+    names = [s.name for s in spans.finished() if s.name != "connect"]
+    assert [n.split()[0] for n in names] == ["CREATE", "INSERT", "COMMIT", "SELECT"]
+    commit = spans.named(names[2])[-1]
+    assert dict(commit.attributes or {})["db.statement"] == "COMMIT"
+    assert dict(commit.attributes or {})["db.system"] == "sqlite"
+    classified = plugin.classify_rules()[0](_model(commit)) or _standard(_model(commit))
+    assert classified[0] == "database"
+    assert classified[1] == "query"
+
+
+def _model(span: Any) -> Span:
+    return Span(
+        trace_id="0" * 32,
+        span_id="1" * 16,
+        parent_span_id="",
+        name=span.name,
+        kind=SpanKind.CLIENT,
+        start_ns=span.start_time,
+        end_ns=span.end_time,
+        is_error=False,
+        attributes=dict(span.attributes or {}),
+        service="s",
+    )
+
+
+def _standard(span: Span) -> Any:
+    from latency_ledger.classify import standard_fields
+
+    return standard_fields(span)
+
+
+def test_rollback_and_savepoints_are_spans(spans: Any, plugin: Any, tmp_path: Any) -> None:
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'shop.db'}")
+    assert plugin.instrument(spans.provider)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+    with Session(engine) as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        nested = session.begin_nested()
+        session.execute(text("INSERT INTO t VALUES (2)"))
+        nested.rollback()
+        session.rollback()
+    names = [s.name.split()[0] for s in spans.finished() if s.name != "connect"]
+    assert names[1:] == ["INSERT", "SAVEPOINT", "INSERT", "ROLLBACK", "ROLLBACK"]
+    statements = [str((s.attributes or {}).get("db.statement")) for s in spans.finished()]
+    assert "ROLLBACK TO SAVEPOINT sa_savepoint_1" in statements
+
+
+def test_opening_a_connection_is_not_a_pool_wait(spans: Any, plugin: Any, tmp_path: Any) -> None:
+    # NullPool opens a new connection for every checkout: each checkout's span says
+    # "open", and offline it is a connect, not a pool wait.
+    engine = sqlalchemy.create_engine(
+        f"sqlite:///{tmp_path / 'x.db'}", poolclass=sqlalchemy.pool.NullPool
+    )
+    assert plugin.instrument(spans.provider)
+    for _ in range(2):
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    opened = spans.named("connect")
+    assert [dict(s.attributes or {})["ledger.db.connect"] for s in opened] == ["open", "open"]
+    rule = plugin.classify_rules()[0]
+    assert rule(_model(opened[0])).kind == CallKind.CONNECT

@@ -5,9 +5,15 @@ database connection (ORM, ``connection.cursor().execute``, ``executemany``) is o
 span named by its operation (``SELECT``), with ``db.system.name``/``db.system``,
 ``db.query.text`` (literals replaced by ``?``: bind parameters are never recorded) and
 the Django alias; every ``BaseDatabaseWrapper.connect()`` is a ``connect`` CLIENT span
-(opening a connection, or checking one out of Django's PostgreSQL pool), which the
-ledger books as a pool/connect wait. A failing statement marks its span as an error and
-is re-raised unchanged; the tracer's own failures never reach the app.
+marked ``ledger.db.connect="open"`` (opening a new connection: Django keeps none between
+requests unless ``CONN_MAX_AGE`` says so, and has no pool), or ``"pool"`` when the alias
+uses Django's PostgreSQL pool (``OPTIONS["pool"]``), which the ledger books as a pool
+wait. ``commit()`` and ``rollback()`` (``atomic`` blocks leaving, or called by hand) are
+``COMMIT``/``ROLLBACK`` spans when a transaction is open (otherwise the driver sends
+nothing); ``BEGIN`` and savepoints run through a cursor and are statement spans already;
+in autocommit mode each statement commits inside its own span. A failing statement
+marks its span as an error and is re-raised unchanged; the tracer's own failures never
+reach the app.
 
 Why ``connection.execute_wrappers`` and not the OpenTelemetry dbapi/psycopg
 instrumentations: it is Django's public hook, one mechanism for every backend (SQLite,
@@ -21,9 +27,9 @@ server-side, passes through): so connections opened before tracing started, in a
 thread, are covered too, which the ``connection_created`` signal alone would miss (a
 worker thread's persistent connection opened before the first request, say).
 
-When the psycopg instrumentation (the psycopg plugin) also traces the same cursor, its
-span would count every query twice in N+1 findings; our span is kept and the inner one
-suppressed for the length of the call.
+When the psycopg instrumentation (the psycopg plugin) also traces the same cursor, or
+the same commit, its span would count every query twice in N+1 findings; our span is
+kept and the inner one suppressed for the length of the call.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from latency_ledger_plugin_base import sanitize_sql
+from latency_ledger_plugin_base.transactions import (
+    CONNECT_ATTRIBUTE,
+    idle,
+    suppress_instrumentation,
+)
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
@@ -228,28 +239,69 @@ class QueryTracer:
     def wrap_connect(self, connect: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``BaseDatabaseWrapper.connect`` timed as a ``connect`` CLIENT span."""
 
-        @functools.wraps(connect)
-        def traced_connect(wrapper: Any) -> Any:
+        def describe(wrapper: Any) -> tuple[str, dict[str, Any]]:
+            attrs = dict(self._static_for(wrapper))
+            attrs["db.operation.name"] = "connect"
+            options = getattr(wrapper, "settings_dict", None) or {}
+            pooled = bool((options.get("OPTIONS") or {}).get("pool"))
+            attrs[CONNECT_ATTRIBUTE] = "pool" if pooled else "open"
+            return "connect", attrs
+
+        return self._span_around(connect, describe, suppress=False)
+
+    def wrap_transaction(
+        self, method: Callable[[Any], Any], statement: str
+    ) -> Callable[[Any], Any]:
+        """``BaseDatabaseWrapper.commit``/``rollback`` timed as a ``statement`` span, when
+        the connection has a transaction open; a driver plugin's span of it suppressed."""
+
+        def describe(wrapper: Any) -> tuple[str, dict[str, Any]] | None:
+            raw = getattr(wrapper, "connection", None)
+            if raw is None or idle(raw):
+                return None  # nothing is sent
+            attrs = dict(self._static_for(wrapper))
+            attrs["db.query.text"] = statement
+            attrs["db.operation.name"] = statement
+            return statement, attrs
+
+        return self._span_around(method, describe, suppress=True)
+
+    def _span_around(
+        self,
+        method: Callable[[Any], Any],
+        describe: Callable[[Any], tuple[str, dict[str, Any]] | None],
+        *,
+        suppress: bool,
+    ) -> Callable[[Any], Any]:
+        """``method(wrapper)`` in a CLIENT span that ``describe(wrapper)`` names (None: no
+        span); with ``suppress``, instrumentation below it records nothing."""
+
+        @functools.wraps(method)
+        def traced(wrapper: Any) -> Any:
             tracer = self.tracer
             if tracer is None:
-                return connect(wrapper)
+                return method(wrapper)
             try:
-                attrs = dict(self._static_for(wrapper))
-                attrs["db.operation.name"] = "connect"
-                span = tracer.start_span("connect", kind=trace.SpanKind.CLIENT, attributes=attrs)
+                described = describe(wrapper)
+                if described is None:
+                    return method(wrapper)
+                span = tracer.start_span(described[0], kind=_CLIENT, attributes=described[1])
+                token = suppress_instrumentation() if suppress else None
             except Exception:
                 self.errors += 1
-                return connect(wrapper)
+                return method(wrapper)
             try:
-                return connect(wrapper)
+                return method(wrapper)
             except BaseException as exc:
                 _mark_error(span, exc)
                 raise
             finally:
+                if token is not None:
+                    otel_context.detach(token)
                 span.end()
 
-        traced_connect.__latency_ledger_original__ = connect  # type: ignore[attr-defined]
-        return traced_connect
+        traced.__latency_ledger_original__ = method  # type: ignore[attr-defined]
+        return traced
 
 
 def _mark_error(span: Any, exc: BaseException) -> None:

@@ -3,7 +3,8 @@
 Contract (``latency_ledger.plugins``): ``plugin.instrument(tracer_provider)`` starts the
 :class:`~.database.QueryTracer` (every connection gets the execute wrapper as it makes a
 cursor; ``BaseDatabaseWrapper.connect`` is timed) and the :class:`~.templates.RenderTracer`
-(``Template.render`` of the Django engine and of the Jinja2 backend). It returns False
+(``Template.render`` of the Django engine and of the Jinja2 backend); ``commit`` and
+``rollback`` are transaction spans. It returns False
 and does nothing unless Django is imported and its settings configured (a FastAPI app in
 the same environment is left alone), and never raises into the app.
 ``plugin.uninstrument()`` restores every patched method; wrappers already on connections
@@ -32,6 +33,8 @@ _ORIGINAL = "__latency_ledger_original__"
 _PATCHES = (
     ("django.db.backends.base.base", "BaseDatabaseWrapper", "connect"),
     ("django.db.backends.base.base", "BaseDatabaseWrapper", "_prepare_cursor"),
+    ("django.db.backends.base.base", "BaseDatabaseWrapper", "commit"),
+    ("django.db.backends.base.base", "BaseDatabaseWrapper", "rollback"),
     ("django.template.base", "Template", "render"),
     ("django.template.backends.jinja2", "Template", "render"),
 )
@@ -61,6 +64,8 @@ class DjangoPlugin(LibraryPlugin):
         wrappers = {
             "connect": self.queries.wrap_connect,
             "_prepare_cursor": self.queries.wrap_prepare_cursor,
+            "commit": lambda method: self.queries.wrap_transaction(method, "COMMIT"),
+            "rollback": lambda method: self.queries.wrap_transaction(method, "ROLLBACK"),
             "render": self.renders.wrap,
         }
         for module_name, class_name, method in _PATCHES:

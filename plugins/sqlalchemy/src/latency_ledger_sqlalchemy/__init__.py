@@ -40,12 +40,14 @@ that endpoint's throughput, ~35 us for everything. Where its cost is, and what w
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Sequence
 from time import thread_time_ns, time_ns
 from typing import Any
 
 from latency_ledger_plugin_base import LibraryPlugin, SanitizingTracerProvider
+from latency_ledger_plugin_base.transactions import CONNECT_ATTRIBUTE
 
 from latency_ledger_sqlalchemy.statements import StatementSpans, describe_connect
 
@@ -56,6 +58,9 @@ _INSTRUMENTATION = "opentelemetry.instrumentation.sqlalchemy"
 # connection takes ~50-100 us here; a PostgreSQL connection or a wait for a free one, ms).
 POOL_WAIT_MIN_NS = 100_000
 _DIALECT_METHODS = ("do_execute", "do_execute_no_params", "do_executemany")
+# dialect method -> the statement its span records (savepoints run through do_execute)
+_TRANSACTION_METHODS = {"do_commit": "COMMIT", "do_rollback": "ROLLBACK"}
+_WRAPPED = (*_DIALECT_METHODS, *_TRANSACTION_METHODS, "connect")
 _SEEN = "_latency_ledger_seen"
 
 
@@ -67,11 +72,14 @@ class SQLAlchemyPlugin(LibraryPlugin):
         # dict lookup per connect, where a WeakSet check makes a weakref each time); a
         # new token per instrument(), so engines are seen anew after uninstrument
         self._token = object()
-        self._connect_attrs: weakref.WeakKeyDictionary[Any, dict[str, Any]] = (
+        self._connect_attrs: weakref.WeakKeyDictionary[Any, dict[bool, dict[str, Any]]] = (
             weakref.WeakKeyDictionary()
         )
         self._original_connect: Any = None
         self._dialects: list[weakref.ref[Any]] = []  # whose methods we wrapped
+        # connections opened on this thread (``dialect.connect`` calls): a checkout that
+        # saw it change opened one, and its span says so (not a pool wait)
+        self.opens = threading.local()
 
     def _instrument(self, tracer_provider: SanitizingTracerProvider) -> bool:
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -91,18 +99,23 @@ class SQLAlchemyPlugin(LibraryPlugin):
         token = self._token
         plugin = self
 
+        opens = self.opens
+
         def connect(engine: Any, *args: Any, **kwargs: Any) -> Any:
             if engine.__dict__.get(_SEEN) is not token:
                 plugin._discover(engine)
+            opened = opens.__dict__.get("count", 0)
             start = time_ns()
             cpu = thread_time_ns()
             try:
                 connection = original(engine, *args, **kwargs)
             except BaseException as exc:
-                plugin._record_connect(engine, start, cpu, exc)
+                plugin._record_connect(engine, start, cpu, exc, opens.__dict__.get("count", 0))
                 raise
-            if time_ns() - start >= POOL_WAIT_MIN_NS:
-                plugin._record_connect(engine, start, cpu, None)
+            if time_ns() - start >= POOL_WAIT_MIN_NS or opens.__dict__.get("count", 0) != opened:
+                plugin._record_connect(
+                    engine, start, cpu, None, opens.__dict__.get("count", 0) != opened
+                )
             return connection
 
         connect.__doc__ = original.__doc__
@@ -110,8 +123,16 @@ class SQLAlchemyPlugin(LibraryPlugin):
         return connect
 
     def _record_connect(
-        self, engine: Any, start_ns: int, cpu_start_ns: int, error: BaseException | None
+        self,
+        engine: Any,
+        start_ns: int,
+        cpu_start_ns: int,
+        error: BaseException | None,
+        opened: bool,
     ) -> None:
+        """A ``connect`` span for a checkout that waited, failed or opened a connection
+        (``ledger.db.connect``: "open" when it did, whatever else it waited for, since
+        opening dominates; "pool" otherwise)."""
         try:
             end_ns = time_ns()
             cpu_ns = thread_time_ns() - cpu_start_ns
@@ -119,9 +140,14 @@ class SQLAlchemyPlugin(LibraryPlugin):
 
             if not is_instrumentation_enabled():
                 return
-            attrs = self._connect_attrs.get(engine)
-            if attrs is None:
-                attrs = self._connect_attrs[engine] = describe_connect(engine)
+            described = self._connect_attrs.get(engine)
+            if described is None:
+                plain = describe_connect(engine)
+                described = self._connect_attrs[engine] = {
+                    True: {**plain, CONNECT_ATTRIBUTE: "open"},
+                    False: {**plain, CONNECT_ATTRIBUTE: "pool"},
+                }
+            attrs = described[bool(opened)]
             self._tracer.record_wait("connect", attrs, start_ns, end_ns, cpu_ns, error)
         except Exception as exc:  # inside the app's connect: never raise there
             self.report("connect", f"could not record a pool wait: {exc}", exc)
@@ -135,6 +161,9 @@ class SQLAlchemyPlugin(LibraryPlugin):
             spans = StatementSpans(self._tracer, engine, self)
             for name in _DIALECT_METHODS:
                 setattr(dialect, name, spans.wrap(getattr(dialect, name)))
+            for name, statement in _TRANSACTION_METHODS.items():
+                setattr(dialect, name, spans.wrap_transaction(getattr(dialect, name), statement))
+            dialect.connect = counting_opens(dialect.connect, self.opens)
             self._dialects.append(weakref.ref(dialect))
         except Exception as exc:  # a hook inside the app's connect: never raise there
             self.report("engine", f"could not trace engine: {exc}", exc)
@@ -149,14 +178,15 @@ class SQLAlchemyPlugin(LibraryPlugin):
         for ref in self._dialects:
             dialect = ref()
             if dialect is not None:
-                for name in _DIALECT_METHODS:
+                for name in _WRAPPED:
                     dialect.__dict__.pop(name, None)  # the class's method shows again
         self._dialects.clear()
         self._token = object()
         self._connect_attrs = weakref.WeakKeyDictionary()
 
     def classify_rules(self) -> Sequence[Any]:
-        """Offline: a ``connect`` span with a database system and no statement is a pool wait."""
+        """Offline: a ``connect`` span with a database system and no statement is a pool
+        wait, or opening a connection when it says so (``ledger.db.connect="open"``)."""
         from latency_ledger.model import CallKind, Category, Span, SpanKind
         from latency_ledger.plugins import Classification
 
@@ -167,11 +197,26 @@ class SQLAlchemyPlugin(LibraryPlugin):
             system = attrs.get("db.system.name") or attrs.get("db.system")
             if not isinstance(system, str) or "db.statement" in attrs or "db.query.text" in attrs:
                 return None
+            opened = attrs.get(CONNECT_ATTRIBUTE) == "open"
             return Classification(
-                category=Category.DATABASE, kind=CallKind.POOL, system=system, target="connect"
+                category=Category.DATABASE,
+                kind=CallKind.CONNECT if opened else CallKind.POOL,
+                system=system,
+                target="connect",
             )
 
         return (pool_wait,)
+
+
+def counting_opens(connect: Any, opens: threading.local) -> Any:
+    """``dialect.connect`` (opens a DB-API connection) counting its calls on ``opens``."""
+
+    def opening(*args: Any, **kwargs: Any) -> Any:
+        opens.count = opens.__dict__.get("count", 0) + 1
+        return connect(*args, **kwargs)
+
+    opening.__wrapped__ = connect  # type: ignore[attr-defined]
+    return opening
 
 
 plugin = SQLAlchemyPlugin()

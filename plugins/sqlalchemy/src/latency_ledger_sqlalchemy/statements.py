@@ -20,6 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from latency_ledger_plugin_base.tracing import clean_attributes
+from latency_ledger_plugin_base.transactions import idle
+from latency_ledger_plugin_base.transactions import suppress_instrumentation as suppress_driver
+from opentelemetry.context import detach
 
 MAX_CACHED_STATEMENTS = 1024  # per engine; raw statements with inlined literals are unbounded
 
@@ -106,6 +109,7 @@ class StatementSpans:
             lambda name, kind, attributes: tracer.start_span(name, kind=kind, attributes=attributes)
         )
         self.cache: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._driver_traced = driver_instrumentation(getattr(engine.dialect, "driver", ""))
 
     def describe(self, cursor: Any, statement: str, context: Any) -> tuple[str, dict[str, Any]]:
         """The span name and clean attributes the instrumentation would give ``statement``."""
@@ -137,6 +141,7 @@ class StatementSpans:
         enabled, cache, start, client = self._enabled, self.cache, self._start, self._client
         describe, report = self._describe_cached, self._plugin.report
         error_status, status = self._error, self._status
+        driver_traced = self._driver_traced
 
         def execute(cursor: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
             span = None
@@ -151,16 +156,21 @@ class StatementSpans:
                 report("statement", f"could not start a statement span: {exc}", exc)
             if span is None:
                 return method(cursor, statement, *args, **kwargs)
+            token = suppress_driver() if driver_traced() else None
             try:
                 result = method(cursor, statement, *args, **kwargs)
             except BaseException as exc:
                 try:
+                    if token is not None:
+                        detach(token)
                     span.set_status(status(error_status, str(exc)))
                     span.end()
                 except Exception as error:
                     report("statement", f"could not end a statement span: {error}", error)
                 raise
             try:
+                if token is not None:
+                    detach(token)
                 span.end()
             except Exception as error:
                 report("statement", f"could not end a statement span: {error}", error)
@@ -169,3 +179,77 @@ class StatementSpans:
         execute.__name__ = getattr(method, "__name__", "do_execute")
         execute.__wrapped__ = method  # type: ignore[attr-defined]
         return execute
+
+    def wrap_transaction(self, method: Callable[..., Any], statement: str) -> Callable[..., Any]:
+        """``method`` (a dialect's bound ``do_commit``/``do_rollback``, taking the DB-API
+        connection) recording one span for ``statement`` ("COMMIT"/"ROLLBACK"), described
+        as a statement span of that text. Not when the connection says no transaction is
+        open (then the driver sends nothing: the pool's reset-on-return of a read-only
+        connection). A driver instrumentation's span of the same call is suppressed."""
+        enabled, start, client = self._enabled, self._start, self._client
+        report, error_status, status = self._plugin.report, self._error, self._status
+        described: list[tuple[str, dict[str, Any]]] = []
+
+        def transaction(dbapi_connection: Any, *args: Any, **kwargs: Any) -> Any:
+            span = token = None
+            try:
+                if enabled() and not idle(dbapi_connection):
+                    if not described:
+                        described.append(self.describe(None, statement, None))
+                    span = start(described[0][0], client, described[0][1])
+                    token = suppress_driver()
+            except Exception as exc:  # the commit runs untraced, never fails for us
+                report("transaction", f"could not start a {statement} span: {exc}", exc)
+            if span is None:
+                return method(dbapi_connection, *args, **kwargs)
+            failed: BaseException | None = None
+            try:
+                return method(dbapi_connection, *args, **kwargs)
+            except BaseException as exc:
+                failed = exc
+                raise
+            finally:
+                try:
+                    if token is not None:
+                        detach(token)
+                    if failed is not None:
+                        span.set_status(status(error_status, str(failed)))
+                    span.end()
+                except Exception as error:
+                    report("transaction", f"could not end a {statement} span: {error}", error)
+
+        transaction.__name__ = getattr(method, "__name__", "do_commit")
+        transaction.__wrapped__ = method  # type: ignore[attr-defined]
+        return transaction
+
+
+# SQLAlchemy driver name -> the OpenTelemetry instrumentor that also traces it
+_DRIVER_INSTRUMENTORS = {
+    "psycopg": ("opentelemetry.instrumentation.psycopg", "PsycopgInstrumentor"),
+    "psycopg_async": ("opentelemetry.instrumentation.psycopg", "PsycopgInstrumentor"),
+    "psycopg2": ("opentelemetry.instrumentation.psycopg2", "Psycopg2Instrumentor"),
+    "asyncpg": ("opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor"),
+    "pysqlite": ("opentelemetry.instrumentation.sqlite3", "SQLite3Instrumentor"),
+    "pymysql": ("opentelemetry.instrumentation.pymysql", "PyMySQLInstrumentor"),
+    "mysqldb": ("opentelemetry.instrumentation.mysqlclient", "MySQLClientInstrumentor"),
+}
+
+
+def driver_instrumentation(driver: str) -> Callable[[], bool]:
+    """Is the driver under this dialect traced by its own OpenTelemetry instrumentation
+    (the psycopg or asyncpg plugin, or someone's ``opentelemetry-instrument``)? Asked per
+    statement (the plugin may be switched on later): one attribute read."""
+    import importlib
+
+    found = _DRIVER_INSTRUMENTORS.get(driver)
+    if found is None:
+        return _never
+    try:
+        instrumentor = getattr(importlib.import_module(found[0]), found[1])()
+    except Exception:  # not installed: nothing traces the driver
+        return _never
+    return lambda: bool(instrumentor._is_instrumented_by_opentelemetry)
+
+
+def _never() -> bool:
+    return False

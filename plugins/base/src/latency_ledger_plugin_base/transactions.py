@@ -1,0 +1,63 @@
+"""What the database plugins share about transactions and connections.
+
+Contract: :func:`idle` says whether a DB-API connection has no transaction open (then a
+``commit()``/``rollback()`` sends nothing and is no span); :func:`suppress_instrumentation`
+keeps a driver's instrumentation from recording a second span for the call an ORM plugin
+is recording (one statement, one span), undone with ``opentelemetry.context.detach``;
+:data:`CONNECT_ATTRIBUTE` on a ``connect`` span says whether a new connection was opened
+(``"open"``) or a pooled one waited for (``"pool"``), which the analyzer books apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.context import attach, set_value
+from opentelemetry.instrumentation.utils import (  # type: ignore[attr-defined]
+    _SUPPRESS_INSTRUMENTATION_KEY,
+)
+
+__all__ = ["CONNECT_ATTRIBUTE", "idle", "suppress_instrumentation"]
+
+CONNECT_ATTRIBUTE = "ledger.db.connect"
+
+
+def suppress_instrumentation() -> Any:
+    """Suppress instrumentation below this point; the token to ``context.detach``. The
+    context is shared with the coroutine an async SQLAlchemy dialect awaits (it runs its
+    greenlet in the calling task's context), so this reaches asyncpg and psycopg's async
+    cursors too."""
+    return attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+
+
+def idle(dbapi_connection: Any) -> bool:
+    """True when the DB-API connection says no transaction is open (sqlite3's
+    ``in_transaction``, psycopg's ``info.transaction_status``, asyncpg's
+    ``is_in_transaction()``, also behind SQLAlchemy's pool proxies and async adapters,
+    which hold it as ``dbapi_connection`` and ``_connection``); False when it cannot say."""
+    seen = [dbapi_connection]
+    for connection in seen:
+        try:
+            if len(seen) < 4:
+                for name in ("dbapi_connection", "_connection"):
+                    inner = getattr(connection, name, None)
+                    if inner is not None:
+                        seen.append(inner)
+            said = _says_idle(connection)
+        except Exception:  # a proxy that raises for what it does not have: ask the next
+            continue
+        if said is not None:
+            return said
+    return False
+
+
+def _says_idle(connection: Any) -> bool | None:
+    in_transaction = getattr(connection, "in_transaction", None)
+    if isinstance(in_transaction, bool):
+        return not in_transaction
+    if type(connection).__module__.startswith("psycopg"):
+        return int(connection.info.transaction_status) == 0  # TransactionStatus.IDLE
+    asking = getattr(connection, "is_in_transaction", None)
+    if type(connection).__module__.startswith("asyncpg") and callable(asking):
+        return not asking()
+    return None
