@@ -151,7 +151,9 @@ def test_accumulated_n_plus_one_findings_sequential_and_concurrent() -> None:
     assert finding.concurrent is True
     assert finding.detail == f"{SELECT_ITEM_NORMALIZED} run 20x per request, concurrently"
     assert finding.p50_ns == 2 * MS  # every call lasted 2 ms
-    assert finding.saving_ns_per_request == 21_950_000
+    # Batching leaves one 2 ms call in each: 38 ms and 1.9 ms removable -> mean 19.95 ms.
+    assert finding.fixable_ns_per_request == 19_950_000
+    assert finding.saving_ns_per_request == 19_950_000
 
 
 def test_sentry_rule_alone_would_miss_the_fast_endpoint_loop() -> None:
@@ -185,7 +187,8 @@ def test_requests_fraction_ignores_requests_booked_from_totals() -> None:
     # 10 requests, 8 without calls: the N+1 is seen in 1 of the 2 that kept theirs.
     finding = only(acc.findings("shop", "GET /orders/{id}", 10), N_PLUS_ONE)
     assert finding.requests_fraction == 0.5
-    assert finding.saving_ns_per_request == 20 * MS
+    # 40 ms of which one 2 ms call remains after batching: 38 ms x 0.5.
+    assert finding.saving_ns_per_request == 19 * MS
 
 
 def test_chatty_calls_to_one_route() -> None:
@@ -254,30 +257,105 @@ def test_slow_statements_ranked_by_total_time_with_percentiles() -> None:
     assert first.ns_per_request == 50_500_000
 
 
+def _on(endpoint: str, source: Request, n: int) -> Request:
+    return Request(
+        trace_id=f"{n:032x}",
+        span_id=f"{n:016x}",
+        service="shop",
+        method="GET",
+        endpoint=endpoint,
+        start_ns=0,
+        wall_ns=source.wall_ns,
+        status_code=200,
+        is_error=False,
+        ledger=source.ledger,
+        calls=source.calls,
+    )
+
+
 def test_overall_merges_endpoints() -> None:
     acc = FindingsAccumulator()
     acc.add(sequential_n_plus_one())
-    other = sequential_n_plus_one()
-    acc.add(
-        Request(
-            trace_id="f" * 32,
-            span_id="f" * 16,
-            service="shop",
-            method="GET",
-            endpoint="GET /orders",
-            start_ns=0,
-            wall_ns=other.wall_ns,
-            status_code=200,
-            is_error=False,
-            ledger=other.ledger,
-            calls=other.calls,
-        )
-    )
+    acc.add(_on("GET /orders", sequential_n_plus_one(), 9))
     acc.add(request((), 10, endpoint="GET /orders", n=5))
-    finding = only(acc.overall(3), N_PLUS_ONE)
+    counts = {("shop", "GET /orders/{id}"): 1, ("shop", "GET /orders"): 2}
+    finding = only(acc.overall(counts, 3), N_PLUS_ONE)
     assert finding.count == 40
     assert finding.requests_fraction == pytest.approx(2 / 3)
-    assert only(acc.overall(3), SLOW_STATEMENT).count == 40
+    assert only(acc.overall(counts, 3), SLOW_STATEMENT).count == 40
+
+
+def test_overall_weights_each_endpoint_by_its_own_requests() -> None:
+    # /a: 100 requests, 2 kept, both with the 40 ms N+1 (38 ms removable by batching).
+    # /b: 900 requests, 2 kept, neither with it. Overall: the N+1 is in ~100 of 1000
+    # requests (10%), saving 38 ms there: 3.8 ms per request on average. Pooling the
+    # kept requests alone would say 2 of 4 (50%) and 19 ms.
+    acc = FindingsAccumulator()
+    acc.add(_on("GET /a", sequential_n_plus_one(), 1))
+    acc.add(_on("GET /a", sequential_n_plus_one(), 2))
+    acc.add(request((), 10, endpoint="GET /b", n=3))
+    acc.add(request((), 10, endpoint="GET /b", n=4))
+    counts = {("shop", "GET /a"): 100, ("shop", "GET /b"): 900}
+    finding = only(acc.overall(counts, 1000), N_PLUS_ONE)
+    assert finding.requests_fraction == pytest.approx(0.10)
+    assert finding.ns_per_request == 40 * MS
+    assert finding.saving_ns_per_request == pytest.approx(3.8 * MS, rel=1e-6)
+
+
+def redis_call(start_ms: float, dur_ms: float, booked_ms: float | None = None) -> Call:
+    """A CLIENT span with no http/rpc/messaging/db attributes (a bare Redis client span)."""
+    start = round(start_ms * MS)
+    return Call(
+        category=Category.NETWORK,
+        kind=CallKind.OTHER,
+        system="",
+        target="HGET",
+        start_ns=start,
+        end_ns=start + round(dur_ms * MS),
+        booked_ns=round((dur_ms if booked_ms is None else booked_ms) * MS),
+    )
+
+
+def test_repeated_calls_without_attributes_are_found_like_an_n_plus_one() -> None:
+    # 13 sequential 17 ms calls covering 221 of a 226 ms request: batching leaves one
+    # call (17 ms), so it saves 204 ms.
+    calls = [redis_call(2 + i * 17, 17) for i in range(13)]
+    (found,) = detect_repeats(request(calls, 226), Thresholds())
+    assert (found.kind, found.target, found.count) == (CHATTY_CALLS, "HGET", 13)
+    assert found.booked_ns == 221 * MS
+    assert found.fixable_ns == 204 * MS
+
+
+def test_concurrent_calls_save_only_what_the_overlap_leaves() -> None:
+    # 10 calls of 10 ms started 0.1 ms apart: they hold the request 10.9 ms (booked),
+    # and batching still leaves one 10 ms call, so 0.9 ms is all a fix can save; the
+    # sum of their durations (100 ms) is not a saving.
+    calls = [redis_call(i * 0.1, 10, booked_ms=10 if i == 9 else 0.1) for i in range(10)]
+    (found,) = detect_repeats(request(calls, 12), Thresholds())
+    assert found.concurrent is True
+    assert found.booked_ns == 10_900_000
+    assert found.fixable_ns == 900_000
+    acc = FindingsAccumulator()
+    acc.add(request(calls, 12))
+    finding = only(acc.findings("shop", "GET /orders/{id}", 1), CHATTY_CALLS)
+    assert finding.ns_per_request == 10_900_000
+    assert finding.saving_ns_per_request == 900_000
+
+
+def test_client_io_is_not_a_repeated_call() -> None:
+    calls = [
+        Call(
+            category=Category.NETWORK,
+            kind=CallKind.CLIENT_IO,
+            system="asgi",
+            target="http.response.body",
+            start_ns=i * 10 * MS,
+            end_ns=(i * 10 + 9) * MS,
+            booked_ns=9 * MS,
+        )
+        for i in range(8)
+    ]
+    assert detect_repeats(request(calls, 100), Thresholds()) == ()
 
 
 def test_findings_never_carry_raw_literals() -> None:
@@ -349,7 +427,9 @@ def test_sampled_trees_are_weighted_by_their_keep_probability() -> None:
         acc.add(request((), 10, from_totals=True, n=200 + n))
     finding = only(acc.findings("shop", "GET /orders/{id}", 100), N_PLUS_ONE)
     assert finding.requests_fraction == pytest.approx(10 / 100)
-    assert finding.saving_ns_per_request == pytest.approx(4 * MS, rel=1e-6)
+    assert finding.ns_per_request * finding.requests_fraction == pytest.approx(4 * MS, rel=1e-6)
+    # Batching leaves one 2 ms call of the 20: 38 ms saved where it occurs.
+    assert finding.saving_ns_per_request == pytest.approx(3.8 * MS, rel=1e-6)
     assert finding.count_per_request == 20
     assert finding.sampled_requests == 10
 
@@ -369,7 +449,7 @@ def test_margin_is_zero_when_every_tree_was_certain_and_grows_with_sampling() ->
         sampled.add(replace_probability(sequential_n_plus_one(), 0.05))
         sampled.add(request((), 60, n=50 + n, keep_probability=0.05))
     finding = only(sampled.findings("shop", "GET /orders/{id}", 200), N_PLUS_ONE)
-    assert finding.saving_ns_per_request == pytest.approx(20 * MS, rel=1e-6)
+    assert finding.ns_per_request * finding.requests_fraction == pytest.approx(20 * MS, rel=1e-6)
     assert finding.margin_fraction == pytest.approx(1.96 * 3800**0.5 / 200, rel=1e-6)
 
 

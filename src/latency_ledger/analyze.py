@@ -9,7 +9,7 @@ raises for bad input: the reader records problems, and they travel in
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,11 +18,19 @@ from latency_ledger.classify import DEFAULT_RULES
 from latency_ledger.findings import FindingsAccumulator, Thresholds
 from latency_ledger.ledger import PROFILE as PROFILE_ATTRIBUTE
 from latency_ledger.ledger import book_trace
-from latency_ledger.model import InputSummary, Report, SpanKind, TargetRuntime
+from latency_ledger.model import (
+    EndpointStats,
+    InputSummary,
+    Report,
+    ServiceRuntime,
+    SpanKind,
+    TargetRuntime,
+)
 from latency_ledger.native import native_finding
 from latency_ledger.plugins import ClassifyRule, load_plugins, plugin_classify_rules
 from latency_ledger.profiles import ProfileAccumulator
 from latency_ledger.read import ReadLimits, ReadStats, read_traces
+from latency_ledger.runtime import ASSUMED, UNKNOWN, RuntimeInfo, detect_runtime
 from latency_ledger.verdict import DEFAULT_TARGETS, decide_verdict
 
 # Counters the in-app collector writes on its SERVER spans (cumulative per process).
@@ -37,6 +45,8 @@ class AnalyzeOptions:
     idle_spans: int = 200_000
     rules: tuple[ClassifyRule, ...] | None = None  # None: plugins' rules + built-in rules
     limits: ReadLimits = field(default_factory=ReadLimits)
+    given_targets: frozenset[str] = frozenset()  # target names whose factors the user gave
+    runtimes: Mapping[str, str] = field(default_factory=dict)  # service ("*": all) -> runtime
 
 
 def default_rules() -> tuple[ClassifyRule, ...]:
@@ -61,6 +71,7 @@ def analyze(
     unbooked = 0
     requests = 0
     overhead_ns = overhead_requests = 0
+    seen_runtimes: dict[str, Counter[RuntimeInfo]] = {}
 
     traces = read_traces(
         paths,
@@ -88,6 +99,10 @@ def analyze(
         for span in trace.spans:
             if span.kind != SpanKind.SERVER:
                 continue
+            runtimes = seen_runtimes.get(span.service)
+            if runtimes is None:
+                runtimes = seen_runtimes[span.service] = Counter()
+            runtimes[detect_runtime(span.resource)] += 1
             attrs = span.attributes
             if PROFILE_ATTRIBUTE in attrs:
                 profiles.add(span, attrs[PROFILE_ATTRIBUTE])
@@ -97,35 +112,48 @@ def analyze(
                     name = (span.service, key.removeprefix(COLLECTOR_PREFIX))
                     collector[name] = max(collector.get(name, 0), value)
 
+    rows = aggregator.endpoints()
+    services = service_runtimes(seen_runtimes, rows, options.runtimes)
+    runtime_of = {s.service: s.runtime for s in services}
     endpoints = []
-    for stats_row in aggregator.endpoints():
-        rows = findings.findings(
+    for stats_row in rows:
+        found = findings.findings(
             stats_row.service,
             stats_row.endpoint,
             stats_row.count,
             stats_row.latency_ns.get("p50", 0),
         )
         stats_row = replace(
-            stats_row, profile=profiles.summary(stats_row.service, stats_row.endpoint)
+            stats_row,
+            profile=profiles.summary(stats_row.service, stats_row.endpoint),
+            runtime=runtime_of.get(stats_row.service, UNKNOWN),
         )
         native = native_finding(stats_row)
         if native is not None:
-            rows = tuple(sorted((*rows, native), key=lambda f: -f.saving_ns_per_request))
+            found = tuple(sorted((*found, native), key=lambda f: -f.saving_ns_per_request))
         endpoints.append(
             replace(
                 stats_row,
-                findings=rows,
-                verdict=decide_verdict(stats_row, rows, targets=options.targets),
+                findings=found,
+                verdict=decide_verdict(
+                    stats_row, found, targets=options.targets, given=options.given_targets
+                ),
             )
         )
-    overall_row = aggregator.overall()
-    overall_findings = findings.overall(overall_row.count, overall_row.latency_ns.get("p50", 0))
+    overall_row = replace(aggregator.overall(), runtime=overall_runtime(services))
+    overall_findings = findings.overall(
+        {(e.service, e.endpoint): e.count for e in endpoints},
+        overall_row.count,
+        overall_row.latency_ns.get("p50", 0),
+    )
     overall = replace(
         overall_row,
         findings=overall_findings,
         verdict=(
-            decide_verdict(overall_row, overall_findings, targets=options.targets)
-            if overall_row.count
+            decide_verdict(
+                overall_row, overall_findings, targets=options.targets, given=options.given_targets
+            )
+            if overall_row.count and overall_row.runtime != MIXED
             else None
         ),
     )
@@ -148,5 +176,60 @@ def analyze(
         collector_overhead_ns=overhead_ns // overhead_requests if overhead_requests else None,
     )
     return Report(
-        inputs=inputs, overall=overall, endpoints=tuple(endpoints), streams=streams.streams()
+        inputs=inputs,
+        overall=overall,
+        endpoints=tuple(endpoints),
+        streams=streams.streams(),
+        services=tuple(services),
     )
+
+
+MIXED = "mixed"  # overall runtime when services run several: no overall port verdict
+
+
+def service_runtimes(
+    seen: Mapping[str, Counter[RuntimeInfo]],
+    rows: Sequence[EndpointStats],
+    overrides: Mapping[str, str],
+) -> list[ServiceRuntime]:
+    """Each service's runtime: the one most of its SERVER spans' resources report, unless
+    ``overrides`` names it (or ``"*"``); ordered by requests, most first."""
+    requests: Counter[str] = Counter()
+    for row in rows:
+        requests[row.service] += row.count
+    out = []
+    for service in sorted(requests, key=lambda s: (-requests[s], s)):
+        given = overrides.get(service) or overrides.get("*")
+        if given:
+            out.append(
+                ServiceRuntime(
+                    service=service,
+                    runtime=given,
+                    detected_from="--runtime",
+                    requests=requests[service],
+                )
+            )
+            continue
+        counted = seen.get(service, Counter())
+        known = [(n, info) for info, n in counted.items() if info.name != UNKNOWN]
+        info = max(known, key=lambda item: (item[0], item[1].version))[1] if known else None
+        out.append(
+            ServiceRuntime(
+                service=service,
+                runtime=info.name if info else UNKNOWN,
+                version=info.version if info else "",
+                detected_from=info.detected_from if info else "",
+                requests=requests[service],
+            )
+        )
+    return out
+
+
+def overall_runtime(services: Sequence[ServiceRuntime]) -> str:
+    """The one runtime all services run (unknown ones judged as CPython), else MIXED."""
+    judged = {ASSUMED if s.runtime == UNKNOWN else s.runtime for s in services}
+    if len(judged) > 1:
+        return MIXED
+    if all(s.runtime == UNKNOWN for s in services):
+        return UNKNOWN
+    return judged.pop() if judged else UNKNOWN

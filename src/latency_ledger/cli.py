@@ -65,6 +65,7 @@ def analyze_paths(
     quiet: bool,
     limits: ReadLimits | None = None,
     rules: Sequence[ClassifyRule] = (),
+    runtimes: Sequence[str] = (),
 ) -> int:
     """Run the analysis and write the requested reports; return the exit code.
 
@@ -73,12 +74,16 @@ def analyze_paths(
     from latency_ledger.render.html import write_html
     from latency_ledger.render.json import write_json
     from latency_ledger.render.text import render_text
+    from latency_ledger.runtime import parse_runtime_override
     from latency_ledger.verdict import DEFAULT_TARGETS, parse_target
 
+    given = [parse_target(t) for t in targets]
     options = AnalyzeOptions(
-        targets=_merge_targets(DEFAULT_TARGETS, [parse_target(t) for t in targets]),
         limits=limits or ReadLimits(),
         rules=(*rules, *default_rules()) if rules else None,
+        targets=_merge_targets(DEFAULT_TARGETS, given),
+        given_targets=frozenset(t.name for t in given),
+        runtimes=dict(parse_runtime_override(r) for r in runtimes),
     )
     with _progress(paths, progress and not quiet) as on_bytes:
         report = analyze(paths, options=options, on_bytes=on_bytes)
@@ -148,6 +153,14 @@ def _print_problems(report: Report) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Your own classification rules (TOML or JSON, see README); they win over built-ins.",
 )
+@click.option(
+    "--runtime",
+    "runtimes",
+    multiple=True,
+    metavar="SERVICE=RUNTIME",
+    help="The runtime a service runs when its traces do not say (or say wrong), e.g. "
+    "shop=python; SERVICE * means every service (repeatable).",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar for large inputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but problems.")
 def analyze(
@@ -158,6 +171,7 @@ def analyze(
     max_line_bytes: int,
     max_file_bytes: int,
     rules_path: Path | None,
+    runtimes: tuple[str, ...],
     progress: bool,
     quiet: bool,
 ) -> None:
@@ -178,9 +192,11 @@ def analyze(
             quiet=quiet,
             limits=ReadLimits(max_line_bytes=max_line_bytes, max_file_bytes=max_file_bytes),
             rules=rules,
+            runtimes=runtimes,
         )
     except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--target") from exc
+        hint = "--runtime" if str(exc).startswith("--runtime") else "--target"
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
     except (LedgerError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)

@@ -2,11 +2,11 @@
 
 Contract: :class:`FindingsAccumulator` takes :class:`~latency_ledger.model.Request`
 records one at a time and keeps per endpoint x statement (or call target) counters and
-one ``array('q')`` of call durations (and their weights) per statement, never per-request rows; then
-``findings()`` and ``overall()`` return :class:`~latency_ledger.model.Finding` records,
-largest ``saving_ns_per_request`` first. :func:`detect_repeats` is the pure per-request
-step underneath. Findings carry normalized statements only (``sql.normalize_statement``),
-never raw literals.
+one ``array('q')`` of call durations (and their weights) per statement, never
+per-request rows; then ``findings()`` and ``overall()`` return
+:class:`~latency_ledger.model.Finding` records, largest ``saving_ns_per_request``
+first. :func:`detect_repeats` is the pure per-request step underneath. Findings carry
+normalized statements only (``sql.normalize_statement``), never raw literals.
 
 Kinds:
 
@@ -14,13 +14,21 @@ Kinds:
   times in a request, one after the other or concurrently, costing enough (below).
   Its cost is the calls' ``booked_ns``: for concurrent calls that is the time they
   really held the request up, not the sum of their durations.
-- ``chatty_calls``: the same for outgoing HTTP, RPC, cache and messaging calls to one
-  target (``"METHOD host/route"``, or the normalized cache command).
+- ``chatty_calls``: the same for every other kind of outgoing call to one target: HTTP,
+  RPC, cache, messaging, and calls that carry none of those attributes (a Redis client
+  span with only a name, a downstream service's request); the target is
+  ``"METHOD host/route"``, the RPC method, or the normalized command / span name.
 - ``pool_wait``: time spent waiting for a pooled database connection (opening a new
   connection is a ``connect`` call, not a pool wait: there may be no pool).
 - ``slow_statement``: statements that are slow (own time at p50 at least
   ``slow_statement_min_ns`` and ``slow_statement_min_fraction`` of the endpoint's p50),
   ranked by total database time, with count, p50, p99.
+
+What a fix saves (``Finding.fixable_ns_per_request``). Batching a repeat leaves about
+one call: its saving is the calls' booked time minus the longest single call, never all
+of it. For sequential calls that is N - 1 calls' time; for concurrent ones, whose booked
+time is already what the overlap leaves, it is that minus one call (often little). A
+slow statement or a pool wait can at best be removed whole, so its bound is its cost.
 
 Setup statements (``SET``, ``SHOW``, ``PRAGMA``, ``BEGIN``/``COMMIT``, savepoints) are
 never N+1 or slow-statement findings; their time stays in the ledger's database part.
@@ -29,14 +37,16 @@ Every count, cost and share is an estimate over all the endpoint's requests, not
 the kept trees: each kept request is weighted by ``1 / keep_probability`` (see
 :class:`FindingsAccumulator`); a request booked from ``ledger.*`` totals carries no calls
 and is stood for by the kept ones. Traces that do not record a keep probability weight
-every kept tree 1: then the figures describe the kept trees.
+every kept tree 1: then the figures describe the kept trees. ``overall()`` scales each
+endpoint's kept trees to that endpoint's request count, so one endpoint's saving is
+never averaged over another endpoint's requests as if they were its own.
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from latency_ledger.errors import ConfigError
@@ -48,7 +58,13 @@ CHATTY_CALLS = "chatty_calls"
 POOL_WAIT = "pool_wait"
 SLOW_STATEMENT = "slow_statement"
 
-_CHATTY_KINDS = frozenset({CallKind.HTTP, CallKind.RPC, CallKind.CACHE, CallKind.MESSAGING})
+# Every outgoing kind but the request's own client I/O (ASGI receive/send: streaming a
+# response body in chunks is not a batching mistake) and database connection checkout.
+_CHATTY_KINDS = frozenset(
+    {CallKind.HTTP, CallKind.RPC, CallKind.CACHE, CallKind.MESSAGING, CallKind.OTHER}
+)
+# Targets that may carry ids or keys, normalized like statements.
+_NORMALIZED_KINDS = frozenset({CallKind.CACHE, CallKind.OTHER})
 _DETAIL_CHARS = 120  # statement text shown in a detail line
 _CACHE_LIMIT = 4096  # raw statement -> normalized, per accumulator
 # Distinct statements / repeat targets kept per endpoint; beyond it (generated SQL with
@@ -137,6 +153,7 @@ class Repeat:
     booked_ns: int  # what the calls cost the request (overlap rule)
     duration_ns: int  # sum of their own durations
     concurrent: bool  # at least two of the calls overlapped
+    fixable_ns: int = 0  # what batching removes: booked minus one (the longest) call
 
 
 Normalizer = Callable[[str], str]
@@ -144,8 +161,9 @@ Normalizer = Callable[[str], str]
 
 def _call_target(call: Call, normalize: Normalizer) -> str:
     # HTTP targets arrive as "METHOD host/route" with ids collapsed by classify; cache
-    # commands can carry keys with ids, which the statement normalizer turns into ?.
-    if call.kind == CallKind.CACHE:
+    # commands and bare span names can carry keys with ids, which the statement
+    # normalizer turns into ?.
+    if call.kind in _NORMALIZED_KINDS:
         return normalize(call.target)
     return call.target
 
@@ -195,7 +213,16 @@ def _qualifying(
             booked_ns=booked,
             duration_ns=sum(c.duration_ns for c in calls),
             concurrent=_overlapping(calls),
+            fixable_ns=batching_saves(calls),
         )
+
+
+def batching_saves(calls: Sequence[Call]) -> int:
+    """What batching ``calls`` into one removes from the request: their booked time
+    minus the one call that remains (the longest, so the bound is never generous)."""
+    booked = sum(c.booked_ns for c in calls)
+    longest = max((c.duration_ns for c in calls), default=0)
+    return max(0, booked - longest)
 
 
 def _repeats(
@@ -250,20 +277,32 @@ class _Tally:
     w_booked: float = 0.0
     v_booked: float = 0.0
     v_booked2: float = 0.0
+    w_fixable: float = 0.0  # weighted sum of what the fix removes (<= w_booked)
 
-    def merge(self, other: _Tally) -> None:
+    def merge(self, other: _Tally, scale: float = 1.0) -> None:
+        """Add ``other``, its weights multiplied by ``scale`` (overall: each endpoint's
+        kept trees scaled to stand for that endpoint's requests)."""
         self.requests += other.requests
         self.count += other.count
         self.booked_ns += other.booked_ns
         self.concurrent = self.concurrent or other.concurrent
-        self.w += other.w
-        self.w_count += other.w_count
-        self.w_booked += other.w_booked
-        self.v_booked += other.v_booked
-        self.v_booked2 += other.v_booked2
+        self.w += other.w * scale
+        self.w_count += other.w_count * scale
+        self.w_booked += other.w_booked * scale
+        self.v_booked += other.v_booked * scale * scale
+        self.v_booked2 += other.v_booked2 * scale * scale
+        self.w_fixable += other.w_fixable * scale
 
-    def add(self, weight: float, count: int, booked_ns: int, concurrent: bool = False) -> None:
-        """One request where it occurred, ``count`` times, costing ``booked_ns``."""
+    def add(
+        self,
+        weight: float,
+        count: int,
+        booked_ns: int,
+        concurrent: bool = False,
+        fixable_ns: int | None = None,
+    ) -> None:
+        """One request where it occurred, ``count`` times, costing ``booked_ns``, of
+        which a fix removes ``fixable_ns`` (all of it when None)."""
         variance = weight * (weight - 1.0)
         self.requests += 1
         self.count += count
@@ -274,6 +313,7 @@ class _Tally:
         self.w_booked += weight * booked_ns
         self.v_booked += variance * booked_ns
         self.v_booked2 += variance * booked_ns * booked_ns
+        self.w_fixable += weight * (booked_ns if fixable_ns is None else fixable_ns)
 
 
 @dataclass(slots=True)
@@ -293,20 +333,21 @@ class _Endpoint:
     repeats: dict[tuple[str, str], _Tally] = field(default_factory=dict)
     pools: dict[str, _Tally] = field(default_factory=dict)
 
-    def merge(self, other: _Endpoint) -> None:
+    def merge(self, other: _Endpoint, scale: float = 1.0) -> None:
+        """Add ``other``, its weights multiplied by ``scale`` (see ``_Tally.merge``)."""
         self.detailed += other.detailed
         self.totals_only += other.totals_only
-        self.weight += other.weight
-        self.variance += other.variance
+        self.weight += other.weight * scale
+        self.variance += other.variance * scale * scale
         for statement, st in other.statements.items():
             into = self.statements.setdefault(statement, _Statement())
-            into.tally.merge(st.tally)
+            into.tally.merge(st.tally, scale)
             into.durations.extend(st.durations)
-            into.weights.extend(st.weights)
+            into.weights.extend(w * scale for w in st.weights)
         for key, tally in other.repeats.items():
-            self.repeats.setdefault(key, _Tally()).merge(tally)
+            self.repeats.setdefault(key, _Tally()).merge(tally, scale)
         for system, tally in other.pools.items():
-            self.pools.setdefault(system, _Tally()).merge(tally)
+            self.pools.setdefault(system, _Tally()).merge(tally, scale)
 
 
 # A statement that sets up a connection or a transaction: its cost is real database time
@@ -395,7 +436,7 @@ class FindingsAccumulator:
                 if len(ep.repeats) >= MAX_TARGETS_PER_ENDPOINT:
                     key = (rep.kind, OTHER_TARGETS)
                 tally = ep.repeats.setdefault(key, _Tally())
-            tally.add(weight, rep.count, rep.booked_ns, rep.concurrent)
+            tally.add(weight, rep.count, rep.booked_ns, rep.concurrent, rep.fixable_ns)
         pools: dict[str, tuple[int, int]] = {}
         for call in request.calls:
             if call.kind == CallKind.POOL:
@@ -415,12 +456,22 @@ class FindingsAccumulator:
             return ()
         return self._build(ep, self.thresholds.slow_statements_top, p50_ns)
 
-    def overall(self, request_count: int, p50_ns: int = 0) -> tuple[Finding, ...]:
+    def overall(
+        self, counts: Mapping[tuple[str, str], int], request_count: int, p50_ns: int = 0
+    ) -> tuple[Finding, ...]:
         """Findings across every endpoint: slow statements ranked over all requests,
-        and the repeats and pool waits of all endpoints merged by target."""
+        and the repeats and pool waits of all endpoints merged by target.
+
+        ``counts`` maps (service, endpoint) to its number of requests: each endpoint's
+        kept trees are scaled to stand for that many, so a finding's share and its
+        saving per request are over all ``request_count`` requests, each endpoint
+        weighing what its requests weigh. An endpoint with no kept tree says nothing."""
         merged = _Endpoint()
-        for ep in self._endpoints.values():
-            merged.merge(ep)
+        for key, ep in self._endpoints.items():
+            if ep.weight <= 0:
+                continue
+            merged.merge(ep, counts.get(key, ep.detailed + ep.totals_only) / ep.weight)
+        merged.weight = max(merged.weight, float(request_count))
         return self._build(merged, self.thresholds.overall_slow_statements_top, p50_ns)
 
     def _build(self, ep: _Endpoint, top: int, p50_ns: int) -> tuple[Finding, ...]:
@@ -551,4 +602,7 @@ def _finding(
         concurrent=tally.concurrent,
         margin_fraction=margin(tally, base),
         sampled_requests=tally.requests,
+        fixable_ns_per_request=round(min(tally.w_fixable, tally.w_booked) / tally.w)
+        if tally.w
+        else 0,
     )

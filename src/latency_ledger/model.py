@@ -211,11 +211,17 @@ class Finding:
     # every tree behind them was certain to be kept
     margin_fraction: float = 0.0
     sampled_requests: int = 0  # kept requests the figures come from
+    # What the fix can remove, mean over the requests where it occurs (<= ns_per_request);
+    # None: all of it. Batching repeated calls leaves one call (see findings).
+    fixable_ns_per_request: int | None = None
 
     @property
     def saving_ns_per_request(self) -> int:
-        """Expected saving averaged over all the endpoint's requests."""
-        return int(self.ns_per_request * self.requests_fraction)
+        """What the fix saves at most, as a mean over all the endpoint's requests."""
+        fixable = self.ns_per_request
+        if self.fixable_ns_per_request is not None:
+            fixable = min(fixable, self.fixable_ns_per_request)
+        return int(fixable * self.requests_fraction)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,6 +248,7 @@ class Projection:
     p99_saving_fraction: float
     p50_saving_range_ns: tuple[int, int]  # at factor_low, factor_high
     requests_per_core: float | None  # projected, when CPU was measured
+    mean_saving_ns: int = 0  # the mean saving over all requests (fix-first compares it)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -252,9 +259,12 @@ class Verdict:
     upper_bound: bool  # CPU not measured: savings are upper bounds
     projections: tuple[Projection, ...]
     fixes: tuple[Finding, ...]  # cheaper fixes, ranked by time saved
-    cpu_per_request_ns: int | None
+    cpu_per_request_ns: int | None  # the mean, over all the endpoint's requests
     requests_per_core: float | None
     reasons: tuple[str, ...] = ()
+    runtime: str = "unknown"  # the runtime judged (runtime.RUNTIME_NAMES key)
+    runtime_assumed: bool = False  # none was recorded: judged as CPython
+    not_offered: tuple[str, ...] = ()  # targets left out, each with why
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -305,6 +315,7 @@ class EndpointStats:
     ledger_ns: Mapping[str, Mapping[str, int]]
     queueing_ns: Mapping[str, int] = field(default_factory=dict)  # part of waiting, by key
     from_totals: int = 0  # requests booked from ledger.* totals
+    runtime: str = "unknown"  # the service's runtime; "mixed" for overall across several
     findings: tuple[Finding, ...] = ()
     verdict: Verdict | None = None
     profile: ProfileSummary | None = None
@@ -338,8 +349,20 @@ class InputSummary:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceRuntime:
+    """The runtime one service runs, and what says so."""
+
+    service: str
+    runtime: str  # a runtime.RUNTIME_NAMES key, "unknown" when nothing says
+    version: str = ""
+    detected_from: str = ""  # resource attribute, "--runtime", or "" (unknown)
+    requests: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Report:
     inputs: InputSummary
     overall: EndpointStats
     endpoints: tuple[EndpointStats, ...]
     streams: tuple[StreamStats, ...] = ()
+    services: tuple[ServiceRuntime, ...] = ()

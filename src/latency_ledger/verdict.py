@@ -2,25 +2,33 @@
 
 Contract: :func:`decide_verdict` is pure: one :class:`~latency_ledger.model.EndpointStats`
 (an endpoint or ``overall``) and its findings in, a :class:`~latency_ledger.model.Verdict`
-out. It reads only ``latency_ns``, ``ledger_ns`` and ``queueing_ns`` at ``p50``, ``p99``
-and ``mean``, the request count and ``cpu_measured``.
+out. It reads ``latency_ns`` and ``ledger_ns`` at ``p50``, ``p99`` and ``mean``, the
+request count, ``cpu_measured`` and ``runtime``.
 
-The projection. A runtime that runs the interpreter's work ``k`` times faster saves
+The one arithmetic (the report's method section states the same rule). A port to a
+runtime that runs the service's interpreter work ``k`` times faster saves
 
-    saving = (interpreter + queueing) * (1 - 1/k)
+    saving = shrinkable * (1 - 1/k),   shrinkable = the ledger's parts in SHRINKS
 
-at a percentile, using that percentile's ledger. ``queueing`` is the part of ``waiting``
-the request spent queued behind other requests' CPU on the same event loop / GIL; that
-CPU shrinks by the same ``k``, so the queue it causes is estimated to shrink alike (an
-estimate: queueing is not linear in load, and near saturation it shrinks by more).
-Database and network waits do not change, nor does the rest of ``waiting``, nor
-``native`` (CPU inside compiled extensions: bcrypt, argon2, zlib, pydantic-core; Go's
-bcrypt at the same cost used 179-187 ms of CPU where Python's used 185-190 ms, so a port
-runs the same machine code). Without a
-CPU measurement the ledger only has ``app`` (own time, interpreter and waiting
-together), so ``app * (1 - 1/k)`` is used as an **upper bound** and the verdict says so.
-Projections use each target's typical factor; ``p50_saving_range_ns`` gives the saving
-at its low and high factors.
+at a percentile, using that percentile's ledger, and the mean saving from the mean
+ledger. ``SHRINKS`` is ``interpreter`` (bytecode CPU, measured) and ``app`` (own time
+when CPU was not measured: an **upper bound**, and the verdict says so). Nothing else
+shrinks: database and network waits, ``waiting``, and ``native`` (CPU inside compiled
+extensions: bcrypt, argon2, zlib, pydantic-core; Go's bcrypt at the same cost used
+179-187 ms of CPU where Python's used 185-190 ms, so a port runs the same machine code),
+or any other part not listed in ``SHRINKS``. So no saving exceeds
+``shrinkable * (1 - 1/k)``, and every projected latency is that latency minus its saving.
+
+Queueing does not shrink in the projection. It is waiting behind other requests' CPU,
+and a faster runtime would shorten that queue too, but by how much depends on the load
+(nearly nothing on an idle service, more than ``k`` near saturation) and on how the new
+service is deployed (a Go service uses every core of its host); the projection is for the
+same requests at no assumed load change, so it leaves the queue where it is. The gain in
+capacity is stated apart, as requests per core now and projected.
+
+Factors are source-to-target (:mod:`latency_ledger.runtime`): the service's runtime is
+read from its resource, a service is never offered its own runtime nor one that is not
+faster, and an unrecorded runtime is judged as CPython with the verdict saying so.
 
 The label, from the best target's p50 saving at its typical factor:
 
@@ -35,16 +43,17 @@ whatever the fraction: 56% of a 0.7 ms health check is invisible to users and sm
 than the network jitter between them and the service (throughput is stated apart, as
 requests per core).
 
-The median is the decision's basis (the typical request); p99 is reported beside it.
-If the best cheaper fix saves at least half as much per request as the port would (both
-averaged over all requests; ``FIX_FIRST_RATIO``), ``migration_could_pay`` becomes
-``marginal``: fix first, then measure again. Half, because a fix (an index, a batched
-query) costs days and a rewrite months, and a finding's cost is a lower bound on what
-its fix saves (an N+1's per-query ORM work between the statements goes too).
+Fix first. If the best cheaper fix saves at least half as much per request as the port
+(``FIX_FIRST_RATIO``), ``migration_could_pay`` becomes ``marginal``. Both sides are the
+same quantity: a mean over all the endpoint's requests (the fix's bounded saving in the
+requests it applies to, times their share; the port's saving on the mean ledger), and
+the summary prints both. Half, because a fix (an index, a batched query) costs days and
+a rewrite months.
 
 Confidence: ``high``, lowered to ``medium`` when fewer than 100 requests (a p99 from
-fewer is just the maximum), when CPU was not measured (bounds, not estimates), or when
-the label changes between the target's low and high factor; ``low`` under 30 requests.
+fewer is just the maximum), when CPU was not measured (bounds, not estimates), when the
+runtime was assumed, or when the label changes between the target's low and high
+factor; ``low`` under 30 requests. Reasons are written for the reader, in plain words.
 """
 
 from __future__ import annotations
@@ -52,11 +61,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 
 from latency_ledger.errors import ConfigError
-from latency_ledger.findings import N_PLUS_ONE, SLOW_STATEMENT, shorten
+from latency_ledger.findings import CHATTY_CALLS, N_PLUS_ONE, POOL_WAIT, SLOW_STATEMENT, shorten
 from latency_ledger.model import EndpointStats, Finding, Projection, TargetRuntime, Verdict
+from latency_ledger.runtime import (
+    ASSUMED,
+    RUNTIME_NAMES,
+    UNKNOWN,
+    default_target,
+    port_targets,
+    target_runtime,
+)
 
 DONT_MIGRATE = "dont_migrate"
 MARGINAL = "marginal"
@@ -70,50 +86,24 @@ MIN_REQUESTS = 30  # fewer: low confidence
 MIN_REQUESTS_P99 = 100  # fewer: a p99 is the sample's maximum; at most medium
 MAX_FIXES = 10
 NS_PER_S = 1_000_000_000
+# The ledger parts a port shrinks (module docstring). A new CPU part that a port does not
+# speed up (compiled extensions) is simply not listed here.
+SHRINKS: tuple[str, ...] = ("interpreter", "app")
 
-# Why these factors, and why the ranges are wide. A factor is how many times faster
-# the target runs the work that is CPython interpreter time in the ledger. Two public
-# sources bracket it:
-# - The Computer Language Benchmarks Game (benchmarksgame-team.pages.debian.net) times
-#   the same small CPU-bound programs per language. Against CPython, Node.js and Go are
-#   tens of times faster on pure loops and arithmetic (n-body, spectral-norm, mandelbrot)
-#   and roughly even where CPython's hot path is already C (regex-redux, pidigits).
-# - TechEmpower's Framework Benchmarks (techempower.com/benchmarks) time whole web
-#   stacks (routing, JSON, database access, templates) per request; typical Node.js
-#   frameworks come out a few times ahead of typical Python ones and Go's ahead of both,
-#   with the spread between frameworks of one language as large as between languages.
-# A request's interpreter time is framework dispatch, validation, serialization and ORM
-# work, some of it already in C or Rust (json, pydantic-core, drivers), so it sits much
-# nearer TechEmpower's few-fold than the Benchmarks Game's tens-fold. Hence the ranges
-# below; they are planning figures to override (--target) with a measured prototype.
-NODE_SOURCE = (
-    "Node.js 2-10x, typically 5x faster on the interpreter's work: the Benchmarks Game "
-    "(CPU-bound programs) shows V8 tens of times faster than CPython on pure loops but "
-    "about even where Python's hot path is C; TechEmpower's whole-stack web benchmarks "
-    "show typical Node.js frameworks a few times ahead of Python ones. Request CPU is "
-    "framework, serialization and ORM work, so the few-fold end applies."
-)
-GO_SOURCE = (
-    "Go 3-30x, typically 10x faster on the interpreter's work: compiled ahead of time, "
-    "at or above Node.js on most Benchmarks Game programs and tens of times faster than "
-    "CPython on pure loops; TechEmpower's whole-stack web benchmarks put Go frameworks "
-    "ahead of Node.js and Python ones. The range is wide because the gain depends on how "
-    "much of the Python request already runs in C."
-)
 
-DEFAULT_TARGETS: tuple[TargetRuntime, ...] = (
-    TargetRuntime(
-        name="node", factor_low=2.0, factor_typical=5.0, factor_high=10.0, source=NODE_SOURCE
-    ),
-    TargetRuntime(
-        name="go", factor_low=3.0, factor_typical=10.0, factor_high=30.0, source=GO_SOURCE
-    ),
-)
+def _default(name: str) -> TargetRuntime:
+    target = default_target(name)
+    assert target is not None, name
+    return target
+
+
+# Factors from CPython, the runtime the in-app collector measures; runtime.port_targets
+# swaps in the pair's factors for a service on another runtime.
+DEFAULT_TARGETS: tuple[TargetRuntime, ...] = (_default("node"), _default("go"))
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]{0,31}")
 _FACTOR_RE = re.compile(r"\d{1,6}(?:\.\d{1,6})?|\.\d{1,6}")
 _TARGET_HELP = "expected NAME=FACTOR or NAME=LOW:HIGH with factors > 0, e.g. node=5 or go=3:10"
-_LEVELS = ("low", "medium", "high")
 
 
 def parse_target(text: str) -> TargetRuntime:
@@ -149,14 +139,10 @@ def parse_target(text: str) -> TargetRuntime:
     )
 
 
-_DISPLAY_NAMES: Mapping[str, str] = MappingProxyType(
-    {"node": "Node.js", "nodejs": "Node.js", "go": "Go", "golang": "Go"}
-)
-
-
 def display_name(name: str) -> str:
-    """How a target is named in prose."""
-    return _DISPLAY_NAMES.get(name, name)
+    """How a target or runtime is named in prose (``node`` -> ``Node.js``)."""
+    key = target_runtime(name)
+    return RUNTIME_NAMES.get(key, name) if key != UNKNOWN else name
 
 
 def format_ms(ns: int) -> str:
@@ -178,8 +164,14 @@ def format_percent(fraction: float) -> str:
     return f"{fraction * 100:.0f}%"
 
 
-def _saving(shrinkable_ns: int, factor: float) -> int:
-    return int(shrinkable_ns * (1.0 - 1.0 / factor)) if shrinkable_ns > 0 else 0
+def saving(shrinkable_ns: int, factor: float) -> int:
+    """Amdahl: what running ``shrinkable_ns`` ``factor`` times faster removes."""
+    return int(shrinkable_ns * (1.0 - 1.0 / factor)) if shrinkable_ns > 0 and factor > 1 else 0
+
+
+def shrinkable_ns(parts: Mapping[str, int]) -> int:
+    """The part of a ledger a port shrinks (``SHRINKS``)."""
+    return sum(parts.get(key, 0) for key in SHRINKS)
 
 
 def _label(fraction: float) -> str:
@@ -198,10 +190,7 @@ class _Ledger:
         self.parts = parts
         self.latency_ns = stats.latency_ns.get(key) or sum(parts.values())
         self.bound_ns = parts.get("app", 0)
-        queueing = stats.queueing_ns.get(key, 0) if stats.cpu_measured else 0
-        # What a faster runtime shrinks: bytecode CPU ("interpreter"; "native" does not
-        # shrink), the queue other requests' CPU causes, and (bound mode) all own time.
-        self.shrinkable_ns = parts.get("interpreter", 0) + queueing + self.bound_ns
+        self.shrinkable_ns = shrinkable_ns(parts)
         self.native_ns = parts.get("native", 0)
 
     def fraction(self, ns: int) -> float:
@@ -212,8 +201,8 @@ def _project(
     target: TargetRuntime, p50: _Ledger, p99: _Ledger, mean: _Ledger, cpu_ns: int | None
 ) -> Projection:
     k = target.factor_typical
-    p50_saving = _saving(p50.shrinkable_ns, k)
-    p99_saving = _saving(p99.shrinkable_ns, k)
+    p50_saving = saving(p50.shrinkable_ns, k)
+    p99_saving = saving(p99.shrinkable_ns, k)
     return Projection(
         target=target,
         p50_ns=p50.latency_ns - p50_saving,
@@ -223,10 +212,11 @@ def _project(
         p50_saving_fraction=p50.fraction(p50_saving),
         p99_saving_fraction=p99.fraction(p99_saving),
         p50_saving_range_ns=(
-            _saving(p50.shrinkable_ns, target.factor_low),
-            _saving(p50.shrinkable_ns, target.factor_high),
+            saving(p50.shrinkable_ns, target.factor_low),
+            saving(p50.shrinkable_ns, target.factor_high),
         ),
         requests_per_core=_requests_per_core(mean, cpu_ns, k),
+        mean_saving_ns=saving(mean.shrinkable_ns, k),
     )
 
 
@@ -250,25 +240,24 @@ def _rank_fixes(findings: Sequence[Finding]) -> tuple[Finding, ...]:
     return tuple(fixes[:MAX_FIXES])
 
 
-_PART_NAMES: Mapping[str, str] = MappingProxyType(
-    {
-        "database": "database wait",
-        "network": "network wait",
-        "interpreter": "interpreter (CPU) time",
-        "native": "native code (CPU in compiled extensions)",
-        "waiting": "waiting (queued or off-CPU)",
-        "app": "own time with CPU not measured",
-    }
-)
+_PART_NAMES: Mapping[str, str] = {
+    "database": "database wait",
+    "network": "network wait",
+    "interpreter": "interpreter (CPU) time",
+    "native": "native code (CPU in compiled extensions)",
+    "waiting": "waiting (queued or off-CPU)",
+    "app": "own time with CPU not measured",
+}
 
 
-def _fix_phrase(fix: Finding) -> str:
+def fix_phrase(fix: Finding) -> str:
+    """A finding named as the fix it stands for, in plain words."""
     target = shorten(fix.target, 60)
     if fix.kind == N_PLUS_ONE:
         return f"the N+1 on {target}"
-    if fix.kind == "chatty_calls":
+    if fix.kind == CHATTY_CALLS:
         return f"the repeated calls to {target}"
-    if fix.kind == "pool_wait":
+    if fix.kind == POOL_WAIT:
         return "the database connection waits"
     if fix.kind == "native_cpu":
         return f"the native work in {target}"
@@ -278,11 +267,10 @@ def _fix_phrase(fix: Finding) -> str:
 def _summary(
     label: str,
     p50: _Ledger,
-    best: Projection,
-    upper_bound: bool,
-    fix: Finding | None,
-    several_targets: bool,
+    best: Projection | None,
+    verdict_parts: tuple[bool, Finding | None, bool, str],
 ) -> str:
+    upper_bound, fix, several_targets, runtime = verdict_parts
     head = {
         DONT_MIGRATE: "Don't migrate",
         MARGINAL: "Marginal",
@@ -292,21 +280,30 @@ def _summary(
         return f"{head}: no request time was recorded for this endpoint."
     part, part_ns = max(p50.parts.items(), key=lambda kv: kv[1])
     clauses = [f"{format_percent(p50.fraction(part_ns))} of p50 is {_PART_NAMES.get(part, part)}"]
-    even = "even " if label == DONT_MIGRATE and several_targets else ""
-    verb = "saves at most" if upper_bound else "saves about"
-    port = (
-        f"{even}a {display_name(best.target.name)} port {verb} "
-        f"{format_ms(best.p50_saving_ns)} ({format_percent(best.p50_saving_fraction)}) of p50"
-    )
-    if upper_bound:
-        port += " (an upper bound: CPU was not measured)"
-    clauses.append(port)
+    if best is None:
+        clauses.append(
+            f"it runs on {RUNTIME_NAMES.get(runtime, runtime)}, and no target runtime is "
+            "faster on its CPU work"
+        )
+    else:
+        even = "even " if label == DONT_MIGRATE and several_targets else ""
+        verb = "saves at most" if upper_bound else "saves about"
+        port = (
+            f"{even}a {display_name(best.target.name)} port {verb} "
+            f"{format_ms(best.p50_saving_ns)} ({format_percent(best.p50_saving_fraction)}) of p50"
+        )
+        if upper_bound:
+            port += " (an upper bound: CPU was not measured)"
+        clauses.append(port)
     if fix is not None:
-        cost = f"{format_ms(fix.saving_ns_per_request)} per request"
-        if label == MIGRATION_COULD_PAY:
-            clauses.append(f"fixing {_fix_phrase(fix)} also saves {cost}")
+        # Both sides of the fix-first rule, as the same quantity: means over all requests.
+        fix_ns = f"saves up to {format_ms(fix.saving_ns_per_request)} per request on average"
+        if best is not None:
+            fix_ns += f"; the port: {format_ms(best.mean_saving_ns)} on average"
+        if best is not None and label == MIGRATION_COULD_PAY:
+            clauses.append(f"fixing {fix_phrase(fix)} also helps ({fix_ns})")
         else:
-            clauses.append(f"fix {_fix_phrase(fix)} first ({cost})")
+            clauses.append(f"fix {fix_phrase(fix)} first ({fix_ns})")
     return f"{head}: " + "; ".join(clauses) + "."
 
 
@@ -315,60 +312,85 @@ def decide_verdict(
     findings: Sequence[Finding],
     *,
     targets: Sequence[TargetRuntime] = DEFAULT_TARGETS,
+    given: frozenset[str] = frozenset(),
 ) -> Verdict:
-    """Amdahl's law on one endpoint's ledger, for each target runtime."""
+    """Amdahl's law on one endpoint's ledger, for each target its runtime is offered.
+
+    ``given`` names the targets whose factors came from the command line: they apply
+    from any source runtime (the module docstring of :mod:`latency_ledger.runtime`).
+    """
     p50, p99, mean = _Ledger(stats, "p50"), _Ledger(stats, "p99"), _Ledger(stats, "mean")
     upper_bound = not stats.cpu_measured or any(lg.bound_ns > 0 for lg in (p50, p99, mean))
     cpu_ns: int | None = None
     if stats.cpu_measured and "mean" in stats.ledger_ns:
         mean_parts = stats.ledger_ns["mean"]
         cpu_ns = mean_parts.get("interpreter", 0) + mean_parts.get("native", 0) or None
-    projections = tuple(_project(t, p50, p99, mean, cpu_ns) for t in targets or DEFAULT_TARGETS)
-    best = max(projections, key=lambda p: p.p50_saving_fraction)
+    offered, not_offered = port_targets(stats.runtime, targets or DEFAULT_TARGETS, given)
+    projections = tuple(_project(t, p50, p99, mean, cpu_ns) for t in offered)
+    best = max(projections, key=lambda p: p.p50_saving_fraction) if projections else None
     fixes = _rank_fixes(findings)
     reasons: list[str] = []
-
-    label = _label(best.p50_saving_fraction)
-    reasons.append(
-        f"best target {best.target.name}: p50 saving fraction {best.p50_saving_fraction:.3f} "
-        f"at factor {best.target.factor_typical:g} (thresholds {MARGINAL_FROM:g} / "
-        f"{COULD_PAY_FROM:g})"
-    )
-    if label != DONT_MIGRATE and best.p50_saving_ns < MIN_SAVING_NS:
-        label = DONT_MIGRATE
+    assumed = stats.runtime == UNKNOWN
+    if assumed:
         reasons.append(
-            f"the best port saves {format_ms(best.p50_saving_ns)} of p50, under the "
-            f"{format_ms(MIN_SAVING_NS)} worth a rewrite"
+            f"no runtime is recorded for this service, so it is judged as "
+            f"{RUNTIME_NAMES[ASSUMED]} (set it with --runtime SERVICE=RUNTIME)"
         )
-    if label == MIGRATION_COULD_PAY and fixes:
-        port_mean_ns = _saving(mean.shrinkable_ns, best.target.factor_typical)
-        if fixes[0].saving_ns_per_request >= FIX_FIRST_RATIO * port_mean_ns:
-            label = MARGINAL
+    reasons.extend(not_offered)
+
+    label = DONT_MIGRATE
+    if best is not None:
+        label = _label(best.p50_saving_fraction)
+        reasons.append(
+            f"a {display_name(best.target.name)} port would save "
+            f"{format_percent(best.p50_saving_fraction)} of the median request's time "
+            f"(running the interpreter's work {best.target.factor_typical:g} times faster); "
+            f"a port could pay from {format_percent(COULD_PAY_FROM)} and is marginal from "
+            f"{format_percent(MARGINAL_FROM)}"
+        )
+        if label != DONT_MIGRATE and best.p50_saving_ns < MIN_SAVING_NS:
+            label = DONT_MIGRATE
             reasons.append(
-                f"the {fixes[0].kind} fix saves {format_ms(fixes[0].saving_ns_per_request)} "
-                f"per request, at least half the port's {format_ms(port_mean_ns)}: fix first"
+                f"that is {format_ms(best.p50_saving_ns)} of the median, under the "
+                f"{format_ms(MIN_SAVING_NS)} worth a rewrite"
             )
+        if label == MIGRATION_COULD_PAY and fixes:
+            fix = fixes[0]
+            if fix.saving_ns_per_request >= FIX_FIRST_RATIO * best.mean_saving_ns:
+                label = MARGINAL
+                reasons.append(
+                    f"fixing {fix_phrase(fix)} saves up to "
+                    f"{format_ms(fix.saving_ns_per_request)} per request on average, at least "
+                    f"half of the {format_ms(best.mean_saving_ns)} the port saves on average: "
+                    "fix first, then measure again"
+                )
 
     confidence = "high"
     if stats.count < MIN_REQUESTS:
         confidence = "low"
-        reasons.append(f"only {stats.count} requests (< {MIN_REQUESTS})")
+        reasons.append(f"only {stats.count} requests (fewer than {MIN_REQUESTS})")
     elif stats.count < MIN_REQUESTS_P99:
         confidence = "medium"
-        reasons.append(f"{stats.count} requests: p99 is not yet resolved (< {MIN_REQUESTS_P99})")
+        reasons.append(f"{stats.count} requests: too few for a p99 (fewer than {MIN_REQUESTS_P99})")
     if upper_bound:
-        confidence = _LEVELS[min(_LEVELS.index(confidence), 1)]
-        reasons.append("CPU not measured: own time is an upper bound on interpreter time")
-    low_ns, high_ns = best.p50_saving_range_ns
-    if _label(p50.fraction(low_ns)) != _label(p50.fraction(high_ns)):
-        confidence = _LEVELS[min(_LEVELS.index(confidence), 1)]
-        reasons.append("the label changes within the target's factor range")
+        confidence = _at_most_medium(confidence)
+        reasons.append("CPU was not measured: own time is an upper bound on interpreter time")
+    if assumed:
+        confidence = _at_most_medium(confidence)
+    if best is not None:
+        low_ns, high_ns = best.p50_saving_range_ns
+        if _label(p50.fraction(low_ns)) != _label(p50.fraction(high_ns)):
+            confidence = _at_most_medium(confidence)
+            reasons.append("the label changes within the target's range of factors")
 
     return Verdict(
         label=label,
         confidence=confidence,
         summary=_summary(
-            label, p50, best, upper_bound, fixes[0] if fixes else None, len(projections) > 1
+            label,
+            p50,
+            best,
+            (upper_bound, fixes[0] if fixes else None, len(projections) > 1, stats.runtime),
         ),
         upper_bound=upper_bound,
         projections=projections,
@@ -376,4 +398,14 @@ def decide_verdict(
         cpu_per_request_ns=cpu_ns,
         requests_per_core=NS_PER_S / cpu_ns if cpu_ns else None,
         reasons=tuple(reasons),
+        runtime=ASSUMED if assumed else stats.runtime,
+        runtime_assumed=assumed,
+        not_offered=not_offered,
     )
+
+
+_LEVELS = ("low", "medium", "high")
+
+
+def _at_most_medium(confidence: str) -> str:
+    return _LEVELS[min(_LEVELS.index(confidence), 1)]

@@ -19,6 +19,7 @@ ENDPOINT_KEYS = {
     "errors",
     "cpu_measured",
     "from_totals",
+    "runtime",
     "latency_ms",
     "ledger_ms",
     "findings",
@@ -33,6 +34,7 @@ FINDING_KEYS = {
     "count_per_request",
     "ms_per_request",
     "requests_fraction",
+    "fixable_ms_per_request",
     "saving_ms_per_request",
     "total_ms",
     "count",
@@ -52,6 +54,9 @@ VERDICT_KEYS = {
     "cpu_per_request_ms",
     "requests_per_core",
     "reasons",
+    "runtime",
+    "runtime_assumed",
+    "not_offered",
 }
 TARGET_KEYS = {
     "factor",
@@ -65,6 +70,7 @@ TARGET_KEYS = {
     "p99_saving_ms",
     "p99_saving_fraction",
     "requests_per_core",
+    "mean_saving_ms",
 }
 
 
@@ -75,7 +81,7 @@ def by_endpoint(doc: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_top_level_and_inputs_shape(report: Report) -> None:
     doc = report_to_json(report)
-    assert set(doc) == {"schema", "inputs", "overall", "endpoints", "streams"}
+    assert set(doc) == {"schema", "inputs", "services", "overall", "endpoints", "streams"}
     assert doc["streams"] == []
     assert doc["schema"] == SCHEMA == "latency-ledger/2"
     assert doc["inputs"] == {
@@ -141,6 +147,7 @@ def test_db_bound_endpoint_in_milliseconds(report: Report) -> None:
         "count_per_request": 21,
         "ms_per_request": 18.0,
         "requests_fraction": 0.95,
+        "fixable_ms_per_request": 18.0,
         "saving_ms_per_request": 17.1,
         "total_ms": 20520.0,
         "count": 23940,

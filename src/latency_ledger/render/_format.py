@@ -9,6 +9,11 @@ from __future__ import annotations
 import math
 import re
 
+from latency_ledger.runtime import ASSUMED, RUNTIME_NAMES, UNKNOWN
+from latency_ledger.verdict import display_name as target_name
+
+__all__ = ["target_name"]  # re-exported: one naming of targets for both renderers
+
 NS_PER_MS = 1_000_000
 
 LABELS = {
@@ -49,6 +54,14 @@ def clean(text: str, *, one_line: bool = False) -> str:
     """Replace control and bidi-override characters; newlines and tabs survive unless one_line."""
     pattern = _UNSAFE_CHARS_ONE_LINE if one_line else _UNSAFE_CHARS
     return pattern.sub("\ufffd", text)
+
+
+def runtime_name(key: str, version: str = "") -> str:
+    """``"CPython 3.11.7"``; ``"unknown (judged as CPython)"`` when nothing said."""
+    if key == UNKNOWN:
+        return f"unknown (judged as {RUNTIME_NAMES[ASSUMED]})"
+    name = RUNTIME_NAMES.get(key, key)
+    return f"{name} {version}" if version else name
 
 
 def label_name(label: str) -> str:

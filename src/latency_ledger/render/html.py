@@ -63,8 +63,18 @@ def render_html(report: Report) -> str:
     targets = _target_names(report)
     inputs = _inputs_view(report)
     modes = {e.cpu_measured for e in report.endpoints}
+    services = tuple(
+        (
+            s.service,
+            fmt.runtime_name(s.runtime, s.version),
+            f"from {s.detected_from}" if s.detected_from else "nothing in the traces says",
+        )
+        for s in report.services
+    )
     return template.render(
         csp=csp,
+        services=services,
+        mixed_runtimes=report.overall.runtime == "mixed",
         css=Markup(css),
         js=Markup(js),
         overall=_endpoint_view(report.overall, "overall"),
@@ -72,7 +82,7 @@ def render_html(report: Report) -> str:
         chart=views[:CHART_ROWS],
         targets=targets,
         inputs=inputs,
-        source_ids={name: f"src-{i}" for i, (name, _, _) in enumerate(inputs.sources, start=1)},
+        source_ids={src: f"src-{i}" for i, (_, _, src) in enumerate(inputs.sources, start=1)},
         mixed_modes=len(modes) > 1,
         parts=_legend(report),
         multi_service=len({e.service for e in report.endpoints}) > 1,
@@ -172,6 +182,7 @@ class _ProjectionView:
     p50_saving_range: str
     p99_saving: str
     p99_saving_pct: str
+    mean_saving: str
     requests_per_core: str
     p50_saving_fraction: float
 
@@ -188,6 +199,8 @@ class _VerdictView:
     requests_per_core: str
     reasons: tuple[str, ...]
     order: int
+    runtime: str
+    not_offered: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -342,9 +355,12 @@ def _findings_view(stats: EndpointStats) -> tuple[_FindingView, ...]:
 def _finding_view(finding: Finding) -> _FindingView:
     stats = [
         f"{fmt.count(round(finding.count_per_request, 1))}× per request",
-        f"{fmt.ms(finding.ns_per_request)} per affected request",
-        f"in {fmt.pct(finding.requests_fraction)} of requests",
+        f"costs {fmt.ms(finding.ns_per_request)} per affected request (mean)",
     ]
+    fixable = finding.fixable_ns_per_request
+    if fixable is not None and fixable < finding.ns_per_request:
+        stats.append(f"batching leaves one call: removes {fmt.ms(fixable)} of it")
+    stats.append(f"in {fmt.pct(finding.requests_fraction)} of requests")
     if finding.count:
         stats.append(f"{fmt.count(finding.count)} runs in all")
     if finding.total_ns:
@@ -377,7 +393,7 @@ def _verdict_view(verdict: Verdict) -> _VerdictView:
         upper_bound=verdict.upper_bound,
         projections=tuple(
             _ProjectionView(
-                target=p.target.name,
+                target=fmt.target_name(p.target.name),
                 factor=fmt.factor(p.target.factor_typical),
                 factor_range=(
                     f"{fmt.factor(p.target.factor_low)}–{fmt.factor(p.target.factor_high)}"
@@ -390,6 +406,7 @@ def _verdict_view(verdict: Verdict) -> _VerdictView:
                 p50_saving_range=fmt.ms_range(*p.p50_saving_range_ns),
                 p99_saving=fmt.ms(p.p99_saving_ns),
                 p99_saving_pct=fmt.pct(p.p99_saving_fraction),
+                mean_saving=fmt.ms(p.mean_saving_ns),
                 requests_per_core=_per_core(p.requests_per_core),
                 p50_saving_fraction=p.p50_saving_fraction,
             )
@@ -401,6 +418,9 @@ def _verdict_view(verdict: Verdict) -> _VerdictView:
         requests_per_core=_per_core(verdict.requests_per_core),
         reasons=verdict.reasons,
         order=_VERDICT_ORDER.get(verdict.label, -1),
+        runtime=fmt.runtime_name(verdict.runtime)
+        + (" (assumed: none recorded)" if verdict.runtime_assumed else ""),
+        not_offered=verdict.not_offered,
     )
 
 
@@ -472,9 +492,9 @@ def _inputs_view(report: Report) -> _InputsView:
         for p in stats.verdict.projections if stats.verdict else ():
             t = p.target
             sources.setdefault(
-                t.name,
+                t.source,
                 (
-                    t.name,
+                    fmt.target_name(t.name),
                     f"{fmt.factor(t.factor_typical)} ({fmt.factor(t.factor_low)}–"
                     f"{fmt.factor(t.factor_high)})",
                     t.source,

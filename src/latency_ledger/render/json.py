@@ -3,20 +3,25 @@
 Contract: ``report_to_json`` maps a :class:`Report` to plain JSON values (dicts, lists,
 str, int, float, bool, None; never NaN or infinity). Keys are never renamed; new ones
 may be added. Times are milliseconds rounded to 0.01 (``*_ms``), shares are fractions
-rounded to 4 decimals (``*_fraction``). Each ledger dict is rounded as a whole (largest
-remainder), so its parts still add up to the rounded total of its parts, which is the
-rounded latency when the ledger sums to it as ``EndpointStats`` promises.
+rounded to 4 decimals (``*_fraction``). ``cpu_per_request_ms``, ``ms_per_request``,
+``fixable_ms_per_request``, ``saving_ms_per_request`` and ``mean_saving_ms`` are means
+(over the requests they name); every other ``*_ms`` is at the percentile its key names.
+Each ledger dict is rounded as a whole (largest remainder), so its parts still add up
+to the rounded total of its parts, which is the rounded latency when the ledger sums to
+it as ``EndpointStats`` promises.
 
 Shape (abridged)::
 
     {"schema": "latency-ledger/2",
      "inputs": {"files", "spans", "traces", "requests", "skipped", "problems", "collector",
                 "collector_overhead_us"},
+     "services": [{"service", "runtime", "version", "detected_from", "requests"}, ...],
      "overall": <endpoint>,
      "endpoints": [<endpoint>, ...],
      "streams": [{"service", "endpoint", "kind", "count", "errors", "median_ms",
                   "max_ms"}, ...]}  # long-lived streams, out of every figure above
     <endpoint> = {"service", "endpoint", "count", "errors", "cpu_measured", "from_totals",
+                  "runtime",
                   "latency_ms": {"p50", "p95", "p99", "mean"},
                   "ledger_ms": {"p50": {<part>: ms}, ...}, ["queueing_ms": {"p50": ms, ...}],
                   "findings": [<finding>], "verdict": <verdict> | null,
@@ -61,6 +66,16 @@ def report_to_json(report: Report) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "inputs": _inputs(report.inputs),
+        "services": [
+            {
+                "service": s.service,
+                "runtime": s.runtime,
+                "version": s.version,
+                "detected_from": s.detected_from,
+                "requests": s.requests,
+            }
+            for s in report.services
+        ],
         "overall": _endpoint(report.overall),
         "endpoints": [_endpoint(e) for e in report.endpoints],
         "streams": [_stream(s) for s in report.streams],
@@ -149,6 +164,7 @@ def _endpoint(stats: EndpointStats) -> dict[str, Any]:
         "errors": stats.errors,
         "cpu_measured": stats.cpu_measured,
         "from_totals": stats.from_totals,
+        "runtime": stats.runtime,
         "latency_ms": {k: _ms(v) for k, v in stats.latency_ns.items()},
         "ledger_ms": {k: _ledger_ms(parts) for k, parts in stats.ledger_ns.items()},
     }
@@ -181,6 +197,11 @@ def _finding(finding: Finding) -> dict[str, Any]:
         "count_per_request": _number(finding.count_per_request),
         "ms_per_request": _ms(finding.ns_per_request),
         "requests_fraction": _fraction(finding.requests_fraction),
+        "fixable_ms_per_request": _ms(
+            finding.ns_per_request
+            if finding.fixable_ns_per_request is None
+            else finding.fixable_ns_per_request
+        ),
         "saving_ms_per_request": _ms(finding.saving_ns_per_request),
         "total_ms": _ms(finding.total_ns),
         "count": finding.count,
@@ -207,6 +228,7 @@ def _projection(projection: Projection) -> dict[str, Any]:
         "p99_saving_ms": _ms(projection.p99_saving_ns),
         "p99_saving_fraction": _fraction(projection.p99_saving_fraction),
         "requests_per_core": _number(projection.requests_per_core, 1),
+        "mean_saving_ms": _ms(projection.mean_saving_ns),
     }
 
 
@@ -221,6 +243,9 @@ def _verdict(verdict: Verdict) -> dict[str, Any]:
         "cpu_per_request_ms": _ms(verdict.cpu_per_request_ns),
         "requests_per_core": _number(verdict.requests_per_core, 1),
         "reasons": list(verdict.reasons),
+        "runtime": verdict.runtime,
+        "runtime_assumed": verdict.runtime_assumed,
+        "not_offered": list(verdict.not_offered),
     }
 
 

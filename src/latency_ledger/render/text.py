@@ -31,7 +31,18 @@ from collections.abc import Callable
 
 from latency_ledger.model import EndpointStats, Report
 
-from ._format import clean, count, factor, finding_name, label_name, ms, pct, shares
+from ._format import (
+    clean,
+    count,
+    factor,
+    finding_name,
+    label_name,
+    ms,
+    pct,
+    runtime_name,
+    shares,
+    target_name,
+)
 
 # Distinct glyphs so the bar reads without color; with color each also gets its hue.
 _GLYPHS = {
@@ -68,7 +79,7 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
     """The terminal summary of ``report``."""
     width = max(width, 80)
     paint = _painter(color)
-    lines = _verdict_lines(report.overall, width, paint)
+    lines = _verdict_lines(report, width, paint)
     lines.append("")
     lines.extend(_table(report, width, paint))
     lines.append("")
@@ -83,9 +94,20 @@ def _painter(color: bool) -> Paint:
     return paint
 
 
-def _verdict_lines(overall: EndpointStats, width: int, paint: Paint) -> list[str]:
+def _verdict_lines(report: Report, width: int, paint: Paint) -> list[str]:
+    overall = report.overall
     verdict = overall.verdict
     if verdict is None:
+        if overall.runtime == "mixed":
+            runs = ", ".join(
+                f"{clean(s.service, one_line=True)} {runtime_name(s.runtime)}"
+                for s in report.services
+            )
+            text = (
+                "No overall verdict: the services run different runtimes "
+                f"({runs}); a port is decided per service, see each endpoint."
+            )
+            return textwrap.wrap(text, width, break_on_hyphens=False)
         head = "No verdict: nothing to decide on"
         return textwrap.wrap(f"{head} ({overall.count:,} requests).", width)
     label = paint(
@@ -101,17 +123,25 @@ def _verdict_lines(overall: EndpointStats, width: int, paint: Paint) -> list[str
     for p in verdict.projections:
         bound = "at most " if verdict.upper_bound else ""
         line = (
-            f"  ported to {clean(p.target.name, one_line=True)} "
-            f"({factor(p.target.factor_typical)} faster CPU): {bound}p50 "
+            f"  ported to {clean(target_name(p.target.name), one_line=True)} "
+            f"({factor(p.target.factor_typical)} faster interpreter work): {bound}p50 "
             f"-{ms(p.p50_saving_ns)} ({pct(p.p50_saving_fraction)}), "
-            f"p99 -{ms(p.p99_saving_ns)} ({pct(p.p99_saving_fraction)})"
+            f"p99 -{ms(p.p99_saving_ns)} ({pct(p.p99_saving_fraction)}), "
+            f"mean -{ms(p.mean_saving_ns)}"
         )
         wrapped.append(_fit(line, width))
+    for note in verdict.not_offered:
+        wrapped.extend(
+            textwrap.wrap(
+                clean(note, one_line=True), width, initial_indent="  ", subsequent_indent="    "
+            )
+        )
     if verdict.fixes:
         fix = verdict.fixes[0]
         line = (
-            f"cheaper fix: {finding_name(fix.kind)} costs "
-            f"{ms(fix.saving_ns_per_request)} per request: {clean(fix.detail, one_line=True)}"
+            f"cheaper fix: {finding_name(fix.kind)}, saves up to "
+            f"{ms(fix.saving_ns_per_request)} per request on average: "
+            f"{clean(fix.detail, one_line=True)}"
         )
         wrapped.extend(textwrap.wrap(line, width, initial_indent="  ", subsequent_indent="    "))
     return wrapped
@@ -151,7 +181,7 @@ def _table(report: Report, width: int, paint: Paint) -> list[str]:
         for k in _GLYPHS
         if k != "app" and (native or k != "native")
     )
-    lines.append(f"ledger: {legend}")
+    lines.append(f"ledger: {legend}  (shares of p50)")
     if any(not e.cpu_measured for e in (*report.endpoints, report.overall)):
         lines.append(
             f"        {paint(_GLYPHS['app'], _COLORS['app'])} app (CPU not measured: upper bound)"
@@ -231,6 +261,13 @@ def _input_lines(report: Report, width: int) -> list[str]:
     else:
         line += "; nothing skipped"
     lines = textwrap.wrap(line, width, subsequent_indent="  ")
+    if report.services:
+        runs = ", ".join(
+            f"{clean(s.service, one_line=True)} {runtime_name(s.runtime, s.version)}"
+            + (f" (from {s.detected_from})" if s.detected_from else "")
+            for s in report.services
+        )
+        lines.extend(textwrap.wrap(f"runtime: {runs}", width, subsequent_indent="  "))
     dropped = {k: v for k, v in inputs.collector.items() if v}
     if dropped:
         what = ", ".join(
