@@ -20,7 +20,7 @@ from latency_ledger.runtime import (
 from latency_ledger.verdict import DEFAULT_TARGETS, DONT_MIGRATE, decide_verdict
 
 MS = 1_000_000
-SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+SHARED_TRACES = Path(__file__).resolve().parent / "data" / "traces"
 OTEL_DEMO = SHARED_TRACES / "otlp-json" / "otel-tui__test_data.json"
 
 
