@@ -404,6 +404,20 @@ def test_profiled_request_splits_its_cpu_into_interpreter_and_native() -> None:
     assert only(_totals_copy(from_spans, server)).ledger == from_spans.ledger
 
 
+def test_cpu_the_profile_did_not_see_widens_the_upper_bound() -> None:
+    # A sync endpoint: its 35 ms of CPU ran in a worker thread, the profile (of the loop
+    # thread) saw 5 ms of CPU, none of it native. Booked: native 0, interpreter 35; but
+    # the 30 ms the profile did not see may be native: upper bound 30 ms + 1 ms.
+    profile = json.loads(_profile(0.0, 0.001))
+    profile["cpu"] = 0.005
+    request = only(
+        request_span(attrs={"ledger.cpu_ns": 35 * MS, "ledger.profile": json.dumps(profile)})
+    )
+    ledger = request.ledger
+    assert (ledger.interpreter_ns, ledger.native_ns, ledger.native_max_ns) == (35 * MS, 0, 31 * MS)
+    assert ledger.native_measured
+
+
 def test_native_is_clipped_to_the_cpu_booked() -> None:
     # cpu 10 ms but the profile says 50 ms native (clock skew, or a forged attribute):
     # native is all 10 ms of CPU, never more; waiting keeps the rest of own time.

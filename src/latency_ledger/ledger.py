@@ -315,7 +315,14 @@ def _measured(attrs: Attributes, database: int, network: int, own: int, cpu: int
     the CPU booked). Both booking paths (span tree, ``ledger.*`` totals) end here."""
     interpreter, waiting, queueing = split_measured(own, cpu, as_int(attrs.get(QUEUEING_NS)) or 0)
     profiled = profile_native_ns(attrs.get(PROFILE))
-    native = min(profiled[0], interpreter) if profiled is not None else 0
+    native = native_max = 0
+    if profiled is not None:
+        booked, upper, seen = profiled
+        native = min(booked, interpreter)
+        # CPU the profile did not see (worker threads: only the thread that started the
+        # profile is sampled) may be native too: the upper bound includes it
+        unseen = max(0, interpreter - seen) if seen is not None else 0
+        native_max = min(upper + unseen, interpreter)
     return Ledger(
         database_ns=database,
         network_ns=network,
@@ -325,7 +332,7 @@ def _measured(attrs: Attributes, database: int, network: int, own: int, cpu: int
         cpu_measured=True,
         native_ns=native,
         native_measured=profiled is not None,
-        native_max_ns=min(profiled[1], interpreter) if profiled is not None else 0,
+        native_max_ns=native_max,
     )
 
 

@@ -260,9 +260,11 @@ def _pairs(raw: object) -> dict[str, float] | None:
     return _weights(tuple(row) for row in raw if isinstance(row, list) and len(row) == 2)
 
 
-def profile_native_ns(raw: AttributeValue) -> tuple[int, int] | None:
-    """``(booked, upper)`` native CPU in ns from a ``ledger.profile`` attribute, or None
-    when the profile has no native split (older collectors, other tools, malformed)."""
+def profile_native_ns(raw: AttributeValue) -> tuple[int, int, int | None] | None:
+    """``(booked, upper, seen)`` native CPU in ns from a ``ledger.profile`` attribute:
+    the booked (lower) and upper native figures, and the CPU the profile saw (None when
+    it does not say); None when the profile has no native split (older collectors,
+    other tools, malformed)."""
     if raw is None:
         return None
     doc = _document(raw)
@@ -271,10 +273,19 @@ def profile_native_ns(raw: AttributeValue) -> tuple[int, int] | None:
     seconds = _weights((name, doc.get(name)) for name in ("native", "native_max"))
     if seconds is None:
         return None
+    seen = _weights([("cpu", doc["cpu"])]) if "cpu" in doc else None
+    booked = _ns(seconds["native"])
+    return (
+        booked,
+        max(booked, _ns(seconds["native_max"])),
+        _ns(seen["cpu"]) if seen is not None else None,
+    )
+
+
+def _ns(seconds: float) -> int:
     # capped at MAX_NATIVE_S (~146 years, the ledger's longest request) so no float
     # given here overflows an int64 column
-    booked = int(min(seconds["native"], MAX_NATIVE_S) * NS_PER_S)
-    return booked, max(booked, int(min(seconds["native_max"], MAX_NATIVE_S) * NS_PER_S))
+    return int(min(seconds, MAX_NATIVE_S) * NS_PER_S)
 
 
 def _weights(items: Iterable[tuple[object, ...]]) -> dict[str, float] | None:
