@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
+import threading
 from time import thread_time_ns
+from typing import Any
 
 import pytest
 
-from latency_ledger.collect.profiling import INTERVAL_S, cpu_profiler_class, summarize_records
+from latency_ledger.collect.profiling import (
+    INTERVAL_S,
+    ProfileSampler,
+    cpu_profiler_class,
+    summarize_records,
+)
 
 
 def _frame(function: str, file: str, line: int = 1) -> str:
@@ -103,3 +111,72 @@ def test_cpu_beyond_a_records_wall_time_is_not_native() -> None:
     records = [([_frame("thread_time_ns", "<built-in>", 0)], 0.001)]
     doc = json.loads(summarize_records(records, 1, [1_400_000]))
     assert (doc["cpu"], doc["native"], doc["native_max"]) == (0.001, 0.0, 0.001)
+
+
+def _follow_run(
+    func: Any, *, fail_start: bool = False
+) -> tuple[Any, list[int], dict[str, Any] | None]:
+    """``func`` run as a profiled request's worker-thread call; (result or exception,
+    errors counted, the request's summary)."""
+    sampler = ProfileSampler(rate=1.0, first_per_interval=False, interval_s=60)
+    profiler = sampler.start("/x", 0)
+    errors: list[int] = []
+    run = sampler.follow(profiler, lambda: errors.append(1))
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append(run(func))
+        except Exception as exc:  # the app's own exception, passed through
+            outcome.append(exc)
+
+    if fail_start:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(
+                "latency_ledger.collect.profiling.cpu_profiler_class", lambda: _FailingProfiler
+            )
+            _in_thread(target)
+    else:
+        _in_thread(target)
+    summary = sampler.stop(profiler)
+    return outcome[0], errors, json.loads(summary) if summary else None
+
+
+class _FailingProfiler:
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    def start(self) -> None:
+        raise RuntimeError("profiler unavailable")
+
+
+def _in_thread(target: Any) -> None:
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+
+
+def test_a_worker_thread_call_is_profiled_into_the_request() -> None:
+    # Expected: the worker's 30 ms pure-Python burn appears in the request's summary
+    # (its CPU seen, in application code), no native CPU, the result passed through.
+    result, errors, doc = _follow_run(lambda: _burn(30_000_000))
+    assert isinstance(result, int)
+    assert errors == []
+    assert doc is not None
+    assert doc["cpu"] >= 0.025
+    assert doc["native"] <= 0.1 * doc["cpu"]
+    assert sys.getprofile() is None
+
+
+def test_a_worker_call_that_raises_still_raises_and_its_profile_ends() -> None:
+    def fail() -> None:
+        raise ValueError("the app's error")
+
+    result, errors, _ = _follow_run(fail)
+    assert isinstance(result, ValueError)
+    assert errors == []
+
+
+def test_a_profiler_that_cannot_start_in_the_worker_is_counted_and_the_call_runs() -> None:
+    result, errors, _ = _follow_run(lambda: 42, fail_start=True)
+    assert (result, errors) == (42, [1])

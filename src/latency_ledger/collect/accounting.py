@@ -52,6 +52,7 @@ class Account:
         "loop_state",
         "overhead_ns",
         "steps",
+        "thread_wrapper",
     )
 
     def __init__(self, loop_state: LoopState | None, busy_start_ns: int | None = None) -> None:
@@ -61,6 +62,9 @@ class Account:
         self.steps = 0
         self.overhead_ns = 0
         self.loop_state = loop_state
+        # runs each of the request's worker-thread calls, when set (a profiled request's
+        # sampler follows it into the thread: ``ProfileSampler.follow``)
+        self.thread_wrapper: Callable[..., Any] | None = None
         if busy_start_ns is None:
             busy_start_ns = loop_state.busy_ns if loop_state is not None else 0
         self.busy_start_ns = busy_start_ns
@@ -249,6 +253,9 @@ class _ThreadCall:
         seg.acct = self._acct
         seg.t0 = thread_time_ns()
         try:
+            wrapper = self._acct.thread_wrapper
+            if wrapper is not None:
+                return wrapper(self._func, *args, **kwargs)
             return self._func(*args, **kwargs)
         finally:
             now = thread_time_ns()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from time import perf_counter_ns
 from typing import Any
 
@@ -107,6 +108,10 @@ class LedgerMiddleware:
         if collector.profiler.enabled:
             try:
                 profiler = collector.profiler.start(scope.get("path", ""), start_ns)
+                if profiler is not None:
+                    acct.thread_wrapper = collector.profiler.follow(
+                        profiler, partial(_count_error, collector)
+                    )
             except Exception:
                 collector.stats.errors += 1
 
@@ -154,6 +159,10 @@ class LedgerMiddleware:
                     except Exception:
                         collector.stats.errors += 1
                 CURRENT.reset(token)
+
+
+def _count_error(collector: Any) -> None:
+    collector.stats.errors += 1
 
 
 def _io_spans(tracer: Any, receive: Receive, send: Send) -> tuple[Receive, Send]:

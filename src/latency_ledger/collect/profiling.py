@@ -3,7 +3,9 @@
 Contract: :class:`ProfileSampler` decides at a request's start whether to profile it (a
 ``profile_rate`` random share, plus, with ``profile_slowest``, the first request per
 endpoint key in each ``profile_interval_s`` window: which request is the slowest cannot be
-known before it runs) and runs at most one profile at a time per thread.
+known before it runs) and runs at most one profile at a time per thread. ``follow`` gives
+the request's account a wrapper that profiles each of its worker-thread calls (sync
+endpoints) into the same summary.
 :func:`summarize_session` turns a pyinstrument session into the compact JSON that
 ``latency_ledger.profiles`` reads: ``{"samples": N, "buckets": {bucket: seconds},
 "top": [[function, seconds], ...]}``, kept under 2 KB, plus the native split below.
@@ -38,7 +40,7 @@ import sys
 import sysconfig
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from time import thread_time_ns
 from typing import Any
@@ -198,9 +200,54 @@ class ProfileSampler:
         self._busy.active = True
         return profiler
 
+    def follow(self, profiler: Any, on_error: Callable[[], None]) -> Callable[..., Any]:
+        """What runs the profiled request's worker-thread calls (``Account.thread_wrapper``):
+        each under a profiler of its own thread, its records added to ``profiler``'s. A
+        thread already profiling (a nested call) runs the call as is. The call's result
+        and exceptions are the app's: a profiler that fails is ``on_error``, never raised."""
+        extra: list[tuple[Any, Any, int]] = []
+        profiler.worker_sessions = extra
+
+        def run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            if getattr(self._busy, "active", False):
+                return func(*args, **kwargs)
+            try:
+                worker = cpu_profiler_class()(interval=INTERVAL_S, async_mode="disabled")
+                worker.start()
+            except Exception:
+                on_error()
+                return func(*args, **kwargs)
+            self._busy.active = True
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self._busy.active = False
+                try:
+                    session = worker.stop()
+                    extra.append(
+                        (
+                            session.frame_records,
+                            getattr(worker, "cpu_ns", None),
+                            session.sample_count,
+                        )
+                    )
+                except Exception:
+                    on_error()
+
+        return run
+
     def stop(self, profiler: Any) -> str | None:
         self._busy.active = False
         session = profiler.stop()
-        return summarize_records(
-            session.frame_records, session.sample_count, getattr(profiler, "cpu_ns", None)
-        )
+        records = list(session.frame_records)
+        cpu: list[int] | None = getattr(profiler, "cpu_ns", None)
+        count = session.sample_count
+        # the request's worker-thread calls (follow), each with its own readings
+        for frame_records, cpu_ns, sample_count in getattr(profiler, "worker_sessions", ()):
+            count += sample_count
+            if cpu is not None and cpu_ns is not None and len(cpu_ns) == len(frame_records):
+                cpu = [*cpu, *cpu_ns]
+            else:
+                cpu = None
+            records.extend(frame_records)
+        return summarize_records(records, count, cpu)

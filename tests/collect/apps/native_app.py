@@ -27,6 +27,14 @@ async def login() -> dict[str, int]:
     return {"work_cpu_ns": thread_time_ns() - t0}
 
 
+@app.post("/login_sync")
+def login_sync() -> dict[str, int]:
+    """The same hash in a ``def`` endpoint: FastAPI runs it in a worker thread."""
+    t0 = thread_time_ns()
+    bcrypt.hashpw(b"correct horse battery staple", SALT)
+    return {"work_cpu_ns": thread_time_ns() - t0}
+
+
 @app.get("/burn")
 async def burn() -> dict[str, int]:
     """50 ms of this thread's CPU in Python bytecode: arithmetic in a loop."""
