@@ -1,11 +1,13 @@
 """``latency-ledger demo``: run an example app, drive load, collect, and write the verdict.
 
 Contract: starts the example's downstream stub and the app itself (instrumented) as child
-processes on free 127.0.0.1 ports, drives a bounded load with a progress bar, stops the
-app gracefully (so its collector flushes), then analyzes what it wrote and leaves in
-``out_dir``: ``traces/`` (OTLP JSON lines), ``report.html``, ``report.json``. Prints the
-terminal summary. Returns the exit code. The examples live in the source checkout's
-``examples/`` folder; without it the demo says so in one line.
+processes on 127.0.0.1 (the app on ``port``, or a free port; the stub on a free port),
+drives a bounded load with a progress bar, stops the app gracefully (so its collector
+flushes), then analyzes what it wrote and leaves in ``out_dir``: ``traces/`` (OTLP JSON
+lines), ``report.html``, ``report.json``. Prints the terminal summary. Returns the exit
+code. The example apps ship inside the package (``latency_ledger/examples`` in the wheel,
+``examples/`` in a source checkout); what they import comes with the ``demo`` extra, and
+a missing one is a one-line ConfigError naming it, before anything starts.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from pathlib import Path
 from types import ModuleType
 
 import click
-import httpx
 
+from latency_ledger.commands import analyze_paths
 from latency_ledger.errors import ConfigError, LedgerError
 
 START_TIMEOUT_S = 60.0
@@ -36,18 +38,32 @@ STOP_TIMEOUT_S = 20.0
 DEMO_CONCURRENCY = 2
 
 
+# What the example apps, the stub and the load script import, per app: the demo extra.
+NEEDS = {
+    "fastapi": ("fastapi", "uvicorn", "sqlalchemy", "httpx"),
+    "django": ("django", "gunicorn", "requests", "uvicorn", "httpx"),
+}
+
+
 def find_examples() -> Path:
-    """The checkout's examples/ folder (env LATENCY_LEDGER_EXAMPLES overrides)."""
+    """The example apps: inside the installed package (the wheel puts the checkout's
+    ``examples/`` there), else the source checkout's; env LATENCY_LEDGER_EXAMPLES overrides."""
     given = os.environ.get("LATENCY_LEDGER_EXAMPLES")
-    candidates = [Path(given)] if given else []
-    candidates += [Path(__file__).resolve().parents[2] / "examples", Path.cwd() / "examples"]
+    here = Path(__file__).resolve().parent
+    candidates = [Path(given)] if given else [here / "examples", here.parents[1] / "examples"]
     for path in candidates:
         if (path / "shop" / "app.py").is_file():
             return path
-    raise ConfigError(
-        "the demo needs the examples/ folder of a source checkout "
-        "(run it from the repository, or set LATENCY_LEDGER_EXAMPLES)"
-    )
+    raise ConfigError(f"the demo's example apps are not at {candidates[0]}: reinstall the package")
+
+
+def check_extra(app: str) -> None:
+    """A one-line ConfigError naming what the ``demo`` extra would have installed."""
+    missing = [name for name in NEEDS[app] if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"the {app} demo needs {', '.join(missing)}: pip install 'latency-ledger[demo]'"
+        )
 
 
 def free_port() -> int:
@@ -58,6 +74,8 @@ def free_port() -> int:
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import httpx
+
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -129,13 +147,14 @@ def _drive(
         )
 
 
-def run_demo(*, app: str, duration_s: float, out_dir: Path) -> int:
+def run_demo(*, app: str, duration_s: float, out_dir: Path, port: int | None = None) -> int:
+    check_extra(app)
     examples = find_examples()
     out_dir.mkdir(parents=True, exist_ok=True)
     traces = out_dir / "traces"
     shutil.rmtree(traces, ignore_errors=True)
     traces.mkdir()
-    app_port, rates_port = free_port(), free_port()
+    app_port, rates_port = port or free_port(), free_port()
     rates_url = f"http://127.0.0.1:{rates_port}"
     base = f"http://127.0.0.1:{app_port}"
     env = dict(os.environ)
@@ -174,8 +193,6 @@ def run_demo(*, app: str, duration_s: float, out_dir: Path) -> int:
 
 
 def _analyze(traces: Path, out_dir: Path) -> int:
-    from latency_ledger.cli import analyze_paths
-
     return analyze_paths(
         [str(traces)],
         json_path=out_dir / "report.json",
