@@ -516,3 +516,34 @@ def test_setup_statements_are_never_findings() -> None:
 )
 def test_setup_statements_are_told_by_their_first_keyword(statement: str, setup: bool) -> None:
     assert is_setup_statement(statement) is setup
+
+
+def test_cost_is_a_share_of_the_database_time_every_request_reported() -> None:
+    # 10 slow requests kept whole (p = 1): the N+1 is 40 ms of their 50 ms of database
+    # time. 90 requests booked from totals: 10 ms of database time each, calls unknown.
+    # The kept trees say the N+1 is 80% of database time; all 100 requests reported
+    # 10 x 50 + 90 x 10 = 1400 ms of it: 0.8 x 1400 / 100 = 11.2 ms per request (the kept
+    # trees alone would say 40 ms). Batching leaves one of the 20 calls: 19/20 of it saved.
+    acc = FindingsAccumulator()
+    for n in range(10):
+        kept = sequential_n_plus_one()
+        acc.add(replace_ledger(kept, database_ms=50, n=n))
+    for n in range(90):
+        acc.add(replace_ledger(request((), 60, from_totals=True), database_ms=10, n=100 + n))
+    finding = only(acc.findings("shop", "GET /orders/{id}", 100), N_PLUS_ONE)
+    assert finding.ns_per_request == pytest.approx(11.2 * MS, rel=1e-6)
+    assert finding.requests_fraction == 1.0  # of the kept trees: no draw says otherwise
+    assert finding.saving_ns_per_request == pytest.approx(11.2 * MS * 19 / 20, rel=1e-6)
+    assert finding.total_ns == pytest.approx(1120 * MS, rel=1e-6)
+    assert finding.margin_fraction == 0.0
+
+
+def replace_ledger(req: Request, *, database_ms: float, n: int) -> Request:
+    from dataclasses import replace
+
+    ledger = Ledger(
+        database_ns=round(database_ms * MS),
+        network_ns=0,
+        app_ns=req.wall_ns - round(database_ms * MS),
+    )
+    return replace(req, ledger=ledger, trace_id=f"{n:032x}", span_id=f"{n:016x}")

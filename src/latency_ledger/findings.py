@@ -36,8 +36,10 @@ never N+1 or slow-statement findings; their time stays in the ledger's database 
 Every count, cost and share is an estimate over all the endpoint's requests, not over
 the kept trees: each kept request is weighted by ``1 / keep_probability`` (see
 :class:`FindingsAccumulator`); a request booked from ``ledger.*`` totals carries no calls
-and is stood for by the kept ones. Traces that do not record a keep probability weight
-every kept tree 1: then the figures describe the kept trees. ``overall()`` scales each
+and is stood for by the kept ones, but its database and network totals count: a cost is
+estimated as its share of the database (network) time, times that time over every
+request. Traces that do not record a keep probability weight every kept tree 1.
+``overall()`` scales each
 endpoint's kept trees to that endpoint's request count, so one endpoint's saving is
 never averaged over another endpoint's requests as if they were its own.
 """
@@ -266,7 +268,8 @@ class _Tally:
     ``requests``/``count``/``booked_ns`` are as kept; the ``w_*`` sums weight each request
     by ``w = 1 / keep_probability`` (how many requests its tree stands for) and the
     ``v_*`` sums by ``w * (w - 1)``, what the estimate's variance needs (zero for a tree
-    that was certain to be kept)."""
+    that was certain to be kept); ``v_cross`` pairs the cost with the request's
+    auxiliary total (its database or network time, see :class:`_Base`)."""
 
     requests: int = 0
     count: int = 0
@@ -278,6 +281,7 @@ class _Tally:
     v_booked: float = 0.0
     v_booked2: float = 0.0
     w_fixable: float = 0.0  # weighted sum of what the fix removes (<= w_booked)
+    v_cross: float = 0.0
 
     def merge(self, other: _Tally, scale: float = 1.0) -> None:
         """Add ``other``, its weights multiplied by ``scale`` (overall: each endpoint's
@@ -292,17 +296,20 @@ class _Tally:
         self.v_booked += other.v_booked * scale * scale
         self.v_booked2 += other.v_booked2 * scale * scale
         self.w_fixable += other.w_fixable * scale
+        self.v_cross += other.v_cross * scale * scale
 
     def add(
         self,
         weight: float,
         count: int,
         booked_ns: int,
+        aux_ns: int,
         concurrent: bool = False,
         fixable_ns: int | None = None,
     ) -> None:
         """One request where it occurred, ``count`` times, costing ``booked_ns``, of
-        which a fix removes ``fixable_ns`` (all of it when None)."""
+        which a fix removes ``fixable_ns`` (all of it when None), in a request whose
+        auxiliary total is ``aux_ns``."""
         variance = weight * (weight - 1.0)
         self.requests += 1
         self.count += count
@@ -314,6 +321,23 @@ class _Tally:
         self.v_booked += variance * booked_ns
         self.v_booked2 += variance * booked_ns * booked_ns
         self.w_fixable += weight * (booked_ns if fixable_ns is None else fixable_ns)
+        self.v_cross += variance * booked_ns * aux_ns
+
+
+@dataclass(slots=True)
+class _Aux:
+    """An auxiliary total known for every request, kept or not (``ledger.*`` totals): the
+    database or the network part. ``total_ns`` over all requests; ``w_ns``/``v_ns2``
+    over the kept ones, weighted as in :class:`_Tally`."""
+
+    total_ns: int = 0
+    w_ns: float = 0.0
+    v_ns2: float = 0.0
+
+    def merge(self, other: _Aux, scale: float = 1.0) -> None:
+        self.total_ns += other.total_ns  # known, not estimated: never scaled
+        self.w_ns += other.w_ns * scale
+        self.v_ns2 += other.v_ns2 * scale * scale
 
 
 @dataclass(slots=True)
@@ -329,6 +353,8 @@ class _Endpoint:
     totals_only: int = 0  # requests booked from ledger.* totals, no calls
     weight: float = 0.0  # the requests the kept ones stand for (sum of 1 / keep_probability)
     variance: float = 0.0  # sum of w * (w - 1) over the kept requests
+    database: _Aux = field(default_factory=_Aux)
+    network: _Aux = field(default_factory=_Aux)
     statements: dict[str, _Statement] = field(default_factory=dict)
     repeats: dict[tuple[str, str], _Tally] = field(default_factory=dict)
     pools: dict[str, _Tally] = field(default_factory=dict)
@@ -339,6 +365,8 @@ class _Endpoint:
         self.totals_only += other.totals_only
         self.weight += other.weight * scale
         self.variance += other.variance * scale * scale
+        self.database.merge(other.database, scale)
+        self.network.merge(other.network, scale)
         for statement, st in other.statements.items():
             into = self.statements.setdefault(statement, _Statement())
             into.tally.merge(st.tally, scale)
@@ -390,7 +418,9 @@ class FindingsAccumulator:
     figures are their ratio, Hajek's estimator, whose error does not grow with how many
     trees the random draw happened to keep). So the slow and failed trees the collector
     keeps with certainty count once each, and the 1% random ones stand for the rest.
-    ``Finding.margin_fraction`` says how sure each figure is.
+    Costs are ratio estimates on the database (network) time every request reports
+    (:meth:`_Base.cost_per_request`). ``Finding.margin_fraction`` says how sure the cost
+    is.
     """
 
     def __init__(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> None:
@@ -412,13 +442,21 @@ class FindingsAccumulator:
         ep = self._endpoints.get(key)
         if ep is None:
             ep = self._endpoints[key] = _Endpoint()
+        database_ns, network_ns = request.ledger.database_ns, request.ledger.network_ns
+        ep.database.total_ns += database_ns
+        ep.network.total_ns += network_ns
         if request.from_totals and not request.calls:
             ep.totals_only += 1
             return
         weight = 1.0 / request.keep_probability
+        variance = weight * (weight - 1.0)
         ep.detailed += 1
         ep.weight += weight
-        ep.variance += weight * (weight - 1.0)
+        ep.variance += variance
+        ep.database.w_ns += weight * database_ns
+        ep.database.v_ns2 += variance * database_ns * database_ns
+        ep.network.w_ns += weight * network_ns
+        ep.network.v_ns2 += variance * network_ns * network_ns
         queries, outgoing = _group_calls(request, self._normalize)
         for statement, calls in queries.items():
             st = ep.statements.get(statement)
@@ -426,7 +464,7 @@ class FindingsAccumulator:
                 if len(ep.statements) >= MAX_TARGETS_PER_ENDPOINT:
                     statement = OTHER_TARGETS
                 st = ep.statements.setdefault(statement, _Statement())
-            st.tally.add(weight, len(calls), sum(c.booked_ns for c in calls))
+            st.tally.add(weight, len(calls), sum(c.booked_ns for c in calls), database_ns)
             st.durations.extend(c.duration_ns for c in calls)
             st.weights.extend(weight for _ in calls)
         for rep in _repeats(request, self.thresholds, queries, outgoing):
@@ -436,7 +474,8 @@ class FindingsAccumulator:
                 if len(ep.repeats) >= MAX_TARGETS_PER_ENDPOINT:
                     key = (rep.kind, OTHER_TARGETS)
                 tally = ep.repeats.setdefault(key, _Tally())
-            tally.add(weight, rep.count, rep.booked_ns, rep.concurrent, rep.fixable_ns)
+            aux = database_ns if rep.kind == N_PLUS_ONE else network_ns
+            tally.add(weight, rep.count, rep.booked_ns, aux, rep.concurrent, rep.fixable_ns)
         pools: dict[str, tuple[int, int]] = {}
         for call in request.calls:
             if call.kind == CallKind.POOL:
@@ -444,7 +483,7 @@ class FindingsAccumulator:
                 count, booked = pools.get(system, (0, 0))
                 pools[system] = (count + 1, booked + call.booked_ns)
         for system, (count, booked) in pools.items():
-            ep.pools.setdefault(system, _Tally()).add(weight, count, booked)
+            ep.pools.setdefault(system, _Tally()).add(weight, count, booked, database_ns)
 
     def findings(
         self, service: str, endpoint: str, request_count: int, p50_ns: int = 0
@@ -476,14 +515,18 @@ class FindingsAccumulator:
 
     def _build(self, ep: _Endpoint, top: int, p50_ns: int) -> tuple[Finding, ...]:
         t = self.thresholds
-        base = _Base(weight=ep.weight or 1.0, variance=ep.variance)
+        weight = ep.weight or 1.0
+        requests = ep.detailed + ep.totals_only
+        base = _Base(weight=weight, variance=ep.variance, requests=requests, aux=ep.database)
+        network_base = _Base(weight=weight, variance=ep.variance, requests=requests, aux=ep.network)
         out: list[Finding] = []
         for (kind, target), tally in ep.repeats.items():
             if kind == N_PLUS_ONE and is_setup_statement(target):
                 continue
             st = ep.statements.get(target) if kind == N_PLUS_ONE else None
             p50, p99 = _percentiles(st.durations, st.weights) if st is not None else (0, 0)
-            out.append(_finding(kind, target, tally, base, p50_ns=p50, p99_ns=p99))
+            on = base if kind == N_PLUS_ONE else network_base
+            out.append(_finding(kind, target, tally, on, p50_ns=p50, p99_ns=p99))
         for system, tally in ep.pools.items():
             if tally.w_booked >= t.pool_wait_min_ns * tally.w:
                 out.append(_finding(POOL_WAIT, system, tally, base))
@@ -516,10 +559,35 @@ class FindingsAccumulator:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Base:
-    """The requests a finding's share is of: their summed weight and variance term."""
+    """The requests a finding's figures are of: the kept trees' summed weight and
+    variance term, every request's count, and the auxiliary total the cost is a share of
+    (database time for statements and pool waits, network time for outgoing calls)."""
 
     weight: float
     variance: float
+    requests: int
+    aux: _Aux
+
+    def ratio(self, tally: _Tally) -> float | None:
+        """The cost as a share of the auxiliary total, when that is known (else None)."""
+        if self.aux.w_ns <= 0 or self.aux.total_ns <= 0 or self.requests <= 0:
+            return None
+        return tally.w_booked / self.aux.w_ns
+
+    def cost_per_request(self, tally: _Tally) -> float:
+        """The finding's cost averaged over every request.
+
+        A ratio estimator where the auxiliary total is known for every request: the
+        kept trees say what share of the database (or network) time the finding takes,
+        the ``ledger.*`` totals of all requests say how much of that time there was. Its
+        error follows how much that share varies between requests, not how much the
+        cost does, so it stays small with few kept trees when the share is steady (an
+        N+1 takes the same share of a slow request's database time as of a fast one's).
+        Else Hajek's: the weighted mean over the kept trees."""
+        share = self.ratio(tally)
+        if share is None:
+            return tally.w_booked / self.weight
+        return share * self.aux.total_ns / self.requests
 
 
 def _percentiles(values: array[int], weights: array[float]) -> tuple[int, int]:
@@ -553,17 +621,23 @@ def _times(value: float) -> str:
 
 
 def margin(tally: _Tally, base: _Base) -> float:
-    """95% half-width of the estimated cost per request (``w_booked / weight``), relative
-    to it: Hajek's linearized variance under Poisson sampling, sum of ``w (w - 1) (y -
-    R)^2`` over the kept requests (``y``: the request's cost, 0 where it did not occur).
-    0.0 when every tree was certain to be kept."""
+    """95% half-width of the estimated cost per request, relative to it: the linearized
+    variance under Poisson sampling, sum of ``w (w - 1) (y - R x)^2`` over the kept
+    requests (``y``: the request's cost, 0 where it did not occur; ``x``: its auxiliary
+    total, or 1 for Hajek's estimator). 0.0 when every tree was certain to be kept."""
     if tally.w_booked <= 0 or base.weight <= 0:
         return 0.0
-    ratio = tally.w_booked / base.weight
-    spread = tally.v_booked2 - 2.0 * ratio * tally.v_booked + ratio * ratio * base.variance
+    share = base.ratio(tally)
+    if share is None:
+        share = tally.w_booked / base.weight
+        spread = tally.v_booked2 - 2.0 * share * tally.v_booked + share * share * base.variance
+        scale = base.weight
+    else:
+        spread = tally.v_booked2 - 2.0 * share * tally.v_cross + share * share * base.aux.v_ns2
+        scale = base.aux.w_ns
     if spread <= 0:
         return 0.0
-    return 1.96 * math.sqrt(spread) / base.weight / ratio
+    return 1.96 * math.sqrt(spread) / scale / share
 
 
 def _finding(
@@ -588,21 +662,24 @@ def _finding(
         detail = f"waiting for a {short} connection, {_times(per_request)}x per request"
     else:
         detail = f"{short}: {count} calls, {_times(per_request)} per request"
+    fraction = min(1.0, tally.w / base.weight)
+    affected = base.cost_per_request(tally) / fraction if fraction > 0 else 0.0
+    fixable = min(1.0, tally.w_fixable / tally.w_booked) if tally.w_booked > 0 else 1.0
     return Finding(
         kind=kind,
         detail=detail,
         target=target,
         count_per_request=per_request,
-        ns_per_request=round(tally.w_booked / tally.w) if tally.w else 0,
-        requests_fraction=min(1.0, tally.w / base.weight),
-        total_ns=round(tally.w_booked) if total_ns is None else total_ns,
+        ns_per_request=round(affected),
+        requests_fraction=fraction,
+        total_ns=round(base.cost_per_request(tally) * base.requests)
+        if total_ns is None
+        else total_ns,
         count=count,
         p50_ns=p50_ns,
         p99_ns=p99_ns,
         concurrent=tally.concurrent,
         margin_fraction=margin(tally, base),
         sampled_requests=tally.requests,
-        fixable_ns_per_request=round(min(tally.w_fixable, tally.w_booked) / tally.w)
-        if tally.w
-        else 0,
+        fixable_ns_per_request=round(affected * fixable),
     )

@@ -43,7 +43,9 @@ def test_the_slow_rule_does_not_depend_on_the_draw(make_collector: Callable[...,
     assert 2 <= len(slow_sets[0]) <= 40  # records of 2000 draws: ~ln(2000) = 7.6
 
 
-def _request(n: int, wall_ns: int, n_plus_one: bool, probability: float) -> Request:
+def _request(
+    n: int, wall_ns: int, n_plus_one: bool, probability: float, *, kept: bool = True
+) -> Request:
     calls = tuple(
         Call(
             category=Category.DATABASE,
@@ -56,6 +58,7 @@ def _request(n: int, wall_ns: int, n_plus_one: bool, probability: float) -> Requ
         )
         for i in range(20 if n_plus_one else 1)
     )
+    database_ns = sum(c.booked_ns for c in calls)
     return Request(
         trace_id=f"{n:032x}",
         span_id=f"{n:016x}",
@@ -66,8 +69,9 @@ def _request(n: int, wall_ns: int, n_plus_one: bool, probability: float) -> Requ
         wall_ns=wall_ns,
         status_code=200,
         is_error=False,
-        ledger=Ledger(database_ns=0, network_ns=0, app_ns=wall_ns),
-        calls=calls,
+        ledger=Ledger(database_ns=database_ns, network_ns=0, app_ns=wall_ns - database_ns),
+        calls=calls if kept else (),
+        from_totals=not kept,
         keep_probability=probability,
     )
 
@@ -93,7 +97,9 @@ def test_weighted_findings_hold_for_every_request(
         truth_requests += n_plus_one
         wall = int((rng.lognormvariate(2.5, 0.3) + (40 if n_plus_one else 0)) * MS)
         keep = collector._keep("GET /a", wall, failed=False)
-        if keep is None:
+        if keep is None:  # booked from its totals: its database time is known, not its calls
+            weighted.add(_request(n, wall, n_plus_one, 1.0, kept=False))
+            unweighted.add(_request(n, wall, n_plus_one, 1.0, kept=False))
             continue
         weighted.add(_request(n, wall, n_plus_one, keep[1]))
         unweighted.add(_request(n, wall, n_plus_one, 1.0))
