@@ -203,3 +203,20 @@ def test_bad_rules_file_is_a_usage_error_naming_file_and_rule(
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert f"{rules}: rule 1: category must be one of" in result.output
+
+
+def test_more_problems_counts_problems_not_skipped_units(tmp_path: Path) -> None:
+    # One good line whose trace holds 7 orphan spans (skipped units, but no problem line),
+    # then 105 bad lines (105 problems). Shown: the first 100 problems, then "5 more"
+    # (not 5 + 7, what counting skipped units said).
+    path = tmp_path / "mixed.jsonl"
+    orphan = json.loads(_server_line("a" * 32, "b" * 16, 1_700_000_000_000_000_000, 10**6))
+    spans = orphan["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    for n in range(7):
+        spans.append(dict(spans[0], spanId=f"{n + 1:016x}", parentSpanId="f" * 16, kind=3))
+    path.write_text(json.dumps(orphan) + "\n" + "not json\n" * 105)
+    result = CliRunner().invoke(main, ["analyze", str(path), "-q"])
+    assert result.exit_code == 0, result.output
+    shown = [line for line in result.output.splitlines() if "mixed.jsonl:" in line]
+    assert len(shown) == 100
+    assert "... and 5 more problems not shown" in result.output

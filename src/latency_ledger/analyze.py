@@ -172,6 +172,7 @@ def analyze(
         requests=requests,
         skipped=dict(sorted(skipped.items())),
         problems=tuple(stats.problems[:MAX_PROBLEMS]),
+        problem_count=stats.problem_count,
         collector=dict(sorted(collector_totals.items())),
         collector_overhead_ns=overhead_ns // overhead_requests if overhead_requests else None,
     )

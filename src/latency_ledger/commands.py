@@ -101,6 +101,13 @@ def analyze_paths(
 def _print_problems(report: Report) -> None:
     for line in report.inputs.problems:
         click.echo(f"latency-ledger: {line}", err=True)
-    hidden = sum(report.inputs.skipped.values()) - len(report.inputs.problems)
-    if report.inputs.problems and hidden > 0:
-        click.echo(f"latency-ledger: ... {hidden} more skipped (counted in the report)", err=True)
+    # Problems are counted as problems (one message each), not as the skipped units
+    # (spans, lines) they stand for: one bad line can skip many spans.
+    shown = len(report.inputs.problems)
+    hidden = max(report.inputs.problem_count, shown) - shown
+    if hidden > 0:
+        click.echo(
+            f"latency-ledger: ... and {hidden:,} more problem{'s' if hidden != 1 else ''} "
+            "not shown (every skipped unit is counted in the report)",
+            err=True,
+        )

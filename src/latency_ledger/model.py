@@ -343,6 +343,7 @@ class InputSummary:
     requests: int
     skipped: Mapping[str, int]  # reason -> count
     problems: tuple[str, ...] = ()  # first few one-line messages, "file:line: problem"
+    problem_count: int = 0  # all such messages, shown or not (>= len(problems))
     collector: Mapping[str, int] = field(default_factory=dict)  # dropped spans, errors...
     # the in-app collector's own measured cost, mean per request that recorded it
     collector_overhead_ns: int | None = None

@@ -24,12 +24,14 @@ class ReadStats:
     bytes_read: int = 0  # input bytes consumed (compressed size for compressed files)
     skipped: collections.Counter[str] = field(default_factory=collections.Counter)
     problems: list[str] = field(default_factory=list)  # the first MAX_PROBLEMS lines
+    problem_count: int = 0  # every problem noted, kept in ``problems`` or not
     max_in_flight: int = 0  # most traces buffered at once (the memory bound, for tests)
 
 
 def note(stats: ReadStats, reason: str, message: str, count: int = 1) -> None:
     """Count ``count`` skipped units under ``reason``; keep the message if there is room."""
     stats.skipped[reason] += count
+    stats.problem_count += 1
     if len(stats.problems) < MAX_PROBLEMS:
         stats.problems.append(message)
 
