@@ -6,7 +6,13 @@ from collections.abc import Mapping
 
 import pytest
 
-from latency_ledger.endpoint import collapse_path, endpoint_name, split_url
+from latency_ledger.endpoint import (
+    collapse_path,
+    endpoint_name,
+    is_catch_all,
+    regex_route,
+    split_url,
+)
 from latency_ledger.model import AttributeValue, Span, SpanKind
 
 
@@ -110,3 +116,68 @@ def test_hostile_input_is_bounded() -> None:
     method, endpoint = endpoint_name(span)
     assert method == "GET"
     assert len(endpoint) < 600
+
+
+@pytest.mark.parametrize(
+    ("pattern", "template", "catch_all"),
+    [
+        (r"^orders/(?P<order_id>\d+)/$", "/orders/{order_id}/", False),
+        (r"^api/v1/items/([^/]+)/$", "/api/v1/items/{param}/", False),
+        (r"^blog/(?P<slug>[-\w]+)/$", "/blog/{slug}/", False),
+        (r"^about\.html$", "/about.html", False),
+        (r"^$", "/", False),
+        (r"^((?:[\w\-]+/)*)$", "/{path}", True),  # Wagtail's page-serving pattern
+        (r"^(?P<url>.*)$", "/{url}", True),
+        (r"^static/(?P<path>.+)$", "/static/{path}", True),
+        (r"^files/(.*)", "/files/{path}", True),
+    ],
+)
+def test_regex_routes_become_templates(pattern: str, template: str, catch_all: bool) -> None:
+    assert regex_route(pattern) == (template, catch_all)
+
+
+@pytest.mark.parametrize(
+    ("route", "catch_all"),
+    [
+        ("/{path:path}", True),  # Starlette
+        ("/<path:url>", True),  # Flask, Django
+        ("/{*rest}", True),  # ASP.NET
+        ("/*filepath", True),  # Gin, httprouter
+        ("/:slug*", True),  # Express / path-to-regexp
+        ("/[...slug]", True),  # Next.js
+        ("/[[...slug]]", True),
+        ("/*", True),
+        ("/docs/**", True),
+        ("/orders/{id}", False),
+        ("/{page}", False),
+        ("/", False),
+        ("/orders/<int:order_id>", False),
+    ],
+)
+def test_catch_all_routes_are_recognised(route: str, catch_all: bool) -> None:
+    assert is_catch_all(route) is catch_all
+
+
+def test_a_regex_route_is_never_shown_raw() -> None:
+    span = server({"http.request.method": "GET", "http.route": r"^orders/(?P<order_id>\d+)/$"})
+    assert endpoint_name(span) == ("GET", "GET /orders/{order_id}/")
+
+
+def test_catch_all_split_by_page_type_then_view_then_path() -> None:
+    base = {"http.request.method": "GET", "http.route": r"^((?:[\w\-]+/)*)$"}
+    page = server(base | {"ledger.page_type": "blog.BlogPage", "url.path": "/blog/a-post/"})
+    view = server(
+        base | {"code.namespace": "cms.views", "code.function": "serve", "url.path": "/x/"}
+    )
+    new_view = server(base | {"code.function.name": "cms.views.serve_page"})
+    about = server(base | {"url.path": "/about/"})
+    order = server(base | {"http.target": "/orders/12345/?coupon=x"})
+    home = server(base | {"url.path": "/"})
+    assert endpoint_name(page)[1] == "GET /{path} → blog.BlogPage"
+    assert endpoint_name(view)[1] == "GET /{path} → cms.views.serve"
+    assert endpoint_name(new_view)[1] == "GET /{path} → cms.views.serve_page"
+    assert endpoint_name(about)[1] == "GET /{path} → /about/"
+    assert endpoint_name(order)[1] == "GET /{path} → /orders/{id}/"  # ids still collapsed
+    assert endpoint_name(home)[1] == "GET /{path} → /"
+    # Nothing more said: the catch-all stays one endpoint, shown as a template.
+    assert endpoint_name(server(base))[1] == "GET /{path}"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from latency_ledger.aggregate import Aggregator, StreamTable
 from latency_ledger.classify import DEFAULT_RULES
+from latency_ledger.endpoint import MAX_SPLITS, OTHER_SPLIT, SPLIT_MARK
 from latency_ledger.findings import FindingsAccumulator, Thresholds
 from latency_ledger.ledger import PROFILE as PROFILE_ATTRIBUTE
 from latency_ledger.ledger import book_trace
@@ -22,6 +23,7 @@ from latency_ledger.model import (
     EndpointStats,
     InputSummary,
     Report,
+    Request,
     ServiceRuntime,
     SpanKind,
     TargetRuntime,
@@ -72,6 +74,7 @@ def analyze(
     requests = 0
     overhead_ns = overhead_requests = 0
     seen_runtimes: dict[str, Counter[RuntimeInfo]] = {}
+    splits = SplitLimiter()
 
     traces = read_traces(
         paths,
@@ -90,6 +93,8 @@ def analyze(
                 streams.add(request)
                 continue
             requests += 1
+            if SPLIT_MARK in request.endpoint:
+                request = splits.limit(request)
             if request.collector_overhead_ns:
                 overhead_ns += request.collector_overhead_ns
                 overhead_requests += 1
@@ -183,6 +188,24 @@ def analyze(
         streams=streams.streams(),
         services=tuple(services),
     )
+
+
+class SplitLimiter:
+    """At most ``MAX_SPLITS`` endpoints per catch-all route (endpoint.py): a CMS with
+    thousands of pages gets its busiest first-seen kinds and one pooled rest."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], set[str]] = {}
+
+    def limit(self, request: Request) -> Request:
+        base = request.endpoint.partition(SPLIT_MARK)[0]
+        seen = self._seen.setdefault((request.service, base), set())
+        if request.endpoint in seen:
+            return request
+        if len(seen) < MAX_SPLITS:
+            seen.add(request.endpoint)
+            return request
+        return replace(request, endpoint=f"{base}{SPLIT_MARK}{OTHER_SPLIT}")
 
 
 MIXED = "mixed"  # overall runtime when services run several: no overall port verdict
