@@ -215,6 +215,19 @@ def test_collector_overhead_is_the_mean_over_requests_that_recorded_it(tmp_path:
 THIRD_PARTY = Path(__file__).resolve().parent / "data" / "traces"
 
 
+def test_zipkin_sql_query_spans_are_booked_as_database() -> None:
+    # Brave's p6spy spans: CLIENT, sql.query, remote service "app_db". Four calls of
+    # 2033 + 2414 + 6051 + 1118 us, none overlapping, inside one 252016 us POST /book.
+    report = analyze([THIRD_PARTY / "zipkin-json" / "zipkin__simple-db-p6.json"])
+    [endpoint] = report.endpoints
+    assert (endpoint.service, endpoint.count) == ("bootifulmeters", 1)
+    assert endpoint.ledger_ns["p50"] == {
+        "database": 11_616_000,
+        "network": 0,
+        "app": 252_016_000 - 11_616_000,
+    }
+
+
 def test_nextjs_handler_span_is_not_a_second_request() -> None:
     report = analyze([THIRD_PARTY / "otlp-json" / "highlight__nextjs.json"])
     assert report.inputs.requests == 1

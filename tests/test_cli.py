@@ -16,6 +16,7 @@ from latency_ledger.cli import main
 SHARED_TRACES = Path(__file__).resolve().parent / "data" / "traces"
 KIALI = SHARED_TRACES / "otlp-json" / "kiali__responseTrace.json"
 JAEGER = SHARED_TRACES / "jaeger-json" / "jaeger-analytics-java__ui-trace.json"
+ZIPKIN_V1 = SHARED_TRACES / "zipkin-json" / "opentelemetry-collector__zipkin_v1_single_batch.json"
 
 
 def _server_line(trace_id: str, span_id: str, start_ns: int, wall_ns: int) -> str:
@@ -123,6 +124,7 @@ def test_real_subprocess_on_third_party_files(tmp_path: Path) -> None:
             "analyze",
             str(KIALI),
             str(JAEGER),
+            str(ZIPKIN_V1),
             "--json",
             str(out),
             "-o",
@@ -136,16 +138,17 @@ def test_real_subprocess_on_third_party_files(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "unsupported format" in proc.stderr
-    assert str(JAEGER) in proc.stderr
+    assert str(ZIPKIN_V1) in proc.stderr
+    assert str(JAEGER) not in proc.stderr  # read: 2 spans beside Kiali's 8
     report = json.loads(out.read_text())
-    assert report["inputs"]["spans"] == 8
+    assert report["inputs"]["spans"] == 10
     assert report["inputs"]["skipped"]["unsupported_format"] == 1
     assert html.read_text().lower().startswith("<!doctype html>")
 
 
 def test_only_unsupported_input_exits_2() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "latency_ledger", "analyze", str(JAEGER)],
+        [sys.executable, "-m", "latency_ledger", "analyze", str(ZIPKIN_V1)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -89,7 +89,8 @@ def analyze(
     progress: bool,
     quiet: bool,
 ) -> None:
-    """Analyze OTLP trace files, directories or globs (JSON lines, JSON, protobuf, gz, zst)."""
+    """Analyze trace files, directories or globs: OTLP (JSON lines, JSON, protobuf),
+    Jaeger JSON, Zipkin v2 JSON; gz or zst compressed."""
     from latency_ledger.rules import load_rules
 
     try:

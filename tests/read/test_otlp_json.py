@@ -341,21 +341,34 @@ def test_values_nested_too_deeply_skip_only_their_line(tmp_path: Path) -> None:
     assert stats.problems[0].startswith(f"{path}:1: ")
 
 
-def test_jaeger_line_in_the_middle_is_not_trace_data(tmp_path: Path) -> None:
-    jaeger = {"data": [{"traceID": "abc", "spans": [], "processes": {}}]}
-    path = write_lines(tmp_path / "j.jsonl", request(span()), jaeger)
+def test_jaeger_and_zipkin_lines_beside_otlp_lines_are_read_each_by_its_shape(
+    tmp_path: Path,
+) -> None:
+    jaeger_span = {
+        "traceID": TRACE,
+        "spanID": "b1",
+        "operationName": "j",
+        "startTime": 1,
+        "duration": 1,
+        "process": {"serviceName": "j"},
+    }
+    zipkin_span = {"traceId": TRACE, "id": "00000000000000c1", "timestamp": 1, "duration": 1}
+    jaeger = {"data": [{"traceID": TRACE, "spans": [jaeger_span], "processes": {}}]}
+    path = write_lines(tmp_path / "j.jsonl", request(span()), jaeger, [zipkin_span])
     traces, stats = read(path)
-    assert only_span(traces).span_id == ROOT
-    assert dict(stats.skipped) == {"not_trace_data": 1}
+    assert sorted(s.span_id for t in traces for s in t.spans) == sorted(
+        [ROOT, "00000000000000b1", "00000000000000c1"]
+    )
+    assert dict(stats.skipped) == {}
 
 
-def test_jaeger_first_refuses_the_file(tmp_path: Path) -> None:
-    jaeger = {"data": [{"traceID": "abc", "spans": [], "processes": {}}]}
-    path = write_lines(tmp_path / "j.jsonl", jaeger, request(span()))
+def test_zipkin_v1_first_refuses_the_file(tmp_path: Path) -> None:
+    v1 = [{"traceId": "abc", "id": "abc", "binaryAnnotations": []}]
+    path = write_lines(tmp_path / "z.jsonl", v1, request(span()))
     traces, stats = read(path)
     assert traces == []
     assert dict(stats.skipped) == {"unsupported_format": 1}
-    assert stats.problems[0].startswith(f"{path}: unsupported format: Jaeger JSON (export OTLP")
+    assert stats.problems[0].startswith(f"{path}: unsupported format: Zipkin v1 JSON (")
 
 
 def test_unreadable_time_skips_that_span(tmp_path: Path) -> None:

@@ -146,31 +146,98 @@ def test_go_instrumentation_fixture_has_masked_ids_and_no_times(shared_traces: P
     )
 
 
-@pytest.mark.parametrize(
-    ("path", "name"),
-    [
-        ("jaeger-json/jaeger-analytics-java__ui-trace.json", "Jaeger JSON"),
-        ("jaeger-json/jaeger-ui__spanAmongEachOtherGroupedAndSpans.json", "Jaeger JSON"),
-        ("zipkin-json/opentelemetry-collector__zipkin_v1_single_batch.json", "Zipkin JSON"),
-        ("zipkin-json/zipkin__envoy.json", "Zipkin JSON"),
-        ("zipkin-json/zipkin__messaging-kafka.json", "Zipkin JSON"),
-        ("zipkin-json/zipkin__simple-db-p6.json", "Zipkin JSON"),
-    ],
-)
-def test_jaeger_and_zipkin_are_refused_with_one_line(
-    shared_traces: Path, path: str, name: str
-) -> None:
+def test_jaeger_download_with_leading_zeros_dropped(shared_traces: Path) -> None:
+    traces, stats = _read(shared_traces / "jaeger-json/jaeger-analytics-java__ui-trace.json")
+    assert (stats.spans, stats.traces, dict(stats.skipped)) == (2, 1, {})
+    # "2db17286b3e6b148" is a 64-bit trace id: widened with zeros, as the Collector does.
+    assert traces[0].trace_id == "0" * 16 + "2db17286b3e6b148"
+    spans = _spans(traces)
+    root = spans["2db17286b3e6b148"]
+    assert (root.kind, root.parent_span_id, root.name) == (
+        SpanKind.SERVER,
+        "",
+        "/api/services/{service}/operations",
+    )
+    assert (root.start_ns, root.end_ns) == (1571326774777373000, 1571326774781572000)
+    assert root.attributes["http.status_code"] == 200  # "int64" tag
+    assert root.attributes["sampler.param"] == 1
+    assert "span.kind" not in root.attributes  # consumed as the kind
+    child = spans["0ec2b4e0bcea566d"]  # "ec2b4e0bcea566d" in the file
+    assert (child.kind, child.parent_span_id) == (SpanKind.INTERNAL, "2db17286b3e6b148")
+    assert root.service == child.service == "jaeger-query"
+    assert root.resource == {
+        "service.name": "jaeger-query",
+        "client-uuid": "46d69fcdf947a814",
+        "hostname": "simple-streaming-query-66f49db66-8x9hd",
+        "ip": "10.129.2.13",
+        "jaeger.version": "Go-2.15.1dev",
+    }
+
+
+def test_jaeger_bare_trace_of_two_services(shared_traces: Path) -> None:
+    path = "jaeger-json/jaeger-ui__spanAmongEachOtherGroupedAndSpans.json"
+    traces, stats = _read(shared_traces / path)
+    assert (stats.spans, stats.traces, dict(stats.skipped)) == (17, 1, {})
+    assert traces[0].trace_id == "0df84e36b9e2ee3815d07f0867a5be1f"  # 31 digits in the file
+    assert _kinds(traces) == {SpanKind.INTERNAL: 14, SpanKind.SERVER: 2, SpanKind.CLIENT: 1}
+    spans = _spans(traces)
+    assert spans["0a68c6983a6d81a2"].parent_span_id == "6f9bbe751e5fd944"
+    assert spans["6f9bbe751e5fd944"].service == "customers-service"
+    assert spans["6962df17f54c3741"].service == "api-gateway"
+
+
+def test_zipkin_v1_is_refused_with_one_line(shared_traces: Path) -> None:
+    path = "zipkin-json/opentelemetry-collector__zipkin_v1_single_batch.json"
     traces, stats = _read(shared_traces / path)
     assert (traces, stats.spans, dict(stats.skipped)) == ([], 0, {"unsupported_format": 1})
-    [line] = stats.problems
-    assert line.startswith(f"{shared_traces / path}: unsupported format: {name} (export OTLP")
+    assert stats.problems == [
+        f"{shared_traces / path}: unsupported format: Zipkin v1 JSON "
+        "(Zipkin v2 JSON is read: fetch it from Zipkin's /api/v2/trace/{id})"
+    ]
+
+
+def test_zipkin_envoy_shared_server_span_without_its_client(shared_traces: Path) -> None:
+    traces, stats = _read(shared_traces / "zipkin-json/zipkin__envoy.json")
+    assert (stats.spans, stats.traces, dict(stats.skipped)) == (1, 1, {})
+    [span] = traces[0].spans
+    # No client half in the file: the shared span keeps its id.
+    assert (span.span_id, span.kind, span.parent_span_id) == (
+        "978883983d506fa5",
+        SpanKind.SERVER,
+        "",
+    )
+    assert (span.start_ns, span.end_ns) == (1570523661059232000, 1570523661186347000)
+    assert span.attributes["http.status_code"] == "200"  # Zipkin tags are strings
+    assert span.service == "unknown_service"  # localEndpoint has no serviceName
+
+
+def test_zipkin_kafka(shared_traces: Path) -> None:
+    traces, stats = _read(shared_traces / "zipkin-json/zipkin__messaging-kafka.json")
+    assert (stats.spans, stats.traces, dict(stats.skipped)) == (28, 1, {})
+    counts = _kinds(traces)
+    assert counts == {SpanKind.INTERNAL: 12, SpanKind.PRODUCER: 9, SpanKind.CONSUMER: 7}
+    assert {s.service for t in traces for s in t.spans} == {"servicea", "serviceb"}
+
+
+def test_zipkin_sql_spans_name_their_peer(shared_traces: Path) -> None:
+    traces, stats = _read(shared_traces / "zipkin-json/zipkin__simple-db-p6.json")
+    assert (stats.spans, stats.traces, dict(stats.skipped)) == (5, 1, {})
+    assert _kinds(traces) == {SpanKind.CLIENT: 4, SpanKind.SERVER: 1}
+    call = _spans(traces)["8b1e63c0f49a81f7"]
+    assert call.attributes == {
+        "sql.query": "call next value for hibernate_sequence",
+        "peer.service": "app_db",  # remoteEndpoint.serviceName
+    }
+    assert call.parent_span_id == "19f84f102048e047"
+    assert call.service == "bootifulmeters"
 
 
 def test_whole_directory(shared_traces: Path) -> None:
     stats = ReadStats()
     traces = list(read_traces([shared_traces], stats=stats))
-    # 547 + 8 + 8 + 8 + 1 + 1 + 1 + 2 spans from the readable files.
-    assert stats.spans == 576 == sum(len(t.spans) for t in traces)
+    # 547 + 8 + 8 + 8 + 1 + 1 + 1 + 2 spans from the OTLP files, 2 + 17 from Jaeger,
+    # 1 + 28 + 5 from Zipkin v2.
+    assert stats.spans == 629 == sum(len(t.spans) for t in traces)
     assert stats.files == 16  # 15 trace files and the README
-    assert stats.skipped["unsupported_format"] == 6
+    assert stats.skipped["unsupported_format"] == 1  # Zipkin v1
     assert stats.skipped["not_trace_data"] == 1  # README.md

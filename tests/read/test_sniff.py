@@ -54,18 +54,32 @@ def test_binary_message_that_looks_like_json_after_whitespace_is_protobuf(length
 
 def test_foreign_formats() -> None:
     jaeger_trace = {"traceID": "1", "spans": [], "processes": {}}
+    jaeger_span = {"traceID": "1", "spanID": "2", "operationName": "op"}
+    v2_span = {"traceId": "AQ==", "spanId": "Ag==", "operationName": "op"}
     assert foreign_format({"data": [jaeger_trace]}) == "Jaeger JSON"
     assert foreign_format(jaeger_trace) == "Jaeger JSON"
-    assert foreign_format([{"traceId": "1", "id": "2", "localEndpoint": {}}]) == "Zipkin JSON"
+    assert foreign_format([jaeger_span]) == "Jaeger JSON"
+    assert foreign_format({"result": {"spans": [v2_span]}}) == "Jaeger JSON"
+    zipkin = {"traceId": "1", "id": "2", "localEndpoint": {}}
+    assert foreign_format([zipkin]) == "Zipkin JSON"
+    assert foreign_format([[zipkin], [zipkin]]) == "Zipkin JSON"  # /api/v2/traces
+    assert foreign_format([{"traceId": "1", "id": "2", "binaryAnnotations": []}]) == (
+        "Zipkin v1 JSON"
+    )
+    v1_annotation = {"timestamp": 1, "value": "sr", "endpoint": {"serviceName": "a"}}
+    assert foreign_format([{"traceId": "1", "id": "2", "annotations": [v1_annotation]}]) == (
+        "Zipkin v1 JSON"
+    )
     assert foreign_format({"resourceSpans": []}) is None
+    assert foreign_format({"result": {"resourceSpans": []}}) is None  # Jaeger api_v3: OTLP
     assert foreign_format([1, 2]) is None
     assert foreign_format({"data": []}) is None
 
 
 def test_refusal_line() -> None:
-    assert refusal("t.json", "Zipkin JSON") == (
-        "t.json: unsupported format: Zipkin JSON "
-        "(export OTLP instead: the Collector's zipkin receiver with its file exporter)"
+    assert refusal("t.json", "Zipkin v1 JSON") == (
+        "t.json: unsupported format: Zipkin v1 JSON "
+        "(Zipkin v2 JSON is read: fetch it from Zipkin's /api/v2/trace/{id})"
     )
 
 

@@ -16,7 +16,9 @@ Shapes read (unknown fields are ignored everywhere):
 
 Decoding uses typed msgspec Structs, the fast path. When a unit decodes as JSON but one of
 its spans has a field of the wrong type, the unit is walked again span by span so only the
-bad span is skipped. Jaeger and Zipkin JSON are recognized and refused with one line.
+bad span is skipped. A unit that is Jaeger or Zipkin v2 JSON (``sniff.foreign_format``
+looks at the decoded value) goes to ``jaeger`` / ``zipkin``; Zipkin v1 is refused with
+one line.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from typing import IO, Any
 import msgspec
 
 from latency_ledger.model import AttributeValue, SpanKind
+from latency_ledger.read.jaeger import convert_jaeger
 from latency_ledger.read.limits import MAX_TIME_NS, WALL_CLOCK_NS, ReadLimits, TimeCheck
 from latency_ledger.read.lines import json_units
-from latency_ledger.read.sniff import foreign_format, refusal
+from latency_ledger.read.sniff import JAEGER, ZIPKIN, foreign_format, refusal
 from latency_ledger.read.stats import ReadStats, clip, note, show_path
 from latency_ledger.read.values import (
     ERROR_CODES,
@@ -39,6 +42,7 @@ from latency_ledger.read.values import (
     SpanRow,
     b64_to_hex,
 )
+from latency_ledger.read.zipkin import convert_zipkin
 
 _EMPTY = msgspec.Raw()
 _UNSPECIFIED = SpanKind.UNSPECIFIED
@@ -314,8 +318,10 @@ class _JsonReader:
             self.non_trace += 1
             self.stats.skipped["non_trace_line"] += 1
             return []
-        if len(td.data) or len(td.trace_id_jaeger):
-            self._check_foreign(msgspec.json.decode(data))
+        if len(td.data) or len(td.trace_id_jaeger) or td.result is not None:
+            foreign = self._foreign(msgspec.json.decode(data), place)
+            if foreign is not None:
+                return foreign
         note(self.stats, "not_trace_data", f"{place}: not OTLP trace data (no resourceSpans)")
         return []
 
@@ -329,10 +335,19 @@ class _JsonReader:
         line = data.count(b"\n", 0, at) + 1
         note(self.stats, "invalid_json", f"{self.where}:{line}: invalid JSON: {message}")
 
-    def _check_foreign(self, obj: object) -> None:
+    def _foreign(self, obj: object, place: str) -> list[SpanRow] | None:
+        """Jaeger or Zipkin v2 JSON read natively; Zipkin v1 refused; None: neither."""
         name = foreign_format(obj)
-        if name is not None and self.units == 1:
+        if name == JAEGER:
+            return convert_jaeger(obj, place, self.stats, self.ids, self.times)
+        if name == ZIPKIN:
+            return convert_zipkin(obj, place, self.stats, self.ids, self.times)
+        if name is None:
+            return None
+        if self.units == 1:
             raise _Refused(refusal(self.where, name))
+        note(self.stats, "unsupported_format", refusal(place, name))
+        return []
 
     def _lenient(self, data: bytes, place: str, message: str) -> list[SpanRow]:
         """Valid JSON of the wrong shape somewhere: keep what can be used, span by span."""
@@ -341,7 +356,9 @@ class _JsonReader:
         except (msgspec.DecodeError, RecursionError):
             note(self.stats, "not_trace_data", f"{place}: not OTLP trace data: {message}")
             return []
-        self._check_foreign(obj)
+        foreign = self._foreign(obj, place)
+        if foreign is not None:
+            return foreign
         groups = _lenient_groups(obj)
         if groups is None:
             note(self.stats, "not_trace_data", f"{place}: not OTLP trace data: {message}")

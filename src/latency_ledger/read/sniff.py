@@ -2,14 +2,18 @@
 
 Contract: :func:`sniff` looks at the first bytes of a stream and names its shape (text
 that is not protobuf text is JSON: the JSON reader reads past a damaged start);
-:func:`foreign_format` recognizes decoded Jaeger and Zipkin JSON, which we refuse with
-the one line :func:`refusal` builds. Both are pure and never raise.
+:func:`foreign_format` recognizes decoded Jaeger and Zipkin JSON (read by ``jaeger`` and
+``zipkin``) and Zipkin v1, which we refuse with the one line :func:`refusal` builds.
+All are pure and never raise.
 """
 
 from __future__ import annotations
 
 import re
 from enum import StrEnum
+
+from latency_ledger.read.jaeger import is_jaeger_span
+from latency_ledger.read.zipkin import is_zipkin_v1, spans_of
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -29,9 +33,11 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TEXT_SAMPLE = 1024
 _FIELD_1_LEN = 0x0A  # tag of field 1 (resource_spans), wire type 2: how a message starts
 
+JAEGER = "Jaeger JSON"
+ZIPKIN = "Zipkin JSON"
+ZIPKIN_V1 = "Zipkin v1 JSON"
 _HINTS = {
-    "Jaeger JSON": "Jaeger's /api/v3/traces endpoint or the Collector's file exporter",
-    "Zipkin JSON": "the Collector's zipkin receiver with its file exporter",
+    ZIPKIN_V1: "Zipkin v2 JSON is read: fetch it from Zipkin's /api/v2/trace/{id}",
 }
 
 
@@ -78,18 +84,25 @@ def sniff(head: bytes) -> Shape:
 
 
 def foreign_format(obj: object) -> str | None:
-    """``"Jaeger JSON"`` / ``"Zipkin JSON"`` for those shapes of decoded JSON, else None."""
+    """:data:`JAEGER`, :data:`ZIPKIN` or :data:`ZIPKIN_V1` for those shapes of a decoded
+    JSON document (or line), else None. Looks at the whole value's structure, not at how
+    the text starts."""
     if isinstance(obj, dict):
         data = obj.get("data")
         if isinstance(data, list) and data and _is_jaeger_trace(data[0]):
-            return "Jaeger JSON"
-        if _is_jaeger_trace(obj):
-            return "Jaeger JSON"
+            return JAEGER
+        result = obj.get("result")
+        if _is_jaeger_trace(obj) or (isinstance(result, dict) and _is_jaeger_spans(result)):
+            return JAEGER
         return None
-    if isinstance(obj, list) and obj and isinstance(obj[0], dict):
-        first = obj[0]
-        if "traceId" in first and "id" in first:
-            return "Zipkin JSON"
+    if not isinstance(obj, list):
+        return None
+    if obj and is_jaeger_span(obj[0]):
+        return JAEGER
+    spans = spans_of(obj)
+    first = spans[0] if spans else None
+    if isinstance(first, dict) and "traceId" in first and "id" in first:
+        return ZIPKIN_V1 if is_zipkin_v1(spans) else ZIPKIN
     return None
 
 
@@ -97,6 +110,11 @@ def _is_jaeger_trace(obj: object) -> bool:
     return isinstance(obj, dict) and "traceID" in obj and "spans" in obj
 
 
+def _is_jaeger_spans(obj: dict[str, object]) -> bool:
+    spans = obj.get("spans")
+    return isinstance(spans, list) and bool(spans) and is_jaeger_span(spans[0])
+
+
 def refusal(where: str, name: str) -> str:
     """The one line for a recognized format we do not read."""
-    return f"{where}: unsupported format: {name} (export OTLP instead: {_HINTS[name]})"
+    return f"{where}: unsupported format: {name} ({_HINTS[name]})"
