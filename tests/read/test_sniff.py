@@ -41,6 +41,8 @@ def _message(length_byte: int) -> bytes:
         (b'Note: exported\n{"resourceSpans": []}\n', Shape.JSON),  # a preamble line
         (b'\x00\x07junk\x01\n{"resourceSpans": []}\n', Shape.JSON),  # binary junk first
         (b"\x00\x01\x02\x03\x04", Shape.UNKNOWN),
+        # A whole first line of JSON, then damage (the reader keeps the intact records).
+        (b'{"resourceSpans": []}\n\n\x00{"resourceSpans": []}\n', Shape.JSON),
     ],
 )
 def test_sniff(head: bytes, shape: Shape) -> None:

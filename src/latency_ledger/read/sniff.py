@@ -30,6 +30,7 @@ _LATER_RECORD = re.compile(
     rb'\n[ \t]*\{[ \t]*"(?:resourceSpans|resourceLogs|resourceMetrics|batches|result|data)"'
 )
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_JSON_FIRST_LINE = re.compile(rb"[{\[][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*\n")
 _TEXT_SAMPLE = 1024
 _FIELD_1_LEN = 0x0A  # tag of field 1 (resource_spans), wire type 2: how a message starts
 
@@ -72,7 +73,8 @@ def sniff(head: bytes) -> Shape:
         # Text: JSON, or JSON lines after a damaged start (a file cut at the front, a
         # preamble); the JSON reader finds the first whole record or says there is none.
         return Shape.JSON
-    if _LATER_RECORD.search(head):
+    # A first line of JSON text (a message never starts with '{' or '['), then damage.
+    if _LATER_RECORD.search(head) or _JSON_FIRST_LINE.match(body):
         return Shape.JSON
     if head[0] == _FIELD_1_LEN:
         return Shape.PROTO
