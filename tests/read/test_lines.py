@@ -166,3 +166,54 @@ def test_line_numbers_survive_blank_runs(tmp_path: Path) -> None:
     found, stats = read(path)
     assert found == {1, 2}
     assert stats.problems[0].startswith(f"{path}:2002: invalid JSON")
+
+
+def _jaeger_trace(n: int) -> dict[str, Any]:
+    span = {
+        "traceID": f"{n:x}",
+        "spanID": f"{n:x}",
+        "operationName": "GET /x",
+        "startTime": T0 // 1000 + n,
+        "duration": 5000,
+        "tags": [{"key": "span.kind", "type": "string", "value": "server"}],
+    }
+    return {"traceID": f"{n:x}", "spans": [span], "processes": {}}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            '{"data": [\n' + ",\n".join(json.dumps(_jaeger_trace(n)) for n in (1, 2)) + "\n]}\n",
+            {1, 2},
+            id="Jaeger download, a trace per line",
+        ),
+        pytest.param('{"data": [\n' + json.dumps(_jaeger_trace(1)) + "\n]}\n", {1}, id="one trace"),
+        pytest.param(
+            "[\n" + ",\n".join(json.dumps(_jaeger_trace(n)["spans"][0]) for n in (1, 2)) + "\n]",
+            {1, 2},
+            id="Jaeger span list, a span per line",
+        ),
+    ],
+)
+def test_a_document_with_a_record_per_line_is_one_document(
+    tmp_path: Path, text: str, expected: set[int]
+) -> None:
+    # Issue 10: the last element's line is a whole JSON object with a trace key, and read
+    # as a JSON line it made the rest "damaged": three misleading errors, no spans.
+    path = tmp_path / "j.json"
+    path.write_text(text)
+    found, stats = read(path)
+    assert found == expected
+    assert (dict(stats.skipped), stats.problems) == ({}, [])
+
+
+def test_jaeger_lines_after_a_damaged_document_start(tmp_path: Path) -> None:
+    # The first line opens a document, and one more Jaeger trace line would still fit in
+    # it; the next cannot: the damage is the first line only.
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"x": [\n' + "\n".join(json.dumps(_jaeger_trace(n)) for n in (1, 2, 3)) + "\n")
+    found, stats = read(path)
+    assert found == {1, 2, 3}
+    assert dict(stats.skipped) == {"invalid_json_line": 1}
+    assert stats.problems[0].startswith(f"{path}:1: invalid JSON")

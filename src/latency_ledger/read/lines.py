@@ -14,7 +14,9 @@ holds at most one line (``ReadLimits.max_line_bytes``) or one document in memory
   (each is then noted with its line by the decoder); the rest of the region is noted as
   one skipped region with its line range.
 - With no record anywhere: one document if the text starts with ``{`` or ``[``
-  (pretty-printed JSON), else "not trace data".
+  (pretty-printed JSON), else "not trace data". A Jaeger trace or span on a line of its
+  own (a download written one element per line) is such a document's part, not a
+  record, while the text up to it is a whole JSON value or the start of one.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ _NEWLINES = b"\n" * _CHUNK
 _WHOLE = msgspec.json.Decoder(msgspec.Raw)  # checks a value is whole without building it
 _KEYS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 # Top-level keys of a line worth reading: OTLP traces and wrappers, other OTLP signals
-# (counted by the decoder), Jaeger (refused by it).
+# (counted by the decoder), Jaeger.
 _RECORD_KEYS = frozenset(
     {"resourceSpans", "batches", "result", "trace", "resourceLogs", "resourceMetrics"}
     | {"resourceProfiles", "data", "traceID"}
 )
 _REGION_UNITS = 16  # damaged-start lines reported one by one; the rest as one region
+# Record keys that also start lines inside one document: a Jaeger trace or span.
+_INNER_KEYS = frozenset({"traceID"})
 
 
 def json_units(
@@ -48,6 +52,9 @@ def json_units(
     lines = _lines(stream, where, stats, limits.max_line_bytes)
     region: list[tuple[int, bytes]] = []  # the damaged start's first lines
     document: list[bytes] | None = None  # the text so far, while it may be one document
+    # From the first record taken as part of that document on: its count and every line.
+    inner_count = inner_last = 0
+    inner: list[tuple[int, bytes]] = []
     first = last = 0  # the damaged start's line range
     for count, (number, line) in enumerate(lines):  # count: lines in the damaged start
         if not count:
@@ -57,21 +64,29 @@ def json_units(
                 break
             if line.lstrip()[:1] in (b"{", b"["):
                 document = [b"\n" * (number - 1)]
-        elif _is_record(line):
-            yield from region
-            if count > len(region):
-                note(
-                    stats,
-                    "invalid_json_line",
-                    f"{where}:{first}: lines {first}-{last} hold no whole JSON record "
-                    f"(a damaged start); {count - len(region)} more lines skipped",
-                    count=count - len(region),
-                )
-            yield number, line
-            break
+        elif keys := _record_keys(line):
+            if (
+                document is not None
+                and keys <= _INNER_KEYS
+                and _document_start(b"".join(document) + line)
+            ):
+                # A Jaeger trace or span on a line of its own inside a document (a
+                # download written one element per line) is part of it while the text so
+                # far is a whole JSON value or the start of one.
+                if not inner:
+                    inner_count, inner_last = count, last
+            else:
+                if inner:  # not one document after all: its first record ends the damage
+                    count, region, last = inner_count, region[:inner_count], inner_last
+                yield from _damaged_start(region, count, first, last, where, stats)
+                yield from inner
+                yield number, line
+                break
         if document is not None:
             document.append(b"\n" * (number - last - 1) if last else b"")
             document.append(line)
+            if inner_count:
+                inner.append((number, line))
         if len(region) < _REGION_UNITS:
             region.append((number, line))
         last = number
@@ -84,6 +99,26 @@ def json_units(
             )
         return
     yield from lines
+
+
+def _damaged_start(
+    region: list[tuple[int, bytes]],
+    count: int,
+    first: int,
+    last: int,
+    where: str,
+    stats: ReadStats,
+) -> Iterator[tuple[int, bytes]]:
+    """The ``count`` lines of a damaged start: the first ones one by one, the rest noted."""
+    yield from region
+    if count > len(region):
+        note(
+            stats,
+            "invalid_json_line",
+            f"{where}:{first}: lines {first}-{last} hold no whole JSON record "
+            f"(a damaged start); {count - len(region)} more lines skipped",
+            count=count - len(region),
+        )
 
 
 def _lines(
@@ -152,12 +187,23 @@ def _complete(line: bytes) -> bool:
     return True
 
 
-def _is_record(line: bytes) -> bool:
-    """Whether a line is a whole JSON object with a top-level key of trace data."""
+def _record_keys(line: bytes) -> frozenset[str]:
+    """A line's top-level keys of trace data if it is a whole JSON object (else none)."""
     if line.lstrip()[:1] != b"{":
-        return False
+        return frozenset()
     try:
         keys = _KEYS.decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return False
-    return not _RECORD_KEYS.isdisjoint(keys)
+        return frozenset()
+    return _RECORD_KEYS.intersection(keys)
+
+
+def _document_start(text: bytes) -> bool:
+    """Whether ``text`` is a whole JSON value or the beginning of one."""
+    try:
+        _WHOLE.decode(text)
+    except msgspec.DecodeError as exc:
+        return str(exc).startswith("Input data was truncated")
+    except RecursionError:
+        return True
+    return True
