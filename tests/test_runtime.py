@@ -56,6 +56,14 @@ OTEL_DEMO = SHARED_TRACES / "otlp-json" / "otel-tui__test_data.json"
             {"process.runtime.description": "go version go1.22.2 linux/amd64"},
             RuntimeInfo(name="go", detected_from="process.runtime.description"),
         ),
+        # Jaeger clients' process tag (Jaeger JSON carries process tags as the resource).
+        ({"jaeger.version": "Go-2.15.1dev"},
+         RuntimeInfo(name="go", detected_from="jaeger.version")),
+        ({"jaeger.version": "Python-4.8.0"},
+         RuntimeInfo(name="cpython", detected_from="jaeger.version")),
+        ({"jaeger.version": "CSharp-1.0.0"},
+         RuntimeInfo(name="dotnet", detected_from="jaeger.version")),
+        ({"jaeger.version": "Cobol-1"}, RuntimeInfo(name="unknown")),
         ({"service.name": "my.service"}, RuntimeInfo(name="unknown")),
         ({"telemetry.sdk.language": "cobol", "process.runtime.name": 7},
          RuntimeInfo(name="unknown")),
@@ -168,3 +176,9 @@ def test_polyglot_demo_gets_each_service_runtime() -> None:
             assert verdict.projections == (), endpoint.endpoint
         if endpoint.service == "frontend":
             assert [p.target.name for p in verdict.projections] == ["go"]
+
+
+def test_a_jaeger_download_names_its_runtime_from_the_process_tags() -> None:
+    # jaeger-query's process: "jaeger.version": "Go-2.15.1dev", no OTel resource keys.
+    report = analyze([SHARED_TRACES / "jaeger-json" / "jaeger-analytics-java__ui-trace.json"])
+    assert {s.service: s.runtime for s in report.services} == {"jaeger-query": "go"}

@@ -124,7 +124,8 @@ def detect_runtime(resource: Attributes) -> RuntimeInfo:
 
     ``process.runtime.name`` first (it tells PyPy from CPython), then
     ``telemetry.sdk.language`` (a Python SDK on an unnamed runtime is CPython, the
-    runtime almost every Python service runs).
+    runtime almost every Python service runs), ``process.runtime.description``, and a
+    Jaeger client's ``jaeger.version`` process tag.
     """
     version = _text(resource, "process.runtime.version")
     for key in ("process.runtime.name", "telemetry.sdk.language"):
@@ -142,6 +143,13 @@ def detect_runtime(resource: Attributes) -> RuntimeInfo:
                 version=_short_version(version),
                 detected_from="process.runtime.description",
             )
+    # Jaeger's own clients tag their process with the client's language and version:
+    # "Go-2.30.0", "Java-1.8.1", "Python-4.8.0", "Node-3.18.1", "CSharp-1.0.0".
+    client = _text(resource, "jaeger.version")
+    if client:
+        name = normalize_runtime(client.split("-", 1)[0])
+        if name != UNKNOWN:
+            return RuntimeInfo(name=name, detected_from="jaeger.version")
     return RuntimeInfo(name=UNKNOWN)
 
 
