@@ -55,6 +55,15 @@ async def aburn(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
+def hash_password(request: HttpRequest) -> HttpResponse:
+    """A bcrypt hash (cost 10), answering the CPU it took on this thread."""
+    import bcrypt
+
+    t0 = time.thread_time_ns()
+    bcrypt.hashpw(b"correct horse battery staple", bcrypt.gensalt(10))
+    return HttpResponse(str(time.thread_time_ns() - t0))
+
+
 def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("the view failed")
 
@@ -84,6 +93,7 @@ URLS = types.ModuleType("ledger_test_urls")
 URLS.urlpatterns = [  # type: ignore[attr-defined]
     path("t/boom", boom),
     path("t/burn", burn),
+    path("t/hash", hash_password),
     path("t/aburn", aburn),
     path("t/burn_together", burn_together),
     path("t/missing", missing),
@@ -361,6 +371,26 @@ def test_profiled_request_carries_its_summary(
     assert profile["samples"] > 0
     assert profile["buckets"]["application"] > 0  # burn_cpu, in this test file
     assert any("burn_cpu" in name for name, _ in profile["top"])
+
+
+def test_a_profiled_bcrypt_view_books_its_hash_as_native(
+    make_collector: Callable[..., Any], exported: Any
+) -> None:
+    # Expected: the view's hash CPU (measured in the view with the thread clock) is in
+    # the profile as native CPU, at least 80% of it and never more than the request's
+    # CPU (the ledger books the profile's figure as native: tests/test_ledger.py).
+    pytest.importorskip("bcrypt")
+    collector, exporter = make_collector(profile_rate=1.0)
+    settings = {"MIDDLEWARE": MIDDLEWARE, "ROOT_URLCONF": URLS}
+    with override_settings(**settings, LATENCY_LEDGER={"collector": collector}):
+        response = Client().get("/t/hash")
+    assert response.status_code == 200
+    hash_cpu = int(response.content)
+    (server,) = _by_kind(exported(collector, exporter), trace.SpanKind.SERVER)
+    attrs = dict(server.attributes or {})
+    profile = json.loads(attrs["ledger.profile"])
+    assert 0.8 * hash_cpu <= profile["native"] * 1e9 <= attrs["ledger.cpu_ns"], (profile, hash_cpu)
+    assert profile["native_top"][0][0] == "hashpw"
 
 
 def test_inside_the_asgi_ledger_middleware_one_span_named_by_route(

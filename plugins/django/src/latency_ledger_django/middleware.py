@@ -333,7 +333,7 @@ class LedgerMiddleware:
         except Exception:
             self._count_error()
             return self.get_response(request)
-        profiler = self._start_profile(collector, scope, start_ns)
+        profiler = self._start_profile(collector, scope, start_ns, acct)
         acct.overhead_ns += perf_counter_ns() - t0
         charged0 = acct.cpu_ns
         begin_segment(acct)
@@ -384,7 +384,7 @@ class LedgerMiddleware:
         except Exception:
             self._count_error()
             return await self.get_response(request)
-        profiler = self._start_profile(collector, scope, start_ns)
+        profiler = self._start_profile(collector, scope, start_ns, acct)
         acct.overhead_ns += perf_counter_ns() - t0
         begin_segment(acct)
         response: Any = None
@@ -406,11 +406,17 @@ class LedgerMiddleware:
 
     # -- both ------------------------------------------------------------------------
 
-    def _start_profile(self, collector: Any, scope: dict[str, Any], start_ns: int) -> Any:
-        """A pyinstrument profile of this request when the sampler picks it (else None)."""
+    def _start_profile(
+        self, collector: Any, scope: dict[str, Any], start_ns: int, acct: Any
+    ) -> Any:
+        """A pyinstrument profile of this request when the sampler picks it (else None),
+        following it into the worker threads that run its sync code (``sync_to_async``)."""
         try:
             if collector.profiler.enabled:
-                return collector.profiler.start(scope["path"], start_ns)
+                profiler = collector.profiler.start(scope["path"], start_ns)
+                if profiler is not None:
+                    acct.thread_wrapper = collector.profiler.follow(profiler, self._count_error)
+                return profiler
         except Exception:
             self._count_error()
         return None
