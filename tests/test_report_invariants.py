@@ -101,12 +101,18 @@ def endpoint_problems(e: dict[str, Any]) -> list[str]:
         if abs(top - int(share.group(1))) > 1:
             out.append(f"{name}: headline share {share.group(1)}% is not the table's {top:.1f}%")
     # The headline's port figure is the best projection's.
-    port = re.search(r"port saves (?:about|at most) ([\d.]+ m?s) \((\d+|<1)%\) of p50", summary)
+    port = re.search(
+        r"port saves (?:about|at most) ([\d.]+ m?s) \(([\d.]+|<0\.1)%\) of p50", summary
+    )
     if best is not None:
         if port is None:
             out.append(f"{name}: headline names no port saving")
         elif not _close(best[1]["p50_saving_ms"], _ms(port.group(1)), port.group(1)):
             out.append(f"{name}: headline saving {port.group(1)} is not the table's")
+        elif port.group(2) != "<0.1" and not _close(
+            best[1]["p50_saving_fraction"] * 100, float(port.group(2)), port.group(2) + " %"
+        ):
+            out.append(f"{name}: headline share {port.group(2)}% is not the table's")
     elif port is not None:
         out.append(f"{name}: headline names a port no table offers")
     # Fix-first compares the same quantity, and both sides are printed.
@@ -160,7 +166,7 @@ def report_problems(json_path: Path) -> list[str]:
                 out.append(f"{text_path.name}: the headline differs from the JSON's")
             for target, p in verdict["targets"].items():
                 line = re.search(
-                    rf"ported to \S+ \({p['factor']}× faster interpreter work\): "
+                    rf"ported to \S+ \(interpreter {p['factor']}× faster\): "
                     rf"(?:at most )?p50 -([\d.]+ m?s)",
                     joined,
                 )

@@ -85,7 +85,7 @@ def test_92_percent_database_wait_is_dont_migrate_with_node_under_8_percent() ->
     assert verdict.confidence == "high"
     assert verdict.upper_bound is False
     assert verdict.summary.startswith("Don't migrate: 92% of p50 is database wait;")
-    assert "even a Go port saves about 7.2 ms (7%) of p50" in verdict.summary
+    assert "even a Go port saves about 7.2 ms (7.2%) of p50" in verdict.summary
 
 
 def test_dont_migrate_names_the_cheaper_fix_with_its_time() -> None:
@@ -228,7 +228,7 @@ def test_cheaper_fix_that_saves_more_than_the_port_downgrades_to_marginal() -> N
     assert decide_verdict(stats(parts), ()).label == MIGRATION_COULD_PAY
     verdict = decide_verdict(stats(parts), (n_plus_one(50 * MS),))
     assert verdict.label == MARGINAL
-    assert "first (saves up to 50 ms per request on average; the port: 32 ms on average)" in (
+    assert "first (saves up to 50 ms per request on average; the port: 31.5 ms on average)" in (
         verdict.summary
     )
     assert any("fix first" in r for r in verdict.reasons)
@@ -337,4 +337,6 @@ def test_format_ms(ns: int, text: str) -> None:
 
 
 def test_format_percent() -> None:
-    assert [format_percent(f) for f in (0.08, 0.0, 0.001, 0.725)] == ["8%", "0%", "<1%", "72%"]
+    # The tables' precision: one decimal under 10%, "<0.1%" for a sliver.
+    shares = (0.08, 0.0, 0.001, 0.0004, 0.0642, 0.725)
+    assert [format_percent(f) for f in shares] == ["8%", "0%", "0.1%", "<0.1%", "6.4%", "72%"]

@@ -146,9 +146,10 @@ def display_name(name: str) -> str:
 
 
 def format_ms(ns: int) -> str:
-    """A duration for prose: ``"29 ms"``, ``"2.5 ms"``, ``"0.35 ms"``."""
+    """A duration for prose, to the report tables' precision: ``"29 ms"``, ``"19.6 ms"``,
+    ``"142 ms"``, ``"0.35 ms"`` (the tables print ``29.0 ms``, ``19.6 ms``, ``142 ms``)."""
     ms = ns / 1e6
-    if ms >= 9.95:
+    if ms >= 99.95:
         return f"{ms:.0f} ms"
     if ms >= 0.995:
         return f"{ms:.1f}".removesuffix(".0") + " ms"
@@ -158,10 +159,15 @@ def format_ms(ns: int) -> str:
 
 
 def format_percent(fraction: float) -> str:
-    """A share for prose: ``"8%"``, ``"<1%"``."""
-    if 0 < fraction < 0.005:
-        return "<1%"
-    return f"{fraction * 100:.0f}%"
+    """A share for prose, to the tables' precision: ``"45%"``, ``"6.4%"``, ``"<0.1%"``."""
+    value = fraction * 100
+    if value <= 0:
+        return "0%"
+    if value < 0.1:
+        return "<0.1%"
+    if value < 9.95:
+        return f"{value:.1f}".removesuffix(".0") + "%"
+    return f"{value:.0f}%"
 
 
 def saving(shrinkable_ns: int, factor: float) -> int:

@@ -123,13 +123,13 @@ def _verdict_lines(report: Report, width: int, paint: Paint) -> list[str]:
     for p in verdict.projections:
         bound = "at most " if verdict.upper_bound else ""
         line = (
-            f"  ported to {clean(target_name(p.target.name), one_line=True)} "
-            f"({factor(p.target.factor_typical)} faster interpreter work): {bound}p50 "
+            f"ported to {clean(target_name(p.target.name), one_line=True)} "
+            f"(interpreter {factor(p.target.factor_typical)} faster): {bound}p50 "
             f"-{ms(p.p50_saving_ns)} ({pct(p.p50_saving_fraction)}), "
             f"p99 -{ms(p.p99_saving_ns)} ({pct(p.p99_saving_fraction)}), "
             f"mean -{ms(p.mean_saving_ns)}"
         )
-        wrapped.append(_fit(line, width))
+        wrapped.extend(textwrap.wrap(line, width, initial_indent="  ", subsequent_indent="    "))
     for note in verdict.not_offered:
         wrapped.extend(
             textwrap.wrap(
@@ -240,10 +240,6 @@ def _total_time(stats: EndpointStats) -> int:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _fit(line: str, width: int) -> str:
-    return _cut(line, width)
 
 
 def _input_lines(report: Report, width: int) -> list[str]:
