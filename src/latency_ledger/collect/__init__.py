@@ -9,6 +9,8 @@ Every HTTP request gets a SERVER span carrying ``ledger.*`` totals in nanosecond
 (``cpu_ns``, ``queueing_ns``, ``database_ns``, ``network_ns``, ``interpreter_ns``,
 ``waiting_ns``, ``overhead_ns``, ``spans_kept``, optional ``profile``), booked in-process
 with the offline ledger's code; child-span trees are kept per ``CollectConfig.keep_spans``.
+``interpreter_ns`` is all the request's own CPU: a profiled request's ``profile`` carries
+its native part, which the analyzer splits off (``interpreter`` + ``native``).
 Output: OTLP JSON lines in ``./ledger-traces/`` (or the ``OTEL_EXPORTER_OTLP_*`` endpoint).
 
 The process-wide state (the task factory, thread-pool hooks, the tracer provider link,
