@@ -242,3 +242,7 @@ def test_streams_table_only_when_there_are_streams(report: Report) -> None:
     for payload in HOSTILE:
         assert "ws" + payload in page.visible
     assert "left out of every percentile, finding and verdict" in page.visible
+    # With one service among the endpoints, a stream of another still names its own.
+    one = tuple(dataclasses.replace(e, service="shop") for e in report.endpoints)
+    html = render_html(dataclasses.replace(report, endpoints=one, streams=streams[:1]))
+    assert "svc" + HOSTILE[0] + " · ws" + HOSTILE[0] in Page(html).visible

@@ -87,6 +87,11 @@ def render_html(report: Report) -> str:
         parts=_legend(report),
         multi_service=len({e.service for e in report.endpoints}) > 1,
         streams=report.streams,
+        # A stream's service is named unless every endpoint and stream has the same one.
+        streams_service=len(
+            {e.service for e in report.endpoints} | {s.service for s in report.streams}
+        )
+        > 1,
         short={
             "database": "db",
             "network": "net",
