@@ -13,6 +13,7 @@ value that is not the expected type counts as absent.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 
@@ -194,25 +195,36 @@ def http_client_target(span: Span, method: str) -> str:
     return f"{method} {host}{route[:MAX_TARGET_CHARS]}"
 
 
-def known_system(name: object, table: Mapping[str, str] = KNOWN_DATABASES) -> str:
-    """The system a peer or service name stands for in ``table`` ("" when none)."""
-    if not isinstance(name, str) or not name or len(name) > 253:
-        return ""
+@functools.lru_cache(maxsize=4096)
+def _named(name: str) -> tuple[str, str]:
+    """(database or cache system, broker system) a name stands for; "" for none.
+
+    Cached: peer and service names repeat on every span of a trace file, and this runs
+    for most CLIENT spans; the bound keeps hostile names from growing it.
+    """
     low = name.lower()
-    found = table.get(low)
-    if found is None:
-        first = _WORD.split(low, 1)[0]
-        found = table.get(first, "")
-    return found
+    first = _WORD.split(low, 1)[0]
+    return (
+        KNOWN_DATABASES.get(low) or KNOWN_DATABASES.get(first, ""),
+        KNOWN_BROKERS.get(low) or KNOWN_BROKERS.get(first, ""),
+    )
 
 
-def _peer_system(span: Span, table: Mapping[str, str]) -> str:
-    """What the span's peer (``peer.service``, ``server.address``...) names in ``table``."""
+def known_system(name: object, broker: bool = False) -> str:
+    """The database or cache (``broker``: message broker) system a peer or service name
+    stands for ("" when none)."""
+    if name.__class__ is not str or not name or len(name) > 253:
+        return ""
+    return _named(name)[broker]
+
+
+def _peer_system(span: Span, broker: bool = False) -> str:
+    """What the span's peer (``peer.service``, ``server.address``...) names."""
     attrs = span.attributes
     for key in _PEER_KEYS:
         value = attrs.get(key)
         if value is not None:
-            found = known_system(value, table)
+            found = known_system(value, broker)
             if found:
                 return found
     return ""
@@ -232,7 +244,7 @@ def _client_database(span: Span) -> ClassifiedFields | None:
     if isinstance(db_type, str) and db_type:
         return _database(span, known_system(db_type) or db_type.lower(), statement)
     if statement:
-        system = implied or _peer_system(span, KNOWN_DATABASES) or known_system(span.service)
+        system = implied or _peer_system(span) or known_system(span.service)
         return _database(span, system or "unknown", statement)
     return None
 
@@ -243,7 +255,7 @@ def _outgoing(span: Span) -> ClassifiedFields:
     attrs = span.attributes
     client = span.kind == _CLIENT
     if client:
-        system = _peer_system(span, KNOWN_DATABASES)
+        system = _peer_system(span)
         if system:
             return _database(span, system, "")
     raw_method = attrs.get("http.request.method") or attrs.get("http.method")
@@ -270,7 +282,7 @@ def _outgoing(span: Span) -> ClassifiedFields:
         )
         if system or any(key.startswith("db.") for key in attrs):
             return _database(span, system or "unknown", "")
-    system = _peer_system(span, KNOWN_BROKERS) or known_system(span.service, KNOWN_BROKERS)
+    system = _peer_system(span, broker=True) or known_system(span.service, broker=True)
     if system:
         return _NETWORK, _MESSAGING, system, span.name[:MAX_TARGET_CHARS]
     return _NETWORK, _OTHER, "", span.name[:MAX_TARGET_CHARS]
