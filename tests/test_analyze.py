@@ -331,3 +331,25 @@ def test_a_catch_all_gets_at_most_max_splits_endpoints(tmp_path: Path) -> None:
     other = next(e for e in report.endpoints if e.endpoint.endswith("(other pages)"))
     assert other.count == 5 * 2
     assert sum(e.count for e in report.endpoints) == pages * 2
+
+
+def test_repeated_calls_with_no_attributes_are_found_end_to_end(tmp_path: Path) -> None:
+    # 13 sequential CLIENT spans with no http/rpc/messaging/db attributes (a Redis client
+    # that records only a span name), 17 ms each, cover 221 of a 226 ms request. Known
+    # answer: a repeated-call finding costing 221 ms, of which batching removes 204 ms
+    # (one 17 ms call remains), in every request.
+    writer = TraceWriter()
+    for i in range(REQUESTS):
+        writer.request(service="cart", route="/cart", wall_ns=226 * MS, cpu_ns=3 * MS,
+                       children=[(2 * MS + k * 17 * MS, 17 * MS, {}) for k in range(13)],
+                       index=i)  # fmt: skip
+    report = analyze([writer.write(tmp_path / "redis.jsonl")])
+    (cart,) = report.endpoints
+    finding = next(f for f in cart.findings if f.kind == "chatty_calls")
+    assert finding.count_per_request == 13
+    assert finding.ns_per_request == 221 * MS
+    assert finding.fixable_ns_per_request == 204 * MS
+    assert finding.requests_fraction == 1.0
+    assert finding.saving_ns_per_request == 204 * MS
+    assert cart.verdict is not None
+    assert cart.verdict.fixes[0] == finding
