@@ -182,3 +182,21 @@ def test_a_jaeger_download_names_its_runtime_from_the_process_tags() -> None:
     # jaeger-query's process: "jaeger.version": "Go-2.15.1dev", no OTel resource keys.
     report = analyze([SHARED_TRACES / "jaeger-json" / "jaeger-analytics-java__ui-trace.json"])
     assert {s.service: s.runtime for s in report.services} == {"jaeger-query": "go"}
+
+
+NEXTJS = SHARED_TRACES / "otlp-json" / "highlight__nextjs.json"
+
+
+@pytest.mark.skipif(not NEXTJS.exists(), reason="shared traces not beside the checkout")
+def test_a_nextjs_app_is_never_told_to_port_to_node() -> None:
+    # The file's resource says telemetry.sdk.language=nodejs (read by hand).
+    report = analyze([NEXTJS])
+    assert [(s.runtime, s.detected_from) for s in report.services] == [
+        ("nodejs", "telemetry.sdk.language")
+    ]
+    verdict = report.overall.verdict
+    assert verdict is not None
+    (go,) = verdict.projections
+    assert (go.target.name, go.target.factor_typical) == ("go", 1.5)
+    assert verdict.not_offered == ("Node.js: not offered, the service already runs on it",)
+    assert "Node.js port" not in verdict.summary
