@@ -96,12 +96,16 @@ def tags(raw: object) -> dict[str, AttributeValue]:
     if not isinstance(raw, list):
         return out
     for tag in raw:
-        if not isinstance(tag, dict):
+        if tag.__class__ is not dict:
             continue
         key = tag.get("key")
-        if not isinstance(key, str):
+        if key.__class__ is not str:
             continue
-        out[key] = _v2_value(tag) if "vType" in tag or "vStr" in tag else _ui_value(tag)
+        value = tag.get("value")
+        if value.__class__ is str and tag.get("type", "string") == "string":
+            out[key] = value  # most tags: a string, no call
+        else:
+            out[key] = _v2_value(tag) if "vType" in tag or "vStr" in tag else _ui_value(tag)
     return out
 
 
