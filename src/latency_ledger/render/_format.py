@@ -34,7 +34,7 @@ PART_NAMES = {
 FINDING_NAMES = {
     "n_plus_one": "N+1 queries",
     "slow_statement": "Slow statement",
-    "chatty_calls": "Chatty calls",
+    "chatty_calls": "Repeated calls",
     "pool_wait": "Connection pool wait",
     "native_cpu": "Native CPU",
 }
