@@ -7,8 +7,10 @@ unit it skips is counted in :class:`ReadStats` under a reason, with a one-line
 ``"path:line: problem"`` message, and reading goes on.
 
 Reads OTLP JSON lines and documents (``otlp_json``), OTLP protobuf messages, the
-Collector's length-prefixed stream and text format (``otlp_proto``), gzip or zstd around
-any of them (``files``, by magic bytes); refuses Jaeger and Zipkin JSON (``sniff``).
+Collector's length-prefixed stream and text format (``otlp_proto``), Jaeger JSON
+(``jaeger``) and Zipkin v2 JSON (``zipkin``) into the same rows (shared checks in
+``foreign``), gzip or zstd around any of them (``files``, by magic bytes); refuses
+Zipkin v1 (``sniff``).
 Skip reasons: ``invalid_json_line``, ``invalid_json``, ``not_trace_data``,
 ``non_trace_line``, ``unsupported_format``, ``span_without_end_time``,
 ``span_without_start_time``, ``end_before_start``, ``invalid_id``, ``invalid_span``,
