@@ -23,12 +23,9 @@ from starlette.routing import Route
 
 from latency_ledger.collect import CollectConfig, Collector, LedgerMiddleware
 from latency_ledger.collect.booking import to_model_span
-from latency_ledger.collect.export import (
-    CollectorStats,
-    JsonLinesFileExporter,
-    SpanSink,
-    encode_traces_data,
-)
+from latency_ledger.collect.encode import encode_traces_data
+from latency_ledger.collect.export import CollectorStats, SpanSink
+from latency_ledger.collect.files import JsonLinesFileExporter
 from latency_ledger.profiles import ProfileAccumulator
 
 
@@ -444,7 +441,7 @@ def test_server_span_fast_encoding_equals_the_readable_spans(
     # SDK path builds from the same fields (quotes, control characters, surrogates...).
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from latency_ledger.collect.export import ServerFields, encode_server_json, encode_span_json
+    from latency_ledger.collect.encode import ServerFields, encode_server_json, encode_span_json
     from latency_ledger.collect.spans import ERROR_STATUS, SCOPE, UNSET_STATUS
 
     cpu, start, end, *parts, overhead = numbers

@@ -30,7 +30,7 @@ from shop.pricing import price_cart, priced_products
 from storefront.models import Customer, OrderItem, Product
 
 from latency_ledger.analyze import AnalyzeOptions, analyze
-from latency_ledger.collect.export import JsonLinesFileExporter
+from latency_ledger.collect.files import JsonLinesFileExporter
 from latency_ledger.findings import Thresholds
 
 LEDGER = "latency_ledger_django.LedgerMiddleware"

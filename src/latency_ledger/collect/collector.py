@@ -43,14 +43,9 @@ from latency_ledger.collect.accounting import (
 )
 from latency_ledger.collect.booking import book_request, book_without_children, to_model_span
 from latency_ledger.collect.config import CollectConfig
-from latency_ledger.collect.export import (
-    CollectorStats,
-    JsonLinesFileExporter,
-    ServerFields,
-    SpanSink,
-    encode_server_json,
-    otlp_endpoint_exporter,
-)
+from latency_ledger.collect.encode import ServerFields, encode_server_json
+from latency_ledger.collect.export import CollectorStats, SpanSink, otlp_endpoint_exporter
+from latency_ledger.collect.files import JsonLinesFileExporter
 from latency_ledger.collect.light import (
     LightSpan,
     LightTracerProvider,

@@ -1,0 +1,308 @@
+"""SDK spans -> OTLP JSON bytes, built directly for the collector's hot path.
+
+Contract: :func:`encode_span` gives one span as an OTLP JSON ``Span`` object (the proto3
+JSON mapping with hex ids), :func:`encode_span_json` the same as bytes ~3x faster;
+:func:`encode_server_json` writes a SERVER span from its :class:`ServerFields` byte for
+byte as :func:`encode_span_json` would, without building a ``ReadableSpan``;
+:func:`encode_traces_data` groups spans into one ``TracesData``. Pure functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+
+def _value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, (tuple, list)):
+        return {"arrayValue": {"values": [_value(item) for item in value]}}
+    return {"stringValue": str(value)}
+
+
+def otlp_attributes(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    if not attributes:
+        return []
+    out: list[dict[str, Any]] = []
+    append = out.append
+    # exact-type dispatch first: this runs for every attribute of every span we keep
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str:
+            append({"key": key, "value": {"stringValue": value}})
+        elif kind is int:
+            append({"key": key, "value": {"intValue": str(value)}})
+        else:
+            append({"key": key, "value": _value(value)})
+    return out
+
+
+def encode_span(span: Any) -> dict[str, Any]:
+    """One SDK span as an OTLP JSON ``Span`` object (proto3 JSON mapping, hex ids)."""
+    ctx = span.context
+    out: dict[str, Any] = {
+        "traceId": f"{ctx.trace_id:032x}",
+        "spanId": f"{ctx.span_id:016x}",
+    }
+    if span.parent is not None:
+        out["parentSpanId"] = f"{span.parent.span_id:016x}"
+    out["name"] = span.name
+    out["kind"] = span.kind.value + 1  # OTLP numbers kinds from 1 (INTERNAL)
+    out["startTimeUnixNano"] = str(span.start_time or 0)
+    out["endTimeUnixNano"] = str(span.end_time or 0)
+    if span.attributes:
+        out["attributes"] = otlp_attributes(span.attributes)
+    if span.events:
+        out["events"] = [
+            {
+                "timeUnixNano": str(event.timestamp),
+                "name": event.name,
+                "attributes": otlp_attributes(event.attributes),
+            }
+            for event in span.events
+        ]
+    if span.links:
+        out["links"] = [
+            {
+                "traceId": f"{link.context.trace_id:032x}",
+                "spanId": f"{link.context.span_id:016x}",
+                "attributes": otlp_attributes(link.attributes),
+            }
+            for link in span.links
+        ]
+    status = span.status
+    code = status.status_code.value if status is not None else 0
+    out["status"] = {"code": code, "message": status.description} if code else {}
+    return out
+
+
+_quote = json.encoder.encode_basestring  # the C function: '"..."' with JSON escapes
+
+
+def _attributes_json(attributes: Mapping[str, Any], out: list[str]) -> None:
+    # one f-string per attribute: this runs for every attribute of every span written
+    parts: list[str] = []
+    append = parts.append
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str:
+            append(f'{{"key":{_quote(key)},"value":{{"stringValue":{_quote(value)}}}}}')
+        elif kind is int:
+            append(f'{{"key":{_quote(key)},"value":{{"intValue":"{value}"}}}}')
+        elif kind is bool:
+            append(
+                f'{{"key":{_quote(key)},"value":{{"boolValue":{"true" if value else "false"}}}}}'
+            )
+        else:
+            encoded = json.dumps(_value(value), separators=(",", ":"), allow_nan=False)
+            append(f'{{"key":{_quote(key)},"value":{encoded}}}')
+    out.append(",".join(parts))
+
+
+def encode_span_json(span: Any) -> bytes:
+    """:func:`encode_span` as JSON bytes, built directly: ~3x faster than via dicts.
+
+    It runs on the request's thread (see :class:`SpanSink`), once per SERVER span.
+    """
+    ctx = span.context
+    out = [f'{{"traceId":"{ctx.trace_id:032x}","spanId":"{ctx.span_id:016x}"']
+    if span.parent is not None:
+        out.append(f',"parentSpanId":"{span.parent.span_id:016x}"')
+    out.append(',"name":')
+    out.append(_quote(span.name))
+    out.append(
+        f',"kind":{span.kind.value + 1},"startTimeUnixNano":"{span.start_time or 0}"'
+        f',"endTimeUnixNano":"{span.end_time or 0}"'
+    )
+    if span.attributes:
+        out.append(',"attributes":[')
+        _attributes_json(span.attributes, out)
+        out.append("]")
+    if span.events or span.links:
+        rest = encode_span(span)
+        for key in ("events", "links"):
+            if key in rest:
+                out.append(f',"{key}":')
+                out.append(json.dumps(rest[key], separators=(",", ":"), allow_nan=False))
+    status = span.status
+    code = status.status_code.value if status is not None else 0
+    if code:
+        out.append(f',"status":{{"code":{code},"message":')
+        out.append(_quote(status.description or ""))
+        out.append("}}")
+    else:
+        out.append(',"status":{}}')
+    return "".join(out).encode("utf-8", "surrogatepass")
+
+
+class ServerFields(NamedTuple):
+    """What a request's SERVER span records: :meth:`attributes` for the SDK path, and
+    :func:`encode_server_json` writes the same without building them (a test holds the
+    two equal). A ``NamedTuple``: made once per request, it must be cheap to build."""
+
+    method: str
+    path: str
+    scheme: str
+    address: str | None
+    route: str
+    status: int | None
+    cpu_ns: int
+    parts: tuple[int, int, int, int, int]  # database, network, interpreter, waiting, queueing
+    kept: bool
+    profile: str | None
+    health: tuple[int, int, int] | None  # dropped spans, errors, export errors (if any)
+    overhead_ns: int
+    # why the child spans were kept and the chance of that (None: not kept); written only
+    # for a kept request, so the encoded path (never kept) has no such attributes
+    keep: tuple[str, float] | None = None
+
+    def attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "http.request.method": self.method,
+            "url.path": self.path,
+            "url.scheme": self.scheme,
+        }
+        if self.address is not None:
+            attrs["server.address"] = self.address
+        if self.route:
+            attrs["http.route"] = self.route
+        if self.status is not None:
+            attrs["http.response.status_code"] = self.status
+        database, network, interpreter, waiting, queueing = self.parts
+        attrs["ledger.cpu_ns"] = self.cpu_ns
+        attrs["ledger.queueing_ns"] = queueing
+        attrs["ledger.database_ns"] = database
+        attrs["ledger.network_ns"] = network
+        attrs["ledger.interpreter_ns"] = interpreter
+        attrs["ledger.waiting_ns"] = waiting
+        attrs["ledger.spans_kept"] = self.kept
+        if self.keep is not None:
+            attrs["ledger.keep_reason"] = self.keep[0]
+            attrs["ledger.keep_probability"] = self.keep[1]
+        if self.profile is not None:
+            attrs["ledger.profile"] = self.profile
+        if self.health is not None:
+            attrs["ledger.collector.dropped_spans"] = self.health[0]
+            attrs["ledger.collector.errors"] = self.health[1]
+            attrs["ledger.collector.export_errors"] = self.health[2]
+        attrs["ledger.overhead_ns"] = self.overhead_ns
+        return attrs
+
+
+def _str_attr(key: str) -> str:
+    return f'{{"key":{_quote(key)},"value":{{"stringValue":'
+
+
+def _int_attr(key: str) -> str:
+    return f'{{"key":{_quote(key)},"value":{{"intValue":"'
+
+
+_METHOD = _str_attr("http.request.method")
+_PATH = _str_attr("url.path")
+_SCHEME = _str_attr("url.scheme")
+_ADDRESS = _str_attr("server.address")
+_ROUTE = _str_attr("http.route")
+_STATUS = _int_attr("http.response.status_code")
+_PROFILE = _str_attr("ledger.profile")
+_OVERHEAD = _int_attr("ledger.overhead_ns")
+_KEPT = '{"key":"ledger.spans_kept","value":{"boolValue":%s}}'
+_HEALTH = (
+    _int_attr("ledger.collector.dropped_spans")
+    + '%d"}},'
+    + _int_attr("ledger.collector.errors")
+    + '%d"}},'
+    + _int_attr("ledger.collector.export_errors")
+    + '%d"}},'
+)
+_LEDGER = (
+    _int_attr("ledger.cpu_ns")
+    + '%d"}},'
+    + _int_attr("ledger.queueing_ns")
+    + '%d"}},'
+    + _int_attr("ledger.database_ns")
+    + '%d"}},'
+    + _int_attr("ledger.network_ns")
+    + '%d"}},'
+    + _int_attr("ledger.interpreter_ns")
+    + '%d"}},'
+    + _int_attr("ledger.waiting_ns")
+    + '%d"}},'
+)
+
+
+def encode_server_json(
+    trace_id: int,
+    span_id: int,
+    parent_span_id: int | None,
+    name: str,
+    start_ns: int,
+    end_ns: int,
+    fields: ServerFields,
+    failed: bool,
+) -> bytes:
+    """A SERVER span with no events or links, byte for byte as :func:`encode_span_json`
+    writes the ``ReadableSpan`` with ``fields.attributes()``, built from the fields with
+    the constant parts preformatted: the collector's path for every request whose child
+    spans are not kept."""
+    parent = f',"parentSpanId":"{parent_span_id:016x}"' if parent_span_id is not None else ""
+    out = [
+        f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}"{parent},"name":'
+        f'{_quote(name)},"kind":2,"startTimeUnixNano":"{start_ns}"'
+        f',"endTimeUnixNano":"{end_ns}","attributes":[{_METHOD}{_quote(fields.method)}}}}},'
+        f"{_PATH}{_quote(fields.path)}}}}},{_SCHEME}{_quote(fields.scheme)}}}}},"
+    ]
+    if fields.address is not None:
+        out.append(f"{_ADDRESS}{_quote(fields.address)}}}}},")
+    if fields.route:
+        out.append(f"{_ROUTE}{_quote(fields.route)}}}}},")
+    if fields.status is not None:
+        out.append(f'{_STATUS}{fields.status}"}}}},')
+    database, network, interpreter, waiting, queueing = fields.parts
+    out.append(_LEDGER % (fields.cpu_ns, queueing, database, network, interpreter, waiting))
+    out.append(_KEPT % ("true" if fields.kept else "false"))
+    if fields.profile is not None:
+        out.append(f",{_PROFILE}{_quote(fields.profile)}}}}}")
+    out.append(",")
+    if fields.health is not None:
+        out.append(_HEALTH % fields.health)
+    out.append(f'{_OVERHEAD}{fields.overhead_ns}"}}}}]')
+    out.append(',"status":{"code":2,"message":""}}' if failed else ',"status":{}}')
+    return "".join(out).encode("utf-8", "surrogatepass")
+
+
+def encode_traces_data(spans: Sequence[Any]) -> dict[str, Any]:
+    """Spans grouped by resource and instrumentation scope into one ``TracesData``."""
+    by_resource: dict[int, tuple[Any, dict[tuple[str, str], list[dict[str, Any]]]]] = {}
+    for span in spans:
+        resource = span.resource
+        entry = by_resource.get(id(resource))
+        if entry is None:
+            entry = by_resource[id(resource)] = (resource, {})
+        scope = span.instrumentation_scope
+        key = (scope.name, scope.version or "") if scope is not None else ("", "")
+        entry[1].setdefault(key, []).append(encode_span(span))
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": otlp_attributes(resource.attributes if resource else None)
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": name, "version": version} if version else {"name": name},
+                        "spans": encoded,
+                    }
+                    for (name, version), encoded in scopes.items()
+                ],
+            }
+            for resource, scopes in by_resource.values()
+        ]
+    }
