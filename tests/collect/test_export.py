@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -505,3 +507,98 @@ def test_after_fork_gives_a_new_sink_and_our_exporter_anew(tmp_path: Path) -> No
     finally:
         ours.shutdown()
         theirs.shutdown()
+
+
+class SelfTracingExporter:
+    """An exporter whose traffic is recorded by an instrumentation that ignores the
+    suppress keys: every export puts a span of its own back into the sink."""
+
+    def __init__(self) -> None:
+        self.sink: SpanSink | None = None
+        self.exports = 0
+        self.suppressed: list[bool] = []
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+
+        self.exports += 1
+        self.suppressed.append(not is_http_instrumentation_enabled())
+        assert self.sink is not None
+        self.sink.put(sample_spans()[:1])  # "POST /v1/traces"
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def test_the_sink_never_records_its_own_exports() -> None:
+    # Issue 13, defect 1: each export queued another span and drain() looped forever.
+    stats = CollectorStats()
+    exporter = SelfTracingExporter()
+    sink = SpanSink(exporter, stats=stats, max_spans=1000, interval_s=60)
+    exporter.sink = sink
+    sink.put(sample_spans())
+    sink.drain()
+    sink.drain()
+    sink.close()
+    assert exporter.exports == 1
+    assert exporter.suppressed == [True]  # contrib instrumentations see "suppressed"
+    assert stats.spans_exported == 2
+    assert stats.dropped_spans == 0
+
+
+def test_a_drain_exports_only_what_was_buffered_when_it_started() -> None:
+    stats = CollectorStats()
+    sink = SpanSink(InMemorySpanExporter(), stats=stats, max_spans=10_000, interval_s=60)
+    spans = list(sample_spans())
+    sink.put(spans)
+
+    class Busy(InMemorySpanExporter):
+        def export(self, batch: Sequence[Any]) -> SpanExportResult:
+            # the app keeps putting spans while the export runs (another thread)
+            thread = threading.Thread(target=sink.put, args=(spans,))
+            thread.start()
+            thread.join()
+            return super().export(batch)
+
+    sink._exporter = Busy()
+    sink.drain()
+    assert stats.spans_exported == 2
+    assert len(sink._queue) == 2  # the next drain's
+    sink.close()
+
+
+class StuckExporter:
+    """Blocks in export until shut down (an OTLP exporter retrying a closed port)."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        self.released.wait(60)
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.released.set()
+
+
+class DeafExporter(StuckExporter):
+    def shutdown(self) -> None:  # ignores shutdown too
+        return None
+
+
+@pytest.mark.parametrize("exporter_type", [StuckExporter, DeafExporter])
+def test_close_returns_in_time_whatever_the_exporter_does(exporter_type: type) -> None:
+    stats = CollectorStats()
+    exporter = exporter_type()
+    sink = SpanSink(exporter, stats=stats, max_spans=10_000, interval_s=0.01)
+    sink.put(sample_spans())
+    time.sleep(0.1)  # the export thread is now stuck in export()
+    sink.put(sample_spans())
+    started = time.monotonic()
+    assert sink.flush(timeout_s=0.2) is False
+    sink.close(timeout_s=1.0)
+    took = time.monotonic() - started
+    assert took < 2.0
+    assert stats.dropped_spans >= 2  # the spans it could not write are counted
+    exporter.released.set()

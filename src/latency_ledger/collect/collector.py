@@ -173,8 +173,7 @@ class LedgerSpanProcessor(SpanProcessor):
         self.active = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        self._collector.sink.drain()
-        return True
+        return self._collector.sink.flush(timeout_millis / 1000)
 
 
 # Every collector not yet garbage: a forked child re-arms each (Collector.after_fork).

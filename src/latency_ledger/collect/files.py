@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from latency_ledger.collect.encode import otlp_attributes, encode_span_json, encode_traces_data
+from latency_ledger.collect.encode import encode_span_json, encode_traces_data, otlp_attributes
 
 _log = logging.getLogger("latency_ledger.collect")
 

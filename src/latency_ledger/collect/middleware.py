@@ -73,7 +73,7 @@ class LedgerMiddleware:
         async def lifespan_send(message: Message) -> None:
             if collector is not None and message.get("type") == "lifespan.shutdown.complete":
                 try:
-                    collector.flush()
+                    collector.sink.flush()  # bounded: the server is exiting
                     collector.hooks.release_loop(asyncio.get_running_loop())
                 except Exception:
                     collector.stats.errors += 1
