@@ -117,7 +117,7 @@ def test_unwritable_directory_fails_the_batch_not_the_caller(tmp_path: Path) -> 
 
 def test_full_disk_fails_the_batch_not_the_caller(tmp_path: Path) -> None:
     exporter = JsonLinesFileExporter(tmp_path, max_file_bytes=1 << 20)
-    with open("/dev/full", "ab") as full:  # every write: ENOSPC
+    with open("/dev/full", "ab", buffering=0) as full:  # every write: ENOSPC
         exporter._open = lambda: setattr(exporter, "_file", full)  # type: ignore[method-assign]
         assert exporter.export(sample_spans()) == SpanExportResult.FAILURE
 

@@ -241,7 +241,10 @@ class Collector:
             factory = otlp_endpoint_exporter(env)
             self._make_exporter = factory or (
                 lambda: JsonLinesFileExporter(
-                    config.output_dir, max_file_bytes=config.max_file_bytes
+                    config.output_dir,
+                    max_file_bytes=config.max_file_bytes,
+                    max_total_bytes=config.max_total_bytes,
+                    max_files=config.max_files,
                 )
             )
             exporter = self._make_exporter()

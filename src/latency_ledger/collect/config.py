@@ -37,6 +37,8 @@ class CollectConfig:
       ``profile_interval_s`` window (the slowest cannot be known before it runs).
     - ``max_queue_spans``: bounded export buffer; overflow is dropped and counted.
     - ``max_file_bytes``: rotate the output file past this size.
+    - ``max_total_bytes`` / ``max_files``: the trace files in ``output_dir`` (every
+      process's) never hold more; the oldest are deleted first.
     - ``receive_send_spans``: record ASGI receive/send spans (costly; off by default).
     - ``set_global_provider``: when the app has no SDK TracerProvider, also install ours
       as the global one so the app's own ``trace.get_tracer`` spans are recorded.
@@ -54,6 +56,8 @@ class CollectConfig:
     profile_interval_s: float = 60.0
     max_queue_spans: int = 20_000
     max_file_bytes: int = 64 * 2**20
+    max_total_bytes: int = 2**30
+    max_files: int = 1000
     receive_send_spans: bool = False
     set_global_provider: bool = True
     export_interval_s: float = 1.0
@@ -67,7 +71,7 @@ class CollectConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name}={value}: expected a share between 0 and 1")
-        for name in ("max_queue_spans", "max_file_bytes"):
+        for name in ("max_queue_spans", "max_file_bytes", "max_total_bytes", "max_files"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected a positive number")
         for name in ("slow_interval_s", "profile_interval_s", "export_interval_s"):
@@ -108,6 +112,8 @@ _FIELD_TYPES: dict[str, type] = {
     "profile_interval_s": float,
     "max_queue_spans": int,
     "max_file_bytes": int,
+    "max_total_bytes": int,
+    "max_files": int,
     "receive_send_spans": bool,
     "set_global_provider": bool,
     "export_interval_s": float,

@@ -110,6 +110,7 @@ class SpanSink:
         self._max = max_spans
         self._interval = interval_s
         self._encode = getattr(exporter, "encode_one", None)
+        self._take_lost = getattr(exporter, "take_lost", None)
         self._queue: deque[Any] = deque()  # spans, or their encoded bytes
         self._groups: deque[bytes] = deque()  # with encoding: each one's resource+scope
         self._wake = threading.Event()
@@ -252,6 +253,10 @@ class SpanSink:
         else:
             self._stats.export_errors += 1
             self._stats.dropped_spans += count
+        lost = self._take_lost() if self._take_lost is not None else 0
+        if lost:  # written earlier, to a file deleted since: lost after all
+            self._stats.export_errors += 1
+            self._stats.dropped_spans += lost
 
     def _finish(self) -> None:
         """The last drain and the exporter's shutdown (on the export thread)."""
