@@ -88,3 +88,8 @@ def test_refusal_line() -> None:
 def test_json_lines_after_a_newline_and_binary_junk_are_not_protobuf() -> None:
     # Found by tests/read/test_fuzz.py: '\n' is protobuf's field-1 tag.
     assert sniff(b'\n\x00{"resourceSpans": []}\n{"resourceSpans": []}\n') is Shape.JSON
+
+
+def test_json_lines_with_a_control_byte_further_on_are_json() -> None:
+    # Found by tests/read/test_fuzz.py: a NUL on line 2 sent the whole file to "unknown".
+    assert sniff(b'{"resourceSpans": []}\n\n\x00{"resourceSpans": []}\n') is Shape.JSON

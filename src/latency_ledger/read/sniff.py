@@ -73,8 +73,9 @@ def sniff(head: bytes) -> Shape:
         # Text: JSON, or JSON lines after a damaged start (a file cut at the front, a
         # preamble); the JSON reader finds the first whole record or says there is none.
         return Shape.JSON
-    # A first line of JSON text (a message never starts with '{' or '['), then damage.
-    if _LATER_RECORD.search(head) or _JSON_FIRST_LINE.match(body):
+    # A first line of JSON text (a message never starts with '{' or '['), or a JSON
+    # object first with damage in its own line, then damage; or a record later.
+    if _LATER_RECORD.search(head) or _JSON_FIRST_LINE.match(body) or body[:2] == b'{"':
         return Shape.JSON
     if head[0] == _FIELD_1_LEN:
         return Shape.PROTO
