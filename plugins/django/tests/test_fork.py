@@ -68,7 +68,11 @@ def test_collector_made_before_fork_exports_in_the_child(
     from latency_ledger.collect import CollectConfig, Collector
 
     config = CollectConfig(
-        set_global_provider=False, keep_spans="none", output_dir=tmp_path, export_interval_s=0.05
+        set_global_provider=False,
+        keep_spans="none",
+        output_dir=tmp_path,
+        export_interval_s=0.05,
+        record_raw_path=True,  # tells the requests apart by url.path
     )
     collector = Collector(config, load_plugins=False)
     settings = {"MIDDLEWARE": MIDDLEWARE, "ROOT_URLCONF": URLS}

@@ -55,6 +55,7 @@ from latency_ledger.collect.light import (
     model_spans,
 )
 from latency_ledger.collect.profiling import ProfileSampler
+from latency_ledger.collect.scrub import scrub_path
 from latency_ledger.collect.spans import (
     ERROR_STATUS,
     SAMPLED,
@@ -219,6 +220,7 @@ class Collector:
         self._rng = random.Random()
         self._slowest: dict[str, tuple[int, int]] = {}
         self._classified: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # see book_light
+        self._paths: dict[str, str] = {}  # raw path -> what url.path records
         self._interval_ns = int(config.slow_interval_s * 1e9)
         self.closed = False
         global_provider = trace.get_tracer_provider()
@@ -439,7 +441,7 @@ class Collector:
         self.detach(acct)
         fields = ServerFields(
             method=method,
-            path=str(scope.get("path", "")),
+            path=self._recorded_path(route, scope),
             scheme=str(scope.get("scheme", "http")),
             address=_address(scope),
             route=route,
@@ -473,8 +475,9 @@ class Collector:
             return
         attrs = fields.attributes()
         if acct.joined:  # a joined span is ended by whoever opened it
-            if error is not None:
-                server.record_exception(error)
+            if error is not None:  # as record_exception would, but scrubbed
+                event = exception_event(error, end_ns)
+                server.add_event(event.name, event.attributes, event.timestamp)
             if failed and server.status.status_code is _STATUS_UNSET:
                 server.set_status(trace.StatusCode.ERROR)
             server.set_attributes(attrs)
@@ -539,6 +542,21 @@ class Collector:
             ledger = book_without_children(max(0, end_ns - start_ns), cpu, queueing)
         return ledger
 
+    def _recorded_path(self, route: str, scope: Mapping[str, Any]) -> str:
+        """``url.path``: the route template (a raw path may hold a token or an e-mail),
+        else the path scrubbed; the raw path only when ``record_raw_path`` is set."""
+        raw = str(scope.get("path", ""))
+        if self.config.record_raw_path:
+            return raw
+        if route:
+            return route
+        cached = self._paths.get(raw)
+        if cached is None:
+            if len(self._paths) >= 10_000:  # raw paths are attacker-chosen: stay bounded
+                self._paths.clear()
+            cached = self._paths[raw] = scrub_path(raw)
+        return cached
+
     def detach(self, acct: RequestRecord) -> None:
         token, acct.otel_token = acct.otel_token, None
         if token is not None:
@@ -563,7 +581,7 @@ class Collector:
             resource=self.provider.resource,
             attributes={
                 "http.request.method": str(scope.get("method", "")),
-                "url.path": str(scope.get("path", "")),
+                "url.path": self._recorded_path(route_template(scope), scope),
             },
             kind=trace.SpanKind.SERVER,
             start_time=server.start_time,

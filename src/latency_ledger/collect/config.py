@@ -39,6 +39,8 @@ class CollectConfig:
     - ``max_file_bytes``: rotate the output file past this size.
     - ``max_total_bytes`` / ``max_files``: the trace files in ``output_dir`` (every
       process's) never hold more; the oldest are deleted first.
+    - ``record_raw_path``: ``url.path`` is the raw request path instead of the route
+      template (a path can hold a reset token or an e-mail; off by default).
     - ``receive_send_spans``: record ASGI receive/send spans (costly; off by default).
     - ``set_global_provider``: when the app has no SDK TracerProvider, also install ours
       as the global one so the app's own ``trace.get_tracer`` spans are recorded.
@@ -58,6 +60,7 @@ class CollectConfig:
     max_file_bytes: int = 64 * 2**20
     max_total_bytes: int = 2**30
     max_files: int = 1000
+    record_raw_path: bool = False
     receive_send_spans: bool = False
     set_global_provider: bool = True
     export_interval_s: float = 1.0
@@ -114,6 +117,7 @@ _FIELD_TYPES: dict[str, type] = {
     "max_file_bytes": int,
     "max_total_bytes": int,
     "max_files": int,
+    "record_raw_path": bool,
     "receive_send_spans": bool,
     "set_global_provider": bool,
     "export_interval_s": float,

@@ -27,6 +27,8 @@ from typing import Any, cast
 
 from opentelemetry import context as otel_context
 
+from latency_ledger.collect.scrub import scrub_span
+
 _log = logging.getLogger("latency_ledger.collect")
 
 BATCH_SPANS = 512
@@ -129,6 +131,12 @@ class SpanSink:
         if len(queue) + len(spans) > self._max or self._stop:
             self._stats.dropped_spans += len(spans)
             return
+        # Exception events and error descriptions of any span, whoever made it, lose the
+        # literals a request or a statement put in them (scrub.py); the rest pass as is.
+        spans = [
+            scrub_span(span) if span.events or getattr(span.status, "description", None) else span
+            for span in spans
+        ]
         encode = self._encode
         if encode is None:
             queue.extend(spans)

@@ -19,6 +19,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Status, StatusCode
 
 from latency_ledger.collect.accounting import CURRENT
+from latency_ledger.collect.scrub import scrub_exception_text
 
 
 class ServerSpan:
@@ -39,14 +40,15 @@ UNSET_STATUS = Status(StatusCode.UNSET)
 
 
 def exception_event(error: BaseException, when_ns: int) -> Event:
-    """The event ``Span.record_exception`` would add, built directly."""
+    """The event ``Span.record_exception`` would add, built directly, its text scrubbed
+    (a database error echoes the statement's bound parameters)."""
     return Event(
         "exception",
         {
             "exception.type": type(error).__qualname__,
-            "exception.message": str(error),
-            "exception.stacktrace": "".join(
-                traceback.format_exception(type(error), error, error.__traceback__)
+            "exception.message": scrub_exception_text(str(error)),
+            "exception.stacktrace": scrub_exception_text(
+                "".join(traceback.format_exception(type(error), error, error.__traceback__))
             ),
             "exception.escaped": "False",
         },
