@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latency_ledger.aggregate import Aggregator, band, nearest_rank, scale_parts
+from latency_ledger.aggregate import (
+    OTHER_ENDPOINT,
+    Aggregator,
+    EndpointCap,
+    band,
+    nearest_rank,
+    scale_parts,
+)
 from latency_ledger.ledger import book_trace
 from latency_ledger.model import Ledger, Request, Span, SpanKind, Trace
 
@@ -316,3 +323,13 @@ def test_percentile_latencies_are_observed_values(count: int) -> None:
         aggregator.add(request(wall * MS))
     (stats,) = aggregator.endpoints()
     assert stats.latency_ns["p95"] == -(-95 * count // 100) * MS
+
+
+def test_endpoint_cap_folds_new_names_past_its_limit() -> None:
+    # Issue 13, defect 7: endpoints were never capped.
+    cap = EndpointCap(2)
+    names = [cap.fold(request(1, endpoint=e)).endpoint for e in ("a", "b", "c", "a", "d", "c")]
+    assert names == ["a", "b", OTHER_ENDPOINT, "a", OTHER_ENDPOINT, OTHER_ENDPOINT]
+    assert cap.requests_folded == 3
+    assert "2 further endpoints (3 requests)" in str(cap.problem())
+    assert EndpointCap(5).problem() is None

@@ -353,3 +353,23 @@ def test_repeated_calls_with_no_attributes_are_found_end_to_end(tmp_path: Path) 
     assert finding.saving_ns_per_request == 204 * MS
     assert cart.verdict is not None
     assert cart.verdict.fixes[0] == finding
+
+
+def test_distinct_endpoints_past_the_cap_fold_into_one_counted_row(tmp_path: Path) -> None:
+    # Issue 13, defect 7: 100k distinct routes took 2.8 GB, 98 s and a 410 MB report.
+    writer = TraceWriter()
+    for index in range(300):
+        route = "/hot" if index % 3 == 0 else f"/r{index}"
+        writer.request(service="svc", route=route, wall_ns=MS, cpu_ns=MS // 2, children=[],
+                       index=index)  # fmt: skip
+    report = analyze([writer.write(tmp_path / "t.jsonl")], options=AnalyzeOptions(max_endpoints=20))
+    rows = {e.endpoint: e.count for e in report.endpoints}
+    assert len(rows) == 21
+    assert rows["GET /hot"] == 100  # seen first: never folded
+    # 20 endpoints kept (/hot and the first 19 others); 181 further ones, 181 requests.
+    assert rows["(other endpoints)"] == 300 - 100 - 19
+    assert sum(rows.values()) == report.inputs.requests == 300
+    assert report.inputs.problems[0] == (
+        "more than 20 endpoints: 181 further endpoints (181 requests) are one row "
+        "'(other endpoints)' (raise the limit with --max-endpoints)"
+    )

@@ -11,6 +11,9 @@ points of it (at least the percentile's own request), scaled so its parts sum EX
 that percentile's latency; the integer rounding remainder goes to the largest part. The
 mean ledger is the mean split, scaled the same way to the mean latency.
 
+:class:`EndpointCap` keeps the number of rows bounded: past ``limit`` distinct endpoints a
+new one's requests go to its service's ``(other endpoints)`` row, and the fold is counted.
+
 :class:`StreamTable` collects the requests that are long-lived streams (never given to
 the Aggregator): per (service, endpoint, kind), how many and how long they stayed open.
 
@@ -30,7 +33,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from latency_ledger.model import (
     BOUND_PARTS,
@@ -97,6 +100,48 @@ class _Columns:
         self.native_seen.extend(other.native_seen)
         self.errors += other.errors
         self.from_totals += other.from_totals
+
+
+OTHER_ENDPOINT = "(other endpoints)"
+_FOLDED_NAMES = 1_000_000  # distinct folded names counted exactly up to this many
+
+
+class EndpointCap:
+    """At most ``limit`` distinct (service, endpoint) rows: a request of a further new one
+    is folded into its service's :data:`OTHER_ENDPOINT` row (hostile or unrouted traffic
+    must not grow the analysis and the report without bound). Counts what it folds."""
+
+    __slots__ = ("_folded", "_seen", "limit", "requests_folded")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._seen: set[tuple[str, str]] = set()
+        self._folded: set[tuple[str, str]] = set()
+        self.requests_folded = 0
+
+    def fold(self, request: Request) -> Request:
+        key = (request.service, request.endpoint)
+        if key in self._seen:
+            return request
+        if len(self._seen) < self.limit:
+            self._seen.add(key)
+            return request
+        self.requests_folded += 1
+        if len(self._folded) < _FOLDED_NAMES:
+            self._folded.add(key)
+        return replace(request, endpoint=OTHER_ENDPOINT)
+
+    def problem(self) -> str | None:
+        """The one line saying what was folded, or None."""
+        if not self.requests_folded:
+            return None
+        names = len(self._folded)
+        more = "+" if names >= _FOLDED_NAMES else ""
+        return (
+            f"more than {self.limit:,} endpoints: {names:,}{more} further endpoints "
+            f"({self.requests_folded:,} requests) are one row {OTHER_ENDPOINT!r} "
+            "(raise the limit with --max-endpoints)"
+        )
 
 
 class Aggregator:

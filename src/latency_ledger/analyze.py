@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from latency_ledger.aggregate import Aggregator, StreamTable
+from latency_ledger.aggregate import Aggregator, EndpointCap, StreamTable
 from latency_ledger.classify import DEFAULT_RULES
 from latency_ledger.endpoint import MAX_SPLITS, OTHER_SPLIT, SPLIT_MARK
 from latency_ledger.findings import FindingsAccumulator, Thresholds
@@ -47,6 +47,7 @@ class AnalyzeOptions:
     idle_spans: int = 200_000
     rules: tuple[ClassifyRule, ...] | None = None  # None: plugins' rules + built-in rules
     limits: ReadLimits = field(default_factory=ReadLimits)
+    max_endpoints: int = 1000  # more distinct endpoints fold into one "other" row
     given_targets: frozenset[str] = frozenset()  # target names whose factors the user gave
     runtimes: Mapping[str, str] = field(default_factory=dict)  # service ("*": all) -> runtime
 
@@ -66,6 +67,7 @@ def analyze(
     rules = options.rules if options.rules is not None else default_rules()
     stats = ReadStats()
     aggregator = Aggregator()
+    cap = EndpointCap(options.max_endpoints)
     streams = StreamTable()
     findings = FindingsAccumulator(options.thresholds)
     profiles = ProfileAccumulator()
@@ -87,6 +89,7 @@ def analyze(
         booked = book_trace(trace, rules=rules)
         unbooked += booked.unbooked_spans
         for request in booked.requests:
+            request = cap.fold(request)
             if request.stream:
                 # A stream's duration is how long a client stayed connected, not a
                 # latency: listed apart, out of percentiles, findings and verdicts.
@@ -170,14 +173,15 @@ def analyze(
     collector_totals: Counter[str] = Counter()
     for (_service, key), value in collector.items():
         collector_totals[key] += value
+    folded = [line] if (line := cap.problem()) else []
     inputs = InputSummary(
         files=stats.files,
         spans=stats.spans,
         traces=stats.traces,
         requests=requests,
         skipped=dict(sorted(skipped.items())),
-        problems=tuple(stats.problems[:MAX_PROBLEMS]),
-        problem_count=stats.problem_count,
+        problems=tuple([*folded, *stats.problems][:MAX_PROBLEMS]),
+        problem_count=stats.problem_count + len(folded),
         collector=dict(sorted(collector_totals.items())),
         collector_overhead_ns=overhead_ns // overhead_requests if overhead_requests else None,
     )

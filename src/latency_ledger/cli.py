@@ -75,6 +75,13 @@ def main() -> None:
     help="The runtime a service runs when its traces do not say (or say wrong), e.g. "
     "shop=python; SERVICE * means every service (repeatable).",
 )
+@click.option(
+    "--max-endpoints",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="More distinct endpoints than this fold into one '(other endpoints)' row.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar for large inputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but problems.")
 def analyze(
@@ -86,6 +93,7 @@ def analyze(
     max_file_bytes: int,
     rules_path: Path | None,
     runtimes: tuple[str, ...],
+    max_endpoints: int,
     progress: bool,
     quiet: bool,
 ) -> None:
@@ -108,6 +116,7 @@ def analyze(
             limits=ReadLimits(max_line_bytes=max_line_bytes, max_file_bytes=max_file_bytes),
             rules=rules,
             runtimes=runtimes,
+            max_endpoints=max_endpoints,
         )
     except ConfigError as exc:
         hint = "--runtime" if str(exc).startswith("--runtime") else "--target"

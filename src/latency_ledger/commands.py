@@ -61,6 +61,7 @@ def analyze_paths(
     limits: ReadLimits | None = None,
     rules: Sequence[ClassifyRule] = (),
     runtimes: Sequence[str] = (),
+    max_endpoints: int = 1000,
 ) -> int:
     """Run the analysis and write the requested reports; return the exit code.
 
@@ -79,6 +80,7 @@ def analyze_paths(
         targets=_merge_targets(DEFAULT_TARGETS, given),
         given_targets=frozenset(t.name for t in given),
         runtimes=dict(parse_runtime_override(r) for r in runtimes),
+        max_endpoints=max_endpoints,
     )
     with _progress(paths, progress and not quiet) as on_bytes:
         report = analyze(paths, options=options, on_bytes=on_bytes)

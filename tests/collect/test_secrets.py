@@ -27,7 +27,7 @@ import httpx
 import psycopg
 import pytest
 
-from latency_ledger.cli import analyze_paths
+from latency_ledger.commands import analyze_paths
 
 pytestmark = [pytest.mark.server]
 DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
