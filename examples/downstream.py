@@ -1,8 +1,8 @@
-"""A stand-in for another service: a shipping-rates API that answers after ~25 ms.
+"""A stand-in for another service: a shipping-rates API that answers after ~50 ms.
 
 Contract: a bare ASGI app (no framework, so its own cost is tiny) serving
 ``GET /rates?weight_grams=N&country=CC`` -> JSON ``{"carrier", "price_cents", "days"}``
-after ``DOWNSTREAM_DELAY_S`` (default 0.025) of non-blocking waiting, as a real remote
+after ``DOWNSTREAM_DELAY_S`` (default 0.05) of non-blocking waiting, as a real remote
 service would; any other path is a 404. ``GET /health`` answers at once. Run it with
 ``uvicorn --app-dir examples downstream:app --port 8001``.
 """
@@ -20,7 +20,7 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-DELAY_S = float(os.environ.get("DOWNSTREAM_DELAY_S", "0.025"))
+DELAY_S = float(os.environ.get("DOWNSTREAM_DELAY_S", "0.05"))
 
 
 def quote_rate(weight_grams: int, country: str) -> dict[str, object]:

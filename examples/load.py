@@ -8,11 +8,15 @@ failures and 5xx answers). ``on_progress`` gets the elapsed fraction in [0, 1], 
 about 20 times a second and once with 1.0 at the end. The mix, with ids and search
 words drawn from a seeded generator so runs are comparable:
 
-    35% GET /orders/{id}          (N+1)
-    25% GET /products/search?q=   (database-bound)
-    20% POST /checkout            (CPU-bound)
-    15% GET /shipping/{id}/quote  (downstream HTTP)
+    60% GET /orders/{id}          (N+1, database-bound: the shop's hot page)
+    12% GET /products/search?q=   (database-bound)
+    15% POST /checkout            (CPU-bound)
+     8% GET /shipping/{id}/quote  (downstream HTTP)
      5% GET /health
+
+The order page is more than half of the requests on purpose: whatever order the
+endpoints' latencies fall in, the overall median request is then an order page (ranks
+40-60% are orders in any ordering), so the overall verdict reads the same every run.
 
 Run: ``python examples/load.py http://127.0.0.1:8000 --duration 20 --concurrency 8``.
 """
@@ -31,10 +35,10 @@ from urllib.parse import urlsplit
 import httpx
 
 MIX = (
-    ("order", 35),
-    ("search", 25),
-    ("checkout", 20),
-    ("shipping", 15),
+    ("order", 60),
+    ("search", 12),
+    ("checkout", 15),
+    ("shipping", 8),
     ("health", 5),
 )
 SEARCH_WORDS = ("oak", "slate", "amber", "willow", "quartz", "linen", "cedar", "moss", "onyx")

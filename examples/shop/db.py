@@ -5,6 +5,11 @@ directory when unset; any SQLAlchemy URL, e.g. ``postgresql+psycopg://postgres@1
 when set); :func:`seed` fills empty tables with the same deterministic data every time
 (``SEED_*`` sizes), so endpoint costs are comparable across runs. Tables are prefixed
 ``shop_`` so the shop can share a database with other things.
+
+The stock ledger (``shop_stock_moves``: every receipt, sale and return of every product)
+has no index on ``product_id``, as ledgers grown by appending often lack one: a product's
+stock level is a scan of the whole ledger, real work inside the database engine (SQLite's,
+in this process; PostgreSQL's elsewhere), ``SEED_STOCK_MOVES`` rows per lookup.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ from sqlalchemy import Engine, ForeignKey, String, Text, create_engine, func, in
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from .stock import stock_moves
+
 SEED_PRODUCTS = 600
 SEED_CUSTOMERS = 200
 SEED_ORDERS = 400
 SEED_ITEMS_PER_ORDER = (20, 32)  # distinct products per order: the N+1 endpoint's N
+SEED_STOCK_MOVES = 30_000  # rows each stock lookup scans: ~1 ms of database work
 
 # Words the seed builds product names from; the load script searches for them.
 WORDS = (
@@ -67,7 +75,6 @@ class Order(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("shop_customers.id"))
     status: Mapped[str] = mapped_column(String(16))
     customer: Mapped[Customer] = relationship(lazy="select")
-    # Lazy on purpose: GET /orders/{id} walks these and each item's product one at a time.
     items: Mapped[list[OrderItem]] = relationship(lazy="select", order_by="OrderItem.id")
 
 
@@ -80,6 +87,16 @@ class OrderItem(Base):
     quantity: Mapped[int]
     unit_price_cents: Mapped[int]
     product: Mapped[Product] = relationship(lazy="select")
+
+
+class StockMove(Base):
+    __tablename__ = "shop_stock_moves"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Not indexed, on purpose (module docstring): a stock lookup scans the ledger.
+    product_id: Mapped[int] = mapped_column(ForeignKey("shop_products.id"))
+    quantity: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(12))
 
 
 def database_url() -> str:
@@ -100,6 +117,12 @@ def make_engine(url: str | None = None) -> Engine:
 def seed(engine: Engine) -> int:
     """Create the tables and fill them if empty; returns the number of products."""
     Base.metadata.create_all(engine)
+    products = _seed_catalog(engine)
+    _seed_stock_moves(engine)  # after the products it refers to
+    return products
+
+
+def _seed_catalog(engine: Engine) -> int:
     with Session(engine) as session:
         existing = session.scalar(select(func.count()).select_from(Product)) or 0
         if existing:
@@ -156,3 +179,19 @@ def seed(engine: Engine) -> int:
         except IntegrityError:  # another worker seeded the same rows first
             session.rollback()
         return SEED_PRODUCTS
+
+
+def _seed_stock_moves(engine: Engine) -> None:
+    """The stock ledger, filled on its own (a database seeded before it existed gets it)."""
+    with Session(engine) as session:
+        if session.scalar(select(func.count()).select_from(StockMove)):
+            return
+        moves = [
+            {"product_id": product_id, "quantity": quantity, "reason": reason}
+            for product_id, quantity, reason in stock_moves(SEED_STOCK_MOVES, SEED_PRODUCTS)
+        ]
+        try:
+            session.execute(insert(StockMove), moves)
+            session.commit()
+        except IntegrityError:  # another worker seeded the same rows first
+            session.rollback()

@@ -32,10 +32,10 @@ from latency_ledger.errors import ConfigError, LedgerError
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
-# Clients kept below the core count's worth of CPU work: on a 2-core machine more clients
-# mostly measure queueing behind checkout's CPU (which the report shows, but it hides
-# each endpoint's own split the demo is meant to show).
-DEMO_CONCURRENCY = 2
+# One client: each endpoint's own split is what the demo shows, so no request queues
+# behind another's CPU (with more, the order pages would wait for checkout's GIL and a
+# 2-core machine would mostly measure that queue).
+DEMO_CONCURRENCY = 1
 
 
 # What the example apps, the stub and the load script import, per app: the demo extra.

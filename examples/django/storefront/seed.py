@@ -11,13 +11,15 @@ import random
 
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
+from shop.stock import stock_moves
 
-from storefront.models import Customer, Order, OrderItem, Product
+from storefront.models import Customer, Order, OrderItem, Product, StockMove
 
 SEED_PRODUCTS = 600
 SEED_CUSTOMERS = 200
 SEED_ORDERS = 400
 SEED_ITEMS_PER_ORDER = (20, 32)
+SEED_STOCK_MOVES = 30_000  # rows each stock lookup scans (models.StockMove)
 WORDS = ("oak", "slate", "amber", "willow", "quartz", "linen", "cedar", "moss", "onyx", "teal")
 KINDS = ("kettle", "lamp", "chair", "mug", "backpack")
 
@@ -25,6 +27,12 @@ KINDS = ("kettle", "lamp", "chair", "mug", "backpack")
 def seed() -> int:
     """Create missing tables, then the rows if there are none; returns the product count."""
     call_command("migrate", run_syncdb=True, verbosity=0)
+    products = _seed_catalog()
+    _seed_stock_moves()  # after the products it refers to
+    return products
+
+
+def _seed_catalog() -> int:
     if Product.objects.exists():
         return Product.objects.count()
     rng = random.Random(20261126)
@@ -79,3 +87,18 @@ def seed() -> int:
     except IntegrityError:  # another process seeded the same rows first
         pass
     return SEED_PRODUCTS
+
+
+def _seed_stock_moves() -> None:
+    """The stock ledger, filled on its own (a database seeded before it existed gets it)."""
+    if StockMove.objects.exists():
+        return
+    moves = [
+        StockMove(product_id=product_id, quantity=quantity, reason=reason)
+        for product_id, quantity, reason in stock_moves(SEED_STOCK_MOVES, SEED_PRODUCTS)
+    ]
+    try:
+        with transaction.atomic():
+            StockMove.objects.bulk_create(moves, batch_size=1000)
+    except IntegrityError:  # another process seeded the same rows first
+        pass

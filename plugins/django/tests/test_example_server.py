@@ -11,7 +11,7 @@ with ``analyze()``, the report must say what the views were written to do:
   one query per order line (the seed gives every order 20-31 lines), the first fix;
 - ``GET /products/search`` (LIKE scan + aggregate): database-bound, not worth a port;
 - ``POST /checkout`` (~20 ms of pure-Python pricing): interpreter-bound, "could pay";
-- ``GET /shipping/<id>/quote`` (a call to the ~25 ms rates service): network-bound,
+- ``GET /shipping/<id>/quote`` (a call to the ~50 ms rates service): network-bound,
   not worth a port.
 """
 
@@ -117,7 +117,7 @@ def test_example_report_matches_how_views_were_written(tmp_path: Path) -> None:
         assert all(p.p50_saving_ns < best for p in other.projections), other.summary
     shipping = by_name["GET /shipping/<int:order_id>/quote"]
     assert largest("GET /shipping/<int:order_id>/quote") == "network", shipping.ledger_ns
-    # ~25 ms waiting on the rates service against ~3 ms of Python (requests' own work
+    # ~50 ms waiting on the rates service against ~3 ms of Python (requests' own work
     # included): not worth a port, whichever side of the 10% line the p50 falls
     assert shipping.verdict.label in ("dont_migrate", "marginal"), shipping.verdict.summary
     assert all(e.cpu_measured for e in report.endpoints)
