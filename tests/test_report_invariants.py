@@ -209,8 +209,9 @@ def test_reports_on_third_party_traces_keep_the_invariants(trace: Path, tmp_path
     from latency_ledger.render.text import render_text
 
     report = analyze([trace])
-    if report.inputs.requests == 0:
-        pytest.skip("no request in this file")
+    # a file with no request (Jaeger, Zipkin, a fixture without times) still renders,
+    # with nothing to break: every file is checked, none skipped
+    assert report.inputs.requests > 0 or report.endpoints == ()
     out = tmp_path / "report.json"
     write_json(report, out)
     write_html(report, out.with_suffix(".html"))

@@ -157,7 +157,6 @@ def test_an_unknown_runtime_is_judged_as_cpython_and_says_so() -> None:
     assert any("--runtime" in r for r in verdict.reasons)
 
 
-@pytest.mark.skipif(not OTEL_DEMO.exists(), reason="shared traces not beside the checkout")
 def test_polyglot_demo_gets_each_service_runtime() -> None:
     report = analyze([OTEL_DEMO])
     runtimes = {s.service: s.runtime for s in report.services}
@@ -187,7 +186,6 @@ def test_a_jaeger_download_names_its_runtime_from_the_process_tags() -> None:
 NEXTJS = SHARED_TRACES / "otlp-json" / "highlight__nextjs.json"
 
 
-@pytest.mark.skipif(not NEXTJS.exists(), reason="shared traces not beside the checkout")
 def test_a_nextjs_app_is_never_told_to_port_to_node() -> None:
     # The file's resource says telemetry.sdk.language=nodejs (read by hand).
     report = analyze([NEXTJS])
