@@ -55,6 +55,8 @@ def test_route_template_is_used_as_recorded() -> None:
         ("/docs/Base64Encoded", "/docs/Base64Encoded"),  # mixed case: a word
         ("/oauth2/callback", "/oauth2/callback"),
         ("/orders/12?secret=abc#frag", "/orders/{id}"),
+        ("/users/alice@example.com/reset", "/users/{email}/reset"),  # no digit, still personal
+        ("/u/bob.smith%40mail.example", "/u/{email}"),  # percent-encoded
         ("/", "/"),
         ("", ""),
     ],

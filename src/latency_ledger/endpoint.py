@@ -68,7 +68,7 @@ def http_method(attrs: Attributes) -> str:
 # every request and outgoing call goes through here.
 _DIGIT = re.compile(r"[0-9]")
 _DIGIT_RUN = re.compile(r"[0-9]{4}")
-_ID_HINT = re.compile(r"[0-9]|[a-fA-F]{16}")
+_ID_HINT = re.compile(r"[0-9@]|[a-fA-F]{16}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}"
@@ -89,6 +89,8 @@ def collapse_segment(segment: str) -> str:
         return segment
     if segment.isdigit() and segment.isascii():
         return "{id}"
+    if "@" in segment or "%40" in segment:
+        return "{email}"  # an address in a path is personal data, never a route
     if _DIGIT.search(segment) is None:
         return segment  # "app-directory", "v_x": words with punctuation
     if len(segment) in (32, 36) and _UUID.fullmatch(segment):
