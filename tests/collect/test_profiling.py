@@ -10,6 +10,13 @@ from typing import Any
 
 import pytest
 
+from latency_ledger.collect.accounting import (
+    Account,
+    begin_segment,
+    end_segment,
+    pause_for_wait,
+    resume_after_wait,
+)
 from latency_ledger.collect.profiling import (
     INTERVAL_S,
     ProfileSampler,
@@ -103,6 +110,36 @@ def test_a_real_profile_books_bcrypt_native_and_python_interpreter() -> None:
         results[name] = doc["native"] * 1e9 / cpu
     assert results["bcrypt"] >= 0.8, results
     assert results["python"] <= 0.15, results
+
+
+def test_native_cpu_inside_a_wait_span_is_the_waits_not_the_requests() -> None:
+    # Expected: a bcrypt hash run while the request's account is inside a wait span (as
+    # SQLite's engine runs inside a database span) is not the request's own CPU: the
+    # account's cpu_ns leaves it out, so the profile books (almost) none of it native;
+    # the same hash outside the wait is >= 80% native.
+    bcrypt = pytest.importorskip("bcrypt")
+    salt = bcrypt.gensalt(10)
+    acct = Account(None)
+    shares = {}
+    for inside in (False, True):
+        profiler = cpu_profiler_class()(interval=INTERVAL_S, async_mode="enabled")
+        begin_segment(acct)
+        t0 = thread_time_ns()
+        profiler.start()
+        if inside:
+            pause_for_wait(acct)
+        bcrypt.hashpw(b"correct horse", salt)
+        if inside:
+            resume_after_wait(acct)
+        session = profiler.stop()
+        cpu = thread_time_ns() - t0
+        end_segment()
+        doc = json.loads(
+            summarize_records(session.frame_records, session.sample_count, profiler.cpu_ns)
+        )
+        shares[inside] = doc["native"] * 1e9 / cpu
+    assert shares[False] >= 0.8, shares
+    assert shares[True] <= 0.05, shares
 
 
 def test_cpu_beyond_a_records_wall_time_is_not_native() -> None:
