@@ -926,3 +926,35 @@ def test_parts_are_non_negative_and_add_up_to_wall_time(spans: tuple[Span, ...])
             (by_id[i].start_ns, by_id[i].end_ns, ns) for i, ns in per_call.items()
         )
         assert booked == oracle_booked
+
+
+def test_a_wait_spans_tail_is_waiting_and_queueing_not_its_category() -> None:
+    # 100 ms request, CPU 20 ms: a query 10..70 whose last 50 ms waited for the loop
+    # (``ledger.queueing_ns`` on it, measured in-app): database 10, own time 90 of which
+    # interpreter 20, waiting 70, queueing at least the 50 ms tail
+    request = only(
+        request_span(attrs={"ledger.cpu_ns": 20 * MS, "ledger.queueing_ns": 0}),
+        db("d1", "r", 10 * MS, 70 * MS, **{"ledger.queueing_ns": 50 * MS}),
+    )
+    assert request.ledger == Ledger(
+        database_ns=10 * MS,
+        network_ns=0,
+        interpreter_ns=20 * MS,
+        waiting_ns=70 * MS,
+        queueing_ns=50 * MS,
+        cpu_measured=True,
+    )
+    assert [c.booked_ns for c in request.calls] == [10 * MS]
+
+
+def test_a_tail_counts_only_where_its_span_was_booked() -> None:
+    # d1 10..60 with a 30 ms tail (30..60), d2 40..80 ends later and wins 40..80: d1 keeps
+    # 10..40, of which 30..40 is tail; d2 has none. Database 30 + 40 = 70 - 10.
+    request = only(
+        request_span(attrs={"ledger.cpu_ns": 0}),
+        db("d1", "r", 10 * MS, 60 * MS, **{"ledger.queueing_ns": 30 * MS}),
+        db("d2", "r", 40 * MS, 80 * MS),
+    )
+    assert request.ledger.database_ns == 60 * MS
+    assert request.ledger.queueing_ns == 10 * MS
+    assert request.ledger.total_ns == request.wall_ns

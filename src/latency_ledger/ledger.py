@@ -76,6 +76,9 @@ INTERPRETER_NS = "ledger.interpreter_ns"
 WAITING_NS = "ledger.waiting_ns"
 PROFILE = "ledger.profile"
 _TOTALS = (DATABASE_NS, NETWORK_NS, INTERPRETER_NS, WAITING_NS)
+# On a wait span: the stretch at its end spent waiting for the event loop or the
+# interpreter lock after the I/O (collect/tails.py), booked as waiting and queueing.
+TAIL_NS = QUEUEING_NS
 # Longer "requests" are corrupt timestamps; the cap keeps every part inside the int64
 # columns aggregation stores them in (2**62 ns is ~146 years).
 MAX_WALL_NS = 2**62
@@ -242,8 +245,10 @@ def book_request(
         # own) follows the same rules as when booking from spans; usually it has none.
         covered = book_spans(span, children, rules, nested)[4]
     else:
-        database, network, own, call_list, covered = book_spans(span, children, rules, nested)
-        ledger = split_own_time(attrs, database, network, own)
+        database, network, own, call_list, covered, tails = book_spans(
+            span, children, rules, nested
+        )
+        ledger = split_own_time(attrs, database, network, own, tails)
         call_list.sort(key=_CALL_ORDER)
         calls = tuple(call_list)
     request = Request(
@@ -293,12 +298,17 @@ def _cover(span: Span, children: dict[str, list[Span]], nested: list[Span]) -> i
     return covered
 
 
-def split_own_time(attrs: Attributes, database: int, network: int, own: int) -> Ledger:
-    """Own time -> interpreter + waiting (CPU measured in-app) or app (not measured)."""
+def split_own_time(
+    attrs: Attributes, database: int, network: int, own: int, tails: int = 0
+) -> Ledger:
+    """Own time -> interpreter + waiting (CPU measured in-app) or app (not measured).
+
+    ``tails``: the wait spans' tails moved into own time; queueing is at least that.
+    """
     cpu = as_int(attrs.get(CPU_NS))
     if cpu is None:
         return Ledger(database_ns=database, network_ns=network, app_ns=own)
-    return _measured(attrs, database, network, own, cpu)
+    return _measured(attrs, database, network, own, cpu, tails)
 
 
 def split_measured(own: int, cpu: int, queueing: int) -> tuple[int, int, int]:
@@ -309,11 +319,15 @@ def split_measured(own: int, cpu: int, queueing: int) -> tuple[int, int, int]:
     return interpreter, waiting, min(max(queueing, 0), waiting)
 
 
-def _measured(attrs: Attributes, database: int, network: int, own: int, cpu: int) -> Ledger:
+def _measured(
+    attrs: Attributes, database: int, network: int, own: int, cpu: int, tails: int = 0
+) -> Ledger:
     """Own time split by a CPU measurement (:func:`split_measured`); the CPU split into
     interpreter and native by the request's profile, if it has one (native clipped to
-    the CPU booked). Both booking paths (span tree, ``ledger.*`` totals) end here."""
-    interpreter, waiting, queueing = split_measured(own, cpu, as_int(attrs.get(QUEUEING_NS)) or 0)
+    the CPU booked). Both booking paths (span tree, ``ledger.*`` totals) end here.
+    ``tails``: wait spans' tails moved into own time; queueing is at least that."""
+    queueing = max(as_int(attrs.get(QUEUEING_NS)) or 0, tails)
+    interpreter, waiting, queueing = split_measured(own, cpu, queueing)
     profiled = profile_native_ns(attrs.get(PROFILE))
     native = native_max = 0
     if profiled is not None:
@@ -362,8 +376,12 @@ def book_spans(
     children: dict[str, list[Span]],
     rules: Sequence[ClassifyRule],
     nested: list[Span],
-) -> tuple[int, int, int, list[Call], int]:
-    """``(database_ns, network_ns, own_ns, calls, spans covered)`` from a span tree.
+) -> tuple[int, int, int, list[Call], int, int]:
+    """``(database_ns, network_ns, own_ns, calls, spans covered, tails_ns)`` from a span tree.
+
+    A wait span's tail (``ledger.queueing_ns`` on it: the end of the span spent waiting
+    for the loop or the interpreter lock) is own time, not the span's category, for the
+    part of it inside what the span booked; ``tails_ns`` sums those parts.
 
     Nested SERVER spans are appended to ``nested``, as in :func:`book_request`.
 
@@ -378,7 +396,7 @@ def book_spans(
     """
     start = request.start_ns
     end = min(max(start, request.end_ns), start + MAX_WALL_NS)
-    database = network = own = 0
+    database = network = own = tails = 0
     calls: list[Call] = []
     get_children = children.get
     server = SpanKind.SERVER
@@ -444,6 +462,12 @@ def book_spans(
             # A wait span's descendants are its own; count them as covered.
             covered += 1 if get_children(kid.span_id) is None else _cover(kid, children, nested)
             category, kind, system, target = found
+            tail = kid.attributes.get(TAIL_NS)
+            if tail is not None:
+                moved = tail_overlap(as_int(tail) or 0, k_start, won_end, kid.end_ns)
+                length -= moved
+                own += moved
+                tails += moved
             if category == database_category:
                 database += length
             else:
@@ -452,7 +476,18 @@ def book_spans(
                 make_call(category, kind, system, target, kid.start_ns, kid.end_ns, length)
             )
         own += booked_end - lo - taken
-    return database, network, own, calls, covered
+    return database, network, own, calls, covered, tails
+
+
+def tail_overlap(tail_ns: int, booked_start: int, booked_end: int, span_end: int) -> int:
+    """How much of a span's tail (its last ``tail_ns``, ending at ``span_end``) lies in
+    the interval ``[booked_start, booked_end)`` it was booked."""
+    if tail_ns <= 0:
+        return 0
+    start = span_end - tail_ns
+    if start < booked_start:
+        start = booked_start
+    return booked_end - start if booked_end > start else 0
 
 
 def _classify(span: Span, rules: Sequence[ClassifyRule]) -> ClassifiedFields | None:

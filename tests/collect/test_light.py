@@ -279,8 +279,16 @@ class _FakeAcct:
     pass
 
 
-def _light(name: str, kind: trace.SpanKind, attrs: dict[str, Any], start: int, end: int) -> Any:
+def _light(
+    name: str,
+    kind: trace.SpanKind,
+    attrs: dict[str, Any],
+    start: int,
+    end: int,
+    tail: tuple[int, int] = (0, 0),
+) -> Any:
     span = object.__new__(LightSpan)
+    span.tail_ns, span.bound_ns = tail
     span.tracer = _FakeTracer()  # type: ignore[assignment]
     span.acct = _FakeAcct()
     span.parent = None
@@ -312,24 +320,37 @@ _KINDS = st.sampled_from(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    gaps=st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50), _KINDS), max_size=8),
+    gaps=st.lists(
+        st.tuples(
+            st.integers(0, 50),
+            st.integers(0, 50),
+            _KINDS,
+            # a measured tail and its bound (tails.py); (0, 0): none measured
+            st.tuples(st.integers(0, 60), st.integers(0, 60)).map(sorted).map(tuple),
+        ),
+        max_size=8,
+    ),
     request_start=st.integers(0, 40),
     request_end=st.integers(0, 400),
     cpu=st.integers(0, 500),
     queueing=st.integers(0, 500),
 )
 def test_fast_booking_equals_book_trace_for_sequential_children(
-    gaps: list[tuple[int, int, Any]], request_start: int, request_end: int, cpu: int, queueing: int
+    gaps: list[tuple[int, int, Any, tuple[int, int]]],
+    request_start: int,
+    request_end: int,
+    cpu: int,
+    queueing: int,
 ) -> None:
     from latency_ledger_sqlalchemy import plugin
 
     rules = (*plugin.classify_rules(), *DEFAULT_RULES)
     lights = []
     at = 0
-    for gap, length, (name, kind, attrs) in gaps:
+    for gap, length, (name, kind, attrs), tail in gaps:
         start = at + gap
         at = start + length
-        lights.append(_light(name, kind, dict(attrs), start, at))
+        lights.append(_light(name, kind, dict(attrs), start, at, tail))
     server = Span(
         trace_id=f"{1:032x}",
         span_id=f"{7:016x}",

@@ -30,13 +30,24 @@ from types import CoroutineType
 from typing import Any, ClassVar
 
 
-class LoopState:
-    """One event loop's busy counter and the task factory we replaced on it."""
+# Steps closer than this (perf_counter ns) belong to one busy stretch of the loop: the
+# loop's own work between two steps (a poll, I/O callbacks) or the OS taking the CPU
+# away for a moment, not the loop waiting for I/O.
+STREAK_GAP_NS = 2_000_000
 
-    __slots__ = ("busy_ns", "factory", "previous_factory")
+
+class LoopState:
+    """One event loop's busy counter, its current busy stretch and the task factory we
+    replaced on it."""
+
+    __slots__ = ("busy_ns", "factory", "last_end_ns", "previous_factory", "streak_start_ns")
 
     def __init__(self, previous_factory: Any) -> None:
         self.busy_ns = 0
+        # the current stretch of back-to-back steps: where it began and where the last
+        # step ended (perf_counter ns); a step that runs more than STREAK_GAP_NS after
+        # the previous one ended begins a new stretch
+        self.streak_start_ns = self.last_end_ns = 0
         self.previous_factory = previous_factory
         self.factory: _TaskFactory | None = None
 
@@ -82,9 +93,74 @@ CURRENT: ContextVar[Account | None] = ContextVar("latency_ledger_account", defau
 class _Segment(threading.local):
     acct: Account | None = None
     t0: int = 0
+    # counted in ACTIVITY (a request's worker thread running Python), and whether a wait
+    # span took it out (to put it back when the wait ends)
+    active: bool = False
+    waiting: bool = False
 
 
 SEGMENT = _Segment()
+
+
+class Activity:
+    """The interpreter lock's busy clock for thread-per-request serving: wall time during
+    which at least one request thread was running Python (outside its wait spans).
+
+    A thread waiting to get the lock back after its I/O cannot run while another holds
+    it, and a thread in Python holds it or queues for it; so, read at a wait span's start
+    and end by a thread that is itself out of Python meanwhile, the difference bounds
+    the stretch the span's end spent waiting for the lock (collect/tails.py). Wall time,
+    not CPU: a lock holder the OS has preempted still holds it. Worker threads the
+    collector charges (``_ThreadCall``) and the Django WSGI middleware enter and leave;
+    event-loop threads never do (their busy clock is the loop's, ``LoopState``).
+    """
+
+    __slots__ = ("count", "lock", "since_ns", "total_ns")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+        self.since_ns = 0
+        self.total_ns = 0
+
+    def read(self) -> int:
+        with self.lock:
+            if self.count:
+                return self.total_ns + perf_counter_ns() - self.since_ns
+            return self.total_ns
+
+    def enter(self) -> None:
+        with self.lock:
+            if not self.count:
+                self.since_ns = perf_counter_ns()
+            self.count += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            if self.count:
+                self.count -= 1
+                if not self.count:
+                    self.total_ns += perf_counter_ns() - self.since_ns
+
+
+ACTIVITY = Activity()
+
+
+def enter_python() -> None:
+    """This request thread runs Python from now (see :class:`Activity`)."""
+    seg = SEGMENT
+    if not seg.active:
+        seg.active = True
+        ACTIVITY.enter()
+
+
+def leave_python() -> None:
+    """This request thread stops running Python for its request."""
+    seg = SEGMENT
+    seg.waiting = False
+    if seg.active:
+        seg.active = False
+        ACTIVITY.leave()
 
 
 def begin_segment(acct: Account) -> None:
@@ -113,6 +189,9 @@ def pause_for_wait(acct: Account) -> None:
         now = thread_time_ns()
         if acct.depth == 0:
             acct.cpu_ns += now - seg.t0
+            if seg.active:  # out of Python until the wait ends
+                leave_python()
+                seg.waiting = True
         seg.t0 = now
     acct.depth += 1
 
@@ -123,6 +202,9 @@ def resume_after_wait(acct: Account) -> None:
         seg.t0 = thread_time_ns()
     if acct.depth > 0:
         acct.depth -= 1
+    if seg.waiting and acct.depth == 0:
+        seg.waiting = False
+        enter_python()
 
 
 def _end_step(seg: _Segment, wall_ns: int) -> None:
@@ -158,21 +240,28 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
     def send(self, value: Any) -> Any:
         seg = SEGMENT
         acct = seg.acct = CURRENT.get()
+        state = self._state
         w0 = perf_counter_ns()
+        if w0 - state.last_end_ns > STREAK_GAP_NS:
+            state.streak_start_ns = w0
         if acct is not None:  # a step of no request needs no CPU clock (a system call)
             seg.t0 = thread_time_ns()
         try:
             return self._coro.send(value)
         finally:
-            wall = perf_counter_ns() - w0
-            self._state.busy_ns += wall
+            end = state.last_end_ns = perf_counter_ns()
+            wall = end - w0
+            state.busy_ns += wall
             if seg.acct is not None:
                 _end_step(seg, wall)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         seg = SEGMENT
         acct = seg.acct = CURRENT.get()
+        state = self._state
         w0 = perf_counter_ns()
+        if w0 - state.last_end_ns > STREAK_GAP_NS:
+            state.streak_start_ns = w0
         if acct is not None:
             seg.t0 = thread_time_ns()
         try:
@@ -180,8 +269,9 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
                 return self._coro.throw(typ)
             return self._coro.throw(typ, val, tb)
         finally:
-            wall = perf_counter_ns() - w0
-            self._state.busy_ns += wall
+            end = state.last_end_ns = perf_counter_ns()
+            wall = end - w0
+            state.busy_ns += wall
             if seg.acct is not None:
                 _end_step(seg, wall)
 
@@ -251,6 +341,8 @@ class _ThreadCall:
         seg = SEGMENT
         outer, outer_t0 = seg.acct, seg.t0
         seg.acct = self._acct
+        was_active = seg.active
+        enter_python()
         seg.t0 = thread_time_ns()
         try:
             wrapper = self._acct.thread_wrapper
@@ -258,6 +350,8 @@ class _ThreadCall:
                 return wrapper(self._func, *args, **kwargs)
             return self._func(*args, **kwargs)
         finally:
+            if not was_active:
+                leave_python()
             now = thread_time_ns()
             acct = seg.acct
             if acct is not None and acct.depth == 0:
@@ -265,6 +359,24 @@ class _ThreadCall:
             # a nested call (from_thread back into a worker) resumes the outer segment
             seg.acct = outer
             seg.t0 = now if outer is not None else outer_t0
+
+
+class _InPython:
+    """A callable run in a pool thread with no request: counted in :data:`ACTIVITY`."""
+
+    __slots__ = ("_func",)
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self._func = func
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if SEGMENT.active:  # nested (a pool run inline): already counted
+            return self._func(*args, **kwargs)
+        enter_python()
+        try:
+            return self._func(*args, **kwargs)
+        finally:
+            leave_python()
 
 
 class Hooks:
@@ -302,8 +414,13 @@ class Hooks:
 
         def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
             acct = CURRENT.get()
-            if acct is not None and not isinstance(fn, _ThreadCall):
-                fn = _ThreadCall(fn, acct)
+            if acct is not None:
+                if not isinstance(fn, _ThreadCall):
+                    fn = _ThreadCall(fn, acct)
+            elif not isinstance(fn, _ThreadCall | _InPython):
+                # a server's own pool (gunicorn gthread serves each connection in one):
+                # its Python holds the interpreter lock as much as a request's does
+                fn = _InPython(fn)
             return original_submit(self, fn, *args, **kwargs)
 
         self._patch(concurrent.futures.ThreadPoolExecutor, "submit", submit)

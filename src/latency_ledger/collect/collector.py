@@ -56,6 +56,7 @@ from latency_ledger.collect.light import (
 )
 from latency_ledger.collect.profiling import ProfileSampler
 from latency_ledger.collect.scrub import scrub_path
+from latency_ledger.collect.tails import TypicalIo
 from latency_ledger.collect.spans import (
     ERROR_STATUS,
     SAMPLED,
@@ -221,6 +222,7 @@ class Collector:
         self._slowest: dict[str, tuple[int, int]] = {}
         self._classified: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # see book_light
         self._paths: dict[str, str] = {}  # raw path -> what url.path records
+        self.typical_io = TypicalIo()  # each statement's I/O time when uncontended (tails.py)
         self._interval_ns = int(config.slow_interval_s * 1e9)
         self.closed = False
         global_provider = trace.get_tracer_provider()

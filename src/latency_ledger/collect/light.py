@@ -35,7 +35,8 @@ from opentelemetry.util._decorator import _agnosticcontextmanager
 
 from latency_ledger.collect.accounting import CURRENT, SEGMENT, pause_for_wait, resume_after_wait
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
-from latency_ledger.ledger import MAX_WALL_NS, split_measured
+from latency_ledger.collect.tails import loop_streak_ns, others_clock, span_key
+from latency_ledger.ledger import MAX_WALL_NS, split_measured, tail_overlap
 from latency_ledger.model import Span
 from latency_ledger.model import SpanKind as ModelKind
 
@@ -49,6 +50,9 @@ _MODEL_KINDS = (
     ModelKind.CONSUMER,
 )
 _ERROR = StatusCode.ERROR
+# a wait span's tail (see tails.py), as the offline ledger reads it
+TAIL_NS = "ledger.queueing_ns"
+TAIL_MAX_NS = "ledger.queueing_max_ns"
 
 
 class LightSpan(trace.Span):
@@ -65,14 +69,17 @@ class LightSpan(trace.Span):
         "_context",
         "acct",
         "attributes",
+        "bound_ns",
         "end_time",
         "events",
         "kind",
         "name",
+        "others0",
         "parent",
         "shared",
         "start_time",
         "status",
+        "tail_ns",
         "tracer",
     )
 
@@ -103,7 +110,9 @@ class LightSpan(trace.Span):
         self.events: list[Event] | tuple[()] = ()  # a list once an event is added
         self._context: SpanContext | None = None
         self.start_time = start_time or time_ns()
+        self.tail_ns = self.bound_ns = 0
         if kind in _WAIT_KINDS:
+            self.others0 = others_clock(acct)
             pause_for_wait(acct)
 
     def get_span_context(self) -> SpanContext:
@@ -122,6 +131,7 @@ class LightSpan(trace.Span):
     def end(self, end_time: int | None = None) -> None:
         if self.end_time is not None:
             return
+        now = end_time is None  # else the caller timed it: nothing of ours to measure
         self.end_time = end_time or time_ns()
         acct = self.acct
         try:
@@ -135,6 +145,8 @@ class LightSpan(trace.Span):
                     )
                 return
             if self.kind in _WAIT_KINDS:
+                if now:
+                    self._measure_tail(acct)
                 resume_after_wait(acct)
             lights = acct.lights
             if len(lights) + len(acct.children) < acct.max_children:
@@ -143,6 +155,21 @@ class LightSpan(trace.Span):
                 self.tracer.collector.stats.dropped_spans += 1
         except Exception:  # never into the app
             self.tracer.collector.stats.errors += 1
+
+    def _measure_tail(self, acct: Any) -> None:
+        """How much of this wait's end was waiting for the loop or the lock (tails.py)."""
+        length = self.end_time - self.start_time  # type: ignore[operator]
+        cpu, activity = others_clock(acct)
+        cpu0, activity0 = self.others0
+        others = max(cpu - cpu0, activity - activity0)
+        # the loop's busy stretch up to now also covers its gaps between steps (its own
+        # callbacks, the OS's preemptions), when other tasks' steps fill most of it
+        streak = min(loop_streak_ns(acct), length)
+        bound = streak if streak > others and others * 2 >= streak else others
+        if length > 0:  # a span with no contention at all teaches the typical time too
+            self.tail_ns, self.bound_ns = self.tracer.collector.typical_io.tail(
+                span_key(self.name, self.attributes), length, bound
+            )
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self.end_time is not None:
@@ -364,6 +391,13 @@ class LightTracerProvider(trace.TracerProvider):
 # -- at the request's end -------------------------------------------------------------
 
 
+def exported_attributes(span: LightSpan) -> dict[str, Any]:
+    """The span's attributes, with its tail and bound when it has one."""
+    if span.bound_ns <= 0:
+        return span.attributes
+    return {**span.attributes, TAIL_NS: span.tail_ns, TAIL_MAX_NS: span.bound_ns}
+
+
 def _model_span(span: LightSpan, trace_id: str, server_id: str, service: str) -> Span:
     parent = span.parent
     return Span(
@@ -375,7 +409,7 @@ def _model_span(span: LightSpan, trace_id: str, server_id: str, service: str) ->
         start_ns=span.start_time,
         end_ns=span.end_time or span.start_time,
         is_error=span.status.status_code is _ERROR,
-        attributes=span.attributes,
+        attributes=exported_attributes(span),
         service=service,
     )
 
@@ -424,9 +458,9 @@ def book_light(
     waits = light_waits(start_ns, hi, lights, classify, classified, service)
     if waits is None:
         return None
-    database, network = waits
+    database, network, tails = waits
     own = hi - start_ns - database - network
-    return (database, network, *split_measured(own, cpu_ns, queueing_ns))
+    return (database, network, *split_measured(own, cpu_ns, max(queueing_ns, tails)))
 
 
 def light_waits(
@@ -436,9 +470,10 @@ def light_waits(
     classify: Callable[[Span], Any],
     classified: dict[tuple[Any, ...], tuple[Any, Any]] | None,
     service: str,
-) -> tuple[int, int] | None:
-    """(database, network) ns of a request spanning ``lo``..``hi`` from its light
-    children, when they are direct and sequential; None otherwise.
+) -> tuple[int, int, int] | None:
+    """(database, network, tails) ns of a request spanning ``lo``..``hi`` from its light
+    children, when they are direct and sequential; None otherwise. ``tails``: the parts
+    of wait spans' tails (``tail_ns``, see tails.py) moved from their category to own time.
 
     Sequential children (after clipping to the request, each starts at or after the
     previous one ends) never compete for an instant, so the critical-path rule gives each
@@ -451,7 +486,7 @@ def light_waits(
 
     ordered = sorted(lights, key=_START) if len(lights) > 1 else lights
     database_category = Category.DATABASE
-    database = network = 0
+    database = network = tails = 0
     previous_end = lo
     for light in ordered:
         if light.parent is not None:
@@ -498,11 +533,16 @@ def light_waits(
                 classified[key] = (light.attributes, found)
         if found is None:
             continue
+        length = end - start
+        if light.bound_ns > 0:  # exported as the span's tail attribute (exported_attributes)
+            moved = tail_overlap(light.tail_ns, start, end, light.end_time or light.start_time)
+            length -= moved
+            tails += moved
         if found[0] == database_category:
-            database += end - start
+            database += length
         else:
-            network += end - start
-    return database, network
+            network += length
+    return database, network, tails
 
 
 def _start(span: LightSpan) -> tuple[int, int]:
@@ -527,7 +567,7 @@ def materialize(lights: Sequence[LightSpan], acct: Any, collector: Any) -> list[
                 context=light.get_span_context(),
                 parent=parent.get_span_context() if parent is not None else server_context,
                 resource=resource,
-                attributes=light.attributes,
+                attributes=exported_attributes(light),
                 events=tuple(light.events),
                 kind=light.kind,
                 status=light.status,

@@ -44,6 +44,8 @@ from latency_ledger.collect.accounting import (
     TimedCoroutine,
     begin_segment,
     end_segment,
+    enter_python,
+    leave_python,
     request_start,
 )
 from latency_ledger.collect.threads import PROCESS_CPU, request_cpu_ns
@@ -338,6 +340,8 @@ class LedgerMiddleware:
         charged0 = acct.cpu_ns
         begin_segment(acct)
         seg_t0 = SEGMENT.t0  # the thread clock begin_segment read: no extra system call
+        in_python = SEGMENT.active  # the server's pool thread may be counted already
+        enter_python()  # holds or queues for the interpreter lock (tails of I/O spans)
         response: Any = None
         error: BaseException | None = None
         try:
@@ -346,6 +350,8 @@ class LedgerMiddleware:
             error = exc
             raise
         finally:
+            if not in_python:
+                leave_python()
             end_segment()
             # this thread's CPU in the view, and all the CPU charged to the request meanwhile
             # (helper threads too): the request's CPU in the view is their maximum

@@ -7,4 +7,6 @@ urlpatterns = [
     path("async", views.async_view),
     path("hello", views.hello),
     path("warm", views.warm),
+    path("busy_view", views.busy_view),
+    path("busy_sleep", views.busy_sleep),
 ]

@@ -49,3 +49,27 @@ def warm(request: HttpRequest) -> JsonResponse:
 
 def hello(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"hello": "world"})
+
+
+def busy_view(request: HttpRequest) -> JsonResponse:
+    """10 ms of Python CPU and 10 fast queries, the view's own clock around each query."""
+    each = []
+    for _ in range(10):
+        burn_cpu(1)
+        t0 = time.perf_counter_ns()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        each.append(time.perf_counter_ns() - t0)
+    return JsonResponse({"db_ns": sum(each), "each_ns": each})
+
+
+def busy_sleep(request: HttpRequest) -> JsonResponse:
+    """10 ms of Python CPU and one ``SELECT pg_sleep(0.03)``."""
+    burn_cpu(10)
+    t0 = time.perf_counter_ns()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.03)")
+        cursor.fetchone()
+    db_ns = time.perf_counter_ns() - t0
+    return JsonResponse({"db_ns": db_ns, "each_ns": [db_ns]})

@@ -1,0 +1,128 @@
+"""The end of an I/O span that was waiting for Python, not for the I/O.
+
+A wait span (a database statement, an HTTP call) ends when Python resumes, not when the
+I/O finished: after the reply arrives, the request still needs the event loop (busy with
+other tasks' steps) or the interpreter lock (held by other threads). That stretch, the
+span's *tail*, is queueing (a faster runtime shrinks it), not database or network.
+
+Contract:
+
+- :func:`others_clock` reads a clock of the work other than the calling request's that can
+  keep it from resuming: the CPU of the process's other threads (the interpreter lock is
+  held by a thread running Python, so it runs on a CPU) plus, on an event-loop thread, the
+  wall time of other tasks' steps (``LoopState.busy_ns`` minus the account's own steps).
+  Read at a wait span's start and end, its difference is the span's ``bound``: the tail
+  cannot be longer (it is the time others ran while the request could not), nor longer
+  than the span. A bound, not a measurement: where in the span the I/O finished is not
+  visible from Python (the I/O completes in C or in the kernel, without the lock).
+- :class:`TypicalIo` turns (span, bound) into the tail the ledger books: a span during
+  which others barely ran (``bound <= length / 10``) is *clean* and teaches the
+  statement's (or call's) typical I/O time (the median of its last 15 clean spans: one
+  slow call, a cold cache or the machine's other load, does not move it) and books no tail (a tenth of contention is
+  noise, not worth a guess); a contended span's I/O is estimated as that
+  typical time, so its tail is ``length - typical`` clipped to ``[0, bound]``. With no
+  clean sample yet the whole bound is the tail (the database part is then its lower
+  bound: an uncertain stretch is never booked as database).
+
+So the truth lies in ``[length - bound, length]`` for the I/O part and the booked figure
+``length - tail`` is inside it; both ``tail`` and ``bound`` travel on the span
+(``ledger.queueing_ns``, ``ledger.queueing_max_ns``) and their sums on the request, so
+the report can show how far the I/O figures could move.
+
+Cost per wait span: two reads each of the process and thread CPU clocks (system calls,
+~0.6 us each here) and a dict lookup at its end.
+"""
+
+from __future__ import annotations
+
+from asyncio import _get_running_loop
+from time import perf_counter_ns, process_time_ns, thread_time_ns
+from typing import Any
+
+from latency_ledger.collect.accounting import ACTIVITY, LoopState
+
+__all__ = ["MAX_KEYS", "TypicalIo", "loop_streak_ns", "others_clock", "span_key"]
+
+MAX_KEYS = 4_096  # statements/calls remembered; more (unbounded raw SQL) start over
+_CLEAN_DIVISOR = 10  # clean: others ran for at most a tenth of the span
+_WINDOW = 15  # clean spans per statement whose median is its typical I/O time
+
+
+def others_clock(acct: Any) -> tuple[int, int]:
+    """Two clocks of others' work that could delay ``acct``'s resumption, in ns: (other
+    threads' CPU, plus other tasks' steps on this event-loop thread; request threads'
+    wall time in Python, ``accounting.ACTIVITY``). A span's bound is the larger
+    difference: the CPU clock misses a lock holder the OS preempted, the wall clock
+    misses threads that are not request threads."""
+    others = process_time_ns() - thread_time_ns()
+    state = acct.loop_state
+    if type(state) is LoopState and _get_running_loop() is not None:
+        others += state.busy_ns - acct.loop_ns
+    return others, ACTIVITY.read()
+
+
+def loop_streak_ns(acct: Any) -> int:
+    """On ``acct``'s event-loop thread: how long the loop has been busy without a break
+    (steps back to back, see ``accounting.STREAK_GAP_NS``) up to now; else 0.
+
+    A second bound on a span's tail, for the loop: it also covers the loop's own work
+    between steps (I/O callbacks) and moments the OS took the CPU away, which
+    :func:`others_clock` does not see; it would also cover I/O still in flight when the
+    stretch began, which is why the typical I/O time is kept out of the tail anyway. It
+    is used only when other tasks' steps fill at least half of it: a fast reply on an
+    idle loop also resumes within the gap, and its stretch is the request's own.
+    """
+    state = acct.loop_state
+    if type(state) is not LoopState or _get_running_loop() is None:
+        return 0
+    return perf_counter_ns() - state.streak_start_ns
+
+
+def span_key(name: str, attributes: dict[str, Any]) -> tuple[str, str]:
+    """What makes two wait spans the same I/O: their name and statement (or URL)."""
+    get = attributes.get
+    what = (
+        get("db.query.text")
+        or get("db.statement")
+        or get("url.full")
+        or get("http.url")
+        or get("server.address")
+        or ""
+    )
+    return name, what if type(what) is str else str(what)
+
+
+class TypicalIo:
+    """Each statement's typical I/O time: the median of its last clean spans (thread-safe
+    enough: a lost update under a thread switch only delays the median)."""
+
+    __slots__ = ("recent", "typical")
+
+    def __init__(self) -> None:
+        self.recent: dict[tuple[str, str], list[int]] = {}
+        self.typical: dict[tuple[str, str], int] = {}
+
+    def tail(self, key: tuple[str, str], length_ns: int, bound_ns: int) -> tuple[int, int]:
+        """(tail, bound) in ns of a span ``length_ns`` long during which others ran
+        ``bound_ns``: the tail to book as queueing and the bound clipped to the span."""
+        length = max(0, length_ns)
+        bound = min(max(0, bound_ns), length)
+        if bound * _CLEAN_DIVISOR <= length:  # clean: its own I/O time, no tail
+            self._learn(key, length)
+            return 0, bound
+        typical = self.typical.get(key)
+        if typical is None:
+            return bound, bound
+        return min(bound, max(0, length - typical)), bound
+
+    def _learn(self, key: tuple[str, str], length: int) -> None:
+        recent = self.recent.get(key)
+        if recent is None:
+            if len(self.recent) >= MAX_KEYS:
+                self.recent.clear()
+                self.typical.clear()
+            recent = self.recent[key] = []
+        recent.append(length)
+        if len(recent) > _WINDOW:
+            del recent[0]
+        self.typical[key] = sorted(recent)[len(recent) // 2]

@@ -1,0 +1,89 @@
+"""A busy app for the interpreter-wait known answers (``test_busy_io.py``).
+
+``/fast`` runs one ``SELECT 1`` on the event loop; ``/block`` blocks the loop with 100 ms
+of CPU; ``/sync_view`` is a ``def`` endpoint (a worker thread) doing 10 ms of Python CPU
+and 10 fast queries, ``/sync_sleep`` 10 ms of CPU and one ``SELECT pg_sleep(0.03)``.
+Each answers with the wall time of its queries as it measured them around each call
+(the database's time plus any wait to resume Python).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import psycopg
+from fastapi import FastAPI
+
+import latency_ledger.collect
+
+DSN = os.environ.get("PG_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+_local = threading.local()  # one connection per worker thread: no lock shared between them
+
+
+def burn_cpu(ms: float) -> None:
+    """Pure-Python work until this thread has run ``ms`` milliseconds of CPU."""
+    end = time.thread_time_ns() + int(ms * 1_000_000)
+    x = 0
+    while time.thread_time_ns() < end:
+        x += 1
+
+
+def sync_db() -> psycopg.Connection[tuple[object, ...]]:
+    conn = getattr(_local, "conn", None)
+    if conn is None:
+        conn = _local.conn = psycopg.connect(DSN, autocommit=True)
+    return conn
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.db = await psycopg.AsyncConnection.connect(DSN, autocommit=True)
+    yield
+    await app.state.db.close()
+
+
+app = FastAPI(title="busy-app", lifespan=lifespan)
+
+
+@app.get("/fast")
+async def fast() -> dict[str, int]:
+    t0 = time.perf_counter_ns()
+    async with app.state.db.cursor() as cur:
+        await cur.execute("SELECT 1")
+        await cur.fetchone()
+    return {"db_ns": time.perf_counter_ns() - t0}
+
+
+@app.get("/block")
+async def block() -> dict[str, int]:
+    burn_cpu(100)
+    return {"ok": 1}
+
+
+@app.get("/sync_view")
+def sync_view() -> dict[str, object]:
+    conn = sync_db()
+    each = []
+    for _ in range(10):
+        burn_cpu(1)
+        t0 = time.perf_counter_ns()
+        conn.execute("SELECT 1").fetchone()
+        each.append(time.perf_counter_ns() - t0)
+    return {"db_ns": sum(each), "each_ns": each}
+
+
+@app.get("/sync_sleep")
+def sync_sleep() -> dict[str, object]:
+    conn = sync_db()
+    burn_cpu(10)
+    t0 = time.perf_counter_ns()
+    conn.execute("SELECT pg_sleep(0.03)").fetchone()
+    db_ns = time.perf_counter_ns() - t0
+    return {"db_ns": db_ns, "each_ns": [db_ns]}
+
+
+app = latency_ledger.collect.instrument(app)

@@ -1,0 +1,130 @@
+"""Tails of I/O spans: the typical I/O time, the tail it leaves, and the clocks bounding it.
+
+Hand-built numbers; the known answers on real servers are in ``test_busy_io.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from latency_ledger.collect.accounting import (
+    ACTIVITY,
+    SEGMENT,
+    Account,
+    Activity,
+    begin_segment,
+    end_segment,
+    enter_python,
+    leave_python,
+    pause_for_wait,
+    resume_after_wait,
+)
+from latency_ledger.collect.tails import MAX_KEYS, TypicalIo, span_key
+from latency_ledger.ledger import tail_overlap
+
+MS = 1_000_000
+KEY = ("SELECT", "SELECT 1")
+
+
+def test_a_contended_span_with_no_clean_sample_books_its_whole_bound() -> None:
+    # never a guess as database: with nothing known, all that others ran is the tail
+    assert TypicalIo().tail(KEY, 10 * MS, 6 * MS) == (6 * MS, 6 * MS)
+
+
+def test_a_clean_span_books_no_tail_and_teaches_the_typical_time() -> None:
+    typical = TypicalIo()
+    assert typical.tail(KEY, 2 * MS, MS // 10) == (0, MS // 10)  # others ran 5%: clean
+    assert typical.typical[KEY] == 2 * MS
+    # contended: the I/O took its typical 2 ms, the rest (within the bound) is the tail
+    assert typical.tail(KEY, 30 * MS, 25 * MS) == (25 * MS, 25 * MS)
+    assert typical.tail(KEY, 30 * MS, 29 * MS) == (28 * MS, 29 * MS)
+    # the bound caps it: what others did not run is not queueing
+    assert typical.tail(KEY, 30 * MS, 10 * MS) == (10 * MS, 10 * MS)
+    # a span shorter than the typical time has no tail
+    assert typical.tail(KEY, MS, 900_000) == (0, 900_000)
+
+
+def test_the_typical_time_is_the_median_of_recent_clean_spans() -> None:
+    typical = TypicalIo()
+    for ms in (1, 1, 50, 1, 1):  # one slow call (a cold cache) does not move it
+        typical.tail(KEY, ms * MS, 0)
+    assert typical.typical[KEY] == MS
+    for _ in range(20):  # the statement became slower: the median follows
+        typical.tail(KEY, 5 * MS, 0)
+    assert typical.typical[KEY] == 5 * MS
+    other = ("SELECT", "SELECT 2")
+    assert other not in typical.typical
+
+
+def test_bounds_are_clipped_and_memory_is_bounded() -> None:
+    typical = TypicalIo()
+    assert typical.tail(KEY, 5 * MS, -3) == (0, 0)
+    assert typical.tail(KEY, 5 * MS, 9 * MS)[1] == 5 * MS
+    for i in range(MAX_KEYS + 5):
+        typical.tail(("SELECT", str(i)), MS, 0)
+    assert len(typical.typical) <= MAX_KEYS
+
+
+def test_span_key_reads_the_statement_or_the_url() -> None:
+    assert span_key("SELECT", {"db.statement": "SELECT 1"}) == ("SELECT", "SELECT 1")
+    assert span_key("q", {"db.query.text": "SELECT 2", "db.statement": "x"}) == ("q", "SELECT 2")
+    assert span_key("GET", {"url.full": "http://x/y"}) == ("GET", "http://x/y")
+    assert span_key("op", {}) == ("op", "")
+
+
+def test_tail_overlap_counts_only_what_the_span_booked() -> None:
+    # a span 0..100 whose last 30 were the tail, booked whole
+    assert tail_overlap(30, 0, 100, 100) == 30
+    # booked only up to 80 (a sibling finishing later won 80..100): 70..80 of the tail
+    assert tail_overlap(30, 0, 80, 100) == 10
+    # booked 0..50: the tail (70..100) is all outside
+    assert tail_overlap(30, 0, 50, 100) == 0
+    # a tail longer than the booked part is clipped to it
+    assert tail_overlap(500, 20, 100, 100) == 80
+    assert tail_overlap(0, 0, 100, 100) == 0
+
+
+def test_activity_counts_wall_time_any_request_thread_runs_python() -> None:
+    clock = Activity()
+    assert clock.read() == 0
+    clock.enter()
+    clock.enter()
+    time.sleep(0.002)
+    clock.leave()
+    time.sleep(0.002)
+    clock.leave()
+    busy = clock.read()
+    assert 4 * MS <= busy < 60 * MS  # both threads' overlap counted once
+    time.sleep(0.002)
+    assert clock.read() == busy  # idle: the clock stands still
+    clock.leave()  # unbalanced: ignored
+    assert clock.count == 0
+
+
+def test_a_wait_span_takes_the_thread_out_of_python_until_it_ends() -> None:
+    acct = Account(None)
+    seen: list[int] = []
+
+    def request_thread() -> None:
+        begin_segment(acct)
+        enter_python()
+        try:
+            seen.append(ACTIVITY.count)
+            pause_for_wait(acct)  # the thread waits on I/O: not in Python
+            seen.append(ACTIVITY.count)
+            resume_after_wait(acct)
+            seen.append(ACTIVITY.count)
+        finally:
+            leave_python()
+            end_segment()
+        seen.append(ACTIVITY.count)
+        seen.append(int(SEGMENT.active))
+
+    before = ACTIVITY.count
+    thread = threading.Thread(target=request_thread)
+    thread.start()
+    thread.join()
+    assert [n - before for n in seen[:4]] == [1, 0, 1, 0]
+    assert seen[4] == 0
