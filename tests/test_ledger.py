@@ -958,3 +958,21 @@ def test_a_tail_counts_only_where_its_span_was_booked() -> None:
     assert request.ledger.database_ns == 60 * MS
     assert request.ledger.queueing_ns == 10 * MS
     assert request.ledger.total_ns == request.wall_ns
+
+
+def test_a_wait_spans_os_delay_is_waiting_but_not_queueing() -> None:
+    # d1 10..70: its last 20 ms waited for the lock (queueing), the 30 ms before that its
+    # thread waited for a CPU (the OS ran another process): database 10
+    request = only(
+        request_span(attrs={"ledger.cpu_ns": 20 * MS}),
+        db(
+            "d1",
+            "r",
+            10 * MS,
+            70 * MS,
+            **{"ledger.queueing_ns": 20 * MS, "ledger.unattributed_ns": 30 * MS},
+        ),
+    )
+    assert request.ledger.database_ns == 10 * MS
+    assert request.ledger.waiting_ns == 70 * MS
+    assert request.ledger.queueing_ns == 20 * MS

@@ -79,6 +79,9 @@ _TOTALS = (DATABASE_NS, NETWORK_NS, INTERPRETER_NS, WAITING_NS)
 # On a wait span: the stretch at its end spent waiting for the event loop or the
 # interpreter lock after the I/O (collect/tails.py), booked as waiting and queueing.
 TAIL_NS = QUEUEING_NS
+# On a wait span: the stretch the OS kept its thread from a CPU (just before the tail):
+# waiting, not the span's category, and not queueing either.
+DELAY_NS = "ledger.unattributed_ns"
 # Longer "requests" are corrupt timestamps; the cap keeps every part inside the int64
 # columns aggregation stores them in (2**62 ns is ~146 years).
 MAX_WALL_NS = 2**62
@@ -380,8 +383,10 @@ def book_spans(
     """``(database_ns, network_ns, own_ns, calls, spans covered, tails_ns)`` from a span tree.
 
     A wait span's tail (``ledger.queueing_ns`` on it: the end of the span spent waiting
-    for the loop or the interpreter lock) is own time, not the span's category, for the
-    part of it inside what the span booked; ``tails_ns`` sums those parts.
+    for the loop or the interpreter lock) and, just before it, its delay
+    (``ledger.unattributed_ns``: its thread waiting for a CPU) are own time, not the
+    span's category, for the part inside what the span booked; ``tails_ns`` sums the
+    tails' parts (queueing).
 
     Nested SERVER spans are appended to ``nested``, as in :func:`book_request`.
 
@@ -462,12 +467,16 @@ def book_spans(
             # A wait span's descendants are its own; count them as covered.
             covered += 1 if get_children(kid.span_id) is None else _cover(kid, children, nested)
             category, kind, system, target = found
-            tail = kid.attributes.get(TAIL_NS)
-            if tail is not None:
-                moved = tail_overlap(as_int(tail) or 0, k_start, won_end, kid.end_ns)
+            kid_attrs = kid.attributes
+            tail = kid_attrs.get(TAIL_NS)
+            delay = kid_attrs.get(DELAY_NS)
+            if tail is not None or delay is not None:
+                queued = max(0, as_int(tail) or 0) if tail is not None else 0
+                off_cpu = max(0, as_int(delay) or 0) if delay is not None else 0
+                moved = tail_overlap(queued + off_cpu, k_start, won_end, kid.end_ns)
                 length -= moved
                 own += moved
-                tails += moved
+                tails += queued if queued < moved else moved  # the tail is the last part
             if category == database_category:
                 database += length
             else:

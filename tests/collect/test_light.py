@@ -285,10 +285,10 @@ def _light(
     attrs: dict[str, Any],
     start: int,
     end: int,
-    tail: tuple[int, int] = (0, 0),
+    tail: tuple[int, int, int] = (0, 0, 0),
 ) -> Any:
     span = object.__new__(LightSpan)
-    span.tail_ns, span.bound_ns = tail
+    span.tail_ns, span.bound_ns, span.delay_ns = tail
     span.tracer = _FakeTracer()  # type: ignore[assignment]
     span.acct = _FakeAcct()
     span.parent = None
@@ -325,8 +325,10 @@ _KINDS = st.sampled_from(
             st.integers(0, 50),
             st.integers(0, 50),
             _KINDS,
-            # a measured tail and its bound (tails.py); (0, 0): none measured
-            st.tuples(st.integers(0, 60), st.integers(0, 60)).map(sorted).map(tuple),
+            # a measured tail, its bound and an OS delay (tails.py); zeros: none measured
+            st.tuples(st.integers(0, 60), st.integers(0, 60), st.integers(0, 30)).map(
+                lambda t: (min(t[0], t[1]), max(t[0], t[1]), t[2])
+            ),
         ),
         max_size=8,
     ),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from latency_ledger.collect.accounting import (
     ACTIVITY,
@@ -30,20 +29,23 @@ KEY = ("SELECT", "SELECT 1")
 
 def test_a_contended_span_with_no_clean_sample_books_its_whole_bound() -> None:
     # never a guess as database: with nothing known, all that others ran is the tail
-    assert TypicalIo().tail(KEY, 10 * MS, 6 * MS) == (6 * MS, 6 * MS)
+    assert TypicalIo().tail(KEY, 10 * MS, 6 * MS) == (6 * MS, 0, 6 * MS)
 
 
 def test_a_clean_span_books_no_tail_and_teaches_the_typical_time() -> None:
     typical = TypicalIo()
-    assert typical.tail(KEY, 2 * MS, MS // 10) == (0, MS // 10)  # others ran 5%: clean
+    assert typical.tail(KEY, 2 * MS, MS // 10) == (0, 0, MS // 10)  # others ran 5%: clean
     assert typical.typical[KEY] == 2 * MS
     # contended: the I/O took its typical 2 ms, the rest (within the bound) is the tail
-    assert typical.tail(KEY, 30 * MS, 25 * MS) == (25 * MS, 25 * MS)
-    assert typical.tail(KEY, 30 * MS, 29 * MS) == (28 * MS, 29 * MS)
+    assert typical.tail(KEY, 30 * MS, 25 * MS) == (25 * MS, 0, 25 * MS)
+    assert typical.tail(KEY, 30 * MS, 29 * MS) == (28 * MS, 0, 29 * MS)
     # the bound caps it: what others did not run is not queueing
-    assert typical.tail(KEY, 30 * MS, 10 * MS) == (10 * MS, 10 * MS)
+    assert typical.tail(KEY, 30 * MS, 10 * MS) == (10 * MS, 0, 10 * MS)
     # a span shorter than the typical time has no tail
-    assert typical.tail(KEY, MS, 900_000) == (0, 900_000)
+    assert typical.tail(KEY, MS, 900_000) == (0, 0, 900_000)
+    # the OS kept the thread off the CPU 20 ms: not I/O, not queueing; of the other 10,
+    # the I/O's typical 2 ms and 8 ms of the 9 others ran
+    assert typical.tail(KEY, 30 * MS, 9 * MS, 20 * MS) == (8 * MS, 20 * MS, 9 * MS)
 
 
 def test_the_typical_time_is_the_median_of_recent_clean_spans() -> None:
@@ -60,8 +62,9 @@ def test_the_typical_time_is_the_median_of_recent_clean_spans() -> None:
 
 def test_bounds_are_clipped_and_memory_is_bounded() -> None:
     typical = TypicalIo()
-    assert typical.tail(KEY, 5 * MS, -3) == (0, 0)
-    assert typical.tail(KEY, 5 * MS, 9 * MS)[1] == 5 * MS
+    assert typical.tail(KEY, 5 * MS, -3) == (0, 0, 0)
+    assert typical.tail(KEY, 5 * MS, 9 * MS)[2] == 5 * MS
+    assert typical.tail(KEY, 5 * MS, 0, 9 * MS) == (0, 5 * MS, 0)
     for i in range(MAX_KEYS + 5):
         typical.tail(("SELECT", str(i)), MS, 0)
     assert len(typical.typical) <= MAX_KEYS
@@ -128,3 +131,11 @@ def test_a_wait_span_takes_the_thread_out_of_python_until_it_ends() -> None:
     thread.join()
     assert [n - before for n in seen[:4]] == [1, 0, 1, 0]
     assert seen[4] == 0
+
+
+def test_run_delay_is_this_threads_wait_for_a_cpu() -> None:
+    from latency_ledger.collect.tails import run_delay_ns
+
+    first = run_delay_ns()
+    assert first >= 0
+    assert run_delay_ns() >= first  # a counter: never goes down

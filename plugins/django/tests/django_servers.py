@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
-import threading
 import socket
 import subprocess
 import sys
@@ -89,35 +87,3 @@ class DjangoServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-class QueryProbe:
-    """``SELECT 1`` from the test process every few ms while the block runs: what the
-    query costs meanwhile with no interpreter lock of the server's to wait for."""
-
-    def __init__(self) -> None:
-        self.times: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psycopg
-
-        with psycopg.connect(
-            "host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True
-        ) as conn:
-            while not self._stop.wait(0.005):
-                t0 = time.perf_counter_ns()
-                conn.execute("SELECT 1").fetchone()
-                self.times.append(time.perf_counter_ns() - t0)
-
-    def median_ns(self) -> float:
-        return statistics.median(self.times)
-
-    def __enter__(self) -> QueryProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)

@@ -29,7 +29,6 @@ from time import perf_counter_ns, thread_time_ns, time_ns
 from types import CoroutineType
 from typing import Any, ClassVar
 
-
 # Steps closer than this (perf_counter ns) belong to one busy stretch of the loop: the
 # loop's own work between two steps (a poll, I/O callbacks) or the OS taking the CPU
 # away for a moment, not the loop waiting for I/O.

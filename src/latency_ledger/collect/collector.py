@@ -56,7 +56,6 @@ from latency_ledger.collect.light import (
 )
 from latency_ledger.collect.profiling import ProfileSampler
 from latency_ledger.collect.scrub import scrub_path
-from latency_ledger.collect.tails import TypicalIo
 from latency_ledger.collect.spans import (
     ERROR_STATUS,
     SAMPLED,
@@ -68,6 +67,7 @@ from latency_ledger.collect.spans import (
     parent_context,
     route_template,
 )
+from latency_ledger.collect.tails import TypicalIo
 from latency_ledger.ledger import split_measured
 from latency_ledger.model import Span, SpanKind
 

@@ -35,7 +35,7 @@ from opentelemetry.util._decorator import _agnosticcontextmanager
 
 from latency_ledger.collect.accounting import CURRENT, SEGMENT, pause_for_wait, resume_after_wait
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
-from latency_ledger.collect.tails import loop_streak_ns, others_clock, span_key
+from latency_ledger.collect.tails import loop_streak_ns, others_clock, run_delay_ns, span_key
 from latency_ledger.ledger import MAX_WALL_NS, split_measured, tail_overlap
 from latency_ledger.model import Span
 from latency_ledger.model import SpanKind as ModelKind
@@ -53,6 +53,7 @@ _ERROR = StatusCode.ERROR
 # a wait span's tail (see tails.py), as the offline ledger reads it
 TAIL_NS = "ledger.queueing_ns"
 TAIL_MAX_NS = "ledger.queueing_max_ns"
+DELAY_NS = "ledger.unattributed_ns"
 
 
 class LightSpan(trace.Span):
@@ -70,6 +71,8 @@ class LightSpan(trace.Span):
         "acct",
         "attributes",
         "bound_ns",
+        "delay0",
+        "delay_ns",
         "end_time",
         "events",
         "kind",
@@ -110,9 +113,10 @@ class LightSpan(trace.Span):
         self.events: list[Event] | tuple[()] = ()  # a list once an event is added
         self._context: SpanContext | None = None
         self.start_time = start_time or time_ns()
-        self.tail_ns = self.bound_ns = 0
+        self.tail_ns = self.bound_ns = self.delay_ns = 0
         if kind in _WAIT_KINDS:
             self.others0 = others_clock(acct)
+            self.delay0 = run_delay_ns()
             pause_for_wait(acct)
 
     def get_span_context(self) -> SpanContext:
@@ -166,9 +170,10 @@ class LightSpan(trace.Span):
         # callbacks, the OS's preemptions), when other tasks' steps fill most of it
         streak = min(loop_streak_ns(acct), length)
         bound = streak if streak > others and others * 2 >= streak else others
+        delay = run_delay_ns() - self.delay0  # the OS kept this thread waiting for a CPU
         if length > 0:  # a span with no contention at all teaches the typical time too
-            self.tail_ns, self.bound_ns = self.tracer.collector.typical_io.tail(
-                span_key(self.name, self.attributes), length, bound
+            self.tail_ns, self.delay_ns, self.bound_ns = self.tracer.collector.typical_io.tail(
+                span_key(self.name, self.attributes), length, bound, delay
             )
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
@@ -392,10 +397,15 @@ class LightTracerProvider(trace.TracerProvider):
 
 
 def exported_attributes(span: LightSpan) -> dict[str, Any]:
-    """The span's attributes, with its tail and bound when it has one."""
-    if span.bound_ns <= 0:
+    """The span's attributes, with its tail, bound and delay when it has them."""
+    if span.bound_ns <= 0 and span.delay_ns <= 0:
         return span.attributes
-    return {**span.attributes, TAIL_NS: span.tail_ns, TAIL_MAX_NS: span.bound_ns}
+    return {
+        **span.attributes,
+        TAIL_NS: span.tail_ns,
+        TAIL_MAX_NS: span.bound_ns,
+        DELAY_NS: span.delay_ns,
+    }
 
 
 def _model_span(span: LightSpan, trace_id: str, server_id: str, service: str) -> Span:
@@ -534,10 +544,13 @@ def light_waits(
         if found is None:
             continue
         length = end - start
-        if light.bound_ns > 0:  # exported as the span's tail attribute (exported_attributes)
-            moved = tail_overlap(light.tail_ns, start, end, light.end_time or light.start_time)
+        if light.bound_ns > 0 or light.delay_ns > 0:  # exported: see exported_attributes
+            tail = light.tail_ns
+            moved = tail_overlap(
+                tail + light.delay_ns, start, end, light.end_time or light.start_time
+            )
             length -= moved
-            tails += moved
+            tails += tail if tail < moved else moved
         if found[0] == database_category:
             database += length
         else:

@@ -7,41 +7,54 @@ span's *tail*, is queueing (a faster runtime shrinks it), not database or networ
 
 Contract:
 
-- :func:`others_clock` reads a clock of the work other than the calling request's that can
-  keep it from resuming: the CPU of the process's other threads (the interpreter lock is
-  held by a thread running Python, so it runs on a CPU) plus, on an event-loop thread, the
-  wall time of other tasks' steps (``LoopState.busy_ns`` minus the account's own steps).
-  Read at a wait span's start and end, its difference is the span's ``bound``: the tail
-  cannot be longer (it is the time others ran while the request could not), nor longer
-  than the span. A bound, not a measurement: where in the span the I/O finished is not
-  visible from Python (the I/O completes in C or in the kernel, without the lock).
-- :class:`TypicalIo` turns (span, bound) into the tail the ledger books: a span during
-  which others barely ran (``bound <= length / 10``) is *clean* and teaches the
-  statement's (or call's) typical I/O time (the median of its last 15 clean spans: one
-  slow call, a cold cache or the machine's other load, does not move it) and books no tail (a tenth of contention is
-  noise, not worth a guess); a contended span's I/O is estimated as that
-  typical time, so its tail is ``length - typical`` clipped to ``[0, bound]``. With no
-  clean sample yet the whole bound is the tail (the database part is then its lower
-  bound: an uncertain stretch is never booked as database).
+- :func:`others_clock` reads clocks of the work other than the calling request's that
+  can keep it from resuming: the CPU of the process's other threads plus, on an
+  event-loop thread, the wall time of other tasks' steps (``LoopState.busy_ns`` minus the
+  account's own steps); and the wall time request and pool threads spent in Python
+  (``accounting.ACTIVITY``: holding the interpreter lock or queueing for it). Read at a
+  wait span's start and end, the larger difference is the span's ``bound``; on an event
+  loop, :func:`loop_streak_ns` can widen it. The tail cannot be longer (it is time others
+  ran while the request could not), nor longer than the span. A bound, not a
+  measurement: where in the span the I/O finished is not visible from Python (the I/O
+  completes in C or in the kernel, without the lock).
+- :func:`run_delay_ns` reads how long this thread waited for a CPU (the kernel's
+  scheduler statistics): within a span, that stretch was not I/O (the thread was
+  runnable) and not queueing behind this process's other requests either (the OS ran
+  someone else); it is booked as unattributed waiting. (On an event loop a preemption
+  during another task's step counts in both the delay and the bound; the I/O part is
+  then never below the typical time, so only the queueing/unattributed split moves.)
+- :class:`TypicalIo` turns (span, delay, bound) into the tail the ledger books. A span
+  during which others barely ran (``bound <= rest / 10``, ``rest`` being the span minus
+  its delay) is *clean*: it books no tail (a tenth of contention is noise, not worth a
+  guess) and teaches the statement's (or call's) typical I/O time, the median of its last
+  15 clean spans (one slow call, a cold cache, does not move it). A contended span's I/O
+  is estimated as that typical time, so its tail is ``rest - typical`` clipped to
+  ``[0, bound]``. With no clean sample yet the whole bound is the tail (the I/O part is
+  then its lower bound: an uncertain stretch is never booked as database).
 
-So the truth lies in ``[length - bound, length]`` for the I/O part and the booked figure
-``length - tail`` is inside it; both ``tail`` and ``bound`` travel on the span
-(``ledger.queueing_ns``, ``ledger.queueing_max_ns``) and their sums on the request, so
-the report can show how far the I/O figures could move.
+So the truth lies in ``[rest - bound, rest]`` for the I/O part and the booked figure
+``rest - tail`` is inside it; ``tail``, ``bound`` and ``delay`` travel on the span
+(``ledger.queueing_ns``, ``ledger.queueing_max_ns``, ``ledger.unattributed_ns``) and
+the ledger moves ``tail`` (the span's last part) and ``delay`` (just before it) out of
+the span's category into own time, the tail as queueing.
 
 Cost per wait span: two reads each of the process and thread CPU clocks (system calls,
-~0.6 us each here) and a dict lookup at its end.
+~0.6 us each here), two reads of the scheduler statistics (~2-3 us each),
+and a dict lookup at its end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from asyncio import _get_running_loop
 from time import perf_counter_ns, process_time_ns, thread_time_ns
 from typing import Any
 
 from latency_ledger.collect.accounting import ACTIVITY, LoopState
 
-__all__ = ["MAX_KEYS", "TypicalIo", "loop_streak_ns", "others_clock", "span_key"]
+__all__ = ["MAX_KEYS", "TypicalIo", "loop_streak_ns", "others_clock", "run_delay_ns", "span_key"]
 
 MAX_KEYS = 4_096  # statements/calls remembered; more (unbounded raw SQL) start over
 _CLEAN_DIVISOR = 10  # clean: others ran for at most a tenth of the span
@@ -102,18 +115,23 @@ class TypicalIo:
         self.recent: dict[tuple[str, str], list[int]] = {}
         self.typical: dict[tuple[str, str], int] = {}
 
-    def tail(self, key: tuple[str, str], length_ns: int, bound_ns: int) -> tuple[int, int]:
-        """(tail, bound) in ns of a span ``length_ns`` long during which others ran
-        ``bound_ns``: the tail to book as queueing and the bound clipped to the span."""
+    def tail(
+        self, key: tuple[str, str], length_ns: int, bound_ns: int, delay_ns: int = 0
+    ) -> tuple[int, int, int]:
+        """(tail, delay, bound) in ns of a span ``length_ns`` long during which others ran
+        ``bound_ns`` and the OS kept its thread off the CPU ``delay_ns``: the tail to book
+        as queueing, the delay as unattributed waiting, the bound on the tail."""
         length = max(0, length_ns)
-        bound = min(max(0, bound_ns), length)
-        if bound * _CLEAN_DIVISOR <= length:  # clean: its own I/O time, no tail
-            self._learn(key, length)
-            return 0, bound
+        delay = min(max(0, delay_ns), length)
+        rest = length - delay  # the I/O and waiting for the loop or the lock
+        bound = min(max(0, bound_ns), rest)
+        if bound * _CLEAN_DIVISOR <= rest:  # clean: its own I/O time, no tail
+            self._learn(key, rest)
+            return 0, delay, bound
         typical = self.typical.get(key)
         if typical is None:
-            return bound, bound
-        return min(bound, max(0, length - typical)), bound
+            return bound, delay, bound
+        return min(bound, max(0, rest - typical)), delay, bound
 
     def _learn(self, key: tuple[str, str], length: int) -> None:
         recent = self.recent.get(key)
@@ -126,3 +144,38 @@ class TypicalIo:
         if len(recent) > _WINDOW:
             del recent[0]
         self.typical[key] = sorted(recent)[len(recent) // 2]
+
+
+class _SchedStat(threading.local):
+    """This thread's ``/proc/thread-self/schedstat``, opened once per thread (closed
+    when the thread ends and its local goes)."""
+
+    fd: int | None = None
+    failed: bool = False
+
+    def __del__(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+
+_SCHEDSTAT = _SchedStat()
+
+
+def run_delay_ns() -> int:
+    """How long this thread has been runnable but not running (waiting for a CPU), in ns,
+    from the kernel's scheduler statistics; 0 where they are not available."""
+    stat = _SCHEDSTAT
+    fd = stat.fd
+    if fd is None:
+        if stat.failed:
+            return 0
+        try:
+            fd = stat.fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            stat.failed = True
+            return 0
+    try:
+        return int(os.pread(fd, 64, 0).split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
