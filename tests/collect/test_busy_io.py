@@ -7,7 +7,8 @@ measuring:
   while two other clients keep ``/block`` busy blocking the loop with 100 ms of CPU. Its
   query span then stretches to 100 ms and more (the reply waits for the loop), but its
   database part at p50 stays under 2 ms (or twice the query's own time alone, when this
-  shared machine makes that over 1 ms); the rest of the span is waiting, as queueing.
+  shared machine makes that over 1 ms); the rest of the span is waiting: queueing, but
+  for what the loop's thread waited for a CPU (the machine's other load: unattributed).
 - threads: ``/sync_view`` (a ``def`` endpoint: FastAPI runs it in a worker thread) does
   10 ms of Python CPU and 10 fast queries; with 4 clients at once each query also waits
   for the interpreter lock. Database at p50 stays within 1 ms (or 2x) of the same view's
@@ -93,7 +94,8 @@ def agree(requests: list[Any], rows: list[dict[str, Any]]) -> None:
         assert not request.from_totals
         got = request.ledger
         assert got.database_ns == row["ledger.database_ns"]
-        assert got.interpreter_ns == row["ledger.interpreter_ns"]
+        # the app's interpreter is all its CPU; the analyzer splits a profiled one's native
+        assert got.interpreter_ns + got.native_ns == row["ledger.interpreter_ns"]
         assert got.waiting_ns == row["ledger.waiting_ns"]
         assert got.queueing_ns == row["ledger.queueing_ns"]
 
@@ -141,7 +143,9 @@ def test_fast_query_behind_a_blocked_loop_is_queueing(
     agree(requests, rows)
     reference = reference_ns(alone[1:])
     contended = rows[len(alone) :]
-    measured = statistics.median(sum(wall for wall, _ in body["each"]) for body in busy)
+    # the view's clock around the query, less what the loop's thread waited for a CPU
+    # (this shared machine's other load: waiting, but not queueing)
+    measured = statistics.median(own_ns(body) for body in busy)
     # the premise: the loop really was busy when the reply came (spans stretched)
     assert measured >= 10 * MS, (
         sorted(b // 1000 for b in busy),
@@ -160,7 +164,8 @@ def test_fast_query_behind_a_blocked_loop_is_queueing(
     limit = max(2 * MS, 2 * reference)
     assert database < limit, (database / MS, reference / MS, measured / MS)
     # the rest of the stretched span is waiting, and queueing: p50 of queueing covers
-    # the span's stretch (the view's own clock) but for the 2 ms the database may keep
+    # the span's stretch (the view's own clock, CPU waits aside) but for the 2 ms the
+    # database may keep
     queueing = statistics.median(r["ledger.queueing_ns"] for r in contended)
     assert queueing >= measured - reference - 2 * MS, (queueing / MS, measured / MS)
     for row in contended:
@@ -224,9 +229,16 @@ def test_lock_waits_in_a_thread_pool_are_queueing(
     if check == "fast":
         # the premise: the queries did wait for the lock (their spans stretched)
         assert measured >= reference + 2 * MS, got
-        assert abs(database - reference) <= 1 * MS or reference / 2 <= database <= 2 * reference, (
-            got
-        )
+        # the reference: the same view's database time alone, as booked; and
+        # that inside the view's own clock around its queries (its spans lie within it)
+        booked_alone = statistics.median(r["ledger.database_ns"] for r in rows[1 : len(alone)])
+        got["booked_alone"] = booked_alone / MS
+        clock_alone = statistics.median(own_ns(body) for body in alone[1:])
+        assert booked_alone <= clock_alone, got
+        assert (
+            abs(database - booked_alone) <= 1 * MS
+            or booked_alone / 2 <= database <= 2 * booked_alone
+        ), got
         # the lock waits are queueing: at least half of what contention added to the
         # view's clock around its queries (CPU waits aside)
         assert queueing >= 0.5 * (measured - reference), got

@@ -48,16 +48,19 @@ def test_a_clean_span_books_no_tail_and_teaches_the_typical_time() -> None:
     assert typical.tail(KEY, 30 * MS, 9 * MS, 20 * MS) == (8 * MS, 20 * MS, 9 * MS)
 
 
-def test_the_typical_time_is_the_median_of_recent_clean_spans() -> None:
+def test_the_typical_time_is_the_trimmed_mean_of_recent_clean_spans() -> None:
     typical = TypicalIo()
-    for ms in (1, 1, 50, 1, 1):  # one slow call (a cold cache) does not move it
+    for ms in (1, 1, 1, 1, 100):  # one cold call is trimmed away
         typical.tail(KEY, ms * MS, 0)
     assert typical.typical[KEY] == MS
-    for _ in range(20):  # the statement became slower: the median follows
+    for ms in (1, 1, 4, 4, 1, 1, 4, 4, 1, 100):  # skewed: the mean, not the median (1)
+        typical.tail(KEY, ms * MS, 0)
+    # all 15: nine 1s, four 4s, two 100s; less 3 off each end: six 1s and three 4s
+    assert typical.typical[KEY] == 2 * MS
+    for _ in range(20):  # the statement became slower: only the last 15 count
         typical.tail(KEY, 5 * MS, 0)
     assert typical.typical[KEY] == 5 * MS
-    other = ("SELECT", "SELECT 2")
-    assert other not in typical.typical
+    assert ("SELECT", "SELECT 2") not in typical.typical
 
 
 def test_bounds_are_clipped_and_memory_is_bounded() -> None:

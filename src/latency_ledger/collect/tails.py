@@ -26,8 +26,10 @@ Contract:
 - :class:`TypicalIo` turns (span, delay, bound) into the tail the ledger books. A span
   during which others barely ran (``bound <= rest / 10``, ``rest`` being the span minus
   its delay) is *clean*: it books no tail (a tenth of contention is noise, not worth a
-  guess) and teaches the statement's (or call's) typical I/O time, the median of its last
-  15 clean spans (one slow call, a cold cache, does not move it). A contended span's I/O
+  guess) and teaches the statement's (or call's) typical I/O time, the mean of its last
+  15 clean spans less the fastest and slowest fifth (a mean, not a median: a request's
+  I/O is a sum of such calls, and a mean keeps the sum near unbiased where call times
+  are skewed; trimmed, so one cold first call does not move it). A contended span's I/O
   is estimated as that typical time, so its tail is ``rest - typical`` clipped to
   ``[0, bound]``. With no clean sample yet the whole bound is the tail (the I/O part is
   then its lower bound: an uncertain stretch is never booked as database).
@@ -58,15 +60,22 @@ __all__ = ["MAX_KEYS", "TypicalIo", "loop_streak_ns", "others_clock", "run_delay
 
 MAX_KEYS = 4_096  # statements/calls remembered; more (unbounded raw SQL) start over
 _CLEAN_DIVISOR = 10  # clean: others ran for at most a tenth of the span
-_WINDOW = 15  # clean spans per statement whose median is its typical I/O time
+_WINDOW = 15  # clean spans per statement whose trimmed mean is its typical I/O time
 
 
 def others_clock(acct: Any) -> tuple[int, int]:
-    """Two clocks of others' work that could delay ``acct``'s resumption, in ns: (other
-    threads' CPU, plus other tasks' steps on this event-loop thread; request threads'
-    wall time in Python, ``accounting.ACTIVITY``). A span's bound is the larger
-    difference: the CPU clock misses a lock holder the OS preempted, the wall clock
-    misses threads that are not request threads."""
+    """Two clocks of others' work that could delay ``acct``'s resumption, in ns; a span's
+    bound is the larger difference.
+
+    - CPU of the process's other threads, plus, on an event-loop thread, the wall time of
+      other tasks' steps (a step the OS preempted still held the loop). Not this thread's
+      own CPU: inside the span it runs the request's own driver code too.
+    - request and pool threads' wall time in Python, ``accounting.ACTIVITY`` (a lock
+      holder the OS preempted still holds the lock; a CPU clock misses it).
+
+    Not seen: the loop's own work between steps (polls, I/O callbacks) and time it sat
+    idle; :func:`loop_streak_ns` covers the former when steps come back to back.
+    """
     others = process_time_ns() - thread_time_ns()
     state = acct.loop_state
     if type(state) is LoopState and _get_running_loop() is not None:
@@ -106,8 +115,8 @@ def span_key(name: str, attributes: dict[str, Any]) -> tuple[str, str]:
 
 
 class TypicalIo:
-    """Each statement's typical I/O time: the median of its last clean spans (thread-safe
-    enough: a lost update under a thread switch only delays the median)."""
+    """Each statement's typical I/O time: the trimmed mean of its last clean spans
+    (thread-safe enough: a lost update under a thread switch only delays it)."""
 
     __slots__ = ("recent", "typical")
 
@@ -143,7 +152,10 @@ class TypicalIo:
         recent.append(length)
         if len(recent) > _WINDOW:
             del recent[0]
-        self.typical[key] = sorted(recent)[len(recent) // 2]
+        ordered = sorted(recent)
+        trim = len(ordered) // 5  # a fifth off each end: one cold or odd call moves nothing
+        kept = ordered[trim : len(ordered) - trim]
+        self.typical[key] = sum(kept) // len(kept)
 
 
 class _SchedStat(threading.local):
