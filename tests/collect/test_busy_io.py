@@ -14,7 +14,7 @@ measuring:
   for the interpreter lock. Database at p50 stays within 1 ms (or 2x) of the same view's
   database time measured alone in the same run (the view's own clock around its queries,
   not the tool's, less what its thread waited for a CPU: the kernel's scheduler
-  statistics, as this machine is shared), interpreter ~10 ms (as alone, 15% or 2 ms), the lock
+  statistics, as this machine is shared), interpreter ~10 ms (as alone, 20% or 2 ms), the lock
   waits are queueing.
   ``/sync_sleep`` (10 ms CPU, one ``SELECT pg_sleep(0.03)``) still books 30 ms of
   database within 5 ms under the same contention: calling every contended span waiting
@@ -221,11 +221,12 @@ def test_lock_waits_in_a_thread_pool_are_queueing(
         "queueing": queueing / MS,
     }
     # interpreter ~10 ms: the view's burn and its own small cost, the same as alone
-    # (judged against the same view alone, as this shared machine inflates CPU time)
+    # (judged against the same view alone, as this shared machine inflates CPU time;
+    # 20%: the same work takes more CPU when four threads share two cores' caches)
     alone_interpreter = statistics.median(r["ledger.interpreter_ns"] for r in rows[1 : len(alone)])
     got["alone_interpreter"] = alone_interpreter / MS
     assert alone_interpreter >= 10 * MS, got
-    assert abs(interpreter - alone_interpreter) <= max(0.15 * alone_interpreter, 2 * MS), got
+    assert abs(interpreter - alone_interpreter) <= max(0.2 * alone_interpreter, 2 * MS), got
     if check == "fast":
         # the premise: the queries did wait for the lock (their spans stretched)
         assert measured >= reference + 2 * MS, got

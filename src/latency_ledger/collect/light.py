@@ -115,9 +115,9 @@ class LightSpan(trace.Span):
         self.start_time = start_time or time_ns()
         self.tail_ns = self.bound_ns = self.delay_ns = 0
         if kind in _WAIT_KINDS:
+            pause_for_wait(acct)  # first: reading the clocks below is not the request's CPU
             self.others0 = others_clock(acct)
             self.delay0 = run_delay_ns()
-            pause_for_wait(acct)
 
     def get_span_context(self) -> SpanContext:
         context = self._context
