@@ -14,9 +14,9 @@ words drawn from a seeded generator so runs are comparable:
      8% GET /shipping/{id}/quote  (downstream HTTP)
      5% GET /health
 
-The order page is more than half of the requests on purpose: whatever order the
-endpoints' latencies fall in, the overall median request is then an order page (ranks
-40-60% are orders in any ordering), so the overall verdict reads the same every run.
+The order page is more than half of the requests and, by design, the slowest endpoint
+(its N+1 of stock-ledger scans, several times the rates stub's wait), so the overall
+median request is an order page and the overall verdict reads the same every run.
 
 Run: ``python examples/load.py http://127.0.0.1:8000 --duration 20 --concurrency 8``.
 """
