@@ -164,7 +164,7 @@ def test_planted_secrets_reach_no_output_file(tmp_path: Path, table: str, downst
     assert "[parameters: ?]" in written
     assert "INSERT INTO ll_secrets_" in written  # its statement, literals redacted
     assert "/reset/{token}" in written
-    assert "/users/{secret}/{id}" in written
+    assert "/users/{email}/{id}" in written  # the unrouted path, collapsed
     assert "ValueError: token ? for ? rejected" in written
     assert downstream.split("//")[1] in written  # the outgoing call's span
     assert '"ledger.profile"' in written
