@@ -167,22 +167,19 @@ def test_responses_identical_with_and_without(
 
 
 def pricing_cpu_ns(cart: dict[str, Any]) -> int:
-    """The CPU ``price_cart`` takes for ``cart`` on this thread: the fastest of three."""
+    """The CPU ``price_cart`` takes for ``cart`` on this thread, once."""
     customer = Customer.objects.get(pk=cart["customer_id"])
     quantities = {line["product_id"]: line["quantity"] for line in cart["items"]}
     products = priced_products(Product.objects.filter(pk__in=quantities))
-    times = []
-    for _ in range(3):
-        start = time.thread_time_ns()
-        price_cart(
-            quantities,
-            products,
-            customer_id=customer.id,
-            country=customer.country,
-            loyalty_tier=customer.loyalty_tier,
-        )
-        times.append(time.thread_time_ns() - start)
-    return min(times)
+    start = time.thread_time_ns()
+    price_cart(
+        quantities,
+        products,
+        customer_id=customer.id,
+        country=customer.country,
+        loyalty_tier=customer.loyalty_tier,
+    )
+    return time.thread_time_ns() - start
 
 
 def test_n_plus_one_found_with_its_count(
@@ -200,7 +197,11 @@ def test_n_plus_one_found_with_its_count(
         MIDDLEWARE=[LEDGER, *EXAMPLE_MIDDLEWARE], LATENCY_LEDGER={"collector": collector}
     ):
         client = Client()
+        # The reference is measured beside each checkout: on a shared 2-core machine the
+        # same work's CPU time moves (up to ~2x seen) with what the other core runs.
+        references = []
         for order in orders:
+            references.append(pricing_cpu_ns(cart))
             assert client.get(f"/orders/{order}").status_code == 200
             assert client.get("/products/search", {"q": "oak"}).status_code == 200
             response = client.post("/checkout", json.dumps(cart), content_type="application/json")
@@ -231,7 +232,7 @@ def test_n_plus_one_found_with_its_count(
     search = by_name["GET /products/search"].ledger_ns["p50"]
     assert search["database"] > search["interpreter"]
     checkout = by_name["POST /checkout"].ledger_ns["p50"]
-    assert checkout["interpreter"] >= 0.9 * pricing_cpu_ns(cart)
+    assert checkout["interpreter"] >= 0.8 * min(references), references
     # one query against ~20 ms of pricing: relative, as a loaded machine can stretch the
     # query's wall time (it was seen at 2.2-3.4 ms) but not make it rival the pricing
     assert checkout["database"] < checkout["interpreter"] / 4
