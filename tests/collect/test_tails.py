@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from latency_ledger.collect.accounting import (
     ACTIVITY,
@@ -142,3 +143,35 @@ def test_run_delay_is_this_threads_wait_for_a_cpu() -> None:
     first = run_delay_ns()
     assert first >= 0
     assert run_delay_ns() >= first  # a counter: never goes down
+
+
+def test_the_export_threads_cpu_is_spread_over_requests(make_collector: Any) -> None:
+    # a stand-in export thread that burns 20 ms of CPU between two reads 64 requests apart
+    collector, _ = make_collector()
+    go, done = threading.Event(), threading.Event()
+
+    def export() -> None:
+        go.wait(10)
+        end = time.thread_time_ns() + 20 * MS
+        while time.thread_time_ns() < end:
+            pass
+        done.set()
+        time.sleep(0.5)
+
+    thread = threading.Thread(target=export)
+    thread.start()
+
+    class Sink:
+        _thread = thread
+
+    real_sink, collector.sink = collector.sink, Sink()
+    try:
+        assert collector._export_share_ns(64) == 0  # first read: nothing to spread yet
+        go.set()
+        assert done.wait(10)
+        share = collector._export_share_ns(128)
+        assert collector._export_share_ns(129) == share  # kept between reads
+    finally:
+        collector.sink = real_sink
+        thread.join()
+    assert 20 * MS // 64 <= share <= 40 * MS // 64

@@ -23,7 +23,7 @@ DB call costs, and in the default sampled mode almost every request's spans are 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from time import time_ns
+from time import perf_counter_ns, time_ns
 from typing import Any
 
 from opentelemetry import trace
@@ -97,6 +97,7 @@ class LightSpan(trace.Span):
         start_time: int | None,
         shared: dict[str, Any] | None = None,
     ) -> None:
+        t0 = perf_counter_ns()  # recording the span is the collector's cost (overhead_ns)
         self.tracer = tracer
         self.acct = acct
         self.parent = parent  # None: the request's SERVER span
@@ -118,6 +119,7 @@ class LightSpan(trace.Span):
             pause_for_wait(acct)  # first: reading the clocks below is not the request's CPU
             self.others0 = others_clock(acct)
             self.delay0 = run_delay_ns()
+        acct.overhead_ns += perf_counter_ns() - t0
 
     def get_span_context(self) -> SpanContext:
         context = self._context
@@ -135,9 +137,16 @@ class LightSpan(trace.Span):
     def end(self, end_time: int | None = None) -> None:
         if self.end_time is not None:
             return
+        t0 = perf_counter_ns()
         now = end_time is None  # else the caller timed it: nothing of ours to measure
         self.end_time = end_time or time_ns()
         acct = self.acct
+        try:
+            self._end(acct, now)
+        finally:
+            acct.overhead_ns += perf_counter_ns() - t0
+
+    def _end(self, acct: Any, now: bool) -> None:
         try:
             attribute_filter = self.tracer.attribute_filter
             if attribute_filter is not None and self.attributes and not self.shared:
