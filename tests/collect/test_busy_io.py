@@ -6,8 +6,8 @@ measuring:
 - asyncio: ``/fast`` runs one ``SELECT 1`` (PostgreSQL answers in well under 1 ms here)
   while two other clients keep ``/block`` busy blocking the loop with 100 ms of CPU. Its
   query span then stretches to 100 ms and more (the reply waits for the loop), but its
-  database part at p50 stays under 2 ms (or twice the query's own time alone, when this
-  shared machine makes that over 1 ms); the rest of the span is waiting: queueing, but
+  database part at p50 stays under 2 ms (or three times the query's own time alone, when
+  this shared machine makes that over 0.7 ms); the rest of the span is waiting: queueing, but
   for what the loop's thread waited for a CPU (the machine's other load: unattributed).
 - threads: ``/sync_view`` (a ``def`` endpoint: FastAPI runs it in a worker thread) does
   10 ms of Python CPU and 10 fast queries; with 4 clients at once each query also waits
@@ -159,9 +159,10 @@ def test_fast_query_behind_a_blocked_loop_is_queueing(
         ],
     )
     database = statistics.median(r["ledger.database_ns"] for r in contended)
-    # under 2 ms, or under twice the query alone when this shared machine makes even
-    # that slower than 1 ms (the blocked loop adds 100 ms and more to the span)
-    limit = max(2 * MS, 2 * reference)
+    # under 2 ms, or under three times the query alone when this shared machine makes
+    # even that slower than 0.7 ms (the blocked loop adds 100 ms and more to the span;
+    # the loop's own work between steps, unmeasured, can stay in the database part)
+    limit = max(2 * MS, 3 * reference)
     assert database < limit, (database / MS, reference / MS, measured / MS)
     # the rest of the stretched span is waiting, and queueing: p50 of queueing covers
     # the span's stretch (the view's own clock, CPU waits aside) but for the 2 ms the

@@ -22,6 +22,7 @@ DB call costs, and in the default sampled mode almost every request's spans are 
 
 from __future__ import annotations
 
+from asyncio import _get_running_loop
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import perf_counter_ns, time_ns
 from typing import Any
@@ -118,7 +119,9 @@ class LightSpan(trace.Span):
         if kind in _WAIT_KINDS:
             pause_for_wait(acct)  # first: reading the clocks below is not the request's CPU
             self.others0 = others_clock(acct)
-            self.delay0 = run_delay_ns()
+            # off an event loop only: a loop's thread also runs other work while the I/O
+            # is in flight, so its waits for a CPU are not all after the I/O finished
+            self.delay0 = run_delay_ns() if _get_running_loop() is None else -1
         acct.overhead_ns += perf_counter_ns() - t0
 
     def get_span_context(self) -> SpanContext:
@@ -179,7 +182,8 @@ class LightSpan(trace.Span):
         # callbacks, the OS's preemptions), when other tasks' steps fill most of it
         streak = min(loop_streak_ns(acct), length)
         bound = streak if streak > others and others * 2 >= streak else others
-        delay = run_delay_ns() - self.delay0  # the OS kept this thread waiting for a CPU
+        # the OS kept this thread waiting for a CPU (it was blocked on the I/O till then)
+        delay = run_delay_ns() - self.delay0 if self.delay0 >= 0 else 0
         if length > 0:  # a span with no contention at all teaches the typical time too
             self.tail_ns, self.delay_ns, self.bound_ns = self.tracer.collector.typical_io.tail(
                 span_key(self.name, self.attributes), length, bound, delay

@@ -20,9 +20,10 @@ Contract:
 - :func:`run_delay_ns` reads how long this thread waited for a CPU (the kernel's
   scheduler statistics): within a span, that stretch was not I/O (the thread was
   runnable) and not queueing behind this process's other requests either (the OS ran
-  someone else); it is booked as unattributed waiting. (On an event loop a preemption
-  during another task's step counts in both the delay and the bound; the I/O part is
-  then never below the typical time, so only the queueing/unattributed split moves.)
+  someone else); it is booked as unattributed waiting. Read on threads that block on
+  their I/O only: an event loop's thread runs other work while the I/O is in flight,
+  so its waits for a CPU may fall before the I/O finished (there, the OS's preemptions
+  during other tasks' steps are inside the bound, as those steps' wall time).
 - :class:`TypicalIo` turns (span, delay, bound) into the tail the ledger books. A span
   during which others barely ran (``bound <= rest / 10``, ``rest`` being the span minus
   its delay) is *clean*: it books no tail (a tenth of contention is noise, not worth a
@@ -41,7 +42,7 @@ the ledger moves ``tail`` (the span's last part) and ``delay`` (just before it) 
 the span's category into own time, the tail as queueing.
 
 Cost per wait span: two reads each of the process and thread CPU clocks (system calls,
-~0.6 us each here), two reads of the scheduler statistics (~2-3 us each),
+~0.6 us each here), off a loop two reads of the scheduler statistics (~2-3 us each),
 and a dict lookup at its end.
 """
 
@@ -67,20 +68,23 @@ def others_clock(acct: Any) -> tuple[int, int]:
     """Two clocks of others' work that could delay ``acct``'s resumption, in ns; a span's
     bound is the larger difference.
 
-    - CPU of the process's other threads, plus, on an event-loop thread, the wall time of
-      other tasks' steps (a step the OS preempted still held the loop). Not this thread's
-      own CPU: inside the span it runs the request's own driver code too.
+    - off an event loop, the CPU of the process's other threads (not this thread's own:
+      inside the span it runs the request's own driver code); on an event-loop thread,
+      the wall time of other tasks' steps (a step the OS preempted still held the loop).
+      Not other threads' CPU there: the loop idles in its poll without the interpreter
+      lock, so a thread running meanwhile (the collector's own export thread) delays it
+      only if it still holds the lock when the reply comes; ``ACTIVITY`` counts request
+      and pool threads.
     - request and pool threads' wall time in Python, ``accounting.ACTIVITY`` (a lock
       holder the OS preempted still holds the lock; a CPU clock misses it).
 
     Not seen: the loop's own work between steps (polls, I/O callbacks) and time it sat
     idle; :func:`loop_streak_ns` covers the former when steps come back to back.
     """
-    others = process_time_ns() - thread_time_ns()
     state = acct.loop_state
     if type(state) is LoopState and _get_running_loop() is not None:
-        others += state.busy_ns - acct.loop_ns
-    return others, ACTIVITY.read()
+        return state.busy_ns - acct.loop_ns, ACTIVITY.read()
+    return process_time_ns() - thread_time_ns(), ACTIVITY.read()
 
 
 def loop_streak_ns(acct: Any) -> int:
