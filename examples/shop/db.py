@@ -29,7 +29,7 @@ SEED_PRODUCTS = 600
 SEED_CUSTOMERS = 200
 SEED_ORDERS = 400
 SEED_ITEMS_PER_ORDER = (20, 32)  # distinct products per order: the N+1 endpoint's N
-SEED_STOCK_MOVES = 60_000  # rows each stock lookup scans: ~2-3 ms of database work
+SEED_STOCK_MOVES = 150_000  # rows each stock lookup scans: ~5-8 ms of database work
 
 # Words the seed builds product names from; the load script searches for them.
 WORDS = (
