@@ -221,13 +221,17 @@ def test_lock_waits_in_a_thread_pool_are_queueing(
         "interpreter": interpreter / MS,
         "queueing": queueing / MS,
     }
-    # interpreter ~10 ms: the view's burn and its own small cost, the same as alone
-    # (judged against the same view alone, as this shared machine inflates CPU time;
-    # 20%: the same work takes more CPU when four threads share two cores' caches)
+    # interpreter ~10 ms: the view's burn and its own small cost. Judged against the
+    # view's own thread clock in the same requests (the same work takes more CPU when
+    # four threads share two cores' caches, and this shared machine inflates it more)
+    # plus what the framework around the view used when the view ran alone
     alone_interpreter = statistics.median(r["ledger.interpreter_ns"] for r in rows[1 : len(alone)])
+    framework = alone_interpreter - statistics.median(b["cpu_ns"] for b in alone[1:])
+    expected = statistics.median(b["cpu_ns"] for b in busy) + framework
     got["alone_interpreter"] = alone_interpreter / MS
+    got["expected_interpreter"] = expected / MS
     assert alone_interpreter >= 10 * MS, got
-    assert abs(interpreter - alone_interpreter) <= max(0.2 * alone_interpreter, 2 * MS), got
+    assert abs(interpreter - expected) <= max(0.2 * alone_interpreter, 2 * MS), got
     if check == "fast":
         # the premise: the queries did wait for the lock (their spans stretched)
         assert measured >= reference + 2 * MS, got

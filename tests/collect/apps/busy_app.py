@@ -86,19 +86,22 @@ async def block() -> dict[str, int]:
 
 @app.get("/sync_view")
 def sync_view() -> dict[str, object]:
+    t0 = time.thread_time_ns()
     conn = sync_db()
     each = []
     for _ in range(10):
         burn_cpu(1)
         each.append(timed_query(conn, "SELECT 1"))
-    return {"each": each}
+    return {"each": each, "cpu_ns": time.thread_time_ns() - t0}
 
 
 @app.get("/sync_sleep")
 def sync_sleep() -> dict[str, object]:
     conn = sync_db()
+    t0 = time.thread_time_ns()
     burn_cpu(10)
-    return {"each": [timed_query(conn, "SELECT pg_sleep(0.03)")]}
+    each = [timed_query(conn, "SELECT pg_sleep(0.03)")]
+    return {"each": each, "cpu_ns": time.thread_time_ns() - t0}
 
 
 app = latency_ledger.collect.instrument(app)
