@@ -19,7 +19,7 @@ SEED_PRODUCTS = 600
 SEED_CUSTOMERS = 200
 SEED_ORDERS = 400
 SEED_ITEMS_PER_ORDER = (20, 32)
-SEED_STOCK_MOVES = 150_000  # rows each stock lookup scans (models.StockMove)
+SEED_STOCK_MOVES = 300_000  # rows each stock lookup scans (models.StockMove)
 WORDS = ("oak", "slate", "amber", "willow", "quartz", "linen", "cedar", "moss", "onyx", "teal")
 KINDS = ("kettle", "lamp", "chair", "mug", "backpack")
 
