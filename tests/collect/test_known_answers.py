@@ -67,10 +67,12 @@ def served(
         httpx.Client(base_url=app.url, timeout=10) as client,
     ):
         for path in PATHS:
-            for _ in range(REQUESTS):
-                response = client.get(path)
-                assert response.status_code == 200
-                bodies[path].append(response.json())
+            # the view as written, then its calls without the burn (the framework's CPU)
+            for burn_ms in (10, 0):
+                for _ in range(REQUESTS):
+                    response = client.get(path, params={"burn_ms": burn_ms})
+                    assert response.status_code == 200
+                    bodies[path].append(response.json())
     # read back and booked by the offline analyzer's own reader and ledger
     booked = [
         request
@@ -96,8 +98,9 @@ def served(
 def test_books_database_network_interpreter(
     served: dict[str, Any], path: str, concurrent: bool
 ) -> None:
-    # Expected: database 30 ms, network 20 ms (0 when concurrent), interpreter 10 ms, each
-    # within 15% or 2 ms. The waits' nominal lengths stretch when this shared machine is
+    # Expected: database 30 ms, network 20 ms (0 when concurrent), interpreter 10 ms over
+    # the framework's own CPU, each within 15% or 2 ms. The waits' nominal lengths
+    # stretch when this shared machine is
     # loaded, so database and network are held to the wall time the app itself measured
     # around each call (returned in its body), and that to the nominal length, loosely.
     booked = sorted(
@@ -106,9 +109,12 @@ def test_books_database_network_interpreter(
     rows = sorted(
         (r for r in served["rows"] if r.get("http.route") == path), key=lambda r: r["_start"]
     )
-    assert len(booked) == len(rows) == REQUESTS
+    assert len(booked) == len(rows) == 2 * REQUESTS
     assert not any(r.from_totals for r in booked)
-    booked, rows, bodies = booked[1:], rows[1:], served["bodies"][path][1:]
+    # the burn-less twins, sent after the view's own requests (the first warms up)
+    frames = booked[REQUESTS + 1 :]
+    booked, rows = booked[1:REQUESTS], rows[1:REQUESTS]
+    bodies = served["bodies"][path][1:REQUESTS]
     for request, row in zip(booked, rows, strict=True):  # the app booked the same
         assert request.ledger.database_ns == row["ledger.database_ns"]
         # the app books all own CPU; a profiled request splits it offline
@@ -127,7 +133,11 @@ def test_books_database_network_interpreter(
     got = (database / MS, network / MS, interpreter / MS)
     assert close_to(database, db_truth / MS), got
     assert close_to(network, http_truth / MS), got
-    assert close_to(interpreter, 10.0), got
+    # interpreter: the 10 ms burn (by the thread's clock) over the framework's own CPU,
+    # which the same calls without the burn measure in this run
+    frame = statistics.median(r.ledger.interpreter_ns for r in frames)
+    assert frame <= 5 * MS, (got, frame / MS)
+    assert close_to(interpreter - frame, 10.0), (got, frame / MS)
     for row in rows:
         parts = ("database", "network", "interpreter", "waiting")
         assert all(row[f"ledger.{part}_ns"] >= 0 for part in parts)
