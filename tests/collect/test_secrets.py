@@ -11,17 +11,12 @@ JSON and HTML reports) is searched for each secret.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -59,12 +54,6 @@ SECRETS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class _Downstream(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.send_response(204)
@@ -96,35 +85,20 @@ def table() -> Iterator[str]:
     conn.close()
 
 
-def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(APPS), "secrets_app:app"]
-    cmd += ["--port", str(port), "--log-level", "critical", "--no-access-log"]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/", timeout=1)
-            return proc, url
-        except httpx.TransportError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("the app did not start") from None
-            time.sleep(0.1)
-
-
-def test_planted_secrets_reach_no_output_file(tmp_path: Path, table: str, downstream: str) -> None:
+def test_planted_secrets_reach_no_output_file(
+    tmp_path: Path, table: str, downstream: str, app_process: Callable[..., Any]
+) -> None:
     traces = tmp_path / "traces"
-    proc, url = _serve(
-        {
+    app = app_process(
+        "secrets_app:app",
+        env={
             "SECRETS_TABLE": table,
             "DOWNSTREAM_URL": downstream,
             "LATENCY_LEDGER_OUTPUT_DIR": str(traces),
             "LATENCY_LEDGER_KEEP_SPANS": "all",
             "LATENCY_LEDGER_PROFILE_RATE": "1",
             "LATENCY_LEDGER_EXPORT_INTERVAL_S": "0.1",
-        }
+        },
     )
     headers = {
         "Authorization": f"Bearer {HEADER}",
@@ -132,23 +106,17 @@ def test_planted_secrets_reach_no_output_file(tmp_path: Path, table: str, downst
         "X-Outgoing-Key": OUTGOING,
     }
     body = {"email": EMAIL, "password_hash": PASSWORD_HASH, "note": BODY_ONLY}
-    try:
-        with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
-            assert client.post(f"/signup?password={QUERY}", json=body).status_code == 201
-            # the same e-mail again: a unique violation echoing the bound parameters
-            # (the app raises: uvicorn closes that connection after the 500, so the client
-            # must not reuse it, or the next request races the close)
-            again = client.post(
-                f"/signup?password={QUERY}", json=body, headers={"Connection": "close"}
-            )
-            assert again.status_code == 500
-            assert client.get(f"/reset/{PATH_TOKEN}?api_key={QUERY}").status_code == 200
-            assert client.get(f"/users/{PATH_EMAIL}/{PATH_TOKEN}").status_code == 404
-            boom = client.get("/boom", params={"token": EXC_TOKEN, "email": EXC_EMAIL})
-            assert boom.status_code == 500
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+    with app, httpx.Client(base_url=app.url, headers=headers, timeout=10) as client:
+        assert client.post(f"/signup?password={QUERY}", json=body).status_code == 201
+        # the same e-mail again: a unique violation echoing the bound parameters
+        # (the app raises: uvicorn closes that connection after the 500, so the client
+        # must not reuse it, or the next request races the close)
+        again = client.post(f"/signup?password={QUERY}", json=body, headers={"Connection": "close"})
+        assert again.status_code == 500
+        assert client.get(f"/reset/{PATH_TOKEN}?api_key={QUERY}").status_code == 200
+        assert client.get(f"/users/{PATH_EMAIL}/{PATH_TOKEN}").status_code == 404
+        boom = client.get("/boom", params={"token": EXC_TOKEN, "email": EXC_EMAIL})
+        assert boom.status_code == 500
 
     json_path, html_path = tmp_path / "report.json", tmp_path / "report.html"
     assert (
