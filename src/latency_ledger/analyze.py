@@ -9,17 +9,20 @@ raises for bad input: the reader records problems, and they travel in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import chain
 from pathlib import Path
 
 from latency_ledger.accumulate import Accumulation, build_report
 from latency_ledger.classify import DEFAULT_RULES
+from latency_ledger.clickhouse import is_database_url, read_sources
 from latency_ledger.findings import Thresholds
 from latency_ledger.ledger import book_trace
-from latency_ledger.model import Report, TargetRuntime
+from latency_ledger.model import Report, TargetRuntime, Trace
 from latency_ledger.plugins import ClassifyRule, load_plugins, plugin_classify_rules
 from latency_ledger.read import ReadLimits, ReadStats, read_traces
+from latency_ledger.request_filter import RequestFilter
 from latency_ledger.verdict import DEFAULT_TARGETS
 
 
@@ -33,6 +36,7 @@ class AnalyzeOptions:
     max_endpoints: int = 1000  # more distinct endpoints fold into one "other" row
     given_targets: frozenset[str] = frozenset()  # target names whose factors the user gave
     runtimes: Mapping[str, str] = field(default_factory=dict)  # service ("*": all) -> runtime
+    select: RequestFilter = field(default_factory=RequestFilter)  # --since/--until/--service
 
 
 def default_rules() -> tuple[ClassifyRule, ...]:
@@ -50,13 +54,21 @@ def analyze(
     rules = options.rules if options.rules is not None else default_rules()
     stats = ReadStats()
     acc = Accumulation(options.thresholds, options.max_endpoints)
-    traces = read_traces(
-        paths,
+    urls = [str(p) for p in paths if is_database_url(str(p))]
+    traces: Iterable[Trace] = read_traces(
+        [p for p in paths if not is_database_url(str(p))],
         stats=stats,
         idle_spans=options.idle_spans,
         on_bytes=on_bytes,
         limits=options.limits,
     )
+    if urls:  # ClickHouse tables (clickhouse/): the database filters and groups spans
+        sources = read_sources(urls, stats=stats, select=options.select, limits=options.limits)
+        traces = chain(traces, sources)
+    keeps = options.select.keeps if options.select.active else None
     for trace in traces:
-        acc.add_trace(book_trace(trace, rules=rules), trace.spans)
+        booked = book_trace(trace, rules=rules)
+        if keeps is not None:
+            booked = replace(booked, requests=tuple(filter(keeps, booked.requests)))
+        acc.add_trace(booked, trace.spans)
     return build_report(acc, stats, options)

@@ -3,8 +3,9 @@
 Contract: parses options and calls down (``commands``, ``demo``, ``collect.run``); nothing
 imports this module. Every project error is caught here once and becomes a one-line
 message and a non-zero exit, never a traceback. Exit codes:
-0 when something was analyzed (even with skipped input: the report counts it), 2 when
-nothing could be read or an option is bad.
+0 when something was analyzed (even with skipped input: the report counts it), 1 when
+the rest was analyzed but a ClickHouse source could not be read, 2 when nothing could
+be read or an option is bad.
 """
 
 from __future__ import annotations
@@ -82,6 +83,20 @@ def main() -> None:
     show_default=True,
     help="More distinct endpoints than this fold into one '(other endpoints)' row.",
 )
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Only requests that started at or after TIME: ISO (2026-12-07T10:00Z; UTC when "
+    "no offset) or a duration ago (15m, 2h, 7d).",
+)
+@click.option("--until", metavar="TIME", help="Only requests that started before TIME.")
+@click.option(
+    "--service",
+    "services",
+    multiple=True,
+    metavar="NAME",
+    help="Only requests of this service (repeatable).",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar for large inputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but problems.")
 def analyze(
@@ -94,12 +109,26 @@ def analyze(
     rules_path: Path | None,
     runtimes: tuple[str, ...],
     max_endpoints: int,
+    since: str | None,
+    until: str | None,
+    services: tuple[str, ...],
     progress: bool,
     quiet: bool,
 ) -> None:
     """Analyze trace files, directories or globs: OTLP (JSON lines, JSON, protobuf),
-    Jaeger JSON, Zipkin v2 JSON; gz or zst compressed."""
+    Jaeger JSON, Zipkin v2 JSON; gz or zst compressed. Or the Collector's ClickHouse
+    table: 'clickhouse://USER@HOST:8123/DB?table=otel_traces', 'chdb:///DIR?table=otel_traces'."""
+    from latency_ledger.request_filter import RequestFilter, parse_time
     from latency_ledger.rules import load_rules
+
+    try:
+        select = RequestFilter(
+            since_ns=None if since is None else parse_time(since, option="--since"),
+            until_ns=None if until is None else parse_time(until, option="--until"),
+            services=frozenset(services),
+        )
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
     try:
         rules = () if rules_path is None else load_rules(rules_path)
@@ -117,6 +146,7 @@ def analyze(
             rules=rules,
             runtimes=runtimes,
             max_endpoints=max_endpoints,
+            select=select,
         )
     except ConfigError as exc:
         hint = "--runtime" if str(exc).startswith("--runtime") else "--target"

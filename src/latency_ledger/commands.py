@@ -4,7 +4,8 @@ Contract: :func:`analyze_paths` is shared by the ``analyze`` command and the dem
 both sit above it (``cli.py`` parses options and turns errors into one-line messages;
 ``demo.py`` runs an example first); nothing here imports either. It writes what it is
 asked to, prints problems to stderr and the summary to stdout, and returns the exit
-code: 0 when something was analyzed, ``EXIT_NOTHING_READ`` when nothing could be read.
+code: 0 when something was analyzed, ``EXIT_NOTHING_READ`` when nothing could be read,
+``EXIT_SOURCE_FAILED`` when the rest was analyzed but a ClickHouse source was not.
 Project errors (a bad ``--target``: ConfigError) propagate to the caller.
 """
 
@@ -18,14 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from latency_ledger.clickhouse import UNREADABLE_SOURCE, is_database_url
 from latency_ledger.model import Report, TargetRuntime
 from latency_ledger.read.limits import ReadLimits
+from latency_ledger.request_filter import RequestFilter
 
 if TYPE_CHECKING:
     from latency_ledger.plugins import ClassifyRule
 
 PROGRESS_MIN_BYTES = 8 * 2**20
 EXIT_NOTHING_READ = 2
+EXIT_SOURCE_FAILED = 1  # the rest analyzed, but a ClickHouse source could not be read
 
 
 def _merge_targets(
@@ -62,6 +66,7 @@ def analyze_paths(
     rules: Sequence[ClassifyRule] = (),
     runtimes: Sequence[str] = (),
     max_endpoints: int = 1000,
+    select: RequestFilter | None = None,
 ) -> int:
     """Run the analysis and write the requested reports; return the exit code.
 
@@ -81,8 +86,10 @@ def analyze_paths(
         given_targets=frozenset(t.name for t in given),
         runtimes=dict(parse_runtime_override(r) for r in runtimes),
         max_endpoints=max_endpoints,
+        select=select or RequestFilter(),
     )
-    with _progress(paths, progress and not quiet) as on_bytes:
+    files = [p for p in paths if not is_database_url(p)]
+    with _progress(files, progress and not quiet) as on_bytes:
         report = analyze(paths, options=options, on_bytes=on_bytes)
     _print_problems(report)
     if report.inputs.spans == 0:
@@ -97,7 +104,8 @@ def analyze_paths(
         for label, path in (("JSON", json_path), ("HTML", html_path)):
             if path is not None:
                 click.echo(f"{label} report: {path}")
-    return 0
+    # A table that could not be read is missing from the report: not a success.
+    return EXIT_SOURCE_FAILED if report.inputs.skipped.get(UNREADABLE_SOURCE) else 0
 
 
 def _print_problems(report: Report) -> None:

@@ -1,0 +1,91 @@
+"""A ClickHouse ``otel_traces`` table -> ``model.Trace`` records, one per trace id.
+
+Contract: :func:`read_table` runs one query that filters, projects and groups spans by
+trace inside ClickHouse (a cluster shares that work) and yields each trace as the file
+readers do, so the ledger books it with the same code. Only the columns the ledger reads
+travel (:data:`spans.SPAN_COLUMNS`). With a :class:`RequestFilter`, only traces holding
+a span that started in the window (of the services asked for) are fetched, whole, plus
+every other span of theirs within a day of the window (no span is longer, see
+``ReadLimits.max_span_ns``); the filter itself is applied to the booked requests.
+Spans longer than ``max_span_ns`` are skipped and counted (``implausible_duration``),
+as the file readers do. Errors (server, table, driver) raise ``LedgerError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from latency_ledger.clickhouse.source import Connection, Source
+from latency_ledger.clickhouse.spans import RUNTIME_KEYS, SPAN_COLUMNS, to_span
+from latency_ledger.model import Trace
+from latency_ledger.read.limits import ReadLimits
+from latency_ledger.read.stats import ReadStats, note
+from latency_ledger.request_filter import RequestFilter
+
+_DAY_NS = 86_400 * 10**9
+
+
+def where(select: RequestFilter, table_sql: str) -> tuple[str, dict[str, object]]:
+    """The WHERE clause choosing the traces ``select`` can keep, and its parameters."""
+    conditions = ["TraceId != ''"]
+    params: dict[str, object] = {}
+    inner: list[str] = []
+    if select.since_ns is not None:
+        params["since"] = select.since_ns
+        params["since_wide"] = max(0, select.since_ns - _DAY_NS)
+        inner.append("Timestamp >= fromUnixTimestamp64Nano({since:Int64})")
+        conditions.append("Timestamp >= fromUnixTimestamp64Nano({since_wide:Int64})")
+    if select.until_ns is not None:
+        params["until"] = select.until_ns
+        params["until_wide"] = select.until_ns + _DAY_NS
+        inner.append("Timestamp < fromUnixTimestamp64Nano({until:Int64})")
+        conditions.append("Timestamp < fromUnixTimestamp64Nano({until_wide:Int64})")
+    if select.services:
+        params["services"] = sorted(select.services)
+        inner.append("ServiceName IN {services:Array(String)}")
+    if inner:
+        conditions.append(
+            f"TraceId IN (SELECT TraceId FROM {table_sql} WHERE {' AND '.join(inner)})"
+        )
+    return " AND ".join(conditions), params
+
+
+def read_table(
+    source: Source,
+    connection: Connection,
+    *,
+    stats: ReadStats,
+    select: RequestFilter,
+    limits: ReadLimits,
+) -> Iterator[Trace]:
+    """Every trace of ``source`` the filter may keep (see the module contract)."""
+    chosen, params = where(select, source.table_sql)
+    params["max_span"] = limits.max_span_ns
+    params["runtime_keys"] = list(RUNTIME_KEYS)
+    too_long = next(
+        iter(
+            connection.rows(
+                f"SELECT count() FROM {source.table_sql} "
+                f"WHERE {chosen} AND toInt64(Duration) > {{max_span:Int64}}",
+                params,
+            )
+        )
+    )[0]
+    if too_long:
+        note(
+            stats,
+            "implausible_duration",
+            f"{source.shown}: {too_long:,} spans last longer than max_span_ns (skipped)",
+            int(too_long),
+        )
+    sql = (
+        f"SELECT TraceId, groupArray({SPAN_COLUMNS}) FROM {source.table_sql} "
+        f"WHERE {chosen} AND toInt64(Duration) BETWEEN 0 AND {{max_span:Int64}} "
+        "GROUP BY TraceId"
+    )
+    stats.files += 1
+    for trace_id, rows in connection.rows(sql, params):
+        spans = tuple(to_span(trace_id, row) for row in rows)
+        stats.spans += len(spans)
+        stats.traces += 1
+        yield Trace(trace_id=spans[0].trace_id, spans=spans)

@@ -1,0 +1,65 @@
+"""Fixtures for the ClickHouse tests: chdb data directories filled like the Collector does.
+
+chdb is ClickHouse's engine in this process (one data directory open at a time): each
+fixture opens a session, loads the spans read from files with ``schema.load_traces``
+(the exporter's DDL, its value encoding), and closes it again before ``analyze`` opens
+the directory through its ``chdb://`` URL. Skips when chdb is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from latency_ledger.clickhouse.schema import load_traces
+from latency_ledger.read import ReadStats, read_traces
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples" / "traces").glob("*.jsonl.gz"))
+THIRD_PARTY = ROOT / "tests" / "data" / "traces"
+
+LoadDir = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def chdb_session() -> ModuleType:
+    return pytest.importorskip("chdb.session")
+
+
+@pytest.fixture
+def load_dir(tmp_path: Path, chdb_session: ModuleType) -> LoadDir:
+    """``load_dir(paths, old_names=False, table="otel_traces")`` -> a ``chdb:///`` URL."""
+
+    def load(
+        paths: Sequence[str | Path], *, old_names: bool = False, table: str = "otel_traces"
+    ) -> str:
+        directory = tmp_path / f"chdb-{table}"
+        session = chdb_session.Session(str(directory))
+        try:
+            load_traces(
+                session,
+                read_traces(list(paths), stats=ReadStats()),
+                table=f"`default`.`{table}`",
+                old_names=old_names,
+            )
+        finally:
+            session.close()
+        return f"chdb://{directory}?table={table}"
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def gen() -> ModuleType:
+    """tests/read/gen.py (the generated trace sets), loaded by path."""
+    path = ROOT / "tests" / "read" / "gen.py"
+    spec = importlib.util.spec_from_file_location("_ch_gen", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
