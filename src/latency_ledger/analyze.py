@@ -16,7 +16,7 @@ from pathlib import Path
 
 from latency_ledger.accumulate import Accumulation, build_report
 from latency_ledger.classify import DEFAULT_RULES
-from latency_ledger.clickhouse import is_database_url, read_sources
+from latency_ledger.clickhouse import PreBooked, is_database_url, read_sources
 from latency_ledger.findings import Thresholds
 from latency_ledger.ledger import book_trace
 from latency_ledger.model import Report, TargetRuntime, Trace
@@ -55,7 +55,7 @@ def analyze(
     stats = ReadStats()
     acc = Accumulation(options.thresholds, options.max_endpoints)
     urls = [str(p) for p in paths if is_database_url(str(p))]
-    traces: Iterable[Trace] = read_traces(
+    traces: Iterable[Trace | PreBooked] = read_traces(
         [p for p in paths if not is_database_url(str(p))],
         stats=stats,
         idle_spans=options.idle_spans,
@@ -66,8 +66,11 @@ def analyze(
         sources = read_sources(urls, stats=stats, select=options.select, limits=options.limits)
         traces = chain(traces, sources)
     keeps = options.select.keeps if options.select.active else None
-    for trace in traces:
-        booked = book_trace(trace, rules=rules)
+    for item in traces:
+        if isinstance(item, PreBooked):  # booked by ClickHouse (clickhouse/book.py)
+            trace, booked = item.trace, item.booked
+        else:
+            trace, booked = item, book_trace(item, rules=rules)
         if keeps is not None:
             booked = replace(booked, requests=tuple(filter(keeps, booked.requests)))
         acc.add_trace(booked, trace.spans)

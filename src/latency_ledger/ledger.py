@@ -235,11 +235,6 @@ def book_request(
     """
     attrs = span.attributes
     wall = min(max(0, span.end_ns - span.start_ns), MAX_WALL_NS)
-    method, endpoint = endpoint_name(span)
-    status = as_int(attrs.get("http.response.status_code", attrs.get("http.status_code")))
-    if status is not None and not 100 <= status <= 599:
-        status = None  # "0" (not set) and garbage are not statuses
-    overhead = as_int(attrs.get(OVERHEAD_NS))
     from_totals = _is_false(attrs.get(SPANS_KEPT)) and any(key in attrs for key in _TOTALS)
     calls: tuple[Call, ...] = ()
     if from_totals:
@@ -254,14 +249,31 @@ def book_request(
         ledger = split_own_time(attrs, database, network, own, tails)
         call_list.sort(key=_CALL_ORDER)
         calls = tuple(call_list)
-    request = Request(
+    request = request_record(span, ledger, calls=calls, from_totals=from_totals)
+    return request, covered
+
+
+def request_record(
+    span: Span, ledger: Ledger, *, calls: tuple[Call, ...] = (), from_totals: bool = False
+) -> Request:
+    """A request span and its booked ledger -> the Request (endpoint, status, weights).
+
+    Shared by :func:`book_request` and sources that book the ledger elsewhere (a
+    database computing it in SQL, ``clickhouse.book``)."""
+    attrs = span.attributes
+    method, endpoint = endpoint_name(span)
+    status = as_int(attrs.get("http.response.status_code", attrs.get("http.status_code")))
+    if status is not None and not 100 <= status <= 599:
+        status = None  # "0" (not set) and garbage are not statuses
+    overhead = as_int(attrs.get(OVERHEAD_NS))
+    return Request(
         trace_id=span.trace_id,
         span_id=span.span_id,
         service=span.service,
         method=method,
         endpoint=endpoint,
         start_ns=span.start_ns,
-        wall_ns=wall,
+        wall_ns=min(max(0, span.end_ns - span.start_ns), MAX_WALL_NS),
         status_code=status,
         is_error=span.is_error or (status is not None and status >= 500),
         ledger=ledger,
@@ -271,7 +283,6 @@ def book_request(
         keep_probability=keep_probability(attrs.get(KEEP_PROBABILITY)),
         stream=stream_kind(span),
     )
-    return request, covered
 
 
 def keep_probability(value: object) -> float:

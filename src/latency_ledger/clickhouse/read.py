@@ -2,27 +2,40 @@
 
 Contract: :func:`read_table` runs one query that filters, projects and groups spans by
 trace inside ClickHouse (a cluster shares that work) and yields each trace as the file
-readers do, so the ledger books it with the same code. Only the columns the ledger reads
-travel (:data:`spans.SPAN_COLUMNS`). With a :class:`RequestFilter`, only traces holding
-a span that started in the window (of the services asked for) are fetched, whole, plus
-every other span of theirs within a day of the window (no span is longer, see
-``ReadLimits.max_span_ns``); the filter itself is applied to the booked requests.
-Spans longer than ``max_span_ns`` are skipped and counted (``implausible_duration``),
-as the file readers do. Errors (server, table, driver) raise ``LedgerError``.
+readers do, so the ledger books it with the same code; traces of the shape ClickHouse
+books exactly (``book.SQL_SHAPE``: one SERVER span) come booked, as :class:`PreBooked`.
+Only the columns the ledger reads travel (:data:`spans.SPAN_COLUMNS`). With a
+:class:`RequestFilter`, only traces holding a span that started in the window (of the
+services asked for) are fetched, whole, plus every other span of theirs within a day of
+the window (no span is longer, see ``ReadLimits.max_span_ns``); the filter itself is
+applied to the booked requests. Spans longer than ``max_span_ns`` are skipped and
+counted (``implausible_duration``), as the file readers do. Errors (server, table,
+driver) raise ``LedgerError``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+from latency_ledger.clickhouse.book import SHAPE_AGGREGATES, SQL_SHAPE, booked_in_sql
 from latency_ledger.clickhouse.source import Connection, Source
 from latency_ledger.clickhouse.spans import RUNTIME_KEYS, SPAN_COLUMNS, to_span
+from latency_ledger.ledger import BookedTrace
 from latency_ledger.model import Trace
 from latency_ledger.read.limits import ReadLimits
 from latency_ledger.read.stats import ReadStats, note
 from latency_ledger.request_filter import RequestFilter
 
 _DAY_NS = 86_400 * 10**9
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreBooked:
+    """A trace whose requests ClickHouse booked (``book``): not booked again."""
+
+    trace: Trace
+    booked: BookedTrace
 
 
 def where(select: RequestFilter, table_sql: str) -> tuple[str, dict[str, object]]:
@@ -57,8 +70,9 @@ def read_table(
     stats: ReadStats,
     select: RequestFilter,
     limits: ReadLimits,
-) -> Iterator[Trace]:
-    """Every trace of ``source`` the filter may keep (see the module contract)."""
+) -> Iterator[Trace | PreBooked]:
+    """Every trace of ``source`` the filter may keep (see the module contract): first
+    those ClickHouse booked itself (``book``), then the rest, grouped, for Python."""
     chosen, params = where(select, source.table_sql)
     params["max_span"] = limits.max_span_ns
     params["runtime_keys"] = list(RUNTIME_KEYS)
@@ -78,13 +92,18 @@ def read_table(
             f"{source.shown}: {too_long:,} spans last longer than max_span_ns (skipped)",
             int(too_long),
         )
-    sql = (
-        f"SELECT TraceId, groupArray({SPAN_COLUMNS}) FROM {source.table_sql} "
-        f"WHERE {chosen} AND toInt64(Duration) BETWEEN 0 AND {{max_span:Int64}} "
-        "GROUP BY TraceId"
-    )
     stats.files += 1
-    for trace_id, rows in connection.rows(sql, params):
+    for span, booked in booked_in_sql(connection, source.table_sql, chosen, params):
+        stats.spans += 1
+        stats.traces += 1
+        yield PreBooked(trace=Trace(trace_id=span.trace_id, spans=(span,)), booked=booked)
+    sql = (
+        f"SELECT TraceId, groupArray({SPAN_COLUMNS}), {SHAPE_AGGREGATES} "
+        f"FROM {source.table_sql} "
+        f"WHERE {chosen} AND toInt64(Duration) BETWEEN 0 AND {{max_span:Int64}} "
+        f"GROUP BY TraceId HAVING NOT {SQL_SHAPE}"
+    )
+    for trace_id, rows, *_ in connection.rows(sql, params):
         spans = tuple(to_span(trace_id, row) for row in rows)
         stats.spans += len(spans)
         stats.traces += 1
