@@ -6,7 +6,9 @@ one booked trace (:meth:`Accumulation.add_trace`) or one request
 (runtime seen on a SERVER span's resource, collector counters, profiles) given through
 :meth:`Accumulation.add_server_span` or, by a source that has no ``Span`` records (a
 database computing ledgers itself), :meth:`note_runtime` / :meth:`note_collector` /
-:meth:`note_profile`. :func:`build_report`
+:meth:`note_profile`. Two accumulations of disjoint sets of traces merge
+(:meth:`Accumulation.merge`) into the one a single pass over both would have built, so
+several processes can share the work (``analyze --jobs``). :func:`build_report`
 turns one accumulation and the reader's counters into the Report; it does not change
 the accumulation.
 
@@ -14,7 +16,8 @@ Order: the report does not depend on the order requests arrive in (percentile ba
 break ties between equal latencies by the rest of the row, see ``aggregate``), except
 (1) which endpoints keep their own row when there are more than ``max_endpoints``
 distinct ones, or more than ``endpoint.MAX_SPLITS`` kinds of one catch-all route (both
-keep the first seen), and (2) float sums of
+keep the first seen; a merge applies the receiving side's caps to the other's rows),
+and (2) float sums of
 sampling weights (``ledger.keep_probability`` other than 1), which may differ in the
 last bits. Without sampling weights and within those limits, reports are identical.
 """
@@ -64,14 +67,21 @@ class SplitLimiter:
         self._seen: dict[tuple[str, str], set[str]] = {}
 
     def limit(self, request: Request) -> Request:
-        base = request.endpoint.partition(SPLIT_MARK)[0]
-        seen = self._seen.setdefault((request.service, base), set())
-        if request.endpoint in seen:
+        endpoint = self.limit_name(request.service, request.endpoint)
+        if endpoint == request.endpoint:
             return request
+        return replace(request, endpoint=endpoint)
+
+    def limit_name(self, service: str, endpoint: str) -> str:
+        """The endpoint a request of (service, ``endpoint``) goes to."""
+        base = endpoint.partition(SPLIT_MARK)[0]
+        seen = self._seen.setdefault((service, base), set())
+        if endpoint in seen:
+            return endpoint
         if len(seen) < MAX_SPLITS:
-            seen.add(request.endpoint)
-            return request
-        return replace(request, endpoint=f"{base}{SPLIT_MARK}{OTHER_SPLIT}")
+            seen.add(endpoint)
+            return endpoint
+        return f"{base}{SPLIT_MARK}{OTHER_SPLIT}"
 
 
 class Accumulation:
@@ -143,6 +153,31 @@ class Accumulation:
     def note_profile(self, span: Span, raw: AttributeValue) -> None:
         """A request's ``ledger.profile`` attribute (``span``: its SERVER span)."""
         self.profiles.add(span, raw)
+
+    def merge(self, other: Accumulation) -> None:
+        """Add ``other``, built from traces disjoint from this one's (another worker's).
+
+        Its rows go through this side's row caps, as its requests would have."""
+        streams = {key: self.cap.fold_name(*key, n) for key, n in other.streams.groups()}
+        rows = {}
+        for key, n in other.aggregator.groups():
+            endpoint = self.cap.fold_name(*key, n)
+            if SPLIT_MARK in endpoint:
+                endpoint = self.splits.limit_name(key[0], endpoint)
+            rows[key] = endpoint
+        self.cap.merge_counts(other.cap)
+        self.aggregator.merge(other.aggregator, rows)
+        self.findings.merge(other.findings, rows)
+        self.streams.merge(other.streams, streams)
+        self.profiles.merge(other.profiles)
+        for key, value in other.collector.items():
+            self.collector[key] = max(self.collector.get(key, 0), value)
+        for service, counted in other.runtimes.items():
+            self.runtimes.setdefault(service, Counter()).update(counted)
+        self.unbooked += other.unbooked
+        self.requests += other.requests
+        self.overhead_ns += other.overhead_ns
+        self.overhead_requests += other.overhead_requests
 
 
 def build_report(acc: Accumulation, stats: ReadStats, options: AnalyzeOptions) -> Report:

@@ -3,7 +3,8 @@
 Contract: :class:`Aggregator` is streaming. ``add`` keeps each request as one row of
 compact ``array('q')`` columns per (service, endpoint), never the Request object, so
 memory is a few dozen bytes per request. ``endpoints()`` and ``overall()`` are computed
-on demand and do not change the state.
+on demand and do not change the state. They do not depend on the order requests were
+added in, so accumulators filled by several processes ``merge`` into the same answer.
 
 Latency percentiles are nearest-rank on the sorted wall times. The ledger at a
 percentile is the mean split of the requests in a band of ranks within +-2.5 percentile
@@ -120,16 +121,30 @@ class EndpointCap:
         self.requests_folded = 0
 
     def fold(self, request: Request) -> Request:
-        key = (request.service, request.endpoint)
+        endpoint = self.fold_name(request.service, request.endpoint)
+        return request if endpoint is request.endpoint else replace(request, endpoint=endpoint)
+
+    def fold_name(self, service: str, endpoint: str, requests: int = 1) -> str:
+        """The row ``requests`` requests of (service, endpoint) go to."""
+        key = (service, endpoint)
         if key in self._seen:
-            return request
+            return endpoint
         if len(self._seen) < self.limit:
             self._seen.add(key)
-            return request
-        self.requests_folded += 1
-        if len(self._folded) < _FOLDED_NAMES:
+            return endpoint
+        if endpoint != OTHER_ENDPOINT:  # already folded (merging): counted where it was
+            self.requests_folded += requests
+            if len(self._folded) < _FOLDED_NAMES:
+                self._folded.add(key)
+        return OTHER_ENDPOINT
+
+    def merge_counts(self, other: EndpointCap) -> None:
+        """Add what ``other`` folded (its requests went through its own cap)."""
+        self.requests_folded += other.requests_folded
+        for key in other._folded:
+            if len(self._folded) >= _FOLDED_NAMES:
+                break
             self._folded.add(key)
-        return replace(request, endpoint=OTHER_ENDPOINT)
 
     def problem(self) -> str | None:
         """The one line saying what was folded, or None."""
@@ -171,6 +186,20 @@ class Aggregator:
         columns.native_seen.append(1 if ledger.native_measured else 0)
         columns.errors += request.is_error
         columns.from_totals += request.from_totals
+
+    def groups(self) -> list[tuple[tuple[str, str], int]]:
+        """Every (service, endpoint) and its number of requests."""
+        return [(key, len(columns.wall)) for key, columns in self._groups.items()]
+
+    def merge(self, other: Aggregator, rename: dict[tuple[str, str], str]) -> None:
+        """Add ``other``'s requests; ``rename`` gives the endpoint each of its groups
+        goes to here (row caps applied)."""
+        for (service, endpoint), columns in other._groups.items():
+            key = (service, rename.get((service, endpoint), endpoint))
+            into = self._groups.get(key)
+            if into is None:
+                into = self._groups[key] = _Columns()
+            into.extend(columns)
 
     def endpoints(self) -> tuple[EndpointStats, ...]:
         """One row per (service, endpoint), by total time (count * mean) descending."""
@@ -248,7 +277,8 @@ def estimate_native(columns: _Columns) -> tuple[_Columns, _NativeBound | None]:
     mean_max = sum(columns.native_max[i] for i in seen) / len(seen)
     spread = 0.0
     if len(seen) > 1:
-        variance = sum((n - mean_native) ** 2 for n in profiled) / (len(seen) - 1)
+        # fsum: exact, so the result does not depend on the order of the requests
+        variance = math.fsum((n - mean_native) ** 2 for n in profiled) / (len(seen) - 1)
         spread = 2 * math.sqrt(variance / len(seen))
     fraction = min(1.0, mean_native / mean_cpu) if mean_cpu > 0 else 0.0
     low = max(0.0, (mean_native - spread) / mean_cpu) if mean_cpu > 0 else 0.0
@@ -287,6 +317,23 @@ class StreamTable:
             group = self._groups[key] = (array("q"), [0])
         group[0].append(request.wall_ns)
         group[1][0] += request.is_error
+
+    def merge(self, other: StreamTable, rename: dict[tuple[str, str], str]) -> None:
+        """Add ``other``'s streams; ``rename`` as in :meth:`Aggregator.merge`."""
+        for (service, endpoint, kind), (walls, errors) in other._groups.items():
+            key = (service, rename.get((service, endpoint), endpoint), kind)
+            group = self._groups.get(key)
+            if group is None:
+                group = self._groups[key] = (array("q"), [0])
+            group[0].extend(walls)
+            group[1][0] += errors[0]
+
+    def groups(self) -> list[tuple[tuple[str, str], int]]:
+        """Every (service, endpoint) holding streams, and how many."""
+        counts: dict[tuple[str, str], int] = {}
+        for (service, endpoint, _kind), (walls, _errors) in self._groups.items():
+            counts[(service, endpoint)] = counts.get((service, endpoint), 0) + len(walls)
+        return list(counts.items())
 
     def streams(self) -> tuple[StreamStats, ...]:
         out = []
@@ -353,7 +400,23 @@ def summarize(
         )
     part_columns = _part_columns(columns, measured)
     wall = columns.wall
-    order = sorted(range(count), key=wall.__getitem__)
+    # Equal latencies are ordered by the rest of the row, so which of them fall in a
+    # percentile's band does not depend on the order requests arrived in.
+    rows = list(
+        zip(
+            wall,
+            columns.database,
+            columns.network,
+            columns.interpreter,
+            columns.native,
+            columns.waiting,
+            columns.app,
+            columns.queueing,
+            strict=True,
+        )
+    )
+    order = sorted(range(count), key=rows.__getitem__)
+    del rows
     latency: dict[str, int] = {}
     ledger: dict[str, dict[str, int]] = {}
     queueing: dict[str, int] = {}

@@ -9,21 +9,26 @@ raises for bad input: the reader records problems, and they travel in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import chain
 from pathlib import Path
 
 from latency_ledger.accumulate import Accumulation, build_report
 from latency_ledger.classify import DEFAULT_RULES
 from latency_ledger.clickhouse import PreBooked, is_database_url, read_sources
 from latency_ledger.findings import Thresholds
-from latency_ledger.ledger import book_trace
+from latency_ledger.ledger import BookedTrace, ClassifyMemo, book_trace
 from latency_ledger.model import Report, TargetRuntime, Trace
 from latency_ledger.plugins import ClassifyRule, load_plugins, plugin_classify_rules
-from latency_ledger.read import ReadLimits, ReadStats, read_traces
+from latency_ledger.read import ReadLimits, ReadStats, read_traces, total_input_bytes
+from latency_ledger.read.assemble import Assembler, OutOfOrder
+from latency_ledger.read.fast import read_rows
 from latency_ledger.request_filter import RequestFilter
+from latency_ledger.spill import partitions_for, spilled_traces
 from latency_ledger.verdict import DEFAULT_TARGETS
+
+PARALLEL_BYTES = 50 << 20  # inputs larger than this use every core by default
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +42,11 @@ class AnalyzeOptions:
     given_targets: frozenset[str] = frozenset()  # target names whose factors the user gave
     runtimes: Mapping[str, str] = field(default_factory=dict)  # service ("*": all) -> runtime
     select: RequestFilter = field(default_factory=RequestFilter)  # --since/--until/--service
+    # worker processes; None: every core for inputs over PARALLEL_BYTES, else 1
+    jobs: int | None = None
+    # spans of open traces before the input counts as out of order (0: 2 * idle_spans)
+    max_buffered_spans: int = 0
+    reference: bool = False  # the plain one-pass reader and booker (tests compare)
 
 
 def default_rules() -> tuple[ClassifyRule, ...]:
@@ -52,26 +62,129 @@ def analyze(
 ) -> Report:
     options = options or AnalyzeOptions()
     rules = options.rules if options.rules is not None else default_rules()
+    urls = [str(p) for p in paths if is_database_url(str(p))]
+    files = [p for p in paths if not is_database_url(str(p))]
+    if options.reference:
+        acc, stats = _reference(files, options, rules, on_bytes)
+    else:
+        jobs = options.jobs or default_jobs(files)
+        if jobs > 1:
+            from latency_ledger.parallel import analyze_parallel
+
+            acc, stats = analyze_parallel(files, options, rules, jobs, on_bytes)
+        else:
+            acc, stats = analyze_share(files, options, rules, (0, 1), on_bytes)
+    if urls:  # ClickHouse tables (clickhouse/): the database filters and groups spans
+        sources = read_sources(urls, stats=stats, select=options.select, limits=options.limits)
+        for item in sources:
+            if isinstance(item, PreBooked):  # booked by ClickHouse (clickhouse/book.py)
+                _add(acc, item.trace, options, rules, booked=item.booked)
+            else:
+                _add(acc, item, options, rules)
+    return build_report(acc, stats, options)
+
+
+def _add(
+    acc: Accumulation,
+    trace: Trace,
+    options: AnalyzeOptions,
+    rules: Sequence[ClassifyRule],
+    memo: ClassifyMemo | None = None,
+    booked: BookedTrace | None = None,
+) -> None:
+    """Book one trace (unless ``booked`` already) and add it, keeping only the requests
+    ``options.select`` keeps."""
+    if booked is None:
+        booked = book_trace(trace, rules=rules, memo=memo)
+    if options.select.active:
+        booked = replace(booked, requests=tuple(filter(options.select.keeps, booked.requests)))
+    acc.add_trace(booked, trace.spans)
+
+
+def default_jobs(paths: Sequence[str | Path]) -> int:
+    """Every core this process may use for inputs over :data:`PARALLEL_BYTES`, else 1."""
+    if total_input_bytes(paths) <= PARALLEL_BYTES:
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def analyze_share(
+    paths: Sequence[str | Path],
+    options: AnalyzeOptions,
+    rules: Sequence[ClassifyRule],
+    share: tuple[int, int],
+    on_bytes: Callable[[int], None] | None = None,
+) -> tuple[Accumulation, ReadStats]:
+    """The accumulation of worker ``share[0]``'s traces (of ``share[1]``): one streaming
+    pass while the input is in trace order; on the first span that pass cannot join
+    (a late span, or too many spans of open traces), start over grouping by trace id
+    through spill files (``spill``), so every trace is whole either way."""
+    memo: ClassifyMemo = {}
     stats = ReadStats()
     acc = Accumulation(options.thresholds, options.max_endpoints)
-    urls = [str(p) for p in paths if is_database_url(str(p))]
-    traces: Iterable[Trace | PreBooked] = read_traces(
-        [p for p in paths if not is_database_url(str(p))],
+    budget = options.max_buffered_spans or 2 * options.idle_spans
+    assembler = Assembler(stats, idle_spans=options.idle_spans, strict=True, max_buffered=budget)
+    seen = [0]  # bytes reported so far: a second pass reports only past them
+
+    def counted(n: int) -> None:
+        seen[0] += n
+        if on_bytes is not None:
+            on_bytes(n)
+
+    try:
+        for rows in read_rows(
+            paths, stats=stats, on_bytes=counted, limits=options.limits, share=share
+        ):
+            for trace in assembler.add(rows):
+                _add(acc, trace, options, rules, memo)
+        for trace in assembler.finish():
+            _add(acc, trace, options, rules, memo)
+        return acc, stats
+    except OutOfOrder:
+        pass
+    del assembler
+    stats = ReadStats()
+    acc = Accumulation(options.thresholds, options.max_endpoints)
+    reported = seen[0]
+    seen[0] = 0
+
+    def again(n: int) -> None:
+        before = seen[0]
+        seen[0] += n
+        if on_bytes is not None and seen[0] > reported:
+            on_bytes(seen[0] - max(before, reported))
+
+    partitions = partitions_for(total_input_bytes(paths) // share[1])
+    for trace in spilled_traces(
+        paths,
+        stats=stats,
+        partitions=partitions,
+        limits=options.limits,
+        share=share,
+        on_bytes=again,
+    ):
+        _add(acc, trace, options, rules, memo)
+    stats.regrouped = True
+    return acc, stats
+
+
+def _reference(
+    paths: Sequence[str | Path],
+    options: AnalyzeOptions,
+    rules: Sequence[ClassifyRule],
+    on_bytes: Callable[[int], None] | None,
+) -> tuple[Accumulation, ReadStats]:
+    """The plain one-pass path: ``read_traces`` (reference reader; late spans start
+    partial traces) and ``book_trace`` without a memo."""
+    stats = ReadStats()
+    acc = Accumulation(options.thresholds, options.max_endpoints)
+    traces = read_traces(
+        paths,
         stats=stats,
         idle_spans=options.idle_spans,
         on_bytes=on_bytes,
         limits=options.limits,
     )
-    if urls:  # ClickHouse tables (clickhouse/): the database filters and groups spans
-        sources = read_sources(urls, stats=stats, select=options.select, limits=options.limits)
-        traces = chain(traces, sources)
-    keeps = options.select.keeps if options.select.active else None
-    for item in traces:
-        if isinstance(item, PreBooked):  # booked by ClickHouse (clickhouse/book.py)
-            trace, booked = item.trace, item.booked
-        else:
-            trace, booked = item, book_trace(item, rules=rules)
-        if keeps is not None:
-            booked = replace(booked, requests=tuple(filter(keeps, booked.requests)))
-        acc.add_trace(booked, trace.spans)
-    return build_report(acc, stats, options)
+    for trace in traces:
+        _add(acc, trace, options, rules)
+    return acc, stats

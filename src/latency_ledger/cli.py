@@ -97,6 +97,13 @@ def main() -> None:
     metavar="NAME",
     help="Only requests of this service (repeatable).",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (each trace is analyzed whole by one of them) [default: every "
+    "core for inputs over 50 MB, else 1].",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar for large inputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but problems.")
 def analyze(
@@ -112,6 +119,7 @@ def analyze(
     since: str | None,
     until: str | None,
     services: tuple[str, ...],
+    jobs: int | None,
     progress: bool,
     quiet: bool,
 ) -> None:
@@ -147,6 +155,7 @@ def analyze(
             runtimes=runtimes,
             max_endpoints=max_endpoints,
             select=select,
+            jobs=jobs,
         )
     except ConfigError as exc:
         hint = "--runtime" if str(exc).startswith("--runtime") else "--target"

@@ -67,6 +67,7 @@ def analyze_paths(
     runtimes: Sequence[str] = (),
     max_endpoints: int = 1000,
     select: RequestFilter | None = None,
+    jobs: int | None = None,
 ) -> int:
     """Run the analysis and write the requested reports; return the exit code.
 
@@ -87,6 +88,7 @@ def analyze_paths(
         runtimes=dict(parse_runtime_override(r) for r in runtimes),
         max_endpoints=max_endpoints,
         select=select or RequestFilter(),
+        jobs=jobs,
     )
     files = [p for p in paths if not is_database_url(p)]
     with _progress(files, progress and not quiet) as on_bytes:

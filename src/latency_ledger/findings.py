@@ -485,6 +485,15 @@ class FindingsAccumulator:
         for system, (count, booked) in pools.items():
             ep.pools.setdefault(system, _Tally()).add(weight, count, booked, database_ns)
 
+    def merge(self, other: FindingsAccumulator, rename: Mapping[tuple[str, str], str]) -> None:
+        """Add ``other``'s endpoints; ``rename`` gives the endpoint each goes to here."""
+        for (service, endpoint), ep in other._endpoints.items():
+            key = (service, rename.get((service, endpoint), endpoint))
+            into = self._endpoints.get(key)
+            if into is None:
+                into = self._endpoints[key] = _Endpoint()
+            into.merge(ep)
+
     def findings(
         self, service: str, endpoint: str, request_count: int, p50_ns: int = 0
     ) -> tuple[Finding, ...]:

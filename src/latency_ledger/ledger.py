@@ -183,8 +183,18 @@ def is_http_root(span: Span) -> bool:
     )
 
 
-def book_trace(trace: Trace, *, rules: Sequence[ClassifyRule] = DEFAULT_RULES) -> BookedTrace:
-    """Book every request of one trace; count the spans that belong to none."""
+def book_trace(
+    trace: Trace,
+    *,
+    rules: Sequence[ClassifyRule] = DEFAULT_RULES,
+    memo: ClassifyMemo | None = None,
+) -> BookedTrace:
+    """Book every request of one trace; count the spans that belong to none.
+
+    ``memo`` (a dict kept across traces) remembers the built-in rule's answer per
+    attribute dict OBJECT, kind, name and service: with a reader that hands out one dict
+    per distinct attribute set (``read.fast``), each set is classified once. Other rules
+    still run on every span. The answers are the same with or without it."""
     spans = trace.spans
     # The first span of a duplicated id wins (later ones stay unbooked).
     by_id = {span.span_id: span for span in reversed(spans)}
@@ -215,7 +225,7 @@ def book_trace(trace: Trace, *, rules: Sequence[ClassifyRule] = DEFAULT_RULES) -
     booked = 0
     while pending:
         # Booking a request adds the SERVER spans nested in it to ``pending``.
-        request, covered = book_request(pending.pop(), children, rules, pending)
+        request, covered = book_request(pending.pop(), children, rules, pending, memo)
         requests.append(request)
         booked += covered
     requests.sort(key=lambda r: (r.start_ns, r.span_id))
@@ -227,6 +237,7 @@ def book_request(
     children: dict[str, list[Span]],
     rules: Sequence[ClassifyRule],
     nested: list[Span],
+    memo: ClassifyMemo | None = None,
 ) -> tuple[Request, int]:
     """One request span -> its Request and how many spans it covers.
 
@@ -241,10 +252,10 @@ def book_request(
         ledger = ledger_from_totals(attrs, wall)
         # Which spans belong to it (and which nested SERVER spans are requests of their
         # own) follows the same rules as when booking from spans; usually it has none.
-        covered = book_spans(span, children, rules, nested)[4]
+        covered = book_spans(span, children, rules, nested, memo)[4]
     else:
         database, network, own, call_list, covered, tails = book_spans(
-            span, children, rules, nested
+            span, children, rules, nested, memo
         )
         ledger = split_own_time(attrs, database, network, own, tails)
         call_list.sort(key=_CALL_ORDER)
@@ -390,6 +401,7 @@ def book_spans(
     children: dict[str, list[Span]],
     rules: Sequence[ClassifyRule],
     nested: list[Span],
+    memo: ClassifyMemo | None = None,
 ) -> tuple[int, int, int, list[Call], int, int]:
     """``(database_ns, network_ns, own_ns, calls, spans covered, tails_ns)`` from a span tree.
 
@@ -467,7 +479,12 @@ def book_spans(
                 calls.append(_nested_server_call(kid, length))
                 nested.append(kid)
                 continue
-            found = standard_fields(kid) if standard_only else _classify(kid, rules)
+            if memo is not None:
+                found = _classify_memo(kid, rules, memo)
+            elif standard_only:
+                found = standard_fields(kid)
+            else:
+                found = _classify(kid, rules)
             if found is None:
                 stack.append((kid, k_start, k_end, won_end))
                 continue
@@ -515,6 +532,38 @@ def _classify(span: Span, rules: Sequence[ClassifyRule]) -> ClassifiedFields | N
     for rule in rules:
         if rule is classify_standard:
             found = standard_fields(span)
+            if found is not None:
+                return found
+            continue
+        ruled = rule(span)
+        if ruled is not None:
+            return ruled.category, ruled.kind, ruled.system, ruled.target
+    return None
+
+
+ClassifyMemo = dict[tuple[int, SpanKind, str, str], tuple[Attributes, ClassifiedFields | None]]
+MEMO_LIMIT = 1 << 17  # entries; then the memo starts over (hostile variety stays bounded)
+
+
+def _classify_memo(
+    span: Span, rules: Sequence[ClassifyRule], memo: ClassifyMemo
+) -> ClassifiedFields | None:
+    """:func:`_classify` with the built-in rule's answer remembered (see ``book_trace``).
+
+    Keyed by the attribute dict's id and checked by identity: the memo holds the dict,
+    so its id cannot be reused by another object while the entry lives."""
+    for rule in rules:
+        if rule is classify_standard:
+            attrs = span.attributes
+            key = (id(attrs), span.kind, span.name, span.service)
+            hit = memo.get(key)
+            if hit is not None and hit[0] is attrs:
+                found = hit[1]
+            else:
+                found = standard_fields(span)
+                if len(memo) >= MEMO_LIMIT:
+                    memo.clear()
+                memo[key] = (attrs, found)
             if found is not None:
                 return found
             continue

@@ -198,6 +198,21 @@ class ProfileAccumulator:
             for name, weight in native_top.items():
                 into[name] = into.get(name, 0.0) + weight / native_total
 
+    def merge(self, other: ProfileAccumulator) -> None:
+        """Add ``other``'s profiles."""
+        for mine, theirs in (
+            (self._buckets, other._buckets),
+            (self._top, other._top),
+            (self._native, other._native),
+        ):
+            for key, weights in theirs.items():
+                into = mine[key]
+                for name, weight in weights.items():
+                    into[name] = into.get(name, 0.0) + weight
+        self._native_profiles.update(other._native_profiles)
+        self._profiles.update(other._profiles)
+        self.errors.update(other.errors)
+
     def summary(self, service: str, endpoint: str) -> ProfileSummary | None:
         key = (service, endpoint)
         count = self._profiles.get(key, 0)

@@ -31,13 +31,34 @@ class _Pending:
         self.spans: list[SpanRow] = []
 
 
-class Assembler:
-    """Buffers spans per trace id and lets traces out when they go idle."""
+class OutOfOrder(Exception):
+    """A strict assembler met a span it cannot join in one pass (see :class:`Assembler`)."""
 
-    def __init__(self, stats: ReadStats, *, idle_spans: int, remember: int = 100_000) -> None:
+
+class Assembler:
+    """Buffers spans per trace id and lets traces out when they go idle.
+
+    ``strict``: instead of letting a late span start a partial trace, raise
+    :class:`OutOfOrder`; also raise it when more than ``max_buffered`` spans wait at once
+    (input whose traces are spread this far apart is for a caller that groups spans by
+    trace id another way, with bounded memory: ``analysis.spill``).
+    """
+
+    def __init__(
+        self,
+        stats: ReadStats,
+        *,
+        idle_spans: int,
+        remember: int = 100_000,
+        strict: bool = False,
+        max_buffered: int = 0,
+    ) -> None:
         self._stats = stats
         self._idle = max(1, idle_spans)
         self._remember = max(0, remember)
+        self._strict = strict
+        self._max_buffered = max_buffered or (1 << 62)
+        self._buffered = 0  # spans waiting in _pending
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._done: OrderedDict[str, None] = OrderedDict()  # ids of let-out traces
         self._count = 0  # spans added so far
@@ -72,11 +93,16 @@ class Assembler:
                 self._evict(out)
         self._count = count
         self._stats.spans += count - first
+        self._buffered += count - first
+        if self._buffered > self._max_buffered and self._strict:
+            raise OutOfOrder(f"more than {self._max_buffered:,} spans of open traces")
         return out
 
     def _open(self, tid: str, count: int) -> _Pending:
         pending = self._pending
         entry = _Pending(count, tid in self._done)
+        if entry.late and self._strict:
+            raise OutOfOrder(f"a span of trace {tid} came after the trace was complete")
         if not pending:
             self._check_at = count + self._idle
         pending[tid] = entry
@@ -104,6 +130,7 @@ class Assembler:
             if len(done) > self._remember:
                 done.popitem(last=False)
         self._stats.traces += 1
+        self._buffered -= len(entry.spans)
         if entry.late:
             self._stats.skipped["late_span"] += len(entry.spans)
         return Trace(trace_id=tid, spans=to_spans(entry.spans))

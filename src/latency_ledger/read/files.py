@@ -23,7 +23,7 @@ from typing import IO, Any
 import zstandard
 
 from latency_ledger.read.limits import ReadLimits
-from latency_ledger.read.otlp_json import read_json
+from latency_ledger.read.otlp_json import JsonReaderFactory, read_json
 from latency_ledger.read.otlp_proto import read_proto, read_proto_stream, read_proto_text
 from latency_ledger.read.sniff import Shape, sniff
 from latency_ledger.read.stats import ReadStats, note, show_path
@@ -166,10 +166,11 @@ def _spans_by_shape(
     stats: ReadStats,
     ids: IdDecoder,
     limits: ReadLimits,
+    json_reader: JsonReaderFactory | None,
 ) -> Iterator[list[SpanRow]]:
     where = show_path(path)
     if shape is Shape.JSON:
-        return read_json(stream, path, stats, ids, limits)
+        return read_json(stream, path, stats, ids, limits, json_reader)
     if shape is Shape.PROTO:
         return read_proto(stream, path, stats, limits)
     if shape is Shape.PROTO_STREAM:
@@ -201,8 +202,11 @@ def read_file(
     ids: IdDecoder,
     on_bytes: Callable[[int], None] | None = None,
     limits: ReadLimits = DEFAULT_LIMITS,
+    json_reader: JsonReaderFactory | None = None,
 ) -> Iterator[list[SpanRow]]:
-    """Yield the span lists of one file; problems go to the stats, never out as errors."""
+    """Yield the span lists of one file; problems go to the stats, never out as errors.
+
+    ``json_reader`` makes the reader of a JSON file (default: ``otlp_json``'s)."""
     try:
         raw = io.FileIO(path, "r")
     except (OSError, ValueError) as exc:
@@ -221,7 +225,7 @@ def read_file(
             shape = sniff(stream.peek(_CHUNK))
             if shape in (Shape.GZIP, Shape.ZSTD):
                 shape = Shape.UNKNOWN  # compressed twice: not something an exporter writes
-        yield from _spans_by_shape(stream, shape, path, stats, ids, limits)
+        yield from _spans_by_shape(stream, shape, path, stats, ids, limits, json_reader)
         if capped is not None and capped.cut:
             note(
                 stats,

@@ -24,7 +24,7 @@ one line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 import msgspec
@@ -446,15 +446,20 @@ def _lenient_groups(obj: object) -> list[Any] | None:
     return None
 
 
+JsonReaderFactory = Callable[[object, ReadStats, IdDecoder, ReadLimits], "_JsonReader"]
+
+
 def read_json(
     stream: IO[bytes],
     path: object,
     stats: ReadStats,
     ids: IdDecoder,
     limits: ReadLimits,
+    json_reader: JsonReaderFactory | None = None,
 ) -> Iterator[list[SpanRow]]:
-    """Yield the spans of each unit of a JSON file (JSON lines or one document)."""
-    reader = _JsonReader(path, stats, ids, limits)
+    """Yield the spans of each unit of a JSON file (JSON lines or one document);
+    ``json_reader`` makes the reader (default: this module's; ``fast`` has another)."""
+    reader = (json_reader or _JsonReader)(path, stats, ids, limits)
     try:
         for line, data in json_units(stream, reader.where, stats, limits):
             spans = reader.unit(data, line)

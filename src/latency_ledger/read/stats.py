@@ -26,6 +26,8 @@ class ReadStats:
     problems: list[str] = field(default_factory=list)  # the first MAX_PROBLEMS lines
     problem_count: int = 0  # every problem noted, kept in ``problems`` or not
     max_in_flight: int = 0  # most traces buffered at once (the memory bound, for tests)
+    fallback_units: int = 0  # JSON lines the fast reader left to the reference path
+    regrouped: bool = False  # not in trace order: read again, grouped through spill files
 
 
 def note(stats: ReadStats, reason: str, message: str, count: int = 1) -> None:

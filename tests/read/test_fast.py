@@ -1,0 +1,107 @@
+"""The fast reader yields the reference reader's rows and notes its problems, byte for byte.
+
+Reference: ``read_file`` with the default JSON reader (``otlp_json``). Compared on the
+third-party traces, the examples, a generated file, and arbitrary JSON lines beside a
+valid one (hypothesis): rows (every field), counters and problem lines. With
+``share=(k, n)`` the shares partition the rows: each trace whole in exactly one.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latency_ledger.read import ReadStats
+from latency_ledger.read.fast import owner, read_rows
+from latency_ledger.read.files import expand_paths, read_file
+from latency_ledger.read.values import IdDecoder
+
+from .test_robustness import _VALID, json_values, otlp_like
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _reference(paths: list[Path]) -> tuple[list[tuple[Any, ...]], ReadStats]:
+    stats = ReadStats()
+    ids = IdDecoder()
+    rows = [
+        msgspec.structs.astuple(row)
+        for path in expand_paths(paths)
+        for batch in read_file(path, stats, ids)
+        for row in batch
+    ]
+    return rows, stats
+
+
+def _fast(paths: list[Path], share: tuple[int, int] = (0, 1)) -> tuple[list[Any], ReadStats]:
+    stats = ReadStats()
+    rows = [
+        msgspec.structs.astuple(row)
+        for batch in read_rows(paths, stats=stats, share=share)
+        for row in batch
+    ]
+    return rows, stats
+
+
+def _same(paths: list[Path]) -> list[tuple[Any, ...]]:
+    rows, stats = _reference(paths)
+    fast_rows, fast_stats = _fast(paths)
+    assert fast_rows == rows
+    fast_stats.fallback_units = 0
+    assert fast_stats == stats
+    return rows
+
+
+def _inputs(gen: ModuleType, tmp: Path) -> list[list[Path]]:
+    generated = tmp / "gen.jsonl"
+    gen.write_otlp_jsonl(generated, requests=400, spans_per_request=9, seed=3)
+    third_party = sorted(p for p in (ROOT / "tests/data/traces").rglob("*") if p.is_file())
+    examples = sorted((ROOT / "examples/traces").glob("*.jsonl.gz"))
+    return [[generated], third_party, examples]
+
+
+def test_rows_and_problems_equal_the_reference(gen: ModuleType, tmp_path: Path) -> None:
+    for paths in _inputs(gen, tmp_path):
+        assert _same(paths)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_shares_split_the_rows_by_trace(gen: ModuleType, tmp_path: Path, workers: int) -> None:
+    for paths in _inputs(gen, tmp_path):
+        rows, stats = _reference(paths)
+        shares = [_fast(paths, (k, workers)) for k in range(workers)]
+        for k, (share_rows, share_stats) in enumerate(shares):
+            assert {owner(row[0], workers) for row in share_rows} <= {k}
+            assert share_stats.problems == stats.problems
+        # together the shares are all rows, each in its reading order
+        assert Counter(repr(r) for rs, _ in shares for r in rs) == Counter(map(repr, rows))
+        for k, (share_rows, _) in enumerate(shares):
+            assert share_rows == [r for r in rows if owner(r[0], workers) == k]
+
+
+def _lines(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "input.jsonl"
+        path.write_bytes(data)
+        _same([path])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(json_values | otlp_like, max_size=4))
+def test_any_json_lines_read_as_the_reference_reads_them(units: list[Any]) -> None:
+    _lines(b"\n".join([_VALID, *[json.dumps(u).encode() for u in units]]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=1, max_size=40), st.integers(min_value=0, max_value=len(_VALID)))
+def test_damaged_lines_read_as_the_reference_reads_them(noise: bytes, at: int) -> None:
+    _lines(_VALID + b"\n" + _VALID[:at] + noise + _VALID[at:] + b"\n" + _VALID)
