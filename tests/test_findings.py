@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -547,3 +548,31 @@ def replace_ledger(req: Request, *, database_ms: float, n: int) -> Request:
         app_ns=req.wall_ns - round(database_ms * MS),
     )
     return replace(req, ledger=ledger, trace_id=f"{n:032x}", span_id=f"{n:016x}")
+
+
+def _walked_percentiles(values: list[int]) -> tuple[int, int]:
+    """The weighted walk of findings._percentiles, written out for weights of 1."""
+    pairs = sorted((v, 1.0) for v in values)
+    total = float(len(values))
+    out = []
+    for q in (0.50, 0.99):
+        cumulative, found = 0.0, pairs[-1][0]
+        for value, weight in pairs:
+            cumulative += weight
+            if cumulative >= q * total - 1e-9 * total:
+                found = value
+                break
+        out.append(found)
+    return out[0], out[1]
+
+
+def test_unit_weight_percentiles_are_the_walks_answer() -> None:
+    from array import array
+
+    from latency_ledger.findings import _percentiles
+
+    rng = random.Random(5)
+    for size in [*range(1, 300), 999, 1000, 1001, 12345]:
+        values = [rng.randint(0, 50) for _ in range(size)]
+        got = _percentiles(array("q", values), array("d", [1.0] * size))
+        assert got == _walked_percentiles(values), size

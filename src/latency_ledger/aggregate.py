@@ -400,23 +400,7 @@ def summarize(
         )
     part_columns = _part_columns(columns, measured)
     wall = columns.wall
-    # Equal latencies are ordered by the rest of the row, so which of them fall in a
-    # percentile's band does not depend on the order requests arrived in.
-    rows = list(
-        zip(
-            wall,
-            columns.database,
-            columns.network,
-            columns.interpreter,
-            columns.native,
-            columns.waiting,
-            columns.app,
-            columns.queueing,
-            strict=True,
-        )
-    )
-    order = sorted(range(count), key=rows.__getitem__)
-    del rows
+    order = _ranked(columns)
     latency: dict[str, int] = {}
     ledger: dict[str, dict[str, int]] = {}
     queueing: dict[str, int] = {}
@@ -444,6 +428,29 @@ def summarize(
         from_totals=columns.from_totals,
         native=native.share() if native is not None and measured else None,
     )
+
+
+def _ranked(columns: _Columns) -> list[int]:
+    """Row indexes by latency. Equal latencies are ordered by the rest of the row, so
+    which of them fall in a percentile's band does not depend on the order requests
+    arrived in (the full-row sort is only paid when latencies repeat)."""
+    wall = columns.wall
+    if len(set(wall)) == len(wall):
+        return sorted(range(len(wall)), key=wall.__getitem__)
+    rows = list(
+        zip(
+            wall,
+            columns.database,
+            columns.network,
+            columns.interpreter,
+            columns.native,
+            columns.waiting,
+            columns.app,
+            columns.queueing,
+            strict=True,
+        )
+    )
+    return sorted(range(len(wall)), key=rows.__getitem__)
 
 
 def _part_columns(columns: _Columns, measured: bool) -> list[array[int]]:

@@ -604,6 +604,8 @@ def _percentiles(values: array[int], weights: array[float]) -> tuple[int, int]:
     reaches the rank (plain nearest rank when every weight is 1)."""
     if not values:
         return 0, 0
+    if weights.count(1.0) == len(weights):
+        return _unweighted_percentiles(values)
     pairs = sorted(zip(values, weights, strict=True))
     total = sum(weights)
     out = []
@@ -617,6 +619,19 @@ def _percentiles(values: array[int], weights: array[float]) -> tuple[int, int]:
                 found = value
                 break
         out.append(found)
+    return out[0], out[1]
+
+
+def _unweighted_percentiles(values: array[int]) -> tuple[int, int]:
+    """:func:`_percentiles` when every weight is 1: the cumulative weight after ``i``
+    values is ``i`` exactly, so the value reached is at an index, not found by a walk."""
+    ordered = sorted(values)
+    count = len(ordered)
+    out = []
+    for q in (0.50, 0.99):
+        reach = q * count - 1e-9 * count  # the walk's test: cumulative >= reach
+        index = max(1, math.ceil(reach)) - 1
+        out.append(ordered[index] if index < count else ordered[-1])
     return out[0], out[1]
 
 

@@ -9,9 +9,11 @@ spilling when the input is not in trace order) and sends back its
 :class:`~latency_ledger.accumulate.Accumulation` and ``ReadStats``; they merge in worker
 order (``Accumulation.merge``).
 
-Counters: what the readers note per line or per unusable span (files, bytes, skipped
-lines, problems) every worker notes alike, so it is taken once, from worker 0; what
-counts kept spans and traces (spans, traces, late spans) is summed.
+Counters: what the readers note about files and their regions (files, bytes, unreadable
+or damaged stretches) every worker notes alike, so it is taken from worker 0; a line
+read the reference way (a problem in it) is counted by the lowest worker that read it so
+(``read.fast``); problems merge in reading order. What counts kept spans and traces
+(spans, traces, late spans) is summed.
 
 Workers are forked (the rules, which may be closures from plugins or ``--rules``, are
 inherited, not pickled). Where ``fork`` does not exist the analysis runs in one process.
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from latency_ledger.accumulate import Accumulation
 from latency_ledger.plugins import ClassifyRule
 from latency_ledger.read import ReadStats
+from latency_ledger.read.stats import MAX_PROBLEMS
 
 if TYPE_CHECKING:
     from latency_ledger.analyze import AnalyzeOptions
@@ -114,6 +117,13 @@ def merge_stats(parts: Sequence[ReadStats]) -> ReadStats:
     """One reader's counters from the workers' (see the module docstring)."""
     first = parts[0]
     skipped = Counter(first.skipped)
+    placed = list(zip(first.places, first.problems, strict=False))
+    count = first.problem_count
+    for part in parts[1:]:
+        skipped.update(part.kept.skipped)
+        count += part.kept.count
+        placed.extend(part.kept.problems)
+    placed.sort(key=lambda item: item[0])
     for reason in _SUMMED_SKIPS:
         total = sum(part.skipped.get(reason, 0) for part in parts)
         skipped.pop(reason, None)
@@ -125,8 +135,8 @@ def merge_stats(parts: Sequence[ReadStats]) -> ReadStats:
         traces=sum(part.traces for part in parts),
         bytes_read=first.bytes_read,
         skipped=skipped,
-        problems=list(first.problems),
-        problem_count=first.problem_count,
+        problems=[text for _place, text in placed[:MAX_PROBLEMS]],
+        problem_count=count,
         max_in_flight=sum(part.max_in_flight for part in parts),
         fallback_units=first.fallback_units,
         regrouped=any(part.regrouped for part in parts),

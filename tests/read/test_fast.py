@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from latency_ledger.parallel import merge_stats
 from latency_ledger.read import ReadStats
 from latency_ledger.read.fast import owner, read_rows
 from latency_ledger.read.files import expand_paths, read_file
@@ -56,7 +57,9 @@ def _same(paths: list[Path]) -> list[tuple[Any, ...]]:
     rows, stats = _reference(paths)
     fast_rows, fast_stats = _fast(paths)
     assert fast_rows == rows
+    assert len(fast_stats.places) == len(fast_stats.problems)
     fast_stats.fallback_units = 0
+    fast_stats.places = []
     assert fast_stats == stats
     return rows
 
@@ -72,6 +75,7 @@ def _inputs(gen: ModuleType, tmp: Path) -> list[list[Path]]:
 def test_rows_and_problems_equal_the_reference(gen: ModuleType, tmp_path: Path) -> None:
     for paths in _inputs(gen, tmp_path):
         assert _same(paths)
+        _shares_note_once(paths)
 
 
 @pytest.mark.parametrize("workers", [2, 3])
@@ -93,6 +97,64 @@ def _lines(data: bytes) -> None:
         path = Path(tmp) / "input.jsonl"
         path.write_bytes(data)
         _same([path])
+        _shares_note_once([path])
+
+
+def _shares_note_once(paths: list[Path]) -> None:
+    """Workers' counters merge into the one reader's: each problem once, in order."""
+    rows, stats = _reference(paths)
+    for workers in (2, 3):
+        shares = [_fast(paths, (k, workers)) for k in range(workers)]
+        merged = merge_stats([share_stats for _rows, share_stats in shares])
+        assert merged.problems == stats.problems
+        assert merged.problem_count == stats.problem_count
+        assert merged.skipped == stats.skipped
+        assert sum(len(share_rows) for share_rows, _stats in shares) == len(rows)
+
+
+def _span(trace: int, span: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "traceId": f"{trace:032x}",
+        "spanId": f"{span:016x}",
+        "kind": 2,
+        "startTimeUnixNano": "1700000000000000000",
+        "endTimeUnixNano": "1700000000000005000",
+        "attributes": [{"key": "k", "value": {"intValue": "1"}}],
+    } | fields
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(1, 12),
+                st.sampled_from(["ok", "bad id", "bad parent", "no end", "bad attr", "old"]),
+            ),
+            min_size=1,
+            max_size=5,
+        ),
+        max_size=8,
+    )
+)
+def test_problems_of_spans_any_worker_owns_count_once(lines: list[list[tuple[int, str]]]) -> None:
+    broken = {
+        "ok": {},
+        "bad id": {"spanId": "xyz"},
+        "bad parent": {"parentSpanId": "nothex!"},
+        "no end": {"endTimeUnixNano": "0"},
+        "bad attr": {"attributes": [{"key": "k", "value": {"intValue": "many"}}]},
+        "old": {"startTimeUnixNano": "1000", "endTimeUnixNano": "2000"},
+    }
+    out = [_VALID]
+    for n, spans in enumerate(lines):
+        doc = [_span(trace, 100 * n + i + 1, **broken[how]) for i, (trace, how) in enumerate(spans)]
+        out.append(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": doc}]}]}).encode())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "input.jsonl"
+        path.write_bytes(b"\n".join(out))
+        _same([path])
+        _shares_note_once([path])
 
 
 @settings(max_examples=150, deadline=None)

@@ -16,10 +16,19 @@ ledger classify each distinct (attributes, kind, name, service) once
 (``ledger.Classifier``). Anything out of the ordinary in a line (a wrapper other than
 ``resourceSpans``, a wrong type, an unusable id or time) sends the whole line down the
 reference path, so problems are noted exactly as there.
+
+Several workers. Each reads every line; a span of a trace it does not own costs it the
+decode and a trace-id check only, once the file's time floor (``limits.TimeCheck``) can
+no longer rise: the span's owner checks the rest. So a line with an unusable span may go
+the reference way in some workers and not in others; its problems count in the lowest
+worker that read it so (each of them can tell which did: :meth:`FastJsonReader._noters`),
+the others forget them. Problems get their place (file, line) so the workers' lists
+merge in reading order (``parallel.merge_stats``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -36,7 +45,7 @@ from latency_ledger.read.otlp_json import (
     _resource,
     _value,
 )
-from latency_ledger.read.stats import ReadStats
+from latency_ledger.read.stats import MAX_PROBLEMS, ReadStats
 from latency_ledger.read.values import ERROR_CODES, KINDS, IdDecoder, SpanRow
 
 _EMPTY = msgspec.Raw()
@@ -113,16 +122,24 @@ class FastJsonReader(_JsonReader):
         share: tuple[int, int] = (0, 1),
         attributes: dict[bytes, dict[str, AttributeValue]] | None = None,
         resources: dict[bytes, tuple[str, dict[str, AttributeValue]]] | None = None,
+        file_index: int = 0,
     ) -> None:
         super().__init__(path, stats, ids, limits)
         self.share = share
         self.attributes = {} if attributes is None else attributes
         self.resources = {} if resources is None else resources
         self.fallback_lines = 0  # lines read by the reference path
+        self.owners: dict[str, bool] = {}  # trace id -> is it this worker's (a cache)
+        self.file_index = file_index  # where the file is in the input, for problem places
+        self.line = 0  # the line being read
 
     def unit(self, data: bytes, line: int | None) -> list[SpanRow]:
+        stats = self.stats
+        mark_places(stats, (self.file_index, self.line, 1))  # noted between units
         if line is not None:
-            floor = self.times.floor
+            self.line = line
+        floor = self.times.floor
+        if line is not None:
             try:
                 rows = self._fast(data)
             except (_Irregular, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
@@ -131,11 +148,85 @@ class FastJsonReader(_JsonReader):
                 self.units += 1
                 return rows
         self.fallback_lines += 1
-        rows = super().unit(data, line)
         mine, workers = self.share
-        if workers > 1:
-            rows = [r for r in rows if owner(r.trace_id, workers) == mine]
-        return rows
+        if workers == 1 or line is None:  # a document: every worker reads it whole
+            rows = super().unit(data, line)
+            mark_places(stats, (self.file_index, self.line, 0))
+            return rows if workers == 1 else [r for r in rows if owner(r.trace_id, workers) == mine]
+        # Several workers may read this line the reference way; its problems count once,
+        # in the lowest of them (see module docstring).
+        noters = self._noters(data, floor)
+        keep = mine == (min(noters) if noters is not None else 0)
+        skipped, problems, count = Counter(stats.skipped), len(stats.problems), stats.problem_count
+        rows = super().unit(data, line)
+        mark_places(stats, (self.file_index, line, 0))
+        if not keep:
+            stats.skipped, stats.problem_count = skipped, count
+            del stats.problems[problems:]
+            del stats.places[problems:]
+        elif mine > 0:
+            kept = stats.kept
+            kept.skipped.update(stats.skipped - skipped)
+            kept.count += stats.problem_count - count
+            for place, text in zip(stats.places[problems:], stats.problems[problems:], strict=True):
+                if len(kept.problems) < MAX_PROBLEMS:
+                    kept.problems.append((place, text))
+        return [r for r in rows if owner(r.trace_id, workers) == mine]
+
+    def _noters(self, data: bytes, floor: int) -> set[int] | None:
+        """The workers that read this line the reference way (None: every worker): the
+        owners of its irregular spans, or all when every worker meets the problem (the
+        line, a resource or a trace id is unusable, or a span's ids or times are while
+        the time floor may still rise: until then every worker checks every span)."""
+        try:
+            groups = _LINE.decode(data).resource_spans
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return None
+        if groups is None:
+            return None
+        workers = self.share[1]
+        ids = self.ids
+        max_span = self.times.max_span_ns
+        found: set[int] = set()
+        for rs in groups:
+            try:
+                self._resource(rs.resource)
+            except (_Irregular, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                return None
+            for scopes in (rs.scope_spans, rs.instrumentation_library_spans):
+                for scope in scopes:
+                    for s in scope.spans:
+                        tid = ids.trace(s.trace_id)
+                        if tid is None:
+                            return None
+                        start, end = s.start_time_unix_nano, s.end_time_unix_nano
+                        pid = ids.parent(s.parent_span_id) if s.parent_span_id else ""
+                        if (
+                            ids.span(s.span_id) is None
+                            or pid is None
+                            or start < floor
+                            or end < start
+                            or end - start > max_span
+                            or end > MAX_TIME_NS
+                        ):
+                            if floor < WALL_CLOCK_NS:
+                                return None
+                            found.add(owner(tid, workers))
+                            continue
+                        if start >= WALL_CLOCK_NS:
+                            floor = WALL_CLOCK_NS
+                        key = bytes(s.attributes)
+                        if key not in self.attributes:
+                            try:
+                                self._attributes(key)
+                            except (
+                                _Irregular,
+                                msgspec.DecodeError,
+                                UnicodeDecodeError,
+                                RecursionError,
+                            ):
+                                found.add(owner(tid, workers))
+        return found
 
     def _fast(self, data: bytes) -> list[SpanRow]:
         """The line's rows, or ``_Irregular`` before anything was noted."""
@@ -153,6 +244,8 @@ class FastJsonReader(_JsonReader):
         floor = times.floor
         max_span = times.max_span_ns
         mine, workers = self.share
+        owners = self.owners
+        owners_get = owners.get
         cache = self.attributes
         cache_get = cache.get
         make = SpanRow
@@ -167,6 +260,16 @@ class FastJsonReader(_JsonReader):
                             tid = ids.trace(raw)
                             if tid is None:
                                 raise _Irregular
+                        if workers > 1:
+                            mine_too = owners_get(tid)
+                            if mine_too is None:
+                                mine_too = owners[tid] = owner(tid, workers) == mine
+                                if len(owners) > _CACHE_LIMIT:
+                                    owners.clear()
+                            # Once the time floor cannot rise any more, another worker's
+                            # span changes nothing here: its owner checks it.
+                            if not mine_too and floor >= WALL_CLOCK_NS:
+                                continue
                         raw = s.span_id
                         try:
                             if len(raw) == 16 and len(fromhex(raw)) == 8 and raw != _ZERO_16:
@@ -192,9 +295,9 @@ class FastJsonReader(_JsonReader):
                         if floor < WALL_CLOCK_NS <= start:
                             times.accepted(start)
                             floor = times.floor
-                        # Checked before the share is: the time check's state (and
-                        # which lines go the reference way) must be every worker's.
-                        if workers > 1 and owner(tid, workers) != mine:
+                        # Until then, every worker checks every span: the time check's
+                        # state must be every worker's.
+                        if workers > 1 and not mine_too:
                             continue
                         key = bytes(s.attributes)
                         attrs = cache_get(key)
@@ -243,6 +346,14 @@ class FastJsonReader(_JsonReader):
         return found
 
 
+def mark_places(stats: ReadStats, place: tuple[int, int, int]) -> None:
+    """Give the problems noted since the last mark their place ``(file, line, phase)``
+    (phase 0: while reading that line, 1: after it), so the problems of several workers
+    merge in reading order."""
+    for seq in range(len(stats.places), len(stats.problems)):
+        stats.places.append((*place, seq))
+
+
 def read_rows(
     paths: Sequence[str | Path],
     *,
@@ -258,21 +369,31 @@ def read_rows(
     mine, workers = share
 
     readers: list[FastJsonReader] = []  # made for the file being read (JSON files only)
+    file_index = [0]
 
     def json_reader(
         path: object, stats: ReadStats, ids: IdDecoder, limits: ReadLimits
     ) -> FastJsonReader:
         reader = FastJsonReader(
-            path, stats, ids, limits, share=share, attributes=attributes, resources=resources
+            path,
+            stats,
+            ids,
+            limits,
+            share=share,
+            attributes=attributes,
+            resources=resources,
+            file_index=file_index[0],
         )
         readers.append(reader)
         return reader
 
-    for path in expand_paths(paths):
+    for index, path in enumerate(expand_paths(paths)):
         readers.clear()
+        file_index[0] = index
         for rows in read_file(path, stats, ids, on_bytes, limits, json_reader):
             if workers > 1 and not readers:  # protobuf: not filtered by the reader
                 rows = [r for r in rows if owner(r.trace_id, workers) == mine]
             if rows:
                 yield rows
         stats.fallback_units += sum(r.fallback_lines for r in readers)
+        mark_places(stats, (index, readers[0].line if readers else 0, 1))

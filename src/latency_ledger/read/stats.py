@@ -15,6 +15,16 @@ _CLIP = 80
 
 
 @dataclass(slots=True)
+class KeptNotes:
+    """What a worker other than the first noted while reading lines it alone counts
+    (``read.fast``): the first worker notes everything else."""
+
+    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
+    count: int = 0
+    problems: list[tuple[tuple[int, int, int, int], str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class ReadStats:
     """Mutable counters, filled while :func:`latency_ledger.read.read_traces` runs."""
 
@@ -28,6 +38,9 @@ class ReadStats:
     max_in_flight: int = 0  # most traces buffered at once (the memory bound, for tests)
     fallback_units: int = 0  # JSON lines the fast reader left to the reference path
     regrouped: bool = False  # not in trace order: read again, grouped through spill files
+    # where each of ``problems`` was noted, (file, line, phase, seq): see read.fast
+    places: list[tuple[int, int, int, int]] = field(default_factory=list)
+    kept: KeptNotes = field(default_factory=KeptNotes)
 
 
 def note(stats: ReadStats, reason: str, message: str, count: int = 1) -> None:
