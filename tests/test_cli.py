@@ -69,7 +69,7 @@ def test_analyze_writes_json_report_with_contract_shape(good_file: Path, tmp_pat
     result = CliRunner().invoke(main, ["analyze", str(good_file), "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert report["schema"] == "latency-ledger/2"
+    assert report["schema"] == "latency-ledger/3"
     assert report["inputs"]["files"] == 1
     assert report["inputs"]["spans"] == 10
     assert report["inputs"]["requests"] == 10

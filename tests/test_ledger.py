@@ -311,6 +311,7 @@ def test_cpu_measured_request_splits_own_time() -> None:
         waiting_ns=25 * MS,
         queueing_ns=10 * MS,
         cpu_measured=True,
+        unbounded_io_ns=40 * MS,  # the span's end was not measured (no tail bound on it)
     )
     assert request.ledger.parts() == {
         "database": 40 * MS,
@@ -342,6 +343,9 @@ def _totals_copy(request: Request, span: Span) -> Span:
             # the collector's total is all own CPU: it does not know the native part
             "ledger.interpreter_ns": ledger.interpreter_ns + ledger.native_ns,
             "ledger.waiting_ns": ledger.waiting_ns,
+            "ledger.database_wait_max_ns": ledger.database_wait_max_ns,
+            "ledger.network_wait_max_ns": ledger.network_wait_max_ns,
+            "ledger.unbounded_io_ns": ledger.unbounded_io_ns,
         }
     )
     return replace(span, attributes=attrs)
@@ -363,6 +367,7 @@ def test_totals_path_agrees_with_spans_path() -> None:
         waiting_ns=23 * MS,
         queueing_ns=3 * MS,
         cpu_measured=True,
+        unbounded_io_ns=55 * MS,  # no span's end was measured
     )
     from_totals = only(_totals_copy(from_spans, server))
     assert from_totals.from_totals
@@ -399,6 +404,7 @@ def test_profiled_request_splits_its_cpu_into_interpreter_and_native() -> None:
         cpu_measured=True,
         native_measured=True,
         native_max_ns=31 * MS,
+        unbounded_io_ns=40 * MS,
     )
     assert sum(from_spans.ledger.parts().values()) == from_spans.wall_ns
     assert only(_totals_copy(from_spans, server)).ledger == from_spans.ledger
@@ -934,7 +940,13 @@ def test_a_wait_spans_tail_is_waiting_and_queueing_not_its_category() -> None:
     # interpreter 20, waiting 70, queueing at least the 50 ms tail
     request = only(
         request_span(attrs={"ledger.cpu_ns": 20 * MS, "ledger.queueing_ns": 0}),
-        db("d1", "r", 10 * MS, 70 * MS, **{"ledger.queueing_ns": 50 * MS}),
+        db(
+            "d1",
+            "r",
+            10 * MS,
+            70 * MS,
+            **{"ledger.queueing_ns": 50 * MS, "ledger.queueing_max_ns": 55 * MS},
+        ),
     )
     assert request.ledger == Ledger(
         database_ns=10 * MS,
@@ -943,6 +955,7 @@ def test_a_wait_spans_tail_is_waiting_and_queueing_not_its_category() -> None:
         waiting_ns=70 * MS,
         queueing_ns=50 * MS,
         cpu_measured=True,
+        database_wait_max_ns=5 * MS,  # the bound's 5 ms not booked as tail
     )
     assert [c.booked_ns for c in request.calls] == [10 * MS]
 
@@ -976,3 +989,53 @@ def test_a_wait_spans_os_delay_is_waiting_but_not_queueing() -> None:
     assert request.ledger.database_ns == 10 * MS
     assert request.ledger.waiting_ns == 70 * MS
     assert request.ledger.queueing_ns == 20 * MS
+
+
+def test_the_bounds_of_database_and_network_stay_inside_them() -> None:
+    # d1 10..70: tail 20 booked, bound 50 -> up to 30 ms of its 40 booked may be Python's;
+    # h 70..80 (network): bound 30 > its 10 ms booked -> all 10; d2 80..90 unmeasured
+    request = only(
+        request_span(attrs={"ledger.cpu_ns": 5 * MS}),
+        db(
+            "d1",
+            "r",
+            10 * MS,
+            70 * MS,
+            **{"ledger.queueing_ns": 20 * MS, "ledger.queueing_max_ns": 50 * MS},
+        ),
+        make_span(
+            "h",
+            "r",
+            start=70 * MS,
+            end=80 * MS,
+            kind=SpanKind.CLIENT,
+            attrs={**HTTP_OUT, "ledger.queueing_ns": 0, "ledger.queueing_max_ns": 30 * MS},
+        ),
+        db("d2", "r", 80 * MS, 90 * MS),
+    )
+    ledger = request.ledger
+    assert (ledger.database_ns, ledger.network_ns) == (50 * MS, 10 * MS)
+    assert ledger.database_wait_max_ns == 30 * MS
+    assert ledger.network_wait_max_ns == 10 * MS
+    assert ledger.unbounded_io_ns == 10 * MS
+    # not measured in-app (no CPU): no tail was measured, nothing is said
+    foreign = only(request_span(), db("d", "r", 10 * MS, 20 * MS))
+    assert foreign.ledger.unbounded_io_ns == 0
+
+
+def test_native_threads_cpu_books_the_wait_for_them_as_native() -> None:
+    # 100 ms, CPU 8 ms, no waits: 92 ms off CPU, 2 of it queueing. Native threads burned
+    # 150 ms for it (bound 150): the 90 ms it waited (not queueing) is native, the CPU
+    # figure stays 150 ms. With a 30 ms share of a 150 ms bound: 30 ms native.
+    attrs = {
+        "ledger.cpu_ns": 8 * MS,
+        "ledger.queueing_ns": 2 * MS,
+        "ledger.native_threads_ns": 150 * MS,
+        "ledger.native_threads_max_ns": 150 * MS,
+    }
+    ledger = only(request_span(attrs=attrs)).ledger
+    assert (ledger.interpreter_ns, ledger.native_ns, ledger.waiting_ns) == (8 * MS, 90 * MS, 2 * MS)
+    assert (ledger.native_threads_ns, ledger.native_threads_booked_ns) == (150 * MS, 90 * MS)
+    shared = only(request_span(attrs={**attrs, "ledger.native_threads_ns": 30 * MS})).ledger
+    assert (shared.native_ns, shared.waiting_ns) == (30 * MS, 62 * MS)
+    assert shared.native_threads_max_ns == 150 * MS

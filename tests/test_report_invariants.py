@@ -70,6 +70,21 @@ def endpoint_problems(e: dict[str, Any]) -> list[str]:
     for key, parts in e["ledger_ms"].items():
         if abs(sum(parts.values()) - e["latency_ms"][key]) > EPS_MS:
             out.append(f"{name}: {key} ledger parts do not add up to its latency")
+    # an estimate's bound lies inside the part it bounds
+    for key, bounds in e.get("wait_bounds_ms", {}).items():
+        parts = e["ledger_ms"][key]
+        for part in ("database", "network"):
+            if not 0 <= bounds[part] <= parts.get(part, 0.0) + EPS_MS:
+                out.append(f"{name}: {key} {part} wait bound outside the {part} part")
+        io = parts.get("database", 0.0) + parts.get("network", 0.0)
+        if not 0 <= bounds["unbounded"] <= io + EPS_MS:
+            out.append(f"{name}: {key} unbounded I/O outside database + network")
+    threads = e.get("native_threads")
+    if threads is not None and not (
+        0 <= threads["cpu_ms_per_request"] <= threads["max_ms_per_request"] + EPS_MS
+        and 0 < threads["requests"] <= e["count"]
+    ):
+        out.append(f"{name}: native threads' CPU outside its bound")
     verdict = e["verdict"]
     if verdict is None:
         return out
@@ -155,6 +170,12 @@ def report_problems(json_path: Path) -> list[str]:
     out = []
     for e in [doc["overall"], *doc["endpoints"]]:
         out.extend(endpoint_problems(e))
+    cpu = doc["inputs"].get("cpu")
+    if cpu is not None:
+        share = cpu["unbooked_fraction"]
+        expected = max(0.0, 1 - cpu["booked_ms"] / cpu["process_ms"]) if cpu["process_ms"] else 0
+        if not 0 <= share <= 1 or abs(share - min(1.0, expected)) > 0.001:
+            out.append(f"{json_path.name}: unbooked CPU share is not 1 - booked / process")
     verdict = doc["overall"]["verdict"]
     text_path = json_path.with_suffix(".txt")
     html_path = json_path.with_suffix(".html")
@@ -232,6 +253,19 @@ def test_the_checker_catches_a_saving_above_the_bound() -> None:
         "of p50", "of p50 (slow_statement)", 1
     )
     assert any("internal identifiers" in p for p in endpoint_problems(endpoint))
+
+
+def test_the_checker_catches_a_bound_above_its_part() -> None:
+    doc = json.loads(SAMPLES[0].read_text())
+    endpoint = doc["endpoints"][0]
+    bounds = endpoint["wait_bounds_ms"]["p50"]
+    bounds["database"] = endpoint["ledger_ms"]["p50"]["database"] + 1
+    bounds["unbounded"] = endpoint["latency_ms"]["p50"] + 1
+    endpoint["native_threads"] = {"requests": 1, "cpu_ms_per_request": 2, "max_ms_per_request": 1}
+    problems = endpoint_problems(endpoint)
+    assert any("database wait bound outside" in p for p in problems), problems
+    assert any("unbounded I/O outside" in p for p in problems), problems
+    assert any("native threads' CPU outside" in p for p in problems), problems
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 
 # Counters the in-app collector writes on its SERVER spans (cumulative per process).
 COLLECTOR_PREFIX = "ledger.collector."
+# The process's CPU and the CPU booked to requests over one window (collect/cpu.py):
+# deltas, summed over every span that carries them (so over processes too).
+PROCESS_CPU = "ledger.process_cpu_ns"
+BOOKED_CPU = "ledger.booked_cpu_ns"
 MAX_PROBLEMS = 100
 MIXED = "mixed"  # overall runtime when services run several: no overall port verdict
 
@@ -101,6 +105,8 @@ class Accumulation:
         self.requests = 0
         self.overhead_ns = 0
         self.overhead_requests = 0
+        self.process_cpu_ns = 0
+        self.booked_cpu_ns = 0
 
     def add_trace(self, booked: BookedTrace, spans: Iterable[Span]) -> None:
         """One booked trace and its spans (only SERVER spans are looked at)."""
@@ -137,6 +143,10 @@ class Accumulation:
         for key, value in attrs.items():
             if key.startswith(COLLECTOR_PREFIX) and isinstance(value, int):
                 self.note_collector(span.service, key.removeprefix(COLLECTOR_PREFIX), value)
+        window = attrs.get(PROCESS_CPU)
+        if isinstance(window, int):
+            booked = attrs.get(BOOKED_CPU)
+            self.note_cpu_window(window, booked if isinstance(booked, int) else 0)
 
     def note_runtime(self, service: str, info: RuntimeInfo, count: int = 1) -> None:
         """``count`` SERVER spans of ``service`` whose resource says ``info``."""
@@ -149,6 +159,12 @@ class Accumulation:
         """A collector counter (name without ``ledger.collector.``) seen on a SERVER span."""
         name = (service, counter)
         self.collector[name] = max(self.collector.get(name, 0), value)
+
+    def note_cpu_window(self, process_ns: int, booked_ns: int) -> None:
+        """One window of the process's CPU and the CPU booked to requests meanwhile."""
+        if process_ns > 0:
+            self.process_cpu_ns += process_ns
+            self.booked_cpu_ns += max(0, booked_ns)
 
     def note_profile(self, span: Span, raw: AttributeValue) -> None:
         """A request's ``ledger.profile`` attribute (``span``: its SERVER span)."""
@@ -249,6 +265,8 @@ def build_report(acc: Accumulation, stats: ReadStats, options: AnalyzeOptions) -
         collector_overhead_ns=(
             acc.overhead_ns // acc.overhead_requests if acc.overhead_requests else None
         ),
+        process_cpu_ns=acc.process_cpu_ns,
+        booked_cpu_ns=acc.booked_cpu_ns,
     )
     return Report(
         inputs=inputs,

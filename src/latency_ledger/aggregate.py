@@ -41,6 +41,7 @@ from latency_ledger.model import (
     MEASURED_PARTS,
     EndpointStats,
     NativeShare,
+    NativeThreads,
     Request,
     StreamStats,
 )
@@ -59,6 +60,7 @@ class _Columns:
     __slots__ = (
         "app",
         "database",
+        "database_wait_max",
         "errors",
         "from_totals",
         "interpreter",
@@ -67,9 +69,34 @@ class _Columns:
         "native_max",
         "native_seen",
         "network",
+        "network_wait_max",
         "queueing",
+        "threads",
+        "threads_booked",
+        "threads_max",
+        "unbounded",
         "waiting",
         "wall",
+    )
+
+    _EXTENDED = (
+        "wall",
+        "database",
+        "network",
+        "interpreter",
+        "waiting",
+        "app",
+        "queueing",
+        "measured",
+        "native",
+        "native_max",
+        "native_seen",
+        "database_wait_max",
+        "network_wait_max",
+        "unbounded",
+        "threads",
+        "threads_max",
+        "threads_booked",
     )
 
     def __init__(self) -> None:
@@ -84,21 +111,19 @@ class _Columns:
         self.native = array("q")
         self.native_max = array("q")  # the profile's upper native figure, when measured
         self.native_seen = array("b")  # 1: native measured by the request's own profile
+        # bounds, not parts (model.Ledger): the tails' and native libraries' threads'
+        self.database_wait_max = array("q")
+        self.network_wait_max = array("q")
+        self.unbounded = array("q")
+        self.threads = array("q")
+        self.threads_max = array("q")
+        self.threads_booked = array("q")  # the part of ``native`` waited for those threads
         self.errors = 0
         self.from_totals = 0
 
     def extend(self, other: _Columns) -> None:
-        self.wall.extend(other.wall)
-        self.database.extend(other.database)
-        self.network.extend(other.network)
-        self.interpreter.extend(other.interpreter)
-        self.waiting.extend(other.waiting)
-        self.app.extend(other.app)
-        self.queueing.extend(other.queueing)
-        self.measured.extend(other.measured)
-        self.native.extend(other.native)
-        self.native_max.extend(other.native_max)
-        self.native_seen.extend(other.native_seen)
+        for name in self._EXTENDED:
+            getattr(self, name).extend(getattr(other, name))
         self.errors += other.errors
         self.from_totals += other.from_totals
 
@@ -184,6 +209,12 @@ class Aggregator:
         columns.native.append(ledger.native_ns)
         columns.native_max.append(ledger.native_max_ns if ledger.native_measured else 0)
         columns.native_seen.append(1 if ledger.native_measured else 0)
+        columns.database_wait_max.append(ledger.database_wait_max_ns)
+        columns.network_wait_max.append(ledger.network_wait_max_ns)
+        columns.unbounded.append(ledger.unbounded_io_ns)
+        columns.threads.append(ledger.native_threads_ns)
+        columns.threads_max.append(ledger.native_threads_max_ns)
+        columns.threads_booked.append(ledger.native_threads_booked_ns)
         columns.errors += request.is_error
         columns.from_totals += request.from_totals
 
@@ -267,7 +298,10 @@ def estimate_native(columns: _Columns) -> tuple[_Columns, _NativeBound | None]:
     if 1 not in columns.native_seen:  # a scan at C speed: most groups were never profiled
         return columns, None
     seen = [i for i, flag in enumerate(columns.native_seen) if flag]
-    native, interpreter = columns.native, columns.interpreter
+    interpreter, booked = columns.interpreter, columns.threads_booked
+    # the wait for native libraries' threads is native whatever the profile says: the
+    # split by profile is of the request's own CPU only
+    native = [n - b for n, b in zip(columns.native, booked, strict=True)]
     cpu = [interpreter[i] + native[i] for i in range(len(native))]
     unseen = [i for i, flag in enumerate(columns.native_seen) if not flag]
     basis = unseen or seen
@@ -287,7 +321,7 @@ def estimate_native(columns: _Columns) -> tuple[_Columns, _NativeBound | None]:
     out.extend(columns)
     for i in unseen:
         share = int(cpu[i] * fraction)
-        out.native[i] = share
+        out.native[i] = share + booked[i]
         out.interpreter[i] = cpu[i] - share
     total_cpu = sum(cpu)
     unseen_cpu = sum(cpu[i] for i in unseen)
@@ -296,7 +330,7 @@ def estimate_native(columns: _Columns) -> tuple[_Columns, _NativeBound | None]:
     return out, _NativeBound(
         profiled=len(seen),
         estimated=len(unseen),
-        native_ns=sum(out.native),
+        native_ns=sum(out.native) - sum(booked),
         # the profiled requests' own figures, and the bounded share of the others' CPU
         low_ns=seen_native + int(unseen_cpu * low),
         high_ns=seen_max + int(unseen_cpu * high),
@@ -404,6 +438,8 @@ def summarize(
     latency: dict[str, int] = {}
     ledger: dict[str, dict[str, int]] = {}
     queueing: dict[str, int] = {}
+    bounds: dict[str, dict[str, int]] = {}
+    bound_columns = (columns.database_wait_max, columns.network_wait_max, columns.unbounded)
     for key, percentile in PERCENTILES:
         target = wall[order[nearest_rank(percentile, count) - 1]]
         low, high = band(percentile, count)
@@ -411,11 +447,18 @@ def summarize(
         sums = [sum(column[i] for i in members) for column in part_columns]
         queued = sum(columns.queueing[i] for i in members) if measured else 0
         latency[key], ledger[key], queueing[key] = _booked(names, sums, queued, target)
+        if measured:
+            bound_sums = [sum(column[i] for i in members) for column in bound_columns]
+            bounds[key] = _bounds(bound_sums, sum(sums), target, ledger[key])
     total_wall = sum(wall)
     mean = (2 * total_wall + count) // (2 * count)  # rounded to the nearest ns
     sums = [sum(column) for column in part_columns]
     queued = sum(columns.queueing) if measured else 0
     latency["mean"], ledger["mean"], queueing["mean"] = _booked(names, sums, queued, mean)
+    if measured:
+        bound_sums = [sum(column) for column in bound_columns]
+        bounds["mean"] = _bounds(bound_sums, sum(sums), mean, ledger["mean"])
+    charged = sum(1 for value in columns.threads if value > 0)
     return EndpointStats(
         service=service,
         endpoint=endpoint,
@@ -427,6 +470,14 @@ def summarize(
         queueing_ns=queueing,
         from_totals=columns.from_totals,
         native=native.share() if native is not None and measured else None,
+        wait_bounds_ns=bounds,
+        native_threads=NativeThreads(
+            requests=charged,
+            cpu_ns_per_request=sum(columns.threads) // count,
+            max_ns_per_request=sum(columns.threads_max) // count,
+        )
+        if charged and measured
+        else None,
     )
 
 
@@ -447,10 +498,28 @@ def _ranked(columns: _Columns) -> list[int]:
             columns.waiting,
             columns.app,
             columns.queueing,
+            columns.database_wait_max,
+            columns.network_wait_max,
+            columns.unbounded,
+            columns.threads,
+            columns.threads_max,
+            columns.threads_booked,
             strict=True,
         )
     )
     return sorted(range(len(wall)), key=rows.__getitem__)
+
+
+def _bounds(sums: Sequence[int], total: int, target: int, parts: dict[str, int]) -> dict[str, int]:
+    """The bounds' sums over a band scaled as its parts were (to ``target`` from ``total``),
+    each at most the part it bounds (model.EndpointStats.wait_bounds_ns)."""
+    database, network = parts["database"], parts["network"]
+    scaled = [value * target // total if total > 0 else 0 for value in sums]
+    return {
+        "database": min(scaled[0], database),
+        "network": min(scaled[1], network),
+        "unbounded": min(scaled[2], database + network),
+    }
 
 
 def _part_columns(columns: _Columns, measured: bool) -> list[array[int]]:

@@ -32,7 +32,7 @@ def main() -> None:
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the JSON report (schema latency-ledger/2) here.",
+    help="Write the JSON report (schema latency-ledger/3) here.",
 )
 @click.option(
     "-o",

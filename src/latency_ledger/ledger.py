@@ -82,6 +82,18 @@ TAIL_NS = QUEUEING_NS
 # On a wait span: the stretch the OS kept its thread from a CPU (just before the tail):
 # waiting, not the span's category, and not queueing either.
 DELAY_NS = "ledger.unattributed_ns"
+# On a wait span: the bound on its tail (collect/tails.py); what of it was not booked as
+# tail may still be waiting for Python inside the span's category. A wait span without it
+# in a request with CPU measured was not measured at all (its wait is unbounded).
+TAIL_MAX_NS = "ledger.queueing_max_ns"
+# On a request span: the same bounds summed over its wait spans (the collector writes them
+# for every request, kept or not), and the CPU of native libraries' own threads charged
+# to it and its bound (collect/native_threads.py).
+DATABASE_WAIT_MAX_NS = "ledger.database_wait_max_ns"
+NETWORK_WAIT_MAX_NS = "ledger.network_wait_max_ns"
+UNBOUNDED_IO_NS = "ledger.unbounded_io_ns"
+NATIVE_THREADS_NS = "ledger.native_threads_ns"
+NATIVE_THREADS_MAX_NS = "ledger.native_threads_max_ns"
 # Longer "requests" are corrupt timestamps; the cap keeps every part inside the int64
 # columns aggregation stores them in (2**62 ns is ~146 years).
 MAX_WALL_NS = 2**62
@@ -254,10 +266,10 @@ def book_request(
         # own) follows the same rules as when booking from spans; usually it has none.
         covered = book_spans(span, children, rules, nested, memo)[4]
     else:
-        database, network, own, call_list, covered, tails = book_spans(
+        database, network, own, call_list, covered, tails, bounds = book_spans(
             span, children, rules, nested, memo
         )
-        ledger = split_own_time(attrs, database, network, own, tails)
+        ledger = split_own_time(attrs, database, network, own, tails, bounds)
         call_list.sort(key=_CALL_ORDER)
         calls = tuple(call_list)
     request = request_record(span, ledger, calls=calls, from_totals=from_totals)
@@ -324,16 +336,24 @@ def _cover(span: Span, children: dict[str, list[Span]], nested: list[Span]) -> i
 
 
 def split_own_time(
-    attrs: Attributes, database: int, network: int, own: int, tails: int = 0
+    attrs: Attributes,
+    database: int,
+    network: int,
+    own: int,
+    tails: int = 0,
+    bounds: tuple[int, int, int] = (0, 0, 0),
 ) -> Ledger:
     """Own time -> interpreter + waiting (CPU measured in-app) or app (not measured).
 
     ``tails``: the wait spans' tails moved into own time; queueing is at least that.
+    ``bounds``: the wait spans' (database, network) waits that may be Python's, and the
+    I/O time of spans with no such bound (:func:`book_spans`); kept with CPU measured
+    only (traces from other tools measure no tail at all).
     """
     cpu = as_int(attrs.get(CPU_NS))
     if cpu is None:
         return Ledger(database_ns=database, network_ns=network, app_ns=own)
-    return _measured(attrs, database, network, own, cpu, tails)
+    return _measured(attrs, database, network, own, cpu, tails, bounds)
 
 
 def split_measured(own: int, cpu: int, queueing: int) -> tuple[int, int, int]:
@@ -345,14 +365,35 @@ def split_measured(own: int, cpu: int, queueing: int) -> tuple[int, int, int]:
 
 
 def _measured(
-    attrs: Attributes, database: int, network: int, own: int, cpu: int, tails: int = 0
+    attrs: Attributes,
+    database: int,
+    network: int,
+    own: int,
+    cpu: int,
+    tails: int = 0,
+    bounds: tuple[int, int, int] | None = None,
 ) -> Ledger:
     """Own time split by a CPU measurement (:func:`split_measured`); the CPU split into
     interpreter and native by the request's profile, if it has one (native clipped to
     the CPU booked). Both booking paths (span tree, ``ledger.*`` totals) end here.
-    ``tails``: wait spans' tails moved into own time; queueing is at least that."""
+    ``tails``: wait spans' tails moved into own time; queueing is at least that.
+    ``bounds``: from the span tree (:func:`book_spans`); None: the request span's totals.
+
+    Native libraries' threads: of the waiting that is not queueing (the request off its
+    CPU with nothing instrumented), up to the CPU those threads burned for it is the
+    wall time it waited for them, booked ``native``."""
     queueing = max(as_int(attrs.get(QUEUEING_NS)) or 0, tails)
     interpreter, waiting, queueing = split_measured(own, cpu, queueing)
+    if bounds is None:
+        bounds = (
+            _nonnegative(attrs.get(DATABASE_WAIT_MAX_NS)),
+            _nonnegative(attrs.get(NETWORK_WAIT_MAX_NS)),
+            _nonnegative(attrs.get(UNBOUNDED_IO_NS)),
+        )
+    threads_max = _nonnegative(attrs.get(NATIVE_THREADS_MAX_NS))
+    threads = min(_nonnegative(attrs.get(NATIVE_THREADS_NS)), threads_max)
+    threads_booked = min(threads, waiting - queueing)
+    waiting -= threads_booked
     profiled = profile_native_ns(attrs.get(PROFILE))
     native = native_max = 0
     if profiled is not None:
@@ -369,10 +410,21 @@ def _measured(
         waiting_ns=waiting,
         queueing_ns=queueing,
         cpu_measured=True,
-        native_ns=native,
+        native_ns=native + threads_booked,
         native_measured=profiled is not None,
         native_max_ns=native_max,
+        database_wait_max_ns=min(bounds[0], database),
+        network_wait_max_ns=min(bounds[1], network),
+        unbounded_io_ns=min(bounds[2], database + network),
+        native_threads_ns=threads,
+        native_threads_max_ns=threads_max,
+        native_threads_booked_ns=threads_booked,
     )
+
+
+def _nonnegative(value: AttributeValue) -> int:
+    found = as_int(value) if value is not None else None
+    return found if found is not None and found > 0 else 0
 
 
 def ledger_from_totals(attrs: Attributes, wall: int) -> Ledger:
@@ -402,14 +454,18 @@ def book_spans(
     rules: Sequence[ClassifyRule],
     nested: list[Span],
     memo: ClassifyMemo | None = None,
-) -> tuple[int, int, int, list[Call], int, int]:
-    """``(database_ns, network_ns, own_ns, calls, spans covered, tails_ns)`` from a span tree.
+) -> tuple[int, int, int, list[Call], int, int, tuple[int, int, int]]:
+    """``(database_ns, network_ns, own_ns, calls, spans covered, tails_ns, bounds)`` from
+    a span tree.
 
     A wait span's tail (``ledger.queueing_ns`` on it: the end of the span spent waiting
     for the loop or the interpreter lock) and, just before it, its delay
     (``ledger.unattributed_ns``: its thread waiting for a CPU) are own time, not the
     span's category, for the part inside what the span booked; ``tails_ns`` sums the
-    tails' parts (queueing).
+    tails' parts (queueing). ``bounds``: ``(database, network, unbounded)``, the parts
+    of what wait spans kept in their category that may still be waiting for Python
+    (their tail's bound ``ledger.queueing_max_ns`` less the tail), and what spans
+    without that bound kept (their wait was not measured).
 
     Nested SERVER spans are appended to ``nested``, as in :func:`book_request`.
 
@@ -425,6 +481,7 @@ def book_spans(
     start = request.start_ns
     end = min(max(start, request.end_ns), start + MAX_WALL_NS)
     database = network = own = tails = 0
+    database_slack = network_slack = unbounded = 0
     calls: list[Call] = []
     get_children = children.get
     server = SpanKind.SERVER
@@ -498,6 +555,7 @@ def book_spans(
             kid_attrs = kid.attributes
             tail = kid_attrs.get(TAIL_NS)
             delay = kid_attrs.get(DELAY_NS)
+            queued = 0
             if tail is not None or delay is not None:
                 queued = max(0, as_int(tail) or 0) if tail is not None else 0
                 off_cpu = max(0, as_int(delay) or 0) if delay is not None else 0
@@ -505,15 +563,24 @@ def book_spans(
                 length -= moved
                 own += moved
                 tails += queued if queued < moved else moved  # the tail is the last part
+            bound = kid_attrs.get(TAIL_MAX_NS)
+            slack = 0
+            if bound is None:
+                unbounded += length
+            elif length > 0:
+                slack = (as_int(bound) or 0) - queued
+                slack = 0 if slack < 0 else (length if slack > length else slack)
             if category == database_category:
                 database += length
+                database_slack += slack
             else:
                 network += length
+                network_slack += slack
             calls.append(
                 make_call(category, kind, system, target, kid.start_ns, kid.end_ns, length)
             )
         own += booked_end - lo - taken
-    return database, network, own, calls, covered, tails
+    return database, network, own, calls, covered, tails, (database_slack, network_slack, unbounded)
 
 
 def tail_overlap(tail_ns: int, booked_start: int, booked_end: int, span_end: int) -> int:

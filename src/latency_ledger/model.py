@@ -106,6 +106,21 @@ class Ledger:
     native_ns: int = 0
     native_measured: bool = False
     native_max_ns: int = 0  # the profile's upper bound on native_ns; not a part
+    # Not parts either: bounds on the parts above. Of ``database_ns`` (``network_ns``), at
+    # most this may have been waiting for the event loop or the interpreter lock after
+    # the I/O finished (the wait spans' measured bounds less the tails booked as queueing,
+    # collect/tails.py); ``unbounded_io_ns``: database and network time booked from wait
+    # spans whose end was not measured (the app's own or SDK spans), with no such bound.
+    database_wait_max_ns: int = 0
+    network_wait_max_ns: int = 0
+    unbounded_io_ns: int = 0
+    # CPU that threads a native library started during the request burned (argon2's
+    # lanes), as attributed to it, and the bound on that; the wall time the request
+    # waited for them, up to that CPU, is booked ``native`` (``native_threads_booked_ns``
+    # of ``native_ns``) instead of ``waiting``
+    native_threads_ns: int = 0
+    native_threads_max_ns: int = 0
+    native_threads_booked_ns: int = 0
 
     @property
     def total_ns(self) -> int:
@@ -299,6 +314,18 @@ class NativeShare:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NativeThreads:
+    """CPU that threads native libraries started burned for an endpoint's requests (their
+    calling thread's clock does not see it; collect/cpu.py), means over all its requests:
+    as charged (a request alone in flight gets all the process's CPU no Python thread
+    ran meanwhile, one among several an even share) and the bound on that (all of it)."""
+
+    requests: int  # requests charged any
+    cpu_ns_per_request: int
+    max_ns_per_request: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointStats:
     """Aggregated requests of one endpoint (or of everything, for ``overall``).
 
@@ -320,6 +347,13 @@ class EndpointStats:
     verdict: Verdict | None = None
     profile: ProfileSummary | None = None
     native: NativeShare | None = None  # None: no profile measured this endpoint's split
+    # By ``latency_ns`` key, with CPU measured: of the ledger's database (network) part, how
+    # much may still be waiting for the event loop or the interpreter lock (the tails'
+    # bounds less what was booked as queueing), and how much of the two came from wait
+    # spans whose end was not measured ("unbounded"); scaled like the parts, each at most
+    # the part it bounds. Empty without CPU measured (no tail is measured there).
+    wait_bounds_ns: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    native_threads: NativeThreads | None = None  # None: no request was charged any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -347,6 +381,17 @@ class InputSummary:
     collector: Mapping[str, int] = field(default_factory=dict)  # dropped spans, errors...
     # the in-app collector's own measured cost, mean per request that recorded it
     collector_overhead_ns: int | None = None
+    # the process's CPU and the CPU booked to requests over the collector's windows,
+    # summed over processes (collect/cpu.py); 0 and 0: not recorded
+    process_cpu_ns: int = 0
+    booked_cpu_ns: int = 0
+
+    @property
+    def unbooked_cpu_fraction(self) -> float | None:
+        """The share of the process's CPU no request was booked: None when not recorded."""
+        if self.process_cpu_ns <= 0:
+            return None
+        return min(1.0, max(0.0, 1 - self.booked_cpu_ns / self.process_cpu_ns))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -132,8 +132,8 @@ def test_apps_totals_equal_the_offline_booking_from_children(tmp_path: Path) -> 
         offline.database_ns,
         offline.network_ns,
         # the collector's total is all own CPU; a profiled request's split is offline's
-        offline.interpreter_ns + offline.native_ns,
-        offline.waiting_ns,
+        offline.interpreter_ns + offline.native_ns - offline.native_threads_booked_ns,
+        offline.waiting_ns + offline.native_threads_booked_ns,
         offline.queueing_ns,
     )
 

@@ -26,6 +26,7 @@ ENDPOINT_KEYS = {
     "verdict",
     "profile",
     "native",
+    "native_threads",
 }
 FINDING_KEYS = {
     "kind",
@@ -83,7 +84,7 @@ def test_top_level_and_inputs_shape(report: Report) -> None:
     doc = report_to_json(report)
     assert set(doc) == {"schema", "inputs", "services", "overall", "endpoints", "streams"}
     assert doc["streams"] == []
-    assert doc["schema"] == SCHEMA == "latency-ledger/2"
+    assert doc["schema"] == SCHEMA == "latency-ledger/3"
     assert doc["inputs"] == {
         "files": 3,
         "spans": 41_332,
@@ -96,7 +97,23 @@ def test_top_level_and_inputs_shape(report: Report) -> None:
         ],
         "collector": {"dropped_spans": 12},
         "collector_overhead_us": None,  # no collector recorded its cost here
+        "cpu": None,  # nor the process's CPU
     }
+
+
+def test_unbooked_cpu_share(report: Report) -> None:
+    from dataclasses import replace
+
+    inputs = replace(report.inputs, process_cpu_ns=4_000_000_000, booked_cpu_ns=3_000_000_000)
+    doc = report_to_json(replace(report, inputs=inputs))
+    assert doc["inputs"]["cpu"] == {
+        "process_ms": 4000.0,
+        "booked_ms": 3000.0,
+        "unbooked_fraction": 0.25,
+    }
+    # more booked than the process burned (windows cut between a request's clocks): 0
+    over = replace(report.inputs, process_cpu_ns=1_000, booked_cpu_ns=2_000)
+    assert over.unbooked_cpu_fraction == 0.0
 
 
 def test_collector_overhead_in_microseconds(report: Report) -> None:
@@ -111,7 +128,7 @@ def test_collector_overhead_in_microseconds(report: Report) -> None:
 def test_every_endpoint_has_the_contract_keys(report: Report) -> None:
     doc = report_to_json(report)
     for endpoint in [doc["overall"], *doc["endpoints"]]:
-        assert set(endpoint) - {"queueing_ms"} == ENDPOINT_KEYS
+        assert set(endpoint) - {"queueing_ms", "wait_bounds_ms"} == ENDPOINT_KEYS
         assert set(endpoint["latency_ms"]) == {"p50", "p95", "p99", "mean"}
         assert set(endpoint["ledger_ms"]) == {"p50", "p95", "p99", "mean"}
         for finding in endpoint["findings"]:

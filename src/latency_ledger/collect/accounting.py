@@ -89,6 +89,22 @@ class Account:
 CURRENT: ContextVar[Account | None] = ContextVar("latency_ledger_account", default=None)
 
 
+class _Charged:
+    """All the CPU the hooks read from Python threads' clocks for requests, their wait
+    spans included (a driver's or SQLite's work): process-wide, only ever growing (a
+    lost update under a thread switch is possible and harmless). The process's CPU
+    clock less this is what no request thread ran: the export thread, the server's own
+    work outside requests, and threads native libraries start (collect/cpu.py)."""
+
+    __slots__ = ("ns",)
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+
+CHARGED = _Charged()
+
+
 class _Segment(threading.local):
     acct: Account | None = None
     t0: int = 0
@@ -175,6 +191,7 @@ def end_segment() -> None:
     acct = seg.acct
     if acct is not None:
         now = thread_time_ns()
+        CHARGED.ns += now - seg.t0
         if acct.depth == 0:
             acct.cpu_ns += now - seg.t0
         seg.t0 = now
@@ -186,6 +203,7 @@ def pause_for_wait(acct: Account) -> None:
     seg = SEGMENT
     if seg.acct is acct:
         now = thread_time_ns()
+        CHARGED.ns += now - seg.t0
         if acct.depth == 0:
             acct.cpu_ns += now - seg.t0
             if seg.active:  # out of Python until the wait ends
@@ -198,7 +216,9 @@ def pause_for_wait(acct: Account) -> None:
 def resume_after_wait(acct: Account) -> None:
     seg = SEGMENT
     if seg.acct is acct:
-        seg.t0 = thread_time_ns()
+        now = thread_time_ns()
+        CHARGED.ns += now - seg.t0  # the wait's own CPU (driver code) is a request's too
+        seg.t0 = now
     if acct.depth > 0:
         acct.depth -= 1
     if seg.waiting and acct.depth == 0:
@@ -214,6 +234,7 @@ def _end_step(seg: _Segment, wall_ns: int) -> None:
     now = thread_time_ns()
     acct.loop_ns += wall_ns
     acct.steps += 1
+    CHARGED.ns += now - seg.t0
     if acct.depth == 0:
         acct.cpu_ns += now - seg.t0
     seg.acct = None
@@ -353,6 +374,8 @@ class _ThreadCall:
                 leave_python()
             now = thread_time_ns()
             acct = seg.acct
+            if acct is not None:
+                CHARGED.ns += now - seg.t0
             if acct is not None and acct.depth == 0:
                 acct.cpu_ns += now - seg.t0
             # a nested call (from_thread back into a worker) resumes the outer segment

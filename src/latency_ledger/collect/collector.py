@@ -43,6 +43,7 @@ from latency_ledger.collect.accounting import (
 )
 from latency_ledger.collect.booking import book_request, book_without_children, to_model_span
 from latency_ledger.collect.config import CollectConfig
+from latency_ledger.collect.cpu import FlightClock, ProcessWindow
 from latency_ledger.collect.encode import ServerFields, encode_server_json
 from latency_ledger.collect.export import CollectorStats, SpanSink, otlp_endpoint_exporter
 from latency_ledger.collect.files import JsonLinesFileExporter
@@ -83,6 +84,12 @@ KEEP_ALL = ("all", 1.0)
 KEEP_FAILED = ("failed", 1.0)
 KEEP_SLOW = ("slow", 1.0)
 KEEP_RANDOM = "random"
+# a request's tail bounds (tails.py), written when not zero
+_BOUND_ATTRIBUTES = (
+    "ledger.database_wait_max_ns",
+    "ledger.network_wait_max_ns",
+    "ledger.unbounded_io_ns",
+)
 
 
 class RequestRecord(Account):
@@ -90,6 +97,7 @@ class RequestRecord(Account):
 
     __slots__ = (
         "children",
+        "cpu_start",
         "finished",
         "joined",
         "kept",
@@ -113,6 +121,7 @@ class RequestRecord(Account):
         self.light = False  # child spans of this request may be LightSpans (light.py)
         self.lights: list[LightSpan] = []
         self.max_children = MAX_CHILDREN
+        self.cpu_start: tuple[int, int, int, int] | None = None  # cpu.FlightClock.begin
 
 
 class LedgerSpanProcessor(SpanProcessor):
@@ -224,6 +233,8 @@ class Collector:
         self._classified: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # see book_light
         self._paths: dict[str, str] = {}  # raw path -> what url.path records
         self.typical_io = TypicalIo()  # each statement's I/O time when uncontended (tails.py)
+        self.flight = FlightClock()  # native libraries' threads' CPU per request (cpu.py)
+        self.cpu_window = ProcessWindow()  # the process's CPU against what requests booked
         # the export thread's CPU clock when last read: (thread ident, ns, requests then)
         self._export_seen: tuple[int | None, int, int] = (None, 0, 0)
         self._export_per_request = 0
@@ -329,6 +340,7 @@ class Collector:
         the provider's processors, as the SDK would on ``end()``.
         """
         acct = RequestRecord(loop_state, busy_start_ns)
+        acct.cpu_start = self.flight.begin()
         outer = trace.get_current_span()
         if (
             outer.is_recording()
@@ -399,7 +411,7 @@ class Collector:
         # The ledger: straight from the numbers when there is no child span or only
         # direct, sequential light ones (the common case, see light_waits); through the
         # offline ledger's book_trace otherwise.
-        parts: tuple[int, int, int, int, int] | None = None
+        parts: tuple[int, ...] | None = None
         if not children:
             parts = (
                 book_light(
@@ -413,7 +425,7 @@ class Collector:
                     self.service,
                 )
                 if lights
-                else (0, 0, *split_measured(wall, cpu, queueing))
+                else (0, 0, *split_measured(wall, cpu, queueing), 0, 0, 0)
             )
         if parts is None:
             ledger = self._book_through_the_ledger(
@@ -425,7 +437,11 @@ class Collector:
                 ledger.interpreter_ns,
                 ledger.waiting_ns,
                 ledger.queueing_ns,
+                ledger.database_wait_max_ns,
+                ledger.network_wait_max_ns,
+                ledger.unbounded_io_ns,
             )
+        parts, more = self._whole_cpu(acct, parts, cpu)
         # unmatched paths share one key: raw paths are attacker-chosen and unbounded
         keep = self._keep(f"{method} {route or '(unmatched)'}", wall, failed)
         acct.kept = kept = keep is not None
@@ -459,12 +475,13 @@ class Collector:
             route=route,
             status=status,
             cpu_ns=cpu,
-            parts=parts,
+            parts=parts[:5],  # type: ignore[arg-type]
             kept=kept,
             profile=profile,
             health=health,
             overhead_ns=overhead,
             keep=keep,
+            more=more,
         )
         if acct.light and not kept and error is None and self._server_head is not None:
             # ours is the only processor (acct.light) and nothing else is written with
@@ -515,6 +532,36 @@ class Collector:
             pipeline.on_end(readable)  # every processor, as the SDK does on end()
         else:
             self.processor.on_end(readable)
+
+    def _whole_cpu(
+        self, acct: RequestRecord, parts: tuple[int, ...], cpu: int
+    ) -> tuple[tuple[int, ...], tuple[tuple[str, int], ...]]:
+        """The request's bounds (tails.py) and native libraries' threads' CPU charged to
+        it (cpu.py), as SERVER span attributes, and the process's CPU window when one
+        ends; ``parts`` with its queueing less that CPU where the process's CPU clock was
+        the busy counter (threads.py: there those threads' CPU looked like others' work)."""
+        waiting, queueing = parts[3], parts[4]
+        process_cpu = not isinstance(acct.loop_state, LoopState)
+        idle = waiting if process_cpu else waiting - queueing
+        threads, bound, process_now = self.flight.native_threads(
+            acct.cpu_start, idle, acct.overhead_ns, sum(parts[:4]), cpu
+        )
+        more = [
+            (name, value)
+            for name, value in zip(_BOUND_ATTRIBUTES, parts[5:8], strict=True)
+            if value > 0
+        ]
+        if threads > 0:
+            more.append(("ledger.native_threads_ns", threads))
+            more.append(("ledger.native_threads_max_ns", bound))
+            if process_cpu and queueing > 0:
+                queueing = max(0, queueing - threads)
+                parts = (*parts[:4], queueing, *parts[5:])
+        window = self.cpu_window.add(cpu + threads, process_now)
+        if window is not None:
+            more.append(("ledger.process_cpu_ns", window[0]))
+            more.append(("ledger.booked_cpu_ns", window[1]))
+        return parts, tuple(more)
 
     def _export_share_ns(self, requests: int) -> int:
         """The export thread's CPU per request (encoding, writing), re-measured every
@@ -671,6 +718,8 @@ class Collector:
             return
         for field in CollectorStats.FIELDS:
             setattr(self.stats, field, 0)
+        self.flight = FlightClock()
+        self.cpu_window = ProcessWindow()  # the child's CPU clock starts afresh
         make = self._make_exporter
         self.sink = self.sink.forked(make() if make is not None else self.sink.exporter)
 

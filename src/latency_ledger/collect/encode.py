@@ -163,6 +163,9 @@ class ServerFields(NamedTuple):
     # why the child spans were kept and the chance of that (None: not kept); written only
     # for a kept request, so the encoded path (never kept) has no such attributes
     keep: tuple[str, float] | None = None
+    # further int attributes written when present (the tails' bounds, native libraries'
+    # threads' CPU, the process's CPU window: collector._whole_cpu)
+    more: tuple[tuple[str, int], ...] = ()
 
     def attributes(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {
@@ -194,6 +197,8 @@ class ServerFields(NamedTuple):
             attrs["ledger.collector.errors"] = self.health[1]
             attrs["ledger.collector.export_errors"] = self.health[2]
         attrs["ledger.overhead_ns"] = self.overhead_ns
+        for key, value in self.more:
+            attrs[key] = value
         return attrs
 
 
@@ -273,7 +278,10 @@ def encode_server_json(
     out.append(",")
     if fields.health is not None:
         out.append(_HEALTH % fields.health)
-    out.append(f'{_OVERHEAD}{fields.overhead_ns}"}}}}]')
+    out.append(f'{_OVERHEAD}{fields.overhead_ns}"}}}}')
+    for key, value in fields.more:
+        out.append(f',{_int_attr(key)}{value}"}}}}')
+    out.append("]")
     out.append(',"status":{"code":2,"message":""}}' if failed else ',"status":{}}')
     return "".join(out).encode("utf-8", "surrogatepass")
 

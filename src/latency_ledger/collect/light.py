@@ -115,7 +115,8 @@ class LightSpan(trace.Span):
         self.events: list[Event] | tuple[()] = ()  # a list once an event is added
         self._context: SpanContext | None = None
         self.start_time = start_time or time_ns()
-        self.tail_ns = self.bound_ns = self.delay_ns = 0
+        self.tail_ns = self.delay_ns = 0
+        self.bound_ns = -1  # not measured (until a wait's end measures it)
         if kind in _WAIT_KINDS:
             pause_for_wait(acct)  # first: reading the clocks below is not the request's CPU
             self.others0 = others_clock(acct)
@@ -410,8 +411,8 @@ class LightTracerProvider(trace.TracerProvider):
 
 
 def exported_attributes(span: LightSpan) -> dict[str, Any]:
-    """The span's attributes, with its tail, bound and delay when it has them."""
-    if span.bound_ns <= 0 and span.delay_ns <= 0:
+    """The span's attributes, with its tail, bound and delay when they were measured."""
+    if span.bound_ns < 0:
         return span.attributes
     return {
         **span.attributes,
@@ -472,18 +473,26 @@ def book_light(
     classify: Callable[[Span], Any],
     classified: dict[tuple[Any, ...], tuple[Any, Any]] | None,
     service: str,
-) -> tuple[int, int, int, int, int] | None:
-    """(database, network, interpreter, waiting, queueing) ns of a request from its light
-    children when they are direct and sequential (:func:`light_waits`), own time split by
-    its measured CPU and queueing as the offline ledger splits it; None otherwise, and the
-    caller books with ``book_trace``. ``classify``: :func:`classifier` of the rules."""
+) -> tuple[int, int, int, int, int, int, int, int] | None:
+    """(database, network, interpreter, waiting, queueing, database wait bound, network
+    wait bound, unbounded I/O) ns of a request from its light children when they are
+    direct and sequential (:func:`light_waits`), own time split by its measured CPU and
+    queueing as the offline ledger splits it; None otherwise, and the caller books with
+    ``book_trace``. ``classify``: :func:`classifier` of the rules."""
     hi = min(max(start_ns, end_ns), start_ns + MAX_WALL_NS)
     waits = light_waits(start_ns, hi, lights, classify, classified, service)
     if waits is None:
         return None
-    database, network, tails = waits
+    database, network, tails, (database_slack, network_slack, unbounded) = waits
     own = hi - start_ns - database - network
-    return (database, network, *split_measured(own, cpu_ns, max(queueing_ns, tails)))
+    return (
+        database,
+        network,
+        *split_measured(own, cpu_ns, max(queueing_ns, tails)),
+        database_slack,
+        network_slack,
+        unbounded,
+    )
 
 
 def light_waits(
@@ -493,10 +502,12 @@ def light_waits(
     classify: Callable[[Span], Any],
     classified: dict[tuple[Any, ...], tuple[Any, Any]] | None,
     service: str,
-) -> tuple[int, int, int] | None:
-    """(database, network, tails) ns of a request spanning ``lo``..``hi`` from its light
-    children, when they are direct and sequential; None otherwise. ``tails``: the parts
-    of wait spans' tails (``tail_ns``, see tails.py) moved from their category to own time.
+) -> tuple[int, int, int, tuple[int, int, int]] | None:
+    """(database, network, tails, bounds) ns of a request spanning ``lo``..``hi`` from its
+    light children, when they are direct and sequential; None otherwise. ``tails``: the
+    parts of wait spans' tails (``tail_ns``, see tails.py) moved from their category to
+    own time; ``bounds``: as ``ledger.book_spans`` gives them (what may still be waiting
+    for Python in database and network, and the time of waits not measured).
 
     Sequential children (after clipping to the request, each starts at or after the
     previous one ends) never compete for an instant, so the critical-path rule gives each
@@ -510,6 +521,7 @@ def light_waits(
     ordered = sorted(lights, key=_START) if len(lights) > 1 else lights
     database_category = Category.DATABASE
     database = network = tails = 0
+    database_slack = network_slack = unbounded = 0
     previous_end = lo
     for light in ordered:
         if light.parent is not None:
@@ -557,18 +569,27 @@ def light_waits(
         if found is None:
             continue
         length = end - start
-        if light.bound_ns > 0 or light.delay_ns > 0:  # exported: see exported_attributes
+        bound = light.bound_ns
+        slack = 0
+        if bound < 0:  # not measured: see exported_attributes
+            unbounded += length
+        else:
             tail = light.tail_ns
-            moved = tail_overlap(
-                tail + light.delay_ns, start, end, light.end_time or light.start_time
-            )
-            length -= moved
-            tails += tail if tail < moved else moved
+            if tail > 0 or light.delay_ns > 0:
+                moved = tail_overlap(
+                    tail + light.delay_ns, start, end, light.end_time or light.start_time
+                )
+                length -= moved
+                tails += tail if tail < moved else moved
+            slack = bound - tail
+            slack = 0 if slack < 0 or length <= 0 else (length if slack > length else slack)
         if found[0] == database_category:
             database += length
+            database_slack += slack
         else:
             network += length
-    return database, network, tails
+            network_slack += slack
+    return database, network, tails, (database_slack, network_slack, unbounded)
 
 
 def _start(span: LightSpan) -> tuple[int, int]:

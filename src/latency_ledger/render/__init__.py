@@ -5,7 +5,7 @@ no analysis, no I/O besides the ``write_*`` helpers. Milliseconds and percentage
 only in this package. Strings that come from traces (span names, SQL, routes, service
 names, problems) are attacker-controlled and are escaped for the medium they land in.
 
-- :mod:`.json`: the ``latency-ledger/2`` JSON contract (``report_to_json``, ``write_json``)
+- :mod:`.json`: the ``latency-ledger/3`` JSON contract (``report_to_json``, ``write_json``)
 - :mod:`.text`: the terminal summary (``render_text``)
 - :mod:`.html`: one self-contained HTML document (``render_html``, ``write_html``)
 """

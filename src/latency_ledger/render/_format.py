@@ -135,3 +135,53 @@ def shares(parts: dict[str, int]) -> dict[str, float]:
     if total <= 0:
         return dict.fromkeys(parts, 0.0)
     return {k: max(v, 0) / total for k, v in parts.items()}
+
+
+# What the process's CPU that no request was booked can be (collect/cpu.py).
+UNBOOKED_SOURCES = (
+    "start-up after the collector began, the export thread, the server's own work "
+    "outside requests (accepting and parsing them), the app's background threads, "
+    "garbage collection outside requests, and threads native libraries started that "
+    "could not be charged to one request"
+)
+
+
+def unbooked_note(process_ns: int, booked_ns: int, fraction: float | None) -> str | None:
+    """One sentence on the process's CPU no request was booked, or None (not recorded)."""
+    if fraction is None:
+        return None
+    return (
+        f"process CPU: {ms(process_ns)}, of which {ms(booked_ns)} booked to requests: "
+        f"{pct(fraction)} unbooked ({UNBOOKED_SOURCES})"
+    )
+
+
+def bound_notes(
+    wait_bounds: dict[str, int] | None,
+    parts: dict[str, int],
+    threads: tuple[int, int] | None,
+) -> list[str]:
+    """The estimated figures of one endpoint at p50, as sentences: how much of its
+    database (network) part may be waiting for Python, how much came from waits whose
+    end was not measured, and native libraries' threads' CPU (mean, as charged, bound)."""
+    out = []
+    if wait_bounds:
+        for part in ("database", "network"):
+            bound = wait_bounds.get(part, 0)
+            if bound > 0 and parts.get(part, 0) > 0:
+                out.append(
+                    f"{part} p50 {ms(parts[part])}, of which up to {ms(bound)} may be "
+                    "waiting for the interpreter or the event loop"
+                )
+        unbounded = wait_bounds.get("unbounded", 0)
+        if unbounded > 0:
+            out.append(
+                f"{ms(unbounded)} of database and network at p50 is from spans whose end "
+                "was not measured (the app's own spans): no bound on the waiting in it"
+            )
+    if threads is not None and threads[1] > 0:
+        out.append(
+            f"native libraries' own threads: {ms(threads[0])} of CPU per request (mean; "
+            f"up to {ms(threads[1])}), the wait for them booked native"
+        )
+    return out

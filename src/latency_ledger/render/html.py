@@ -238,6 +238,7 @@ class _EndpointView:
     savings: Mapping[str, float]  # target name -> p50 saving fraction
     profile: _ProfileView | None
     native: str | None  # how the CPU split into interpreter and native was measured
+    estimates: tuple[str, ...]  # the estimated figures' bounds (_format.bound_notes)
 
 
 def _endpoint_view(stats: EndpointStats, anchor: str) -> _EndpointView:
@@ -279,6 +280,15 @@ def _endpoint_view(stats: EndpointStats, anchor: str) -> _EndpointView:
         else {p.target.name: p.p50_saving_fraction for p in stats.verdict.projections},
         profile=None if stats.profile is None else _profile_view(stats.profile),
         native=_native_text(stats),
+        estimates=tuple(
+            fmt.bound_notes(
+                dict(stats.wait_bounds_ns.get("p50", {})),
+                dict(stats.ledger_ns.get("p50", {})),
+                (stats.native_threads.cpu_ns_per_request, stats.native_threads.max_ns_per_request)
+                if stats.native_threads
+                else None,
+            )
+        ),
     )
 
 
@@ -484,6 +494,7 @@ class _InputsView:
     problems: tuple[str, ...]
     collector: tuple[tuple[str, str], ...]
     collector_overhead: str | None
+    unbooked: str | None  # the process's CPU no request was booked (_format.unbooked_note)
     measured: int
     bounded: int
     from_totals: int
@@ -519,6 +530,9 @@ def _inputs_view(report: Report) -> _InputsView:
             fmt.ms(inputs.collector_overhead_ns)
             if inputs.collector_overhead_ns is not None
             else None
+        ),
+        unbooked=fmt.unbooked_note(
+            inputs.process_cpu_ns, inputs.booked_cpu_ns, inputs.unbooked_cpu_fraction
         ),
         measured=sum(1 for e in report.endpoints if e.cpu_measured),
         bounded=sum(1 for e in report.endpoints if not e.cpu_measured),

@@ -1,4 +1,4 @@
-"""The ``latency-ledger/2`` JSON report: a contract other tools and CI read.
+"""The ``latency-ledger/3`` JSON report: a contract other tools and CI read.
 
 Contract: ``report_to_json`` maps a :class:`Report` to plain JSON values (dicts, lists,
 str, int, float, bool, None; never NaN or infinity). Keys are never renamed; new ones
@@ -12,9 +12,9 @@ it as ``EndpointStats`` promises.
 
 Shape (abridged)::
 
-    {"schema": "latency-ledger/2",
+    {"schema": "latency-ledger/3",
      "inputs": {"files", "spans", "traces", "requests", "skipped", "problems", "collector",
-                "collector_overhead_us"},
+                "collector_overhead_us", "cpu": <cpu> | null},
      "services": [{"service", "runtime", "version", "detected_from", "requests"}, ...],
      "overall": <endpoint>,
      "endpoints": [<endpoint>, ...],
@@ -25,14 +25,27 @@ Shape (abridged)::
                   "latency_ms": {"p50", "p95", "p99", "mean"},
                   "ledger_ms": {"p50": {<part>: ms}, ...}, ["queueing_ms": {"p50": ms, ...}],
                   "findings": [<finding>], "verdict": <verdict> | null,
-                  "profile": <profile> | null, "native": <native> | null}
+                  "profile": <profile> | null, "native": <native> | null,
+                  ["wait_bounds_ms": {"p50": {"database", "network", "unbounded"}, ...}],
+                  "native_threads": <threads> | null}
     <native> = {"profiled", "estimated", "cpu_fraction", "cpu_fraction_range": [low, high]}
+    <threads> = {"requests", "cpu_ms_per_request", "max_ms_per_request"}
+    <cpu> = {"process_ms", "booked_ms", "unbooked_fraction"}
 
 Changes from ``latency-ledger/1``: with CPU measured, every ``ledger_ms`` dict has a
 ``native`` part (CPU inside compiled extensions, which a port does not shrink) beside
 ``interpreter`` (now Python bytecode only; the two together are what ``interpreter`` was);
 each endpoint has ``native`` (how its CPU split was measured); a profile has
 ``native_functions``.
+
+Changes from ``latency-ledger/2``: with CPU measured, ``wait_bounds_ms`` says, at each
+key, how much of ``database`` (``network``) may still be waiting for the event loop or
+the interpreter lock (the measured bound on the I/O spans' ends, less what was booked as
+queueing; at most that part) and how much of the two came from spans whose end was not
+measured (``unbounded``); ``native_threads`` is the CPU that threads native libraries
+started burned for the endpoint's requests (means over all its requests, as charged and
+its bound; the wait for them is in ``native``); ``inputs.cpu`` compares the process's
+CPU with the CPU booked to requests (``unbooked_fraction``: the share booked to none).
 """
 
 from __future__ import annotations
@@ -56,13 +69,13 @@ from latency_ledger.model import (
     Verdict,
 )
 
-SCHEMA = "latency-ledger/2"
+SCHEMA = "latency-ledger/3"
 
 _NS_PER_CENTI_MS = 10_000  # 0.01 ms
 
 
 def report_to_json(report: Report) -> dict[str, Any]:
-    """The whole report as the ``latency-ledger/2`` JSON shape."""
+    """The whole report as the ``latency-ledger/3`` JSON shape."""
     return {
         "schema": SCHEMA,
         "inputs": _inputs(report.inputs),
@@ -153,6 +166,15 @@ def _inputs(inputs: InputSummary) -> dict[str, Any]:
             if inputs.collector_overhead_ns is not None
             else None
         ),
+        "cpu": (
+            None
+            if inputs.unbooked_cpu_fraction is None
+            else {
+                "process_ms": _ms(inputs.process_cpu_ns),
+                "booked_ms": _ms(inputs.booked_cpu_ns),
+                "unbooked_fraction": _fraction(inputs.unbooked_cpu_fraction),
+            }
+        ),
     }
 
 
@@ -174,6 +196,21 @@ def _endpoint(stats: EndpointStats) -> dict[str, Any]:
     out["verdict"] = None if stats.verdict is None else _verdict(stats.verdict)
     out["profile"] = None if stats.profile is None else _profile(stats.profile)
     out["native"] = None if stats.native is None else _native(stats.native)
+    if stats.wait_bounds_ns:
+        out["wait_bounds_ms"] = {
+            key: {part: _ms(value) for part, value in bounds.items()}
+            for key, bounds in stats.wait_bounds_ns.items()
+        }
+    threads = stats.native_threads
+    out["native_threads"] = (
+        None
+        if threads is None
+        else {
+            "requests": threads.requests,
+            "cpu_ms_per_request": _ms(threads.cpu_ns_per_request),
+            "max_ms_per_request": _ms(threads.max_ns_per_request),
+        }
+    )
     return out
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from latency_ledger.model import EndpointStats, Report
 
 from ._format import (
+    bound_notes,
     clean,
     count,
     factor,
@@ -42,6 +43,7 @@ from ._format import (
     runtime_name,
     shares,
     target_name,
+    unbooked_note,
 )
 
 # Distinct glyphs so the bar reads without color; with color each also gets its hue.
@@ -82,6 +84,10 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
     lines = _verdict_lines(report, width, paint)
     lines.append("")
     lines.extend(_table(report, width, paint))
+    estimates = _estimate_lines(report, width)
+    if estimates:
+        lines.append("")
+        lines.extend(estimates)
     lines.append("")
     lines.extend(_input_lines(report, width))
     return "\n".join(lines) + "\n"
@@ -234,6 +240,25 @@ def _whole_pct(fraction: float) -> str:
     return "<1" if value == 0 and fraction > 0 else str(value)
 
 
+def _estimate_lines(report: Report, width: int) -> list[str]:
+    """The estimated figures' bounds, per endpoint shown in the table (_format.bound_notes)."""
+    services = {e.service for e in report.endpoints}
+    lines = []
+    for stats in sorted(report.endpoints, key=_total_time, reverse=True)[:_MAX_ROWS]:
+        threads = stats.native_threads
+        notes = bound_notes(
+            dict(stats.wait_bounds_ns.get("p50", {})),
+            dict(stats.ledger_ns.get("p50", {})),
+            (threads.cpu_ns_per_request, threads.max_ns_per_request) if threads else None,
+        )
+        if not notes:
+            continue
+        name = stats.endpoint if len(services) == 1 else f"{stats.service} {stats.endpoint}"
+        text = f"{clean(name, one_line=True)}: {'; '.join(notes)}"
+        lines.extend(textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="    "))
+    return ["estimated (bounds):", *lines] if lines else []
+
+
 def _total_time(stats: EndpointStats) -> int:
     return stats.count * stats.latency_ns.get("mean", 0)
 
@@ -275,4 +300,7 @@ def _input_lines(report: Report, width: int) -> list[str]:
             f"collector's own measured cost: {inputs.collector_overhead_ns / 1000:,.0f} us "
             "per request (mean)"
         )
+    note = unbooked_note(inputs.process_cpu_ns, inputs.booked_cpu_ns, inputs.unbooked_cpu_fraction)
+    if note is not None:
+        lines.extend(textwrap.wrap(note, width, subsequent_indent="  "))
     return lines
