@@ -1039,3 +1039,33 @@ def test_native_threads_cpu_books_the_wait_for_them_as_native() -> None:
     shared = only(request_span(attrs={**attrs, "ledger.native_threads_ns": 30 * MS})).ledger
     assert (shared.native_ns, shared.waiting_ns) == (30 * MS, 62 * MS)
     assert shared.native_threads_max_ns == 150 * MS
+
+
+def test_estimates_applied_to_a_ledger_booked_elsewhere_match_the_totals_path() -> None:
+    # ClickHouse books totals-only requests in SQL, without the estimates: added after,
+    # they give what ledger_from_totals gives with them
+    from latency_ledger.ledger import ESTIMATE_KEYS, ledger_from_totals, with_estimates
+
+    attrs = {
+        "ledger.cpu_ns": 8 * MS,
+        "ledger.queueing_ns": 2 * MS,
+        "ledger.spans_kept": False,
+        "ledger.database_ns": 20 * MS,
+        "ledger.network_ns": 5 * MS,
+        "ledger.interpreter_ns": 8 * MS,
+        "ledger.waiting_ns": 67 * MS,
+        "ledger.database_wait_max_ns": 30 * MS,  # more than the database part: clipped
+        "ledger.network_wait_max_ns": 1 * MS,
+        "ledger.unbounded_io_ns": 4 * MS,
+        "ledger.native_threads_ns": 50 * MS,
+        "ledger.native_threads_max_ns": 60 * MS,
+    }
+    plain = {k: v for k, v in attrs.items() if k not in ESTIMATE_KEYS}
+    whole = ledger_from_totals(attrs, 100 * MS)
+    assert with_estimates(ledger_from_totals(plain, 100 * MS), attrs) == whole
+    assert (whole.database_wait_max_ns, whole.native_ns, whole.waiting_ns) == (
+        20 * MS,
+        50 * MS,
+        17 * MS,
+    )
+    assert with_estimates(whole, {}) is whole

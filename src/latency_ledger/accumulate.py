@@ -194,6 +194,8 @@ class Accumulation:
         self.requests += other.requests
         self.overhead_ns += other.overhead_ns
         self.overhead_requests += other.overhead_requests
+        self.process_cpu_ns += other.process_cpu_ns
+        self.booked_cpu_ns += other.booked_cpu_ns
 
 
 def build_report(acc: Accumulation, stats: ReadStats, options: AnalyzeOptions) -> Report:

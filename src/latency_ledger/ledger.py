@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 
 from latency_ledger.classify import (
@@ -384,15 +384,9 @@ def _measured(
     wall time it waited for them, booked ``native``."""
     queueing = max(as_int(attrs.get(QUEUEING_NS)) or 0, tails)
     interpreter, waiting, queueing = split_measured(own, cpu, queueing)
-    if bounds is None:
-        bounds = (
-            _nonnegative(attrs.get(DATABASE_WAIT_MAX_NS)),
-            _nonnegative(attrs.get(NETWORK_WAIT_MAX_NS)),
-            _nonnegative(attrs.get(UNBOUNDED_IO_NS)),
-        )
-    threads_max = _nonnegative(attrs.get(NATIVE_THREADS_MAX_NS))
-    threads = min(_nonnegative(attrs.get(NATIVE_THREADS_NS)), threads_max)
-    threads_booked = min(threads, waiting - queueing)
+    database_max, network_max, unbounded, threads, threads_max, threads_booked = estimates(
+        attrs, database, network, waiting - queueing, bounds
+    )
     waiting -= threads_booked
     profiled = profile_native_ns(attrs.get(PROFILE))
     native = native_max = 0
@@ -413,12 +407,72 @@ def _measured(
         native_ns=native + threads_booked,
         native_measured=profiled is not None,
         native_max_ns=native_max,
-        database_wait_max_ns=min(bounds[0], database),
-        network_wait_max_ns=min(bounds[1], network),
-        unbounded_io_ns=min(bounds[2], database + network),
+        database_wait_max_ns=database_max,
+        network_wait_max_ns=network_max,
+        unbounded_io_ns=unbounded,
         native_threads_ns=threads,
         native_threads_max_ns=threads_max,
         native_threads_booked_ns=threads_booked,
+    )
+
+
+# A request span's attributes that :func:`estimates` reads.
+ESTIMATE_KEYS = (
+    DATABASE_WAIT_MAX_NS,
+    NETWORK_WAIT_MAX_NS,
+    UNBOUNDED_IO_NS,
+    NATIVE_THREADS_NS,
+    NATIVE_THREADS_MAX_NS,
+)
+
+
+def estimates(
+    attrs: Attributes,
+    database: int,
+    network: int,
+    idle: int,
+    bounds: tuple[int, int, int] | None = None,
+) -> tuple[int, int, int, int, int, int]:
+    """(database wait bound, network wait bound, unbounded I/O, native threads' CPU, its
+    bound, the part of ``idle`` waited for them) of a request with CPU measured, each
+    bound clipped to what it bounds; ``idle``: its waiting that is not queueing;
+    ``bounds``: from its span tree (:func:`book_spans`), else the request span's totals."""
+    if bounds is None:
+        bounds = (
+            _nonnegative(attrs.get(DATABASE_WAIT_MAX_NS)),
+            _nonnegative(attrs.get(NETWORK_WAIT_MAX_NS)),
+            _nonnegative(attrs.get(UNBOUNDED_IO_NS)),
+        )
+    threads_max = _nonnegative(attrs.get(NATIVE_THREADS_MAX_NS))
+    threads = min(_nonnegative(attrs.get(NATIVE_THREADS_NS)), threads_max)
+    return (
+        min(bounds[0], database),
+        min(bounds[1], network),
+        min(bounds[2], database + network),
+        threads,
+        threads_max,
+        max(0, min(threads, idle)),
+    )
+
+
+def with_estimates(ledger: Ledger, attrs: Attributes) -> Ledger:
+    """A ledger booked elsewhere from a request span's totals (ClickHouse's SQL) with
+    :func:`estimates` applied as :func:`_measured` applies them."""
+    if not ledger.cpu_measured or not any(key in attrs for key in ESTIMATE_KEYS):
+        return ledger
+    database_max, network_max, unbounded, threads, threads_max, booked = estimates(
+        attrs, ledger.database_ns, ledger.network_ns, ledger.waiting_ns - ledger.queueing_ns
+    )
+    return replace(
+        ledger,
+        waiting_ns=ledger.waiting_ns - booked,
+        native_ns=ledger.native_ns + booked,
+        database_wait_max_ns=database_max,
+        network_wait_max_ns=network_max,
+        unbounded_io_ns=unbounded,
+        native_threads_ns=threads,
+        native_threads_max_ns=threads_max,
+        native_threads_booked_ns=booked,
     )
 
 

@@ -34,6 +34,7 @@ from latency_ledger.ledger import (
     WAITING_NS,
     BookedTrace,
     request_record,
+    with_estimates,
 )
 from latency_ledger.model import Ledger, Span
 
@@ -113,5 +114,7 @@ WHERE {SQL_SHAPE}"""
             queueing_ns=queueing,
             cpu_measured=bool(measured),
         )
+        # the tails' bounds and native libraries' threads (ledger._measured), in Python
+        ledger = with_estimates(ledger, span.attributes)
         request = request_record(span, ledger, from_totals=bool(from_totals))
         yield span, BookedTrace(requests=(request,), unbooked_spans=0)
