@@ -110,7 +110,8 @@ class Ledger:
     # most this may have been waiting for the event loop or the interpreter lock after
     # the I/O finished (the wait spans' measured bounds less the tails booked as queueing,
     # collect/tails.py); ``unbounded_io_ns``: database and network time booked from wait
-    # spans whose end was not measured (the app's own or SDK spans), with no such bound.
+    # spans whose end was not measured (timed by their caller, or recorded by other
+    # tools), with no such bound.
     database_wait_max_ns: int = 0
     network_wait_max_ns: int = 0
     unbounded_io_ns: int = 0

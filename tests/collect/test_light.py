@@ -416,3 +416,30 @@ def test_fast_booking_declines_overlaps_and_nesting() -> None:
     nested = _light("SELECT", trace.SpanKind.CLIENT, DB, 40, 50)
     nested.parent = first
     assert book_light(*numbers, [first, nested], classify, None, "svc") is None
+
+
+def test_sdk_wait_spans_get_their_tail_measured_too(make_collector: Any) -> None:
+    # the app's own tracer (SDK spans, not light ones): their ends are measured like a
+    # light span's (one the caller timed itself too: what ran until the SDK handed it to
+    # us bounds its tail as well), exported with them and booked with them in-app
+    collector, exporter = make_collector(keep_spans="all")
+    tracer = collector.provider.get_tracer("the-apps-own")
+
+    async def page(request: Any) -> PlainTextResponse:
+        with tracer.start_as_current_span("SELECT 1", kind=trace.SpanKind.CLIENT, attributes=DB):
+            time.sleep(0.002)
+        timed = tracer.start_span("SELECT 2", kind=trace.SpanKind.CLIENT, attributes=DB)
+        time.sleep(0.001)
+        timed.end(end_time=time.time_ns())
+        return PlainTextResponse("ok")
+
+    app = LedgerMiddleware(Starlette(routes=[Route("/page", page)]), collector=collector)
+    asyncio.run(get(app))
+    collector.flush()
+    spans = exporter.get_finished_spans()
+    for name in ("SELECT 1", "SELECT 2"):
+        (child,) = [s for s in spans if s.name == name]
+        assert "ledger.queueing_max_ns" in (child.attributes or {}), name
+    (server,) = [s for s in spans if s.kind == trace.SpanKind.SERVER]
+    assert (server.attributes or {})["ledger.database_ns"] >= 3 * MS
+    assert "ledger.unbounded_io_ns" not in (server.attributes or {})

@@ -20,7 +20,10 @@ _KINDS = (SpanKind.INTERNAL, SpanKind.SERVER, SpanKind.CLIENT, SpanKind.PRODUCER
 _STATUS_ERROR = 2  # opentelemetry.trace.StatusCode.ERROR
 
 
-def to_model_span(span: Any, service: str, *, end_ns: int | None = None) -> Span:
+def to_model_span(
+    span: Any, service: str, *, end_ns: int | None = None, extra: dict[str, int] | None = None
+) -> Span:
+    """``extra``: attributes the collector measured beside the span (its tail)."""
     ctx = span.context
     parent = span.parent
     status = span.status
@@ -33,7 +36,7 @@ def to_model_span(span: Any, service: str, *, end_ns: int | None = None) -> Span
         start_ns=span.start_time or 0,
         end_ns=end_ns if end_ns is not None else (span.end_time or 0),
         is_error=status is not None and status.status_code.value == _STATUS_ERROR,
-        attributes=dict(span.attributes or {}),
+        attributes={**(span.attributes or {}), **(extra or {})},
         service=service,
     )
 

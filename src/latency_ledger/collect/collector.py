@@ -48,6 +48,9 @@ from latency_ledger.collect.encode import ServerFields, encode_server_json
 from latency_ledger.collect.export import CollectorStats, SpanSink, otlp_endpoint_exporter
 from latency_ledger.collect.files import JsonLinesFileExporter
 from latency_ledger.collect.light import (
+    DELAY_NS,
+    TAIL_MAX_NS,
+    TAIL_NS,
     LightSpan,
     LightTracerProvider,
     book_light,
@@ -68,7 +71,7 @@ from latency_ledger.collect.spans import (
     parent_context,
     route_template,
 )
-from latency_ledger.collect.tails import TypicalIo
+from latency_ledger.collect.tails import TypicalIo, span_key, wait_ended, wait_started
 from latency_ledger.ledger import split_measured
 from latency_ledger.model import Span, SpanKind
 
@@ -105,6 +108,7 @@ class RequestRecord(Account):
         "lights",
         "max_children",
         "otel_token",
+        "sdk_tails",
         "server",
         "server_id",
     )
@@ -122,6 +126,9 @@ class RequestRecord(Account):
         self.lights: list[LightSpan] = []
         self.max_children = MAX_CHILDREN
         self.cpu_start: tuple[int, int, int, int] | None = None  # cpu.FlightClock.begin
+        # SDK wait spans' tails (tails.py): span id -> wait_started's clocks, then at its
+        # end (tail, delay, bound); None until the request has one
+        self.sdk_tails: dict[int, Any] | None = None
 
 
 class LedgerSpanProcessor(SpanProcessor):
@@ -146,6 +153,9 @@ class LedgerSpanProcessor(SpanProcessor):
                 return
             if span.kind in _WAIT_KINDS:
                 pause_for_wait(acct)
+                if acct.sdk_tails is None:
+                    acct.sdk_tails = {}
+                acct.sdk_tails[span.context.span_id] = wait_started(acct)
             owner = self.owner
             if len(owner) >= MAX_OPEN_SPANS:  # spans started and never ended: forget them
                 owner.clear()
@@ -173,6 +183,7 @@ class LedgerSpanProcessor(SpanProcessor):
                     collector.sink.put((span,))
                 return
             if span.kind in _WAIT_KINDS:
+                self._measure_tail(acct, span)
                 resume_after_wait(acct)
             if len(acct.children) + len(acct.lights) < MAX_CHILDREN:
                 acct.children.append(span)
@@ -180,6 +191,18 @@ class LedgerSpanProcessor(SpanProcessor):
                 collector.stats.dropped_spans += 1
         except Exception:
             collector.stats.errors += 1
+
+    def _measure_tail(self, acct: RequestRecord, span: Any) -> None:
+        """An SDK wait span's tail, as a light span's (tails.py); kept beside it, since an
+        ended SDK span cannot take attributes (``with_tail`` adds them)."""
+        tails = acct.sdk_tails
+        started = tails.pop(span.context.span_id, None) if tails is not None else None
+        length = (span.end_time or 0) - (span.start_time or 0)
+        if started is None or length <= 0 or tails is None:
+            return
+        key = span_key(span.name, dict(span.attributes or {}))
+        typical = self._collector.typical_io
+        tails[span.context.span_id] = wait_ended(acct, typical, key, length, started)
 
     def shutdown(self) -> None:
         self.active = False
@@ -202,6 +225,37 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def tail_attributes(acct: RequestRecord, span: Any) -> dict[str, int] | None:
+    """An SDK wait span's measured tail, bound and delay as the ledger reads them."""
+    tails = acct.sdk_tails
+    found = tails.get(span.context.span_id) if tails is not None else None
+    if found is None or len(found) != 3:  # not measured (or still open)
+        return None
+    tail, delay, bound = found
+    return {TAIL_NS: tail, TAIL_MAX_NS: bound, DELAY_NS: delay}
+
+
+def with_tail(acct: RequestRecord, span: Any) -> Any:
+    """``span`` with its measured tail among its attributes, for export (a copy)."""
+    extra = tail_attributes(acct, span)
+    if extra is None:
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes={**(span.attributes or {}), **extra},
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 def _address(scope: Mapping[str, Any]) -> str | None:
@@ -446,6 +500,9 @@ class Collector:
         keep = self._keep(f"{method} {route or '(unmatched)'}", wall, failed)
         acct.kept = kept = keep is not None
         stats = self.stats
+        if kept and acct.sdk_tails:  # measured SDK wait spans carry their tails too
+            acct.children = [with_tail(acct, child) for child in acct.children]
+            children = acct.children
         if lights:
             if kept:  # written with the SERVER span by the processor's on_end
                 acct.children = [*materialize(lights, acct, self), *children]
@@ -613,7 +670,10 @@ class Collector:
             model_server,
             [
                 *model_spans(acct.lights, model_server),
-                *(to_model_span(child, service) for child in acct.children),
+                *(
+                    to_model_span(child, service, extra=tail_attributes(acct, child))
+                    for child in acct.children
+                ),
             ],
             self.rules,
         )

@@ -22,7 +22,6 @@ DB call costs, and in the default sampled mode almost every request's spans are 
 
 from __future__ import annotations
 
-from asyncio import _get_running_loop
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import perf_counter_ns, time_ns
 from typing import Any
@@ -36,7 +35,7 @@ from opentelemetry.util._decorator import _agnosticcontextmanager
 
 from latency_ledger.collect.accounting import CURRENT, SEGMENT, pause_for_wait, resume_after_wait
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
-from latency_ledger.collect.tails import loop_streak_ns, others_clock, run_delay_ns, span_key
+from latency_ledger.collect.tails import span_key, wait_ended, wait_started
 from latency_ledger.ledger import MAX_WALL_NS, split_measured, tail_overlap
 from latency_ledger.model import Span
 from latency_ledger.model import SpanKind as ModelKind
@@ -72,16 +71,15 @@ class LightSpan(trace.Span):
         "acct",
         "attributes",
         "bound_ns",
-        "delay0",
         "delay_ns",
         "end_time",
         "events",
         "kind",
         "name",
-        "others0",
         "parent",
         "shared",
         "start_time",
+        "started",
         "status",
         "tail_ns",
         "tracer",
@@ -119,10 +117,7 @@ class LightSpan(trace.Span):
         self.bound_ns = -1  # not measured (until a wait's end measures it)
         if kind in _WAIT_KINDS:
             pause_for_wait(acct)  # first: reading the clocks below is not the request's CPU
-            self.others0 = others_clock(acct)
-            # off an event loop only: a loop's thread also runs other work while the I/O
-            # is in flight, so its waits for a CPU are not all after the I/O finished
-            self.delay0 = run_delay_ns() if _get_running_loop() is None else -1
+            self.started = wait_started(acct)
         acct.overhead_ns += perf_counter_ns() - t0
 
     def get_span_context(self) -> SpanContext:
@@ -176,18 +171,13 @@ class LightSpan(trace.Span):
     def _measure_tail(self, acct: Any) -> None:
         """How much of this wait's end was waiting for the loop or the lock (tails.py)."""
         length = self.end_time - self.start_time  # type: ignore[operator]
-        cpu, activity = others_clock(acct)
-        cpu0, activity0 = self.others0
-        others = max(cpu - cpu0, activity - activity0)
-        # the loop's busy stretch up to now also covers its gaps between steps (its own
-        # callbacks, the OS's preemptions), when other tasks' steps fill most of it
-        streak = min(loop_streak_ns(acct), length)
-        bound = streak if streak > others and others * 2 >= streak else others
-        # the OS kept this thread waiting for a CPU (it was blocked on the I/O till then)
-        delay = run_delay_ns() - self.delay0 if self.delay0 >= 0 else 0
         if length > 0:  # a span with no contention at all teaches the typical time too
-            self.tail_ns, self.delay_ns, self.bound_ns = self.tracer.collector.typical_io.tail(
-                span_key(self.name, self.attributes), length, bound, delay
+            self.tail_ns, self.delay_ns, self.bound_ns = wait_ended(
+                acct,
+                self.tracer.collector.typical_io,
+                span_key(self.name, self.attributes),
+                length,
+                self.started,
             )
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:

@@ -57,7 +57,16 @@ from typing import Any
 
 from latency_ledger.collect.accounting import ACTIVITY, LoopState
 
-__all__ = ["MAX_KEYS", "TypicalIo", "loop_streak_ns", "others_clock", "run_delay_ns", "span_key"]
+__all__ = [
+    "MAX_KEYS",
+    "TypicalIo",
+    "loop_streak_ns",
+    "others_clock",
+    "run_delay_ns",
+    "span_key",
+    "wait_ended",
+    "wait_started",
+]
 
 MAX_KEYS = 4_096  # statements/calls remembered; more (unbounded raw SQL) start over
 _CLEAN_DIVISOR = 10  # clean: others ran for at most a tenth of the span
@@ -102,6 +111,35 @@ def loop_streak_ns(acct: Any) -> int:
     if type(state) is not LoopState or _get_running_loop() is None:
         return 0
     return perf_counter_ns() - state.streak_start_ns
+
+
+def wait_started(acct: Any) -> tuple[tuple[int, int], int]:
+    """At a wait span's start (after pausing the request's CPU): :func:`others_clock`,
+    and this thread's :func:`run_delay_ns` off an event loop, else -1 (a loop's thread
+    also runs other work while the I/O is in flight, so its waits for a CPU are not all
+    after the I/O finished)."""
+    return others_clock(acct), run_delay_ns() if _get_running_loop() is None else -1
+
+
+def wait_ended(
+    acct: Any,
+    typical: TypicalIo,
+    key: tuple[str, str],
+    length_ns: int,
+    started: tuple[tuple[int, int], int],
+) -> tuple[int, int, int]:
+    """At its end: (tail, delay, bound) of a wait span ``length_ns`` long that
+    :func:`wait_started` read ``started`` for (:meth:`TypicalIo.tail`)."""
+    (cpu0, activity0), delay0 = started
+    cpu, activity = others_clock(acct)
+    others = max(cpu - cpu0, activity - activity0)
+    # the loop's busy stretch up to now also covers its gaps between steps (its own
+    # callbacks, the OS's preemptions), when other tasks' steps fill most of it
+    streak = min(loop_streak_ns(acct), length_ns)
+    bound = streak if streak > others and others * 2 >= streak else others
+    # the OS kept this thread waiting for a CPU (it was blocked on the I/O till then)
+    delay = run_delay_ns() - delay0 if delay0 >= 0 else 0
+    return typical.tail(key, length_ns, bound, delay)
 
 
 def span_key(name: str, attributes: dict[str, Any]) -> tuple[str, str]:

@@ -177,7 +177,7 @@ def bound_notes(
         if unbounded > 0:
             out.append(
                 f"{ms(unbounded)} of database and network at p50 is from spans whose end "
-                "was not measured (the app's own spans): no bound on the waiting in it"
+                "was not measured: no bound on the waiting in it"
             )
     if threads is not None and threads[1] > 0:
         out.append(
