@@ -50,6 +50,7 @@ import math
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from latency_ledger.errors import ConfigError
 from latency_ledger.model import Call, CallKind, Finding, Request
@@ -465,8 +466,8 @@ class FindingsAccumulator:
                     statement = OTHER_TARGETS
                 st = ep.statements.setdefault(statement, _Statement())
             st.tally.add(weight, len(calls), sum(c.booked_ns for c in calls), database_ns)
-            st.durations.extend(c.duration_ns for c in calls)
-            st.weights.extend(weight for _ in calls)
+            st.durations.extend([c.end_ns - c.start_ns for c in calls])
+            st.weights.extend(repeat(weight, len(calls)))
         for rep in _repeats(request, self.thresholds, queries, outgoing):
             key = (rep.kind, rep.target)
             tally = ep.repeats.get(key)
