@@ -212,6 +212,22 @@ def test_collector_overhead_is_the_mean_over_requests_that_recorded_it(tmp_path:
     assert report.inputs.collector_overhead_ns == 200_000
 
 
+def test_each_plugins_cost_is_its_mean_over_the_same_requests(tmp_path: Path) -> None:
+    # Expected, over the 3 requests that recorded a cost: sqlalchemy (30 + 0 + 60) / 3 us,
+    # psycopg 9 / 3 us; an attribute not of the plugin cost's shape is no plugin.
+    writer = TraceWriter()
+    costs = [
+        {"ledger.plugin.sqlalchemy.overhead_ns": 30_000},
+        {"ledger.plugin.psycopg.overhead_ns": 9_000},
+        {"ledger.plugin.sqlalchemy.overhead_ns": 60_000, "ledger.plugin.x.other_ns": 5},
+    ]
+    for index, extra in enumerate(costs):
+        writer.request(service="svc", route="/x", wall_ns=MS, cpu_ns=MS // 2, children=[],
+                       index=index, overhead_ns=100_000, extra=extra)  # fmt: skip
+    report = analyze([writer.write(tmp_path / "t.jsonl")])
+    assert report.inputs.plugin_overhead_ns == {"psycopg": 3_000, "sqlalchemy": 30_000}
+
+
 THIRD_PARTY = Path(__file__).resolve().parent / "data" / "traces"
 
 

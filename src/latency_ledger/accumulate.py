@@ -59,6 +59,8 @@ COLLECTOR_PREFIX = "ledger.collector."
 # deltas, summed over every span that carries them (so over processes too).
 PROCESS_CPU = "ledger.process_cpu_ns"
 BOOKED_CPU = "ledger.booked_cpu_ns"
+# a plugin's share of a request's ledger.overhead_ns: ledger.plugin.<name>.overhead_ns
+PLUGIN_PREFIX, PLUGIN_SUFFIX = "ledger.plugin.", ".overhead_ns"
 MAX_PROBLEMS = 100
 MIXED = "mixed"  # overall runtime when services run several: no overall port verdict
 
@@ -107,6 +109,8 @@ class Accumulation:
         self.overhead_requests = 0
         self.process_cpu_ns = 0
         self.booked_cpu_ns = 0
+        # plugin -> the sum of its share of ledger.overhead_ns (per request, summed)
+        self.plugin_overhead: Counter[str] = Counter()
 
     def add_trace(self, booked: BookedTrace, spans: Iterable[Span]) -> None:
         """One booked trace and its spans (only SERVER spans are looked at)."""
@@ -143,6 +147,12 @@ class Accumulation:
         for key, value in attrs.items():
             if key.startswith(COLLECTOR_PREFIX) and isinstance(value, int):
                 self.note_collector(span.service, key.removeprefix(COLLECTOR_PREFIX), value)
+            elif (
+                key.startswith(PLUGIN_PREFIX)
+                and key.endswith(PLUGIN_SUFFIX)
+                and isinstance(value, int)
+            ):  # a plugin's share of this request's cost: summed, averaged in build_report
+                self.plugin_overhead[key[len(PLUGIN_PREFIX) : -len(PLUGIN_SUFFIX)]] += value
         window = attrs.get(PROCESS_CPU)
         if isinstance(window, int):
             booked = attrs.get(BOOKED_CPU)
@@ -196,6 +206,7 @@ class Accumulation:
         self.overhead_requests += other.overhead_requests
         self.process_cpu_ns += other.process_cpu_ns
         self.booked_cpu_ns += other.booked_cpu_ns
+        self.plugin_overhead.update(other.plugin_overhead)
 
 
 def build_report(acc: Accumulation, stats: ReadStats, options: AnalyzeOptions) -> Report:
@@ -269,6 +280,12 @@ def build_report(acc: Accumulation, stats: ReadStats, options: AnalyzeOptions) -
         ),
         process_cpu_ns=acc.process_cpu_ns,
         booked_cpu_ns=acc.booked_cpu_ns,
+        # each plugin's share, a mean over the same requests (those that carry a cost)
+        plugin_overhead_ns={
+            name: total // acc.overhead_requests
+            for name, total in sorted(acc.plugin_overhead.items())
+            if acc.overhead_requests
+        },
     )
     return Report(
         inputs=inputs,

@@ -393,6 +393,8 @@ class InputSummary:
         if self.process_cpu_ns <= 0:
             return None
         return min(1.0, max(0.0, 1 - self.booked_cpu_ns / self.process_cpu_ns))
+    # each plugin's share of it (its wrappers and spans), mean over the same requests
+    plugin_overhead_ns: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -39,11 +39,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _wrk import count_spans, free_port, interleaved_rounds, print_report, wrk
+from _realistic import (
+    PG_URL,
+    SQL_CUSTOMER,
+    SQL_LINES,
+    SQL_ORDERS,
+    SQL_TOUCH,
+    OrderPage,
+    build_page,
+    next_customer,
+)
+from _wrk import (
+    Round,
+    count_spans,
+    free_port,
+    interleaved_rounds,
+    measure_server,
+    print_report,
+    reported_overhead,
+)
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("bare", "otel", "plugins", "ours_all", "ours_sampled")
-ENDPOINTS = ("/hello", "/one")
+ENDPOINTS = ("/hello", "/one", "/api")
 
 
 # -- the app ------------------------------------------------------------------------
@@ -73,7 +91,9 @@ def build_app(
         exporter = FileSpanExporter(out_dir / f"otel-{os.getpid()}.jsonl")
         provider.add_span_processor(BatchSpanProcessor(exporter))
         engine = create_engine(f"sqlite:///{db_path}")
-        SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+        pg = create_engine(PG_URL, pool_size=8)
+        SQLAlchemyInstrumentor().instrument(engines=[engine, pg], tracer_provider=provider)
+        engine_holder["pg"] = pg
         app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
     elif variant == "plugins":
         from opentelemetry.sdk.trace import TracerProvider
@@ -95,6 +115,8 @@ def build_app(
     else:
         engine = create_engine(f"sqlite:///{db_path}")
     engine_holder["engine"] = engine
+    if "pg" not in engine_holder:
+        engine_holder["pg"] = create_engine(PG_URL, pool_size=8)
 
     @app.get("/hello")
     async def hello() -> dict[str, str]:
@@ -105,6 +127,16 @@ def build_app(
         with engine_holder["engine"].connect() as conn:
             row = conn.execute(text("SELECT id, name FROM item WHERE id = :id"), {"id": 7}).one()
         return {"id": row[0], "name": row[1]}
+
+    @app.get("/api")
+    def api() -> OrderPage:
+        customer_id = next_customer()
+        with engine_holder["pg"].begin() as conn:
+            customer = conn.execute(text(SQL_CUSTOMER), {"id": customer_id}).one()
+            orders = conn.execute(text(SQL_ORDERS), {"id": customer_id}).all()
+            lines = conn.execute(text(SQL_LINES), {"orders": [o[0] for o in orders]}).all()
+            conn.execute(text(SQL_TOUCH), {"id": customer_id})
+        return build_page(customer, orders, lines)
 
     return app
 
@@ -131,8 +163,9 @@ def wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not start")
 
 
-def measure(variant: str, endpoint: str, work: Path, duration: float) -> tuple[float, float]:
-    """(requests/s, spans written per request) for one variant on one endpoint."""
+def measure(variant: str, endpoint: str, work: Path, duration: float) -> Round:
+    """One variant on one endpoint: req/s, spans written per request, the worker's CPU
+    per request, and the collector's own reported cost."""
     out_dir = work / f"out-{variant}-{endpoint.strip('/')}"
     shutil.rmtree(out_dir, ignore_errors=True)
     port = free_port()
@@ -145,40 +178,37 @@ def measure(variant: str, endpoint: str, work: Path, duration: float) -> tuple[f
     cmd = ["taskset", "-c", "0", sys.executable, "-m", "uvicorn", "--app-dir", str(HERE)]
     cmd += ["bench_collect:app", "--port", str(port), "--http", "httptools"]
     cmd += ["--log-level", "warning", "--no-access-log"]
-    proc = subprocess.Popen(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env)  # taskset execs: proc.pid is the worker
     try:
         wait_for(port, proc)
-        url = f"http://127.0.0.1:{port}{endpoint}"
-        wrk(url, 1)  # warm-up
-        try:
-            rps = wrk(url, duration)
-        except RuntimeError as exc:  # a stall on this shared machine: say so, measure again
-            print(f"  retrying {variant} {endpoint}: {str(exc).splitlines()[0]}", file=sys.stderr)
-            rps = wrk(url, duration)
+        rps, cpu_us = measure_server(f"http://127.0.0.1:{port}{endpoint}", proc.pid, duration)
     finally:
         proc.send_signal(2)  # SIGINT: graceful, so buffered spans are flushed
         proc.wait(30)
     requests = rps * duration + rps * 1  # roughly, warm-up included
     spans = count_spans(out_dir) if out_dir.exists() else 0
-    return rps, spans / requests
+    reported, plugins = reported_overhead(out_dir) if out_dir.exists() else (0.0, {})
+    return Round(rps, spans / requests, cpu_us, reported, plugins)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--endpoints", default=",".join(ENDPOINTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
     results = interleaved_rounds(
         lambda variant, endpoint, work: measure(variant, endpoint, work, args.duration),
-        VARIANTS,
-        ENDPOINTS,
+        args.variants.split(","),
+        args.endpoints.split(","),
         args.rounds,
     )
 
     print()
-    print_report(results, VARIANTS, ENDPOINTS)
+    print_report(results, args.variants.split(","), args.endpoints.split(","))
 
 
 if __name__ == "__main__":

@@ -40,11 +40,19 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _wrk import count_spans, free_port, interleaved_rounds, print_report, wrk
+from _wrk import (
+    Round,
+    count_spans,
+    free_port,
+    interleaved_rounds,
+    measure_server,
+    print_report,
+    reported_overhead,
+)
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("bare", "otel", "ours_all", "ours_sampled")
-ENDPOINTS = ("/hello", "/one")
+ENDPOINTS = ("/hello", "/one", "/api")
 
 
 # -- the app ------------------------------------------------------------------------
@@ -77,6 +85,35 @@ def configure(variant: str, out_dir: Path, db_path: Path) -> None:
             row = cursor.fetchone()
         return JsonResponse({"id": row[0], "name": row[1]})
 
+    def api(request: Any) -> Any:
+        from _realistic import build_page, next_customer
+        from django.db import transaction
+        from django.db.models.functions import Now
+        from django.http import HttpResponse
+
+        customer_id = next_customer()
+        with transaction.atomic(using="pg"):
+            customer = (
+                _Customer.objects.using("pg")
+                .values_list("id", "name", "email", "tier")
+                .get(id=customer_id)
+            )
+            orders = list(
+                _Order.objects.using("pg")
+                .filter(customer_id=customer_id)
+                .order_by("-placed_at")
+                .values_list("id", "placed_at", "status", "total")[:10]
+            )
+            lines = list(
+                _Line.objects.using("pg")
+                .filter(order_id__in=[o[0] for o in orders])
+                .order_by("order_id", "id")
+                .values_list("order_id", "product__sku", "product__title", "quantity", "unit_price")
+            )
+            _Customer.objects.using("pg").filter(id=customer_id).update(last_seen=Now())
+        page = build_page(customer, orders, lines)
+        return HttpResponse(page.model_dump_json(), content_type="application/json")
+
     settings.configure(
         DEBUG=False,
         SECRET_KEY="bench",
@@ -89,13 +126,22 @@ def configure(variant: str, out_dir: Path, db_path: Path) -> None:
                 "ENGINE": "django.db.backends.sqlite3",
                 "NAME": str(db_path),
                 "CONN_MAX_AGE": None,
-            }
+            },
+            "pg": {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": "test",
+                "USER": "postgres",
+                "HOST": "127.0.0.1",
+                "PORT": "5432",
+                "CONN_MAX_AGE": None,
+            },
         },
         LATENCY_LEDGER=ledger,
         LOGGING_CONFIG=None,
     )
     global urlpatterns
-    urlpatterns = [path("hello", hello), path("one", one)]
+    urlpatterns = [path("hello", hello), path("one", one), path("api", api)]
+    _define_models()
 
     if variant == "otel":
         import sqlite3
@@ -114,6 +160,65 @@ def configure(variant: str, out_dir: Path, db_path: Path) -> None:
         DjangoInstrumentor().instrument(tracer_provider=provider)
         # Django's SQLite backend connects through sqlite3.dbapi2.connect
         wrap_connect(__name__, sqlite3.dbapi2, "connect", "sqlite", tracer_provider=provider)
+        # and Django's PostgreSQL backend through psycopg
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+        PsycopgInstrumentor().instrument(tracer_provider=provider)
+
+
+_Customer: Any = None
+_Order: Any = None
+_Line: Any = None
+
+
+def _define_models() -> None:
+    """The realistic endpoint's tables (_realistic.py) as unmanaged Django models."""
+    global _Customer, _Order, _Line
+    import django
+    from django.db import models
+
+    django.setup()
+
+    class Unmanaged:
+        app_label = "bench"
+        managed = False
+
+    class Customer(models.Model):
+        name = models.TextField()
+        email = models.TextField()
+        tier = models.TextField()
+        last_seen = models.DateTimeField()
+
+        class Meta(Unmanaged):
+            db_table = "llbench_customer"
+
+    class Product(models.Model):
+        sku = models.TextField()
+        title = models.TextField()
+        price = models.DecimalField(max_digits=10, decimal_places=2)
+
+        class Meta(Unmanaged):
+            db_table = "llbench_product"
+
+    class Order(models.Model):
+        customer_id = models.IntegerField()
+        placed_at = models.DateTimeField()
+        status = models.TextField()
+        total = models.DecimalField(max_digits=12, decimal_places=2)
+
+        class Meta(Unmanaged):
+            db_table = "llbench_order"
+
+    class Line(models.Model):
+        order_id = models.IntegerField()
+        product = models.ForeignKey(Product, on_delete=models.DO_NOTHING)
+        quantity = models.IntegerField()
+        unit_price = models.DecimalField(max_digits=10, decimal_places=2)
+
+        class Meta(Unmanaged):
+            db_table = "llbench_line"
+
+    _Customer, _Order, _Line = Customer, Order, Line
 
 
 urlpatterns: list[Any] = []
@@ -157,10 +262,9 @@ def server_command(server: str, port: int) -> list[str]:
     return [*cmd, "--log-level", "warning", "--no-access-log"]
 
 
-def measure(
-    server: str, variant: str, endpoint: str, work: Path, duration: float
-) -> tuple[float, float]:
-    """(requests/s, spans written per request) for one variant on one endpoint."""
+def measure(server: str, variant: str, endpoint: str, work: Path, duration: float) -> Round:
+    """One variant on one endpoint: req/s, spans written per request, the worker's CPU
+    per request, and the collector's own reported cost."""
     out_dir = work / f"out-{server}-{variant}-{endpoint.strip('/')}"
     shutil.rmtree(out_dir, ignore_errors=True)
     port = free_port()
@@ -171,25 +275,34 @@ def measure(
         "BENCH_DB": str(work / "bench.db"),
     }
     proc = subprocess.Popen(server_command(server, port), env=env)
-    requests = 0.0
     try:
         url = f"http://127.0.0.1:{port}{endpoint}"
         wait_ready(url, proc)
-        requests += 1 + wrk(url, 1)  # warm-up
-        rps = wrk(url, duration)
-        requests += rps * duration
+        rps, cpu_us = measure_server(url, worker_pid(server, proc.pid), duration)
     finally:
         # SIGTERM for gunicorn, SIGINT for uvicorn: graceful, so buffered spans are flushed
         proc.send_signal(15 if server == "gunicorn" else 2)
         proc.wait(30)
+    requests = rps * (duration + 1)  # roughly, warm-up included
     spans = count_spans(out_dir) if out_dir.exists() else 0
-    return rps, spans / requests
+    reported, plugins = reported_overhead(out_dir) if out_dir.exists() else (0.0, {})
+    return Round(rps, spans / requests, cpu_us, reported, plugins)
+
+
+def worker_pid(server: str, pid: int) -> int:
+    """The process serving requests: gunicorn's one worker (the master's child)."""
+    if server != "gunicorn":
+        return pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0]) if children else pid
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--endpoints", default=",".join(ENDPOINTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--server", choices=("gunicorn", "uvicorn"), default="gunicorn")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -198,15 +311,15 @@ def main() -> None:
         lambda variant, endpoint, work: measure(
             args.server, variant, endpoint, work, args.duration
         ),
-        VARIANTS,
-        ENDPOINTS,
+        args.variants.split(","),
+        args.endpoints.split(","),
         args.rounds,
     )
 
     print(
         f"\nDjango under {args.server}, wrk -t1 -c16 -d{args.duration}s, {args.rounds} round(s)\n"
     )
-    print_report(results, VARIANTS, ENDPOINTS)
+    print_report(results, args.variants.split(","), args.endpoints.split(","))
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ def test_top_level_and_inputs_shape(report: Report) -> None:
         "collector": {"dropped_spans": 12},
         "collector_overhead_us": None,  # no collector recorded its cost here
         "cpu": None,  # nor the process's CPU
+        "plugin_overhead_us": {},
     }
 
 
@@ -123,6 +124,18 @@ def test_collector_overhead_in_microseconds(report: Report) -> None:
         replace(report, inputs=replace(report.inputs, collector_overhead_ns=116_749))
     )
     assert doc["inputs"]["collector_overhead_us"] == 116.7
+
+
+def test_plugin_overhead_in_microseconds(report: Report) -> None:
+    from dataclasses import replace
+
+    inputs = replace(
+        report.inputs,
+        collector_overhead_ns=116_749,
+        plugin_overhead_ns={"psycopg": 2_040, "sqlalchemy": 31_260},
+    )
+    doc = report_to_json(replace(report, inputs=inputs))
+    assert doc["inputs"]["plugin_overhead_us"] == {"psycopg": 2.0, "sqlalchemy": 31.3}
 
 
 def test_every_endpoint_has_the_contract_keys(report: Report) -> None:

@@ -29,6 +29,8 @@ from time import perf_counter_ns, thread_time_ns, time_ns
 from types import CoroutineType
 from typing import Any, ClassVar
 
+from latency_ledger.collect.selfcost import Meter
+
 # Steps closer than this (perf_counter ns) belong to one busy stretch of the loop: the
 # loop's own work between two steps (a poll, I/O callbacks) or the OS taking the CPU
 # away for a moment, not the loop waiting for I/O.
@@ -348,6 +350,10 @@ class _TaskFactory:
         return asyncio.Task(coro, loop=loop, **kwargs)
 
 
+# one worker-thread call's wrapping (the thread's CPU clock and activity around it)
+THREAD_CALLS = Meter(stretches=2)
+
+
 class _ThreadCall:
     """A callable run in a worker thread with its CPU charged to the submitter's account."""
 
@@ -358,21 +364,24 @@ class _ThreadCall:
         self._acct = acct
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # our CPU around the call is the collector's cost (1 in N measured, selfcost.py)
+        sampled = THREAD_CALLS.due()
+        c0 = thread_time_ns() if sampled else 0
         seg = SEGMENT
         outer, outer_t0 = seg.acct, seg.t0
         seg.acct = self._acct
         was_active = seg.active
         enter_python()
-        seg.t0 = thread_time_ns()
+        seg.t0 = c1 = thread_time_ns()
         try:
             wrapper = self._acct.thread_wrapper
             if wrapper is not None:
                 return wrapper(self._func, *args, **kwargs)
             return self._func(*args, **kwargs)
         finally:
+            now = thread_time_ns()
             if not was_active:
                 leave_python()
-            now = thread_time_ns()
             acct = seg.acct
             if acct is not None:
                 CHARGED.ns += now - seg.t0
@@ -381,6 +390,9 @@ class _ThreadCall:
             # a nested call (from_thread back into a worker) resumes the outer segment
             seg.acct = outer
             seg.t0 = now if outer is not None else outer_t0
+            if sampled:
+                THREAD_CALLS.record(c1 - c0 + thread_time_ns() - now)
+            self._acct.overhead_ns += THREAD_CALLS.mean_ns
 
 
 class _InPython:

@@ -24,7 +24,7 @@ import os
 import random
 import weakref
 from collections.abc import Callable, Mapping
-from time import clock_gettime_ns, perf_counter_ns, pthread_getcpuclockid, time_ns
+from time import clock_gettime_ns, pthread_getcpuclockid, time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -42,7 +42,7 @@ from latency_ledger.collect.accounting import (
     resume_after_wait,
 )
 from latency_ledger.collect.booking import book_request, book_without_children, to_model_span
-from latency_ledger.collect.config import CollectConfig
+from latency_ledger.collect.config import CollectConfig, disabled_plugins
 from latency_ledger.collect.cpu import FlightClock, ProcessWindow
 from latency_ledger.collect.encode import ServerFields, encode_server_json
 from latency_ledger.collect.export import CollectorStats, SpanSink, otlp_endpoint_exporter
@@ -60,6 +60,7 @@ from latency_ledger.collect.light import (
 )
 from latency_ledger.collect.profiling import ProfileSampler
 from latency_ledger.collect.scrub import scrub_path
+from latency_ledger.collect.selfcost import Meter
 from latency_ledger.collect.spans import (
     ERROR_STATUS,
     SAMPLED,
@@ -109,6 +110,7 @@ class RequestRecord(Account):
         "max_children",
         "otel_token",
         "sdk_tails",
+        "plugin_ns",
         "server",
         "server_id",
     )
@@ -129,6 +131,8 @@ class RequestRecord(Account):
         # SDK wait spans' tails (tails.py): span id -> wait_started's clocks, then at its
         # end (tail, delay, bound); None until the request has one
         self.sdk_tails: dict[int, Any] | None = None
+        # each plugin's share of overhead_ns, made when one first charges (LightTracer)
+        self.plugin_ns: dict[str, int] | None = None
 
 
 class LedgerSpanProcessor(SpanProcessor):
@@ -305,8 +309,10 @@ class Collector:
             if config.set_global_provider:
                 trace.set_tracer_provider(provider)
         self.provider = provider
-        # what the plugins' instrumentations get: light child spans where possible
+        # what the plugins' instrumentations get: light child spans where possible (each
+        # plugin its own, see provider_for, so what its spans cost is its cost)
         self.span_provider = LightTracerProvider(provider, self)
+        self.disabled_plugins = disabled_plugins(config, env)
         self.service = str(provider.resource.attributes.get("service.name", "app"))
         # an exporter we make, we make again in a forked child (see after_fork)
         self._make_exporter: Callable[[], Any] | None = None
@@ -345,6 +351,8 @@ class Collector:
         )
         self.hooks.install()
         self.step_cost_ns = calibrate_step_cost()
+        # one request's bookkeeping around the app (middleware, begin, finish)
+        self.request_meter = Meter(stretches=2)
         _LIVE.add(self)
         self.plugins: list[Any] = []
         self.rules: tuple[Any, ...] = ()
@@ -368,13 +376,21 @@ class Collector:
         for plugin in plugins:
             if not callable(getattr(plugin, "instrument", None)):
                 continue
+            if plugin.name in self.disabled_plugins:
+                _log.info("latency-ledger: plugin %s disabled by configuration", plugin.name)
+                continue
             try:
-                if plugin.instrument(self.span_provider):
+                if plugin.instrument(self.provider_for(plugin.name)):
                     self.plugins.append(plugin)
                     self.stats.plugins_instrumented += 1
             except Exception as exc:
                 _log.warning("latency-ledger: plugin %s failed: %r", plugin.name, exc)
                 self.stats.plugin_errors += 1
+
+    def provider_for(self, plugin: str) -> LightTracerProvider:
+        """The tracer provider a plugin instruments with: light spans, their recording
+        and the plugin's own timed wrappers charged to it (``ledger.plugin.*``)."""
+        return LightTracerProvider(self.provider, self, plugin)
 
     # -- per request -------------------------------------------------------------
 
@@ -446,7 +462,6 @@ class Collector:
         """Book and write the request. ``route``: its template when the caller resolved it
         (Django); else read from the ASGI scope (Starlette's ``scope["route"]``)."""
         end_ns = time_ns()
-        t0 = perf_counter_ns()
         server = acct.server
         if route is None:
             route = route_template(scope)
@@ -514,12 +529,14 @@ class Collector:
             if stats.dropped_spans or stats.errors or stats.export_errors or stats.plugin_errors
             else None
         )
+        # ours around the app (this method included: the middleware measures 1 in N
+        # requests, selfcost.py), each task step, plugins' wrappers and spans and worker
+        # thread calls (in overhead_ns), and the export thread's share
         overhead = (
             acct.overhead_ns
+            + self.request_meter.mean_ns
             + acct.steps * self.step_cost_ns
             + self._export_share_ns(stats.requests)
-            + perf_counter_ns()
-            - t0
         )
         stats.requests += 1
         stats.overhead_ns += overhead
@@ -539,6 +556,7 @@ class Collector:
             overhead_ns=overhead,
             keep=keep,
             more=more,
+            plugins=acct.plugin_ns,
         )
         if acct.light and not kept and error is None and self._server_head is not None:
             # ours is the only processor (acct.light) and nothing else is written with

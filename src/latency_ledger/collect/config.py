@@ -45,6 +45,9 @@ class CollectConfig:
     - ``set_global_provider``: when the app has no SDK TracerProvider, also install ours
       as the global one so the app's own ``trace.get_tracer`` spans are recorded.
     - ``export_interval_s``: how often the background thread writes buffered spans.
+    - ``disabled_plugins``: plugin names (``sqlalchemy``, ``redis``...) never switched on,
+      as ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` does for OpenTelemetry (whose names
+      are honoured too, see :func:`disabled_plugins`); their libraries run untraced.
     """
 
     output_dir: Path = Path("ledger-traces")
@@ -64,6 +67,7 @@ class CollectConfig:
     receive_send_spans: bool = False
     set_global_provider: bool = True
     export_interval_s: float = 1.0
+    disabled_plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.keep_spans not in KEEP_SPANS_CHOICES:
@@ -98,6 +102,8 @@ def _parse(name: str, raw: str, kind: type) -> object:
             return float(raw)
         if kind is Path:
             return Path(raw)
+        if kind is tuple:
+            return names_list(raw)
     except ValueError as exc:
         raise ConfigError(f"{var}={raw!r}: expected a {kind.__name__}") from exc
     return raw
@@ -121,7 +127,21 @@ _FIELD_TYPES: dict[str, type] = {
     "receive_send_spans": bool,
     "set_global_provider": bool,
     "export_interval_s": float,
+    "disabled_plugins": tuple,
 }
+
+
+def names_list(raw: str) -> tuple[str, ...]:
+    """``"sqlalchemy, Redis,"`` -> ``("sqlalchemy", "redis")``."""
+    return tuple(name.strip().lower() for name in raw.split(",") if name.strip())
+
+
+def disabled_plugins(config: CollectConfig, environ: Mapping[str, str]) -> frozenset[str]:
+    """The plugins not to switch on: ``config.disabled_plugins`` and the names in
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (the same names: our plugins are named as
+    the OpenTelemetry instrumentations they stand for)."""
+    otel = environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return frozenset((*config.disabled_plugins, *names_list(otel)))
 
 
 def config_from_env(

@@ -166,6 +166,8 @@ class ServerFields(NamedTuple):
     # further int attributes written when present (the tails' bounds, native libraries'
     # threads' CPU, the process's CPU window: collector._whole_cpu)
     more: tuple[tuple[str, int], ...] = ()
+    # each plugin's share of overhead_ns (ns), for the plugins that cost this request any
+    plugins: Mapping[str, int] | None = None
 
     def attributes(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {
@@ -199,7 +201,15 @@ class ServerFields(NamedTuple):
         attrs["ledger.overhead_ns"] = self.overhead_ns
         for key, value in self.more:
             attrs[key] = value
+        if self.plugins:
+            for name, ns in self.plugins.items():
+                attrs[f"{PLUGIN_PREFIX}{name}{PLUGIN_SUFFIX}"] = ns
         return attrs
+
+
+# a plugin's cost in the request: ledger.plugin.<name>.overhead_ns
+PLUGIN_PREFIX = "ledger.plugin."
+PLUGIN_SUFFIX = ".overhead_ns"
 
 
 def _str_attr(key: str) -> str:
@@ -243,6 +253,9 @@ _LEDGER = (
 )
 
 
+_plugin_keys: dict[str, str] = {}
+
+
 def encode_server_json(
     trace_id: int,
     span_id: int,
@@ -281,6 +294,14 @@ def encode_server_json(
     out.append(f'{_OVERHEAD}{fields.overhead_ns}"}}}}')
     for key, value in fields.more:
         out.append(f',{_int_attr(key)}{value}"}}}}')
+    if fields.plugins:
+        for name, ns in fields.plugins.items():
+            key = _plugin_keys.get(name)
+            if key is None:
+                key = _int_attr(f"{PLUGIN_PREFIX}{name}{PLUGIN_SUFFIX}")
+                if len(_plugin_keys) < 256:  # plugin names are the app's, few
+                    _plugin_keys[name] = key
+            out.append(f',{key}{ns}"}}}}')
     out.append("]")
     out.append(',"status":{"code":2,"message":""}}' if failed else ',"status":{}}')
     return "".join(out).encode("utf-8", "surrogatepass")

@@ -23,7 +23,7 @@ DB call costs, and in the default sampled mode almost every request's spans are 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from time import perf_counter_ns, time_ns
+from time import thread_time_ns, time_ns
 from typing import Any
 
 from opentelemetry import trace
@@ -34,6 +34,7 @@ from opentelemetry.util import types
 from opentelemetry.util._decorator import _agnosticcontextmanager
 
 from latency_ledger.collect.accounting import CURRENT, SEGMENT, pause_for_wait, resume_after_wait
+from latency_ledger.collect.selfcost import Meter
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
 from latency_ledger.collect.tails import span_key, wait_ended, wait_started
 from latency_ledger.ledger import MAX_WALL_NS, split_measured, tail_overlap
@@ -71,6 +72,7 @@ class LightSpan(trace.Span):
         "acct",
         "attributes",
         "bound_ns",
+        "cost_ns",
         "delay_ns",
         "end_time",
         "events",
@@ -82,6 +84,7 @@ class LightSpan(trace.Span):
         "started",
         "status",
         "tail_ns",
+        "timed",
         "tracer",
     )
 
@@ -95,8 +98,12 @@ class LightSpan(trace.Span):
         attributes: types.Attributes,
         start_time: int | None,
         shared: dict[str, Any] | None = None,
+        timed: bool = False,
     ) -> None:
-        t0 = perf_counter_ns()  # recording the span is the collector's cost (overhead_ns)
+        # recording the span is the collector's cost (overhead_ns), the plugin's share of
+        # it: measured here (1 in N spans, selfcost.py) unless the plugin's wrapper
+        # measures itself, span included (``timed``)
+        c0 = -1 if timed or not tracer.span_meter.due() else thread_time_ns()
         self.tracer = tracer
         self.acct = acct
         self.parent = parent  # None: the request's SERVER span
@@ -115,10 +122,11 @@ class LightSpan(trace.Span):
         self.start_time = start_time or time_ns()
         self.tail_ns = self.delay_ns = 0
         self.bound_ns = -1  # not measured (until a wait's end measures it)
+        self.timed = timed
         if kind in _WAIT_KINDS:
             pause_for_wait(acct)  # first: reading the clocks below is not the request's CPU
             self.started = wait_started(acct)
-        acct.overhead_ns += perf_counter_ns() - t0
+        self.cost_ns = -1 if c0 < 0 else thread_time_ns() - c0
 
     def get_span_context(self) -> SpanContext:
         context = self._context
@@ -136,14 +144,23 @@ class LightSpan(trace.Span):
     def end(self, end_time: int | None = None) -> None:
         if self.end_time is not None:
             return
-        t0 = perf_counter_ns()
+        if self.timed:  # the plugin's wrapper times this too
+            self.end_time = end_time or time_ns()
+            self._end(self.acct, end_time is None)
+            return
+        cost = self.cost_ns
+        c0 = thread_time_ns() if cost >= 0 else -1
         now = end_time is None  # else the caller timed it: nothing of ours to measure
         self.end_time = end_time or time_ns()
         acct = self.acct
         try:
             self._end(acct, now)
         finally:
-            acct.overhead_ns += perf_counter_ns() - t0
+            tracer = self.tracer
+            meter = tracer.span_meter
+            if c0 >= 0:
+                meter.record(cost + thread_time_ns() - c0)
+            tracer.charge_to(acct, meter.mean_ns)
 
     def _end(self, acct: Any, now: bool) -> None:
         try:
@@ -248,9 +265,13 @@ class LightSpan(trace.Span):
 class LightTracer(trace.Tracer):
     """The SDK tracer's stand-in: light spans inside light requests, SDK spans elsewhere."""
 
-    def __init__(self, tracer: Any, collector: Any) -> None:
+    def __init__(self, tracer: Any, collector: Any, plugin: str = "") -> None:
         self._tracer = tracer
         self.collector = collector
+        # whose cost the spans recorded here are (a plugin's name; "" for none)
+        self.plugin = plugin
+        # what recording one span costs, init and end (when no wrapper measures it)
+        self.span_meter = Meter(stretches=2)
         # set by a wrapping plugin tracer; applied to a light span's attributes at end
         self.attribute_filter: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
         self.scope = getattr(tracer, "_instrumentation_scope", None)
@@ -281,6 +302,31 @@ class LightTracer(trace.Tracer):
             set_status_on_exception,
         )
 
+    @staticmethod
+    def new_meter(stretches: int = 2) -> Meter:
+        """A meter for a plugin wrapper's own work around one call (selfcost.py), whose
+        mean the wrapper charges (:meth:`charge`) for every call."""
+        return Meter(stretches=stretches)
+
+    def charge(self, ns: int) -> None:
+        """A plugin's wrapper spent ``ns`` of CPU around the app's call: the
+        collector's cost, charged to the request running here and to the plugin."""
+        acct = CURRENT.get() or SEGMENT.acct
+        if acct is not None:
+            self.charge_to(acct, ns)
+
+    def charge_to(self, acct: Any, ns: int) -> None:
+        acct.overhead_ns += ns
+        plugin = self.plugin
+        if plugin:
+            costs = getattr(acct, "plugin_ns", None)
+            if costs is None:
+                try:
+                    costs = acct.plugin_ns = {}
+                except AttributeError:  # an Account without it (not a request's record)
+                    return
+            costs[plugin] = costs.get(plugin, 0) + ns
+
     def _light_request(self, context: Context | None = None) -> tuple[Any, LightSpan | None] | None:
         """(the request, the light parent or None for its SERVER span) when the next span
         here may be light: inside a light request, under its SERVER span or one of its
@@ -305,7 +351,7 @@ class LightTracer(trace.Tracer):
         shared between spans (never written to here), so no per-span copy or filter."""
         found = self._light_request()
         if found is not None:
-            return LightSpan(self, found[0], found[1], name, kind, None, None, attributes)
+            return LightSpan(self, found[0], found[1], name, kind, None, None, attributes, True)
         return self._tracer.start_span(name, None, kind, attributes)  # type: ignore[no-any-return]
 
     def record_wait(
@@ -327,7 +373,9 @@ class LightTracer(trace.Tracer):
         acct, parent = found
         try:
             charged = acct.depth == 0 and SEGMENT.acct is acct
-            span = LightSpan(self, acct, parent, name, SpanKind.CLIENT, None, start_ns, attributes)
+            span = LightSpan(
+                self, acct, parent, name, SpanKind.CLIENT, None, start_ns, attributes, True
+            )
             if error is not None:
                 span.record_exception(error)
                 span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
@@ -375,9 +423,10 @@ class LightTracer(trace.Tracer):
 class LightTracerProvider(trace.TracerProvider):
     """``provider`` as the plugins see it: tracers that record light spans where they can."""
 
-    def __init__(self, provider: Any, collector: Any) -> None:
+    def __init__(self, provider: Any, collector: Any, plugin: str = "") -> None:
         self.provider = provider
         self.collector = collector
+        self.plugin = plugin  # whose tracers these are: their spans' cost is its cost
 
     def get_tracer(
         self,
@@ -391,6 +440,7 @@ class LightTracerProvider(trace.TracerProvider):
                 instrumenting_module_name, instrumenting_library_version, schema_url, attributes
             ),
             self.collector,
+            self.plugin,
         )
 
     def __getattr__(self, name: str) -> Any:  # resource, id_generator... of the SDK provider

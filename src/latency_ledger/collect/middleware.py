@@ -20,13 +20,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
-from time import perf_counter_ns
+from time import thread_time_ns
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 
 from latency_ledger.collect.accounting import (
     CURRENT,
+    SEGMENT,
     TimedCoroutine,
     begin_segment,
     end_segment,
@@ -90,9 +91,13 @@ class LedgerMiddleware:
             return
         # The HTTP path is written out here rather than in a helper coroutine: every
         # resumption of the request would pass through one more frame.
-        t0 = perf_counter_ns()
         try:
             collector = self._get_collector()
+            # our CPU around the app is the collector's cost: 1 in N requests measured
+            # (selfcost.py), from here to begin_segment and from end_segment to the end
+            meter = collector.request_meter
+            sampled = meter.due()
+            c0 = thread_time_ns() if sampled else 0
             loop_state = collector.hooks.ensure_loop(asyncio.get_running_loop())
             timed, start_ns, busy_start = request_start()
             wrapped = timed is not None
@@ -107,11 +112,16 @@ class LedgerMiddleware:
         profiler = None
         if collector.profiler.enabled:
             try:
+                p0 = thread_time_ns()
                 profiler = collector.profiler.start(scope.get("path", ""), start_ns)
                 if profiler is not None:
                     acct.thread_wrapper = collector.profiler.follow(
                         profiler, partial(_count_error, collector)
                     )
+                    # a profiled request (rare) is charged its profile's start and stop
+                    # exactly, out of the meter's typical request
+                    acct.overhead_ns += thread_time_ns() - p0
+                    sampled = False
             except Exception:
                 collector.stats.errors += 1
 
@@ -127,8 +137,8 @@ class LedgerMiddleware:
             receive, ledger_send = _io_spans(collector.tracer, receive, forward)
 
         error: BaseException | None = None
-        acct.overhead_ns += perf_counter_ns() - t0
         begin_segment(acct)
+        c1 = SEGMENT.t0  # the thread clock begin_segment read
         try:
             if wrapped:
                 await self.app(scope, receive, ledger_send)
@@ -139,14 +149,16 @@ class LedgerMiddleware:
             raise
         finally:
             end_segment()
-            t1 = perf_counter_ns()
+            c2 = SEGMENT.t0  # the thread clock end_segment read
+            summary = None
+            if profiler is not None:
+                try:
+                    p0 = thread_time_ns()
+                    summary = collector.profiler.stop(profiler)
+                    acct.overhead_ns += thread_time_ns() - p0
+                except Exception:
+                    collector.stats.errors += 1
             try:
-                summary = collector.profiler.stop(profiler) if profiler is not None else None
-            except Exception:
-                collector.stats.errors += 1
-                summary = None
-            try:
-                acct.overhead_ns += perf_counter_ns() - t1
                 collector.finish(acct, scope, status[0] if status else None, error, summary)
             except Exception:
                 collector.stats.errors += 1
@@ -159,6 +171,8 @@ class LedgerMiddleware:
                     except Exception:
                         collector.stats.errors += 1
                 CURRENT.reset(token)
+                if sampled:
+                    meter.record(c1 - c0 + thread_time_ns() - c2)
 
 
 def _count_error(collector: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping
-from time import perf_counter_ns, thread_time_ns
+from time import thread_time_ns
 from typing import Any
 
 from opentelemetry import trace
@@ -84,15 +84,45 @@ def parent_context(scope: Mapping[str, Any]) -> Any:
     return parent if parent.is_valid else None
 
 
-def calibrate_step_cost() -> int:
-    """What timing one task step adds (four clock reads and the bookkeeping around them)."""
-    rounds = 200
-    t0 = perf_counter_ns()
-    for _ in range(rounds):
-        perf_counter_ns()
-        thread_time_ns()
-        thread_time_ns()
-        perf_counter_ns()
-        CURRENT.get()
-    per = (perf_counter_ns() - t0) // rounds
-    return int(per * 1.5)  # plus the wrapper's method calls, measured at ~1.5x the clocks
+class _Pause:
+    """An awaitable that yields once: one task step per ``await``."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        yield
+
+
+async def _steps(count: int) -> None:
+    pause = _Pause()
+    for _ in range(count):
+        await pause
+
+
+def _run_steps(coro: Any) -> int:
+    """Step ``coro`` to its end as a task would; the CPU ns it took (this thread's)."""
+    send = coro.send
+    t0 = thread_time_ns()
+    try:
+        while True:
+            send(None)
+    except StopIteration:
+        pass
+    return thread_time_ns() - t0
+
+
+def calibrate_step_cost(steps: int = 200, rounds: int = 5) -> int:
+    """What timing one task step adds, measured: the same coroutine stepped ``steps``
+    times through a :class:`TimedCoroutine` charging a request and bare, the fastest of
+    ``rounds`` each (the wrapper's frames, clock reads and bookkeeping, as a step of a
+    request runs them; the task's C code calls both alike)."""
+    from latency_ledger.collect.accounting import Account, LoopState, TimedCoroutine
+
+    state = LoopState(None)
+    token = CURRENT.set(Account(state))
+    try:
+        timed = min(_run_steps(TimedCoroutine(_steps(steps), state)) for _ in range(rounds))
+        bare = min(_run_steps(_steps(steps)) for _ in range(rounds))
+    finally:
+        CURRENT.reset(token)
+    return max(0, timed - bare) // steps

@@ -495,6 +495,7 @@ class _InputsView:
     collector: tuple[tuple[str, str], ...]
     collector_overhead: str | None
     unbooked: str | None  # the process's CPU no request was booked (_format.unbooked_note)
+    plugin_overhead: tuple[tuple[str, str], ...]
     measured: int
     bounded: int
     from_totals: int
@@ -533,6 +534,9 @@ def _inputs_view(report: Report) -> _InputsView:
         ),
         unbooked=fmt.unbooked_note(
             inputs.process_cpu_ns, inputs.booked_cpu_ns, inputs.unbooked_cpu_fraction
+        ),
+        plugin_overhead=tuple(
+            (name, f"{ns / 1000:,.1f} us") for name, ns in inputs.plugin_overhead_ns.items()
         ),
         measured=sum(1 for e in report.endpoints if e.cpu_measured),
         bounded=sum(1 for e in report.endpoints if not e.cpu_measured),

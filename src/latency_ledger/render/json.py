@@ -15,6 +15,7 @@ Shape (abridged)::
     {"schema": "latency-ledger/3",
      "inputs": {"files", "spans", "traces", "requests", "skipped", "problems", "collector",
                 "collector_overhead_us", "cpu": <cpu> | null},
+                "collector_overhead_us", "plugin_overhead_us"},
      "services": [{"service", "runtime", "version", "detected_from", "requests"}, ...],
      "overall": <endpoint>,
      "endpoints": [<endpoint>, ...],
@@ -175,6 +176,10 @@ def _inputs(inputs: InputSummary) -> dict[str, Any]:
                 "unbooked_fraction": _fraction(inputs.unbooked_cpu_fraction),
             }
         ),
+        # each enabled plugin's share of it (its wrappers and spans), us per request
+        "plugin_overhead_us": {
+            name: round(ns / 1000, 1) for name, ns in inputs.plugin_overhead_ns.items()
+        },
     }
 
 

@@ -300,6 +300,14 @@ def _input_lines(report: Report, width: int) -> list[str]:
             f"collector's own measured cost: {inputs.collector_overhead_ns / 1000:,.0f} us "
             "per request (mean)"
         )
+        if inputs.plugin_overhead_ns:
+            shares = ", ".join(
+                f"{clean(name, one_line=True)} {ns / 1000:,.1f} us"
+                for name, ns in inputs.plugin_overhead_ns.items()
+            )
+            lines.extend(
+                textwrap.wrap(f"  of which plugins: {shares}", width, subsequent_indent="    ")
+            )
     note = unbooked_note(inputs.process_cpu_ns, inputs.booked_cpu_ns, inputs.unbooked_cpu_fraction)
     if note is not None:
         lines.extend(textwrap.wrap(note, width, subsequent_indent="  "))

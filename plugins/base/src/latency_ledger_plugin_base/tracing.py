@@ -55,6 +55,41 @@ def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return _clean(attributes) or {}
 
 
+def _no_charge(ns: int) -> None:
+    return None
+
+
+class _NoMeter:
+    """A collector's ``Meter`` stand-in that never measures and charges nothing."""
+
+    __slots__ = ()
+    mean_ns = 0
+
+    def due(self) -> bool:
+        return False
+
+    def record(self, ns: int) -> None:
+        return None
+
+
+_NO_METER = _NoMeter()
+
+
+def meter_for(tracer: Any) -> Any:
+    """A collector's meter of one kind of a plugin's wrapper (``due()``, ``record(ns)``,
+    ``mean_ns``: the collector's ``selfcost.Meter``), or one that never measures."""
+    make = getattr(tracer, "new_meter", None)
+    return make() if callable(make) else _NO_METER
+
+
+def charger(tracer: Any) -> Any:
+    """``charge(ns)``: where a plugin's hot path reports the time its own wrapper spent
+    around the app's call (a collector's ``LightTracer.charge``: the request's and the
+    plugin's cost); a no-op for any other tracer."""
+    charge = getattr(tracer, "charge", None)
+    return charge if callable(charge) else _no_charge
+
+
 class SanitizingSpan(Span):
     """Forwards to the real span; attribute values are sanitized on the way in."""
 
@@ -128,6 +163,8 @@ class SanitizingTracer(trace.Tracer):
         # a collector's tracer with a hot path for cached, already clean attributes
         self._start_clean = getattr(tracer, "start_clean_span", None)
         self._record_wait = getattr(tracer, "record_wait", None)
+        self.charge = charger(tracer)
+        self.new_meter = getattr(tracer, "new_meter", None)
 
     @property
     def clean_span_starter(self) -> Any:

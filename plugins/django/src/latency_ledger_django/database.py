@@ -37,9 +37,11 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Mapping
+from time import thread_time_ns
 from typing import Any
 
 from latency_ledger_plugin_base import sanitize_sql
+from latency_ledger_plugin_base.tracing import meter_for
 from latency_ledger_plugin_base.transactions import (
     CONNECT_ATTRIBUTE,
     idle,
@@ -112,6 +114,7 @@ class QueryTracer:
 
     def __init__(self) -> None:
         self.tracer: Any = None
+        self.meter: Any = meter_for(None)  # the collector's, once tracing (plugin.py)
         self.errors = 0
         self._static: dict[tuple[str, str], dict[str, Any]] = {}
         # (alias, vendor, statement) -> (span name, attributes): never written to
@@ -132,20 +135,32 @@ class QueryTracer:
         tracer = self.tracer
         if tracer is None:
             return execute(sql, params, many, context)
+        # our CPU around the statement is the collector's cost (1 in N measured)
+        meter = self.meter
+        sampled = meter.due()
+        c0 = thread_time_ns() if sampled else 0
         try:
             span, token = self._start(tracer, sql, params, many, context)
         except Exception:
             self.errors += 1
             return execute(sql, params, many, context)
+        c1 = thread_time_ns() if sampled else 0
         try:
             return execute(sql, params, many, context)
         except BaseException as exc:
             _mark_error(span, exc)
             raise
         finally:
+            c2 = thread_time_ns() if sampled else 0
             if token is not None:
                 otel_context.detach(token)
             span.end()
+            # a collector's light span (``timed``) leaves the measuring to us; any other
+            # span measures its own recording, or is not ours to count
+            if getattr(span, "timed", False):
+                if sampled:
+                    meter.record(c1 - c0 + thread_time_ns() - c2)
+                tracer.charge(meter.mean_ns)
 
     def _start(
         self, tracer: Any, sql: Any, params: Any, many: bool, context: Mapping[str, Any]

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from time import perf_counter_ns, thread_time_ns, time_ns
+from time import thread_time_ns, time_ns
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -298,9 +298,12 @@ class LedgerMiddleware:
             collector = self._settings.collector
             if collector is None:
                 collector = default_collector(self._settings.config, self._settings.service_name)
-            # the provider the collector gives plugins: light spans inside requests
-            provider = getattr(collector, "span_provider", None) or collector.provider
-            if not plugin.active and plugin.instrument(provider):
+            # the provider the collector gives plugins: light spans inside requests, their
+            # cost charged to the plugin
+            provider_for = getattr(collector, "provider_for", None)
+            provider = provider_for(plugin.name) if provider_for else collector.provider
+            disabled = plugin.name in getattr(collector, "disabled_plugins", ())
+            if not disabled and not plugin.active and plugin.instrument(provider):
                 collector.plugins.append(plugin)  # undone by collector.shutdown()
             self._collector = collector
         return collector
@@ -322,9 +325,13 @@ class LedgerMiddleware:
             inner = self.get_response(request)
             _name_outer(request)
             return inner
-        t0 = perf_counter_ns()
         try:
             collector = self._get_collector()
+            # our CPU around the view is the collector's cost: 1 in N requests measured
+            # (collect/selfcost.py), to begin_segment and from end_segment to the end
+            meter = collector.request_meter
+            sampled = meter.due()
+            c0 = thread_time_ns() if sampled else 0
             scope = request_scope(request)
             start_ns = time_ns()
             # this thread's clock from when the process clock is read (in begin): CPU it
@@ -336,7 +343,6 @@ class LedgerMiddleware:
             self._count_error()
             return self.get_response(request)
         profiler = self._start_profile(collector, scope, start_ns, acct)
-        acct.overhead_ns += perf_counter_ns() - t0
         charged0 = acct.cpu_ns
         begin_segment(acct)
         seg_t0 = SEGMENT.t0  # the thread clock begin_segment read: no extra system call
@@ -369,6 +375,8 @@ class LedgerMiddleware:
                 profiler,
                 (own_t0, seg_ns, in_view),
             )
+            if sampled and profiler is None:
+                meter.record(seg_t0 - c0 + thread_time_ns() - seg_t0 - seg_ns)
         return response
 
     # -- async (ASGI) ----------------------------------------------------------------
@@ -378,9 +386,11 @@ class LedgerMiddleware:
             inner = await self.get_response(request)
             _name_outer(request)
             return inner
-        t0 = perf_counter_ns()
         try:
             collector = self._get_collector()
+            meter = collector.request_meter  # as in __call__
+            sampled = meter.due()
+            c0 = thread_time_ns() if sampled else 0
             loop_state = collector.hooks.ensure_loop(asyncio.get_running_loop())
             timed, start_ns, busy_start = request_start()
             wrapped = timed is not None
@@ -391,8 +401,8 @@ class LedgerMiddleware:
             self._count_error()
             return await self.get_response(request)
         profiler = self._start_profile(collector, scope, start_ns, acct)
-        acct.overhead_ns += perf_counter_ns() - t0
         begin_segment(acct)
+        c1 = SEGMENT.t0
         response: Any = None
         error: BaseException | None = None
         try:
@@ -405,9 +415,12 @@ class LedgerMiddleware:
             raise
         finally:
             end_segment()
+            c2 = SEGMENT.t0
             self._end(
                 collector, acct, token, context, request, scope, response, error, profiler, None
             )
+            if sampled and profiler is None:
+                meter.record(c1 - c0 + thread_time_ns() - c2)
         return response
 
     # -- both ------------------------------------------------------------------------
@@ -419,9 +432,13 @@ class LedgerMiddleware:
         following it into the worker threads that run its sync code (``sync_to_async``)."""
         try:
             if collector.profiler.enabled:
+                p0 = thread_time_ns()
                 profiler = collector.profiler.start(scope["path"], start_ns)
                 if profiler is not None:
                     acct.thread_wrapper = collector.profiler.follow(profiler, self._count_error)
+                    # a profiled request (rare) is charged its profile's start and stop
+                    # exactly; the request meter leaves it out (see _measured)
+                    acct.overhead_ns += thread_time_ns() - p0
                 return profiler
         except Exception:
             self._count_error()
@@ -443,19 +460,20 @@ class LedgerMiddleware:
         """Book the request (or hand it to the streaming body). ``threaded``: WSGI
         accounting's this-thread clock at begin, its CPU in the view, and the request's
         CPU in the view, all threads (None under ASGI)."""
-        t1 = perf_counter_ns()
-        try:
-            summary = collector.profiler.stop(profiler) if profiler is not None else None
-        except Exception:
-            self._count_error()
-            summary = None
+        summary = None
+        if profiler is not None:
+            try:
+                p0 = thread_time_ns()
+                summary = collector.profiler.stop(profiler)
+                acct.overhead_ns += thread_time_ns() - p0
+            except Exception:
+                self._count_error()
         try:
             status = response.status_code if isinstance(response, HttpResponseBase) else None
             raised = request.__dict__.pop(_EXCEPTION, None)
             if error is None and raised is not None and (status is None or status >= 500):
                 error = raised
             route = route_template(request)
-            acct.overhead_ns += perf_counter_ns() - t1
             if threaded is not None:
                 # all of the request's CPU (waits included), to leave other threads' CPU
                 # as the process's CPU minus it: see latency_ledger.collect.threads. Ours

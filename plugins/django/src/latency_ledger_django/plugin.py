@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from latency_ledger_plugin_base import LibraryPlugin, SanitizingTracerProvider
+from latency_ledger_plugin_base.tracing import meter_for
 from opentelemetry import trace
 
 from latency_ledger_django.database import QueryTracer
@@ -82,6 +83,7 @@ class DjangoPlugin(LibraryPlugin):
         provider = tracer_provider.provider or trace.get_tracer_provider()
         tracer = provider.get_tracer(TRACER_NAME)
         self.queries.tracer = tracer
+        self.queries.meter = meter_for(tracer)
         self.renders.tracer = tracer
         return True
 

@@ -47,6 +47,7 @@ from time import thread_time_ns, time_ns
 from typing import Any
 
 from latency_ledger_plugin_base import LibraryPlugin, SanitizingTracerProvider
+from latency_ledger_plugin_base.tracing import charger, meter_for
 from latency_ledger_plugin_base.transactions import CONNECT_ATTRIBUTE
 
 from latency_ledger_sqlalchemy.statements import StatementSpans, describe_connect
@@ -100,22 +101,30 @@ class SQLAlchemyPlugin(LibraryPlugin):
         plugin = self
 
         opens = self.opens
+        charge, meter = charger(self._tracer), meter_for(self._tracer)
 
         def connect(engine: Any, *args: Any, **kwargs: Any) -> Any:
+            # our CPU around the checkout is the collector's cost (1 in N measured)
+            sampled = meter.due()
+            c0 = thread_time_ns() if sampled else 0
             if engine.__dict__.get(_SEEN) is not token:
                 plugin._discover(engine)
             opened = opens.__dict__.get("count", 0)
             start = time_ns()
-            cpu = thread_time_ns()
+            cpu = thread_time_ns()  # the checkout's own CPU: its start is our stretch's end
             try:
                 connection = original(engine, *args, **kwargs)
             except BaseException as exc:
                 plugin._record_connect(engine, start, cpu, exc, opens.__dict__.get("count", 0))
                 raise
+            c2 = thread_time_ns() if sampled else 0
             if time_ns() - start >= POOL_WAIT_MIN_NS or opens.__dict__.get("count", 0) != opened:
                 plugin._record_connect(
                     engine, start, cpu, None, opens.__dict__.get("count", 0) != opened
                 )
+            if sampled:
+                meter.record(cpu - c0 + thread_time_ns() - c2)
+            charge(meter.mean_ns)
             return connection
 
         connect.__doc__ = original.__doc__

@@ -17,9 +17,10 @@ is counted on the plugin and the statement runs untraced.
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import thread_time_ns
 from typing import Any
 
-from latency_ledger_plugin_base.tracing import clean_attributes
+from latency_ledger_plugin_base.tracing import charger, clean_attributes, meter_for
 from latency_ledger_plugin_base.transactions import idle
 from latency_ledger_plugin_base.transactions import suppress_instrumentation as suppress_driver
 from opentelemetry.context import detach
@@ -110,6 +111,10 @@ class StatementSpans:
         )
         self.cache: dict[str, tuple[str, dict[str, Any]]] = {}
         self._driver_traced = driver_instrumentation(getattr(engine.dialect, "driver", ""))
+        # the collector's meter of this plugin's own time (collect/selfcost.py) and where
+        # the cost is charged (the request, the plugin)
+        self._charge = charger(tracer)
+        self._meter = meter_for(tracer)
 
     def describe(self, cursor: Any, statement: str, context: Any) -> tuple[str, dict[str, Any]]:
         """The span name and clean attributes the instrumentation would give ``statement``."""
@@ -141,9 +146,12 @@ class StatementSpans:
         enabled, cache, start, client = self._enabled, self.cache, self._start, self._client
         describe, report = self._describe_cached, self._plugin.report
         error_status, status = self._error, self._status
-        driver_traced = self._driver_traced
+        driver_traced, charge, meter = self._driver_traced, self._charge, self._meter
 
         def execute(cursor: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            # our CPU around the statement is the collector's cost (1 in N measured)
+            sampled = meter.due()
+            c0 = thread_time_ns() if sampled else 0
             span = None
             try:
                 if enabled():
@@ -157,21 +165,30 @@ class StatementSpans:
             if span is None:
                 return method(cursor, statement, *args, **kwargs)
             token = suppress_driver() if driver_traced() else None
+            c1 = thread_time_ns() if sampled else 0
             try:
                 result = method(cursor, statement, *args, **kwargs)
             except BaseException as exc:
+                c2 = thread_time_ns() if sampled else 0
                 try:
                     if token is not None:
                         detach(token)
                     span.set_status(status(error_status, str(exc)))
                     span.end()
+                    if sampled:
+                        meter.record(c1 - c0 + thread_time_ns() - c2)
+                    charge(meter.mean_ns)
                 except Exception as error:
                     report("statement", f"could not end a statement span: {error}", error)
                 raise
+            c2 = thread_time_ns() if sampled else 0
             try:
                 if token is not None:
                     detach(token)
                 span.end()
+                if sampled:
+                    meter.record(c1 - c0 + thread_time_ns() - c2)
+                charge(meter.mean_ns)
             except Exception as error:
                 report("statement", f"could not end a statement span: {error}", error)
             return result
@@ -188,9 +205,12 @@ class StatementSpans:
         connection). A driver instrumentation's span of the same call is suppressed."""
         enabled, start, client = self._enabled, self._start, self._client
         report, error_status, status = self._plugin.report, self._error, self._status
+        charge, meter = self._charge, self._meter
         described: list[tuple[str, dict[str, Any]]] = []
 
         def transaction(dbapi_connection: Any, *args: Any, **kwargs: Any) -> Any:
+            sampled = meter.due()
+            c0 = thread_time_ns() if sampled else 0
             span = token = None
             try:
                 if enabled() and not idle(dbapi_connection):
@@ -203,18 +223,23 @@ class StatementSpans:
             if span is None:
                 return method(dbapi_connection, *args, **kwargs)
             failed: BaseException | None = None
+            c1 = thread_time_ns() if sampled else 0
             try:
                 return method(dbapi_connection, *args, **kwargs)
             except BaseException as exc:
                 failed = exc
                 raise
             finally:
+                c2 = thread_time_ns() if sampled else 0
                 try:
                     if token is not None:
                         detach(token)
                     if failed is not None:
                         span.set_status(status(error_status, str(failed)))
                     span.end()
+                    if sampled:
+                        meter.record(c1 - c0 + thread_time_ns() - c2)
+                    charge(meter.mean_ns)
                 except Exception as error:
                     report("transaction", f"could not end a {statement} span: {error}", error)
 
