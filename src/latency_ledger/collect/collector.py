@@ -24,7 +24,7 @@ import os
 import random
 import weakref
 from collections.abc import Callable, Mapping
-from time import clock_gettime_ns, pthread_getcpuclockid, time_ns
+from time import clock_gettime_ns, pthread_getcpuclockid, thread_time_ns, time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -637,6 +637,17 @@ class Collector:
             more.append(("ledger.process_cpu_ns", window[0]))
             more.append(("ledger.booked_cpu_ns", window[1]))
         return parts, tuple(more)
+    def stop_profile(self, acct: RequestRecord, profiler: Any) -> str | None:
+        """Stop a request's profile: its summary, or None if that failed (counted). A
+        profiled request (rare) is charged the stop's CPU exactly, as it was the start."""
+        try:
+            c0 = thread_time_ns()
+            summary: str | None = self.profiler.stop(profiler)
+            acct.overhead_ns += thread_time_ns() - c0
+        except Exception:
+            self.stats.errors += 1
+            return None
+        return summary
 
     def _export_share_ns(self, requests: int) -> int:
         """The export thread's CPU per request (encoding, writing), re-measured every

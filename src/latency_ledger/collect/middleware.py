@@ -150,14 +150,7 @@ class LedgerMiddleware:
         finally:
             end_segment()
             c2 = SEGMENT.t0  # the thread clock end_segment read
-            summary = None
-            if profiler is not None:
-                try:
-                    p0 = thread_time_ns()
-                    summary = collector.profiler.stop(profiler)
-                    acct.overhead_ns += thread_time_ns() - p0
-                except Exception:
-                    collector.stats.errors += 1
+            summary = collector.stop_profile(acct, profiler) if profiler is not None else None
             try:
                 collector.finish(acct, scope, status[0] if status else None, error, summary)
             except Exception:

@@ -460,14 +460,7 @@ class LedgerMiddleware:
         """Book the request (or hand it to the streaming body). ``threaded``: WSGI
         accounting's this-thread clock at begin, its CPU in the view, and the request's
         CPU in the view, all threads (None under ASGI)."""
-        summary = None
-        if profiler is not None:
-            try:
-                p0 = thread_time_ns()
-                summary = collector.profiler.stop(profiler)
-                acct.overhead_ns += thread_time_ns() - p0
-            except Exception:
-                self._count_error()
+        summary = collector.stop_profile(acct, profiler) if profiler is not None else None
         try:
             status = response.status_code if isinstance(response, HttpResponseBase) else None
             raised = request.__dict__.pop(_EXCEPTION, None)
