@@ -386,6 +386,9 @@ class InputSummary:
     # summed over processes (collect/cpu.py); 0 and 0: not recorded
     process_cpu_ns: int = 0
     booked_cpu_ns: int = 0
+    # each plugin's share of collector_overhead_ns (its wrappers and spans), mean over
+    # the same requests
+    plugin_overhead_ns: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def unbooked_cpu_fraction(self) -> float | None:
@@ -393,8 +396,6 @@ class InputSummary:
         if self.process_cpu_ns <= 0:
             return None
         return min(1.0, max(0.0, 1 - self.booked_cpu_ns / self.process_cpu_ns))
-    # each plugin's share of it (its wrappers and spans), mean over the same requests
-    plugin_overhead_ns: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -109,8 +109,8 @@ class RequestRecord(Account):
         "lights",
         "max_children",
         "otel_token",
-        "sdk_tails",
         "plugin_ns",
+        "sdk_tails",
         "server",
         "server_id",
     )
@@ -637,6 +637,7 @@ class Collector:
             more.append(("ledger.process_cpu_ns", window[0]))
             more.append(("ledger.booked_cpu_ns", window[1]))
         return parts, tuple(more)
+
     def stop_profile(self, acct: RequestRecord, profiler: Any) -> str | None:
         """Stop a request's profile: its summary, or None if that failed (counted). A
         profiled request (rare) is charged the stop's CPU exactly, as it was the start."""

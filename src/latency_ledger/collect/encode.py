@@ -296,12 +296,12 @@ def encode_server_json(
         out.append(f',{_int_attr(key)}{value}"}}}}')
     if fields.plugins:
         for name, ns in fields.plugins.items():
-            key = _plugin_keys.get(name)
-            if key is None:
-                key = _int_attr(f"{PLUGIN_PREFIX}{name}{PLUGIN_SUFFIX}")
+            head = _plugin_keys.get(name)
+            if head is None:
+                head = _int_attr(f"{PLUGIN_PREFIX}{name}{PLUGIN_SUFFIX}")
                 if len(_plugin_keys) < 256:  # plugin names are the app's, few
-                    _plugin_keys[name] = key
-            out.append(f',{key}{ns}"}}}}')
+                    _plugin_keys[name] = head
+            out.append(f',{head}{ns}"}}}}')
     out.append("]")
     out.append(',"status":{"code":2,"message":""}}' if failed else ',"status":{}}')
     return "".join(out).encode("utf-8", "surrogatepass")
