@@ -286,6 +286,7 @@ def build_report(acc: Accumulation, stats: ReadStats, options: AnalyzeOptions) -
             for name, total in sorted(acc.plugin_overhead.items())
             if acc.overhead_requests
         },
+        booked_in_database=stats.booked_in_database,
     )
     return Report(
         inputs=inputs,

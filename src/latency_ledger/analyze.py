@@ -75,10 +75,16 @@ def analyze(
         else:
             acc, stats = analyze_share(files, options, rules, (0, 1), on_bytes)
     if urls:  # ClickHouse tables (clickhouse/): the database filters and groups spans
-        sources = read_sources(urls, stats=stats, select=options.select, limits=options.limits)
+        sources = read_sources(
+            urls, stats=stats, select=options.select, limits=options.limits, rules=rules
+        )
         for item in sources:
             if isinstance(item, PreBooked):  # booked by ClickHouse (clickhouse/book.py)
                 _add(acc, item.trace, options, rules, booked=item.booked)
+                stats.booked_in_database += sum(
+                    not r.stream and (not options.select.active or options.select.keeps(r))
+                    for r in item.booked.requests
+                )
             else:
                 _add(acc, item, options, rules)
     return build_report(acc, stats, options)

@@ -455,13 +455,22 @@ def estimates(
     )
 
 
-def with_estimates(ledger: Ledger, attrs: Attributes) -> Ledger:
-    """A ledger booked elsewhere from a request span's totals (ClickHouse's SQL) with
-    :func:`estimates` applied as :func:`_measured` applies them."""
-    if not ledger.cpu_measured or not any(key in attrs for key in ESTIMATE_KEYS):
+def with_estimates(
+    ledger: Ledger, attrs: Attributes, bounds: tuple[int, int, int] | None = None
+) -> Ledger:
+    """A ledger booked elsewhere (ClickHouse's SQL) from a request span's totals, or from
+    its span tree with the tree's ``bounds`` (:func:`book_spans`), with :func:`estimates`
+    applied as :func:`_measured` applies them."""
+    if not ledger.cpu_measured or (
+        bounds is None and not any(key in attrs for key in ESTIMATE_KEYS)
+    ):
         return ledger
     database_max, network_max, unbounded, threads, threads_max, booked = estimates(
-        attrs, ledger.database_ns, ledger.network_ns, ledger.waiting_ns - ledger.queueing_ns
+        attrs,
+        ledger.database_ns,
+        ledger.network_ns,
+        ledger.waiting_ns - ledger.queueing_ns,
+        bounds,
     )
     return replace(
         ledger,
@@ -595,7 +604,7 @@ def book_spans(
             elif standard_only:
                 found = standard_fields(kid)
             else:
-                found = _classify(kid, rules)
+                found = classify_fields(kid, rules)
             if found is None:
                 stack.append((kid, k_start, k_end, won_end))
                 continue
@@ -648,7 +657,7 @@ def tail_overlap(tail_ns: int, booked_start: int, booked_end: int, span_end: int
     return booked_end - start if booked_end > start else 0
 
 
-def _classify(span: Span, rules: Sequence[ClassifyRule]) -> ClassifiedFields | None:
+def classify_fields(span: Span, rules: Sequence[ClassifyRule]) -> ClassifiedFields | None:
     """The first rule's answer as plain fields (the built-in rule builds no record)."""
     for rule in rules:
         if rule is classify_standard:
@@ -669,7 +678,7 @@ MEMO_LIMIT = 1 << 17  # entries; then the memo starts over (hostile variety stay
 def _classify_memo(
     span: Span, rules: Sequence[ClassifyRule], memo: ClassifyMemo
 ) -> ClassifiedFields | None:
-    """:func:`_classify` with the built-in rule's answer remembered (see ``book_trace``).
+    """:func:`classify_fields` with the built-in rule's answer remembered (see ``book_trace``).
 
     Keyed by the attribute dict's id and checked by identity: the memo holds the dict,
     so its id cannot be reused by another object while the entry lives."""

@@ -389,6 +389,8 @@ class InputSummary:
     # each plugin's share of collector_overhead_ns (its wrappers and spans), mean over
     # the same requests
     plugin_overhead_ns: Mapping[str, int] = field(default_factory=dict)
+    # requests whose ledger a ClickHouse source computed in SQL (the rest: in Python)
+    booked_in_database: int = 0
 
     @property
     def unbooked_cpu_fraction(self) -> float | None:

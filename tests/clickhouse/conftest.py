@@ -9,7 +9,8 @@ the directory through its ``chdb://`` URL. Skips when chdb is not installed.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -31,13 +32,21 @@ def chdb_session() -> ModuleType:
 
 
 @pytest.fixture
-def load_dir(tmp_path: Path, chdb_session: ModuleType) -> LoadDir:
+def chdb_dir() -> Iterator[Path]:
+    """A directory for chdb's data outside pytest's tmp_path: other pytest runs on the
+    machine (same user) delete old tmp_path trees, which cancels a query mid-way."""
+    with tempfile.TemporaryDirectory(prefix="ll-chdb-") as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture
+def load_dir(chdb_dir: Path, chdb_session: ModuleType) -> LoadDir:
     """``load_dir(paths, old_names=False, table="otel_traces")`` -> a ``chdb:///`` URL."""
 
     def load(
         paths: Sequence[str | Path], *, old_names: bool = False, table: str = "otel_traces"
     ) -> str:
-        directory = tmp_path / f"chdb-{table}"
+        directory = chdb_dir / f"chdb-{table}"
         session = chdb_session.Session(str(directory))
         try:
             load_traces(

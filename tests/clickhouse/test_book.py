@@ -12,6 +12,7 @@ import itertools
 from pathlib import Path
 from types import ModuleType
 
+from latency_ledger.classify import DEFAULT_RULES
 from latency_ledger.clickhouse import PreBooked, read_sources
 from latency_ledger.clickhouse.schema import load_traces
 from latency_ledger.ledger import book_trace
@@ -65,19 +66,20 @@ def _spans() -> list[Span]:
     return spans
 
 
-def test_sql_ledger_equals_book_trace(chdb_session: ModuleType, tmp_path: Path) -> None:
+def test_sql_ledger_equals_book_trace(chdb_session: ModuleType, chdb_dir: Path) -> None:
     spans = _spans()
-    session = chdb_session.Session(str(tmp_path / "db"))
+    session = chdb_session.Session(str(chdb_dir / "db"))
     try:
         load_traces(session, (Trace(trace_id=s.trace_id, spans=(s,)) for s in spans))
     finally:
         session.close()
     items = list(
         read_sources(
-            [f"chdb://{tmp_path}/db?table=otel_traces"],
+            [f"chdb://{chdb_dir}/db?table=otel_traces"],
             stats=ReadStats(),
             select=RequestFilter(),
             limits=ReadLimits(),
+            rules=DEFAULT_RULES,
         )
     )
     assert len(items) == len(spans)

@@ -22,8 +22,16 @@ MS = 1_000_000
 
 
 def _report(inputs: list[str], select: RequestFilter | None = None) -> dict[str, Any]:
+    """The JSON report, less how many requests ClickHouse booked (kept in ``BOOKED``)."""
     options = AnalyzeOptions(select=select or RequestFilter())
-    return report_to_json(analyze(inputs, options=options))
+    report = analyze(inputs, options=options)
+    assert "unreadable_source" not in report.inputs.skipped, report.inputs.problems
+    out = report_to_json(report)
+    BOOKED[0] = out["inputs"].pop("booked_in_database", 0)
+    return out
+
+
+BOOKED = [0]
 
 
 def _without_read_problems(report: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +50,8 @@ def test_example_traces_same_report(load_dir: LoadDir, path: Path, old_names: bo
     from_files = _report([str(path)])
     assert from_files["inputs"]["requests"] > 50  # the example really has requests
     assert _report([url]) == from_files
+    # the collector's totals-only requests and its kept trees, all but profiled ones
+    assert 0.9 < BOOKED[0] / from_files["inputs"]["requests"] < 1
 
 
 def test_generated_traces_same_report(load_dir: LoadDir, gen: Any, tmp_path: Path) -> None:
@@ -51,6 +61,7 @@ def test_generated_traces_same_report(load_dir: LoadDir, gen: Any, tmp_path: Pat
     from_files = _report([str(path)])
     assert from_files["inputs"]["requests"] == 400
     assert _report([url]) == from_files
+    assert BOOKED[0] == 400  # every generated trace is one SERVER span over its calls
 
 
 def test_third_party_traces_same_report(load_dir: LoadDir) -> None:
@@ -59,6 +70,7 @@ def test_third_party_traces_same_report(load_dir: LoadDir) -> None:
     from_files = _report(files)
     assert from_files["inputs"]["requests"] > 10
     assert _without_read_problems(_report([url])) == _without_read_problems(from_files)
+    assert 10 < BOOKED[0] < 100  # most are multi-service traces: booked in Python
 
 
 def test_filters_same_as_on_files(load_dir: LoadDir, gen: Any, tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ cannot be read (bad URL, server unreachable, no such table, driver missing, a qu
 failing midway) is one problem line counted under ``unreadable_source``; the other
 inputs are still analyzed and the CLI exits non-zero. Modules: ``source`` (URLs,
 connections, parameters), ``spans`` (rows <-> spans), ``read`` (the queries), ``book``
-(the ledger in SQL), ``schema`` (the exporter's DDL and a loader).
+(one-span requests' ledgers in SQL), ``tree`` (span trees' ledgers in SQL), ``schema``
+(the exporter's DDL and a loader).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from latency_ledger.clickhouse.read import PreBooked
 from latency_ledger.clickhouse.source import is_database_url, parse_url
 from latency_ledger.errors import LedgerError
 from latency_ledger.model import Trace
+from latency_ledger.plugins import ClassifyRule
 from latency_ledger.read.limits import ReadLimits
 from latency_ledger.read.stats import ReadStats, note
 from latency_ledger.request_filter import RequestFilter
@@ -34,6 +36,7 @@ def read_sources(
     stats: ReadStats,
     select: RequestFilter,
     limits: ReadLimits,
+    rules: Sequence[ClassifyRule],
 ) -> Iterator[Trace | PreBooked]:
     """Every trace of every ClickHouse source in ``urls``, one source after another."""
     from latency_ledger.clickhouse.read import read_table
@@ -47,7 +50,9 @@ def read_sources(
             note(stats, UNREADABLE_SOURCE, str(exc))
             continue
         try:
-            yield from read_table(source, connection, stats=stats, select=select, limits=limits)
+            yield from read_table(
+                source, connection, stats=stats, select=select, limits=limits, rules=rules
+            )
         except LedgerError as exc:
             note(stats, UNREADABLE_SOURCE, str(exc))
         finally:

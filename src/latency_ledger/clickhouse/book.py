@@ -18,6 +18,7 @@ ClickHouse's.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from latency_ledger.clickhouse.source import Connection
 from latency_ledger.clickhouse.spans import SPAN_COLUMNS, to_span
@@ -65,14 +66,20 @@ SQL_SHAPE = (
 )
 
 _FROM_TOTALS = f"(a['{SPANS_KEPT}'] = 'false' AND ({' OR '.join(_has(k) for k in _TOTALS)}))"
-# ledger.ledger_from_totals and ledger._measured, written again in SQL: the parts are
-# clipped in order (database, network, interpreter), waiting takes the rest.
-_LEDGER = f"""
+
+
+def ledger_columns(database: str = "0", network: str = "0", tails: str = "0") -> str:
+    """ledger.ledger_from_totals, split_own_time and _measured, written again in SQL, over
+    the request span's duration ``d`` and attributes ``a``; ``database``, ``network`` and
+    ``tails`` are what its span tree booked (ignored when it is booked from totals).
+    Ends with the :data:`LEDGER_OUTPUT` columns' inputs."""
+    return f"""
     least(greatest(d, 0), {MAX_WALL_NS}) AS wall,
     {_FROM_TOTALS} AS from_totals,
-    if(from_totals, least(greatest(ifNull({_num(DATABASE_NS)}, 0), 0), wall), 0) AS database,
-    if(from_totals, least(greatest(ifNull({_num(NETWORK_NS)}, 0), 0), wall - database), 0)
-        AS network,
+    if(from_totals, least(greatest(ifNull({_num(DATABASE_NS)}, 0), 0), wall), {database})
+        AS database,
+    if(from_totals, least(greatest(ifNull({_num(NETWORK_NS)}, 0), 0), wall - database),
+       {network}) AS network,
     wall - database - network AS own,
     if(from_totals,
        if(isNull({_num(INTERPRETER_NS)}) AND isNull({_num(CPU_NS)}),
@@ -82,8 +89,30 @@ _LEDGER = f"""
        {_num(CPU_NS)}) AS cpu,
     least(greatest(ifNull(cpu, 0), 0), own) AS interpreter,
     own - interpreter AS waiting,
-    least(greatest(ifNull({_num(QUEUEING_NS)}, 0), 0), waiting) AS queueing
-"""
+    least(greatest(greatest(ifNull({_num(QUEUEING_NS)}, 0), if(from_totals, 0, {tails})), 0),
+          waiting) AS queueing"""
+
+
+# The ledger as eight columns, read back by :func:`ledger_of`.
+LEDGER_OUTPUT = (
+    "database, network, if(isNull(cpu), 0, interpreter), if(isNull(cpu), 0, waiting), "
+    "if(isNull(cpu), own, 0), if(isNull(cpu), 0, queueing), NOT isNull(cpu), from_totals"
+)
+
+
+def ledger_of(columns: list[Any]) -> tuple[Ledger, bool]:
+    """The :data:`LEDGER_OUTPUT` columns -> (Ledger, booked from totals)."""
+    db, net, interp, waiting, app, queueing, measured, from_totals = columns
+    ledger = Ledger(
+        database_ns=db,
+        network_ns=net,
+        interpreter_ns=interp,
+        waiting_ns=waiting,
+        app_ns=app,
+        queueing_ns=queueing,
+        cpu_measured=bool(measured),
+    )
+    return ledger, bool(from_totals)
 
 
 def booked_in_sql(
@@ -91,9 +120,7 @@ def booked_in_sql(
 ) -> Iterator[tuple[Span, BookedTrace]]:
     """Each one-SERVER-span trace the filter ``chosen`` selects, booked by ClickHouse."""
     sql = f"""
-SELECT t, s, {_LEDGER},
-    database, network, if(isNull(cpu), 0, interpreter), if(isNull(cpu), 0, waiting),
-    if(isNull(cpu), own, 0), if(isNull(cpu), 0, queueing), NOT isNull(cpu), from_totals
+SELECT t, s, {ledger_columns()}, {LEDGER_OUTPUT}
 FROM (
     SELECT TraceId AS t, {SHAPE_AGGREGATES}, any({SPAN_COLUMNS}) AS s
     FROM {table_sql}
@@ -102,19 +129,9 @@ FROM (
 )
 WHERE {SQL_SHAPE}"""
     for row in connection.rows(sql, params):
-        trace_id, columns = row[0], row[1]
-        db, net, interp, waiting, app, queueing, measured, from_totals = row[-8:]
-        span = to_span(trace_id, columns)
-        ledger = Ledger(
-            database_ns=db,
-            network_ns=net,
-            interpreter_ns=interp,
-            waiting_ns=waiting,
-            app_ns=app,
-            queueing_ns=queueing,
-            cpu_measured=bool(measured),
-        )
+        span = to_span(row[0], row[1])
+        ledger, from_totals = ledger_of(row[-8:])
         # the tails' bounds and native libraries' threads (ledger._measured), in Python
         ledger = with_estimates(ledger, span.attributes)
-        request = request_record(span, ledger, from_totals=bool(from_totals))
+        request = request_record(span, ledger, from_totals=from_totals)
         yield span, BookedTrace(requests=(request,), unbooked_spans=0)

@@ -15,14 +15,22 @@ driver) raise ``LedgerError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from latency_ledger.clickhouse.book import SHAPE_AGGREGATES, SQL_SHAPE, booked_in_sql
 from latency_ledger.clickhouse.source import Connection, Source
 from latency_ledger.clickhouse.spans import RUNTIME_KEYS, SPAN_COLUMNS, to_span
+from latency_ledger.clickhouse.tree import (
+    TAIL_KEYS,
+    TREE_AGGREGATES,
+    booked_trees,
+    classify_signatures,
+    tree_shape,
+)
 from latency_ledger.ledger import BookedTrace
 from latency_ledger.model import Trace
+from latency_ledger.plugins import ClassifyRule
 from latency_ledger.read.limits import ReadLimits
 from latency_ledger.read.stats import ReadStats, note
 from latency_ledger.request_filter import RequestFilter
@@ -70,21 +78,22 @@ def read_table(
     stats: ReadStats,
     select: RequestFilter,
     limits: ReadLimits,
+    rules: Sequence[ClassifyRule],
 ) -> Iterator[Trace | PreBooked]:
     """Every trace of ``source`` the filter may keep (see the module contract): first
     those ClickHouse booked itself (``book``), then the rest, grouped, for Python."""
     chosen, params = where(select, source.table_sql)
     params["max_span"] = limits.max_span_ns
     params["runtime_keys"] = list(RUNTIME_KEYS)
-    too_long = next(
-        iter(
-            connection.rows(
-                f"SELECT count() FROM {source.table_sql} "
-                f"WHERE {chosen} AND toInt64(Duration) > {{max_span:Int64}}",
-                params,
-            )
+    params["tail_keys"] = list(TAIL_KEYS)
+    counted = list(
+        connection.rows(
+            f"SELECT count() FROM {source.table_sql} "
+            f"WHERE {chosen} AND toInt64(Duration) > {{max_span:Int64}}",
+            params,
         )
-    )[0]
+    )
+    too_long = counted[0][0]
     if too_long:
         note(
             stats,
@@ -97,11 +106,25 @@ def read_table(
         stats.spans += 1
         stats.traces += 1
         yield PreBooked(trace=Trace(trace_id=span.trace_id, spans=(span,)), booked=booked)
+    left = f"NOT {SQL_SHAPE}"
+    waits = classify_signatures(connection, source.table_sql, chosen, params, rules)
+    if waits is not None:
+        deep: list[str] = []
+        for item in booked_trees(connection, source.table_sql, chosen, params, waits):
+            if isinstance(item, str):
+                deep.append(item)
+                continue
+            span, booked, count = item
+            stats.traces += 1
+            stats.spans += count
+            yield PreBooked(trace=Trace(trace_id=span.trace_id, spans=(span,)), booked=booked)
+        params = {**params, "deep": deep}
+        left += f" AND (NOT {tree_shape()} OR TraceId IN {{deep:Array(String)}})"
     sql = (
-        f"SELECT TraceId, groupArray({SPAN_COLUMNS}), {SHAPE_AGGREGATES} "
+        f"SELECT TraceId, groupArray({SPAN_COLUMNS}), {SHAPE_AGGREGATES}, {TREE_AGGREGATES} "
         f"FROM {source.table_sql} "
         f"WHERE {chosen} AND toInt64(Duration) BETWEEN 0 AND {{max_span:Int64}} "
-        f"GROUP BY TraceId HAVING NOT {SQL_SHAPE}"
+        f"GROUP BY TraceId HAVING {left}"
     )
     for trace_id, rows, *_ in connection.rows(sql, params):
         spans = tuple(to_span(trace_id, row) for row in rows)

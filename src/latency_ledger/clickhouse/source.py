@@ -197,6 +197,7 @@ class ChdbConnection:
     def rows(self, sql: str, params: Mapping[str, object]) -> Iterator[list[Any]]:
         texts = {name: param_text(value) for name, value in params.items()}
         decode = msgspec.json.Decoder(list[Any]).decode
+        stream = None
         try:
             stream = self._session.send_query(sql + _SETTINGS, "JSONCompactEachRow", params=texts)
             for chunk in stream:
@@ -204,10 +205,13 @@ class ChdbConnection:
                 for line in data.splitlines():
                     if line:
                         yield decode(line)
-        except LedgerError:
-            raise
         except Exception as exc:
             raise LedgerError(f"{self._shown}: {_one_line(exc)}") from None
+        finally:
+            # A stream left unread (its reader stopped early) is cancelled now: left to
+            # the garbage collector, its cancellation could hit the next query instead.
+            if stream is not None:
+                stream.close()  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         self._session.close()  # type: ignore[no-untyped-call]

@@ -153,6 +153,7 @@ def _round_half_even_div(value: int, divisor: int) -> int:
 
 
 def _inputs(inputs: InputSummary) -> dict[str, Any]:
+    booked = {"booked_in_database": inputs.booked_in_database} if inputs.booked_in_database else {}
     return {
         "files": inputs.files,
         "spans": inputs.spans,
@@ -180,6 +181,7 @@ def _inputs(inputs: InputSummary) -> dict[str, Any]:
         "plugin_overhead_us": {
             name: round(ns / 1000, 1) for name, ns in inputs.plugin_overhead_ns.items()
         },
+        **booked,  # only when a ClickHouse source booked some: requests booked in SQL
     }
 
 

@@ -273,6 +273,8 @@ def _input_lines(report: Report, width: int) -> list[str]:
         f"input: {inputs.files:,} files, {inputs.spans:,} spans, {inputs.traces:,} traces, "
         f"{inputs.requests:,} requests"
     )
+    if inputs.booked_in_database:
+        line += f" ({inputs.booked_in_database:,} booked in ClickHouse)"
     skipped = {k: v for k, v in inputs.skipped.items() if v}
     if skipped:
         what = ", ".join(
