@@ -98,6 +98,25 @@ def test_bad_file_is_one_line_and_the_rest_is_still_analyzed(
     assert sum(report["inputs"]["skipped"].values()) >= 1
 
 
+def test_with_jobs_a_bad_file_is_still_one_line_and_the_report_the_same(
+    good_file: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"resourceSpans": [\n')
+    outputs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"report-{jobs}.json"
+        result = CliRunner().invoke(
+            main, ["analyze", str(good_file), str(bad), "--jobs", jobs, "--json", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "Traceback" not in result.output
+        assert len(re.findall(rf"{re.escape(str(bad))}:\d+: .*invalid JSON", result.output)) == 1
+        outputs.append(json.loads(out.read_text()))
+    assert outputs[0] == outputs[1]
+    assert outputs[1]["inputs"]["requests"] == 10
+
+
 def test_nothing_readable_exits_2_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "notes.txt"
     bad.write_text("these are not traces\n")

@@ -25,7 +25,7 @@ from latency_ledger.read import ReadLimits, ReadStats, read_traces, total_input_
 from latency_ledger.read.assemble import Assembler, OutOfOrder
 from latency_ledger.read.fast import read_rows
 from latency_ledger.request_filter import RequestFilter
-from latency_ledger.spill import partitions_for, spilled_traces
+from latency_ledger.spill import decompressed_bytes, partitions_for, spilled_traces
 from latency_ledger.verdict import DEFAULT_TARGETS
 
 PARALLEL_BYTES = 50 << 20  # inputs larger than this use every core by default
@@ -124,7 +124,11 @@ def analyze_share(
     """The accumulation of worker ``share[0]``'s traces (of ``share[1]``): one streaming
     pass while the input is in trace order; on the first span that pass cannot join
     (a late span, or too many spans of open traces), start over grouping by trace id
-    through spill files (``spill``), so every trace is whole either way."""
+    through spill files (``spill``), so every trace is whole either way.
+
+    A late span is recognized while its trace is among the last 100,000 let out
+    (``Assembler``'s memory); one later than that starts a trace of its own (usually
+    counted as ``span_outside_any_request``: its request span is elsewhere)."""
     memo: ClassifyMemo = {}
     stats = ReadStats()
     acc = Accumulation(options.thresholds, options.max_endpoints)
@@ -160,7 +164,7 @@ def analyze_share(
         if on_bytes is not None and seen[0] > reported:
             on_bytes(seen[0] - max(before, reported))
 
-    partitions = partitions_for(total_input_bytes(paths) // share[1])
+    partitions = partitions_for(decompressed_bytes(paths) // share[1])
     for trace in spilled_traces(
         paths,
         stats=stats,

@@ -672,7 +672,7 @@ def classify_fields(span: Span, rules: Sequence[ClassifyRule]) -> ClassifiedFiel
 
 
 ClassifyMemo = dict[tuple[int, SpanKind, str, str], tuple[Attributes, ClassifiedFields | None]]
-MEMO_LIMIT = 1 << 17  # entries; then the memo starts over (hostile variety stays bounded)
+MEMO_LIMIT = 1 << 15  # entries (each holds its dict); then the memo starts over
 
 
 def _classify_memo(

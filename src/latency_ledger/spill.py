@@ -15,23 +15,44 @@ trace comes out exactly as a one-pass read of ordered input would have let it ou
 
 from __future__ import annotations
 
+import os
 import pickle
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from latency_ledger.model import Trace
-from latency_ledger.read import ReadLimits, ReadStats
+from latency_ledger.read import ReadLimits, ReadStats, expand_paths
 from latency_ledger.read.fast import read_rows, trace_hash
+from latency_ledger.read.sniff import GZIP_MAGIC, ZSTD_MAGIC
 from latency_ledger.read.values import SpanRow, to_spans
 
 PARTITION_BYTES = 48 << 20  # input bytes per partition: ~100k spans of OTLP JSON
 _FLUSH_ROWS = 4096  # rows buffered per partition before they are written
 
 
+COMPRESSION_RATIO = 12  # what gzip/zstd typically shrink OTLP JSON to (an upper guess)
+
+
 def partitions_for(input_bytes: int) -> int:
     """How many partitions keep each one near :data:`PARTITION_BYTES` of input."""
     return max(1, -(-input_bytes // PARTITION_BYTES))
+
+
+def decompressed_bytes(paths: Sequence[str | Path]) -> int:
+    """The inputs' size as read: compressed files (by magic bytes) count
+    :data:`COMPRESSION_RATIO` times their size."""
+    total = 0
+    for path in expand_paths(paths):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+                size = os.fstat(fh.fileno()).st_size
+        except OSError:
+            continue
+        compressed = head.startswith((GZIP_MAGIC, ZSTD_MAGIC))
+        total += size * COMPRESSION_RATIO if compressed else size
+    return total
 
 
 def _partition(trace_id: str, partitions: int, workers: int) -> int:

@@ -51,7 +51,7 @@ from latency_ledger.read.values import ERROR_CODES, KINDS, IdDecoder, SpanRow
 _EMPTY = msgspec.Raw()
 _UNSPECIFIED = SpanKind.UNSPECIFIED
 _ZERO_16 = "0" * 16
-_CACHE_LIMIT = 1 << 16  # distinct attribute sets kept decoded; then the cache starts over
+_CACHE_LIMIT = 1 << 15  # distinct attribute sets kept decoded; then the cache starts over
 
 
 class _Struct(msgspec.Struct, rename="camel", gc=False):
