@@ -254,6 +254,26 @@ _LEDGER = (
 
 
 _plugin_keys: dict[str, str] = {}
+# (name, method, path, scheme, address, route) -> the span's quoted name and its first
+# attributes, encoded: the same for every request of a route (encode_server_json)
+_HEADS: dict[tuple[str, str, str, str, str | None, str], tuple[str, str]] = {}
+MAX_HEADS = 4096  # routes and methods are the app's; a scrubbed raw path is bounded too
+
+
+def _head(key: tuple[str, str, str, str, str | None, str]) -> tuple[str, str]:
+    name, method, path, scheme, address, route = key
+    attrs = [
+        f"{_METHOD}{_quote(method)}}}}},{_PATH}{_quote(path)}}}}},{_SCHEME}{_quote(scheme)}}}}},"
+    ]
+    if address is not None:
+        attrs.append(f"{_ADDRESS}{_quote(address)}}}}},")
+    if route:
+        attrs.append(f"{_ROUTE}{_quote(route)}}}}},")
+    head = (_quote(name), "".join(attrs))
+    if len(_HEADS) >= MAX_HEADS:
+        _HEADS.clear()
+    _HEADS[key] = head
+    return head
 
 
 def encode_server_json(
@@ -271,16 +291,15 @@ def encode_server_json(
     the constant parts preformatted: the collector's path for every request whose child
     spans are not kept."""
     parent = f',"parentSpanId":"{parent_span_id:016x}"' if parent_span_id is not None else ""
+    head_key = (name, fields.method, fields.path, fields.scheme, fields.address, fields.route)
+    head = _HEADS.get(head_key)
+    if head is None:
+        head = _head(head_key)
     out = [
-        f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}"{parent},"name":'
-        f'{_quote(name)},"kind":2,"startTimeUnixNano":"{start_ns}"'
-        f',"endTimeUnixNano":"{end_ns}","attributes":[{_METHOD}{_quote(fields.method)}}}}},'
-        f"{_PATH}{_quote(fields.path)}}}}},{_SCHEME}{_quote(fields.scheme)}}}}},"
+        f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}"{parent},"name":{head[0]}'
+        f',"kind":2,"startTimeUnixNano":"{start_ns}","endTimeUnixNano":"{end_ns}"'
+        f',"attributes":[{head[1]}'
     ]
-    if fields.address is not None:
-        out.append(f"{_ADDRESS}{_quote(fields.address)}}}}},")
-    if fields.route:
-        out.append(f"{_ROUTE}{_quote(fields.route)}}}}},")
     if fields.status is not None:
         out.append(f'{_STATUS}{fields.status}"}}}},')
     database, network, interpreter, waiting, queueing = fields.parts
@@ -296,12 +315,12 @@ def encode_server_json(
         out.append(f',{_int_attr(key)}{value}"}}}}')
     if fields.plugins:
         for name, ns in fields.plugins.items():
-            head = _plugin_keys.get(name)
-            if head is None:
-                head = _int_attr(f"{PLUGIN_PREFIX}{name}{PLUGIN_SUFFIX}")
+            plugin_key = _plugin_keys.get(name)
+            if plugin_key is None:
+                plugin_key = _int_attr(f"{PLUGIN_PREFIX}{name}{PLUGIN_SUFFIX}")
                 if len(_plugin_keys) < 256:  # plugin names are the app's, few
-                    _plugin_keys[name] = head
-            out.append(f',{head}{ns}"}}}}')
+                    _plugin_keys[name] = plugin_key
+            out.append(f',{plugin_key}{ns}"}}}}')
     out.append("]")
     out.append(',"status":{"code":2,"message":""}}' if failed else ',"status":{}}')
     return "".join(out).encode("utf-8", "surrogatepass")

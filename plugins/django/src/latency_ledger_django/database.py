@@ -45,7 +45,9 @@ from latency_ledger_plugin_base.tracing import meter_for
 from latency_ledger_plugin_base.transactions import (
     CONNECT_ATTRIBUTE,
     idle,
+    plain_cursors,
     suppress_instrumentation,
+    traced_cursor,
 )
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -210,13 +212,7 @@ class QueryTracer:
 
     def _traced_cursor(self, wrapper: Any) -> bool:
         """Is Django's cursor wrapper around a cursor the OpenTelemetry instrumentation made?"""
-        kind = type(getattr(wrapper, "cursor", None))
-        traced = self._cursor_kinds.get(kind)
-        if traced is None:
-            traced = kind.__module__.startswith("opentelemetry.")
-            if len(self._cursor_kinds) < 64:
-                self._cursor_kinds[kind] = traced
-        return traced
+        return traced_cursor(getattr(wrapper, "cursor", None), self._cursor_kinds)
 
     def _static_for(self, connection: Any) -> dict[str, Any]:
         key = (str(getattr(connection, "alias", "")), str(getattr(connection, "vendor", "")))
@@ -262,7 +258,18 @@ class QueryTracer:
             attrs[CONNECT_ATTRIBUTE] = "pool" if pooled else "open"
             return "connect", attrs
 
-        return self._span_around(connect, describe, suppress=False)
+        @functools.wraps(connect)
+        def connect_plain(wrapper: Any) -> Any:
+            result = connect(wrapper)
+            try:  # our statement spans cover it: no traced cursor per statement (psycopg)
+                plain_cursors(getattr(wrapper, "connection", None))
+            except Exception:
+                self.errors += 1
+            return result
+
+        traced = self._span_around(connect_plain, describe, suppress=False)
+        traced.__latency_ledger_original__ = connect  # type: ignore[attr-defined]
+        return traced
 
     def wrap_transaction(
         self, method: Callable[[Any], Any], statement: str

@@ -40,6 +40,7 @@ that endpoint's throughput, ~35 us for everything. Where its cost is, and what w
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections.abc import Sequence
@@ -48,7 +49,7 @@ from typing import Any
 
 from latency_ledger_plugin_base import LibraryPlugin, SanitizingTracerProvider
 from latency_ledger_plugin_base.tracing import charger, meter_for
-from latency_ledger_plugin_base.transactions import CONNECT_ATTRIBUTE
+from latency_ledger_plugin_base.transactions import CONNECT_ATTRIBUTE, plain_cursors
 
 from latency_ledger_sqlalchemy.statements import StatementSpans, describe_connect
 
@@ -222,7 +223,12 @@ def counting_opens(connect: Any, opens: threading.local) -> Any:
 
     def opening(*args: Any, **kwargs: Any) -> Any:
         opens.count = opens.__dict__.get("count", 0) + 1
-        return connect(*args, **kwargs)
+        connection = connect(*args, **kwargs)
+        # our statement spans cover it: no traced cursor per statement (psycopg); one that
+        # refuses keeps traced cursors, whose spans we suppress
+        with contextlib.suppress(Exception):
+            plain_cursors(connection)
+        return connection
 
     opening.__wrapped__ = connect  # type: ignore[attr-defined]
     return opening

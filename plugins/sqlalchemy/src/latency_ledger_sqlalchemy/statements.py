@@ -21,7 +21,7 @@ from time import thread_time_ns
 from typing import Any
 
 from latency_ledger_plugin_base.tracing import charger, clean_attributes, meter_for
-from latency_ledger_plugin_base.transactions import idle
+from latency_ledger_plugin_base.transactions import idle, traced_cursor
 from latency_ledger_plugin_base.transactions import suppress_instrumentation as suppress_driver
 from opentelemetry.context import detach
 
@@ -110,7 +110,13 @@ class StatementSpans:
             lambda name, kind, attributes: tracer.start_span(name, kind=kind, attributes=attributes)
         )
         self.cache: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._driver_traced = driver_instrumentation(getattr(engine.dialect, "driver", ""))
+        driver = getattr(engine.dialect, "driver", "")
+        self._driver_traced = driver_instrumentation(driver)
+        # sync psycopg: the cursor says whether the driver's instrumentation sees the
+        # statement (a connection we opened has plain cursors, see plain_cursors); any
+        # other driver is instrumented below the cursor we are given, so always suppress
+        sync_psycopg = driver == "psycopg" and not getattr(engine.dialect, "is_async", True)
+        self._plain_kinds: dict[type, bool] | None = {} if sync_psycopg else None
         # the collector's meter of this plugin's own time (collect/selfcost.py) and where
         # the cost is charged (the request, the plugin)
         self._charge = charger(tracer)
@@ -147,6 +153,7 @@ class StatementSpans:
         describe, report = self._describe_cached, self._plugin.report
         error_status, status = self._error, self._status
         driver_traced, charge, meter = self._driver_traced, self._charge, self._meter
+        kinds = self._plain_kinds
 
         def execute(cursor: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
             # our CPU around the statement is the collector's cost (1 in N measured)
@@ -164,7 +171,11 @@ class StatementSpans:
                 report("statement", f"could not start a statement span: {exc}", exc)
             if span is None:
                 return method(cursor, statement, *args, **kwargs)
-            token = suppress_driver() if driver_traced() else None
+            token = (
+                suppress_driver()
+                if driver_traced() and (kinds is None or traced_cursor(cursor, kinds))
+                else None
+            )
             c1 = thread_time_ns() if sampled else 0
             try:
                 result = method(cursor, statement, *args, **kwargs)
