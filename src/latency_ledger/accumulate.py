@@ -35,6 +35,7 @@ from latency_ledger.findings import FindingsAccumulator, Thresholds
 from latency_ledger.ledger import PROFILE as PROFILE_ATTRIBUTE
 from latency_ledger.ledger import BookedTrace
 from latency_ledger.model import (
+    Attributes,
     AttributeValue,
     EndpointStats,
     InputSummary,
@@ -62,6 +63,7 @@ BOOKED_CPU = "ledger.booked_cpu_ns"
 # a plugin's share of a request's ledger.overhead_ns: ledger.plugin.<name>.overhead_ns
 PLUGIN_PREFIX, PLUGIN_SUFFIX = "ledger.plugin.", ".overhead_ns"
 MAX_PROBLEMS = 100
+_RUNTIME_MEMO = 4096  # resources whose runtime is remembered
 MIXED = "mixed"  # overall runtime when services run several: no overall port verdict
 
 
@@ -103,6 +105,8 @@ class Accumulation:
         # (service, counter) -> largest value seen: the counters are cumulative per process
         self.collector: dict[tuple[str, str], int] = {}
         self.runtimes: dict[str, Counter[RuntimeInfo]] = {}
+        # id(resource) -> (resource, its runtime); holding the dict keeps its id unique
+        self._runtime_of: dict[int, tuple[Attributes, RuntimeInfo]] = {}
         self.unbooked = 0
         self.requests = 0
         self.overhead_ns = 0
@@ -140,7 +144,17 @@ class Accumulation:
 
     def add_server_span(self, span: Span) -> None:
         """What a SERVER span says about its service: runtime, profile, collector counters."""
-        self.note_runtime(span.service, detect_runtime(span.resource))
+        resource = span.resource
+        # Resources are shared by their spans (one dict per resource): detect once each.
+        hit = self._runtime_of.get(id(resource))
+        if hit is not None and hit[0] is resource:
+            info = hit[1]
+        else:
+            info = detect_runtime(resource)
+            if len(self._runtime_of) >= _RUNTIME_MEMO:
+                self._runtime_of.clear()
+            self._runtime_of[id(resource)] = (resource, info)
+        self.note_runtime(span.service, info)
         attrs = span.attributes
         if PROFILE_ATTRIBUTE in attrs:
             self.profiles.add(span, attrs[PROFILE_ATTRIBUTE])
