@@ -7,10 +7,11 @@ Generates an OTLP JSON-lines file (tests/read/gen.py), loads the same spans into
 data directory with the exporter's ``otel_traces`` DDL (``clickhouse.schema``; not
 timed), then in one run alternates, each in a fresh process (peak RSS its own):
 - ``file``:  ``analyze`` on the file (read, book, aggregate, findings, verdict);
-- ``chdb``:  ``analyze`` on ``chdb:///DIR?table=otel_traces``: the same report, the
-  spans filtered, projected and grouped by trace in ClickHouse, booked in Python;
-- ``fetch``: the ClickHouse query alone, its rows decoded and counted (what the
-  database side costs; the rest of ``chdb`` is Python's booking).
+- ``chdb``:  ``analyze`` on ``chdb:///DIR?table=otel_traces``: the same report, each
+  request booked in ClickHouse (clickhouse/book.py, tree.py; every generated trace has
+  that shape), its ledger and calls aggregated in Python;
+- ``fetch``: the ClickHouse queries alone (their booking included), the rows decoded
+  into requests, nothing aggregated: what the database side and the transfer cost.
 Prints medians of interleaved rounds and the chdb/file throughput ratio. Machines here
 are noisy: quote medians and ratios, not single runs.
 """
@@ -37,6 +38,7 @@ def _url(directory: Path) -> str:
 
 
 def fetch_only(directory: Path) -> int:
+    from latency_ledger.analyze import default_rules
     from latency_ledger.clickhouse.read import read_table
     from latency_ledger.clickhouse.source import connect, parse_url
     from latency_ledger.read import ReadLimits, ReadStats
@@ -47,7 +49,12 @@ def fetch_only(directory: Path) -> int:
     stats = ReadStats()
     try:
         for _ in read_table(
-            source, connection, stats=stats, select=RequestFilter(), limits=ReadLimits()
+            source,
+            connection,
+            stats=stats,
+            select=RequestFilter(),
+            limits=ReadLimits(),
+            rules=default_rules(),
         ):
             pass
     finally:
@@ -72,12 +79,15 @@ def child(mode: str, path: Path, directory: Path) -> None:
 
 
 def run_child(mode: str, path: Path, directory: Path) -> dict[str, float]:
-    out = subprocess.run(
+    done = subprocess.run(
         [sys.executable, __file__, "--child", mode, str(path), str(directory)],
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
-    ).stdout
+    )
+    if done.returncode:
+        sys.exit(f"{mode} failed:\n{done.stderr}")
+    out = done.stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -14,8 +14,10 @@ import random
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from latency_ledger.classify import DEFAULT_RULES
-from latency_ledger.clickhouse import PreBooked, read_sources
+from latency_ledger.clickhouse import PreBooked, read_sources, tree
 from latency_ledger.clickhouse.schema import load_traces
 from latency_ledger.ledger import BookedTrace, book_trace
 from latency_ledger.model import Request, Span, SpanKind, Trace
@@ -123,7 +125,11 @@ def _fields(request: Request) -> dict[str, object]:
     return {name: getattr(request, name) for name in Request.__dataclass_fields__}
 
 
-def test_sql_trees_equal_book_trace(chdb_session: ModuleType, chdb_dir: Path) -> None:
+@pytest.mark.parametrize("bucket", [20_000, 97], ids=["one-query", "in-buckets"])
+def test_sql_trees_equal_book_trace(
+    chdb_session: ModuleType, chdb_dir: Path, bucket: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tree, "BUCKET_TRACES", bucket)
     rng = random.Random(2026)
     traces = [
         Trace(trace_id=t[0].trace_id, spans=tuple(t)) for t in (_tree(rng, n) for n in range(600))

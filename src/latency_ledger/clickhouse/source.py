@@ -119,9 +119,12 @@ def _hide_password(text: str) -> str:
 
 
 class Connection(Protocol):
-    """Runs one query with ``{name:Type}`` parameters; yields rows as lists."""
+    """Runs one query with ``{name:Type}`` parameters: ``rows`` streams its rows as lists,
+    ``all_rows`` returns them at once (for queries whose result is bounded)."""
 
     def rows(self, sql: str, params: Mapping[str, object]) -> Iterator[list[Any]]: ...
+
+    def all_rows(self, sql: str, params: Mapping[str, object]) -> list[list[Any]]: ...
 
     def close(self) -> None: ...
 
@@ -213,6 +216,18 @@ class ChdbConnection:
             if stream is not None:
                 stream.close()  # type: ignore[no-untyped-call]
 
+    def all_rows(self, sql: str, params: Mapping[str, object]) -> list[list[Any]]:
+        # Not streamed: chdb 4.4's streaming cancels the recursive queries of tree.py
+        # once their result spans several blocks (QUERY_WAS_CANCELLED); its plain query
+        # returns them whole.
+        texts = {name: param_text(value) for name, value in params.items()}
+        decode = msgspec.json.Decoder(list[Any]).decode
+        try:
+            result = self._session.query(sql + _SETTINGS, "JSONCompactEachRow", params=texts)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise LedgerError(f"{self._shown}: {_one_line(exc)}") from None
+        return [decode(line) for line in result.bytes().splitlines() if line]
+
     def close(self) -> None:
         self._session.close()  # type: ignore[no-untyped-call]
 
@@ -250,6 +265,14 @@ class HttpConnection:
             with self._client.query_rows_stream(sql, parameters=dict(params)) as stream:
                 for row in stream:
                     yield list(row)
+        except Exception as exc:
+            raise LedgerError(f"{self._shown}: {_one_line(exc)}") from None
+
+    def all_rows(self, sql: str, params: Mapping[str, object]) -> list[list[Any]]:
+        try:
+            return [
+                list(row) for row in self._client.query(sql, parameters=dict(params)).result_rows
+            ]
         except Exception as exc:
             raise LedgerError(f"{self._shown}: {_one_line(exc)}") from None
 

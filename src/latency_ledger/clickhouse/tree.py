@@ -54,6 +54,7 @@ from latency_ledger.plugins import ClassifyRule
 MAX_TREE_SPANS = 2000  # the shape test is quadratic in a trace's spans
 MAX_DEPTH = 100
 MAX_SIGNATURES = 50_000
+BUCKET_TRACES = 20_000  # traces (about) booked per query
 _SERVERS = "('Server', 'SPAN_KIND_SERVER')"
 TAIL_KEYS = (TAIL_NS, DELAY_NS, TAIL_MAX_NS)  # vary per span, never classify
 _PLAIN = "'^-?[0-9]{1,18}$'"
@@ -158,6 +159,7 @@ shape AS (
            anyIf(toInt64(Duration), SpanKind IN {_SERVERS}) AS d, {TREE_AGGREGATES}
     FROM {table_sql}
     WHERE {chosen} AND toInt64(Duration) BETWEEN 0 AND {{max_span:Int64}}
+      AND cityHash64(TraceId) % {{buckets:UInt64}} = {{bucket:UInt64}}
     GROUP BY TraceId
     HAVING {tree_shape()}
 ),
@@ -217,7 +219,16 @@ trees AS (
 SELECT t, s, n, n - reached, deepest, calls, database_slack, network_slack, unbounded,
        {ledger_columns("tree_database", "tree_network", "tree_tails")}, {LEDGER_OUTPUT}
 FROM trees INNER JOIN (SELECT t, n, s, d, s.9 AS a FROM shape) AS r USING t"""
-    for row in connection.rows(sql, params):
+    # In buckets of traces (by id), each fetched whole: bounded memory, and no streaming
+    # (see ``source.ChdbConnection.all_rows``).
+    traces = connection.all_rows(f"SELECT uniq(TraceId) FROM {table_sql} WHERE {chosen}", params)
+    buckets = max(1, -(-int(traces[0][0]) // BUCKET_TRACES))
+    rows = (
+        row
+        for bucket in range(buckets)
+        for row in connection.all_rows(sql, {**params, "bucket": bucket, "buckets": buckets})
+    )
+    for row in rows:
         trace_id, columns, spans, unbooked, deepest, raw_calls, *bounds = row[:9]
         if deepest >= MAX_DEPTH:
             yield trace_id
