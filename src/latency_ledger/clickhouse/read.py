@@ -120,13 +120,18 @@ def read_table(
             yield PreBooked(trace=Trace(trace_id=span.trace_id, spans=(span,)), booked=booked)
         params = {**params, "deep": deep}
         left += f" AND (NOT {tree_shape()} OR TraceId IN {{deep:Array(String)}})"
-    sql = (
-        f"SELECT TraceId, groupArray({SPAN_COLUMNS}), {SHAPE_AGGREGATES}, {TREE_AGGREGATES} "
-        f"FROM {source.table_sql} "
-        f"WHERE {chosen} AND toInt64(Duration) BETWEEN 0 AND {{max_span:Int64}} "
-        f"GROUP BY TraceId HAVING {left}"
+    spans_chosen = f"{chosen} AND toInt64(Duration) BETWEEN 0 AND {{max_span:Int64}}"
+    # The traces left to Python are chosen on a few aggregates first, so that only theirs
+    # are gathered into span lists.
+    left_ids = (
+        f"SELECT TraceId FROM (SELECT TraceId, {SHAPE_AGGREGATES}, {TREE_AGGREGATES} "
+        f"FROM {source.table_sql} WHERE {spans_chosen} GROUP BY TraceId HAVING {left})"
     )
-    for trace_id, rows, *_ in connection.rows(sql, params):
+    sql = (
+        f"SELECT TraceId, groupArray({SPAN_COLUMNS}) FROM {source.table_sql} "
+        f"WHERE {spans_chosen} AND TraceId IN ({left_ids}) GROUP BY TraceId"
+    )
+    for trace_id, rows in connection.rows(sql, params):
         spans = tuple(to_span(trace_id, row) for row in rows)
         stats.spans += len(spans)
         stats.traces += 1

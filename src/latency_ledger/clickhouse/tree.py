@@ -221,8 +221,15 @@ SELECT t, s, n, n - reached, deepest, calls, database_slack, network_slack, unbo
 FROM trees INNER JOIN (SELECT t, n, s, d, s.9 AS a FROM shape) AS r USING t"""
     # In buckets of traces (by id), each fetched whole: bounded memory, and no streaming
     # (see ``source.ChdbConnection.all_rows``).
-    traces = connection.all_rows(f"SELECT uniq(TraceId) FROM {table_sql} WHERE {chosen}", params)
-    buckets = max(1, -(-int(traces[0][0]) // BUCKET_TRACES))
+    # Only traces of more than one span can be trees (none: the collector's totals only).
+    traces = connection.all_rows(
+        f"SELECT count() FROM (SELECT TraceId FROM {table_sql} WHERE {chosen} "
+        "GROUP BY TraceId HAVING count() > 1)",
+        params,
+    )[0][0]
+    if not traces:
+        return
+    buckets = max(1, -(-int(traces) // BUCKET_TRACES))
     rows = (
         row
         for bucket in range(buckets)
