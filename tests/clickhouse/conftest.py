@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from latency_ledger.classify import DEFAULT_RULES
+from latency_ledger.clickhouse import PreBooked, read_sources
 from latency_ledger.clickhouse.schema import load_traces
-from latency_ledger.read import ReadStats, read_traces
+from latency_ledger.model import Trace
+from latency_ledger.read import ReadLimits, ReadStats, read_traces
+from latency_ledger.request_filter import RequestFilter
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples" / "traces").glob("*.jsonl.gz"))
@@ -60,6 +64,29 @@ def load_dir(chdb_dir: Path, chdb_session: ModuleType) -> LoadDir:
         return f"chdb://{directory}?table={table}"
 
     return load
+
+
+def load_spans(session_module: ModuleType, directory: Path, traces: Iterable[Trace]) -> str:
+    """Write ``traces`` into ``directory`` (a chdb data directory); its ``chdb://`` URL."""
+    session = session_module.Session(str(directory))
+    try:
+        load_traces(session, traces)
+    finally:
+        session.close()
+    return f"chdb://{directory}?table=otel_traces"
+
+
+def read_items(url: str, stats: ReadStats | None = None) -> list[Trace | PreBooked]:
+    """What ``analyze`` gets from one table: traces booked in ClickHouse and the rest."""
+    return list(
+        read_sources(
+            [url],
+            stats=stats or ReadStats(),
+            select=RequestFilter(),
+            limits=ReadLimits(),
+            rules=DEFAULT_RULES,
+        )
+    )
 
 
 @pytest.fixture(scope="session")

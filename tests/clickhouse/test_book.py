@@ -12,13 +12,11 @@ import itertools
 from pathlib import Path
 from types import ModuleType
 
-from latency_ledger.classify import DEFAULT_RULES
-from latency_ledger.clickhouse import PreBooked, read_sources
-from latency_ledger.clickhouse.schema import load_traces
+from latency_ledger.clickhouse import PreBooked
 from latency_ledger.ledger import book_trace
 from latency_ledger.model import Span, SpanKind, Trace
-from latency_ledger.read import ReadLimits, ReadStats
-from latency_ledger.request_filter import RequestFilter
+
+from .conftest import load_spans, read_items
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
@@ -68,20 +66,10 @@ def _spans() -> list[Span]:
 
 def test_sql_ledger_equals_book_trace(chdb_session: ModuleType, chdb_dir: Path) -> None:
     spans = _spans()
-    session = chdb_session.Session(str(chdb_dir / "db"))
-    try:
-        load_traces(session, (Trace(trace_id=s.trace_id, spans=(s,)) for s in spans))
-    finally:
-        session.close()
-    items = list(
-        read_sources(
-            [f"chdb://{chdb_dir}/db?table=otel_traces"],
-            stats=ReadStats(),
-            select=RequestFilter(),
-            limits=ReadLimits(),
-            rules=DEFAULT_RULES,
-        )
+    url = load_spans(
+        chdb_session, chdb_dir / "db", (Trace(trace_id=s.trace_id, spans=(s,)) for s in spans)
     )
+    items = read_items(url)
     assert len(items) == len(spans)
     in_sql = [item for item in items if isinstance(item, PreBooked)]
     # Most shapes are booked in SQL; the odd values (whitespace, 19 digits, garbage

@@ -16,13 +16,12 @@ from types import ModuleType
 
 import pytest
 
-from latency_ledger.classify import DEFAULT_RULES
-from latency_ledger.clickhouse import PreBooked, read_sources, tree
-from latency_ledger.clickhouse.schema import load_traces
+from latency_ledger.clickhouse import PreBooked, tree
 from latency_ledger.ledger import BookedTrace, book_trace
 from latency_ledger.model import Request, Span, SpanKind, Trace
-from latency_ledger.read import ReadLimits, ReadStats
-from latency_ledger.request_filter import RequestFilter
+from latency_ledger.read import ReadStats
+
+from .conftest import load_spans, read_items
 
 US = 1_000
 T0 = 1_700_000_000_000_000_000
@@ -134,22 +133,10 @@ def test_sql_trees_equal_book_trace(
     traces = [
         Trace(trace_id=t[0].trace_id, spans=tuple(t)) for t in (_tree(rng, n) for n in range(600))
     ]
-    session = chdb_session.Session(str(chdb_dir / "db"))
-    try:
-        load_traces(session, traces)
-    finally:
-        session.close()
+    url = load_spans(chdb_session, chdb_dir / "db", traces)
     by_id = {t.trace_id: t for t in traces}
     stats = ReadStats()
-    items = list(
-        read_sources(
-            [f"chdb://{chdb_dir}/db?table=otel_traces"],
-            stats=stats,
-            select=RequestFilter(),
-            limits=ReadLimits(),
-            rules=DEFAULT_RULES,
-        )
-    )
+    items = read_items(url, stats)
     assert stats.problems == []
     assert stats.spans == sum(len(t.spans) for t in traces)
     trees = [
@@ -176,20 +163,8 @@ def test_deeper_than_sql_books_goes_to_python(chdb_session: ModuleType, chdb_dir
         s = start + i * US
         chain.append(_span(trace, f"a{i:x}", chain[-1].span_id, kind, s, s + 5_000 * US, attrs))
     deep = Trace(trace_id=chain[0].trace_id, spans=tuple(chain))
-    session = chdb_session.Session(str(chdb_dir / "db"))
-    try:
-        load_traces(session, [deep])
-    finally:
-        session.close()
-    items = list(
-        read_sources(
-            [f"chdb://{chdb_dir}/db?table=otel_traces"],
-            stats=ReadStats(),
-            select=RequestFilter(),
-            limits=ReadLimits(),
-            rules=DEFAULT_RULES,
-        )
-    )
+    url = load_spans(chdb_session, chdb_dir / "db", [deep])
+    items = read_items(url)
     assert len(items) == 1
     assert isinstance(items[0], Trace)
     assert len(items[0].spans) == len(chain)
