@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -132,4 +133,22 @@ def test_nothing_readable_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["analyze", "-q", f"chdb://{tmp_path}/none?table=t"])
     assert result.exit_code == 2
     assert "no such directory" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "module", "says"),
+    [
+        ("chdb:///tmp?table=t", "chdb", "needs the chdb package"),
+        ("clickhouse://u@h/db", "clickhouse_connect", "latency-ledger[clickhouse]"),
+    ],
+)
+def test_missing_driver_is_one_line(
+    url: str, module: str, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the driver installed (pip install latency-ledger alone): a hint, exit 2."""
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    result = CliRunner().invoke(main, ["analyze", "-q", url])
+    assert result.exit_code == 2
+    assert says in result.stderr
     assert "Traceback" not in result.output
