@@ -22,6 +22,7 @@ Progress: worker 0 reads every byte, so its count drives ``on_bytes``.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import pickle
 import traceback
@@ -76,12 +77,18 @@ def analyze_parallel(
         conn.close()
 
     workers = []
-    for index in range(jobs):
-        receive, send = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=run, args=(index, send), daemon=True)
-        process.start()
-        send.close()
-        workers.append((process, receive))
+    # What exists now is shared with the forked workers page by page; frozen, their
+    # garbage collector does not touch (and so copy) it (the gc module's advice for fork).
+    gc.freeze()
+    try:
+        for index in range(jobs):
+            receive, send = ctx.Pipe(duplex=False)
+            process = ctx.Process(target=run, args=(index, send), daemon=True)
+            process.start()
+            send.close()
+            workers.append((process, receive))
+    finally:
+        gc.unfreeze()
     results: list[tuple[Accumulation, ReadStats]] = []
     reported = 0
     try:
