@@ -5,6 +5,7 @@ Hand-built numbers; the known answers on real servers are in ``test_busy_io.py``
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any
@@ -175,3 +176,20 @@ def test_the_export_threads_cpu_is_spread_over_requests(make_collector: Any) -> 
         collector.sink = real_sink
         thread.join()
     assert 20 * MS // 64 <= share <= 40 * MS // 64
+
+
+def test_typical_time_is_the_trimmed_mean_of_the_last_clean_spans() -> None:
+    # reference computed another way: sort the last 15 clean lengths, drop a fifth each end
+    rng = random.Random(14)
+    typical = TypicalIo()
+    seen: dict[tuple[str, str], list[int]] = {}
+    for _ in range(3_000):
+        key = ("SELECT", str(rng.randrange(4)))
+        length = rng.choice((rng.randrange(1, 50) * MS, rng.randrange(1, 5) * MS))
+        typical.tail(key, length, 0)
+        last = seen.setdefault(key, [])
+        last.append(length)
+        window = sorted(last[-15:])
+        trim = len(window) // 5
+        kept = window[trim : len(window) - trim]
+        assert typical.typical[key] == sum(kept) // len(kept)

@@ -52,6 +52,7 @@ import contextlib
 import os
 import threading
 from asyncio import _get_running_loop
+from bisect import bisect_left, insort
 from time import perf_counter_ns, process_time_ns, thread_time_ns
 from typing import Any
 
@@ -158,12 +159,17 @@ def span_key(name: str, attributes: dict[str, Any]) -> tuple[str, str]:
 
 class TypicalIo:
     """Each statement's typical I/O time: the trimmed mean of its last clean spans
-    (thread-safe enough: a lost update under a thread switch only delays it)."""
+    (thread-safe enough: a lost update under a thread switch only delays it).
 
-    __slots__ = ("recent", "typical")
+    Runs at every wait span's end, so each statement keeps its window twice: in
+    arrival order (``recent``, which one leaves next) and sorted (``ordered``, kept so
+    with a bisect per span rather than a sort), and the arithmetic is written out."""
+
+    __slots__ = ("ordered", "recent", "typical")
 
     def __init__(self) -> None:
         self.recent: dict[tuple[str, str], list[int]] = {}
+        self.ordered: dict[tuple[str, str], list[int]] = {}
         self.typical: dict[tuple[str, str], int] = {}
 
     def tail(
@@ -172,10 +178,14 @@ class TypicalIo:
         """(tail, delay, bound) in ns of a span ``length_ns`` long during which others ran
         ``bound_ns`` and the OS kept its thread off the CPU ``delay_ns``: the tail to book
         as queueing, the delay as unattributed waiting, the bound on the tail."""
-        length = max(0, length_ns)
-        delay = min(max(0, delay_ns), length)
+        length = length_ns if length_ns > 0 else 0
+        delay = delay_ns if delay_ns > 0 else 0
+        if delay > length:
+            delay = length
         rest = length - delay  # the I/O and waiting for the loop or the lock
-        bound = min(max(0, bound_ns), rest)
+        bound = bound_ns if bound_ns > 0 else 0
+        if bound > rest:
+            bound = rest
         if bound * _CLEAN_DIVISOR <= rest:  # clean: its own I/O time, no tail
             self._learn(key, rest)
             return 0, delay, bound
@@ -189,15 +199,26 @@ class TypicalIo:
         if recent is None:
             if len(self.recent) >= MAX_KEYS:
                 self.recent.clear()
+                self.ordered.clear()
                 self.typical.clear()
             recent = self.recent[key] = []
         recent.append(length)
-        if len(recent) > _WINDOW:
+        ordered = self.ordered.get(key)
+        if ordered is not None:
+            insort(ordered, length)
+            if len(recent) > _WINDOW:
+                gone = recent.pop(0)
+                at = bisect_left(ordered, gone)
+                if at < len(ordered) and ordered[at] == gone:
+                    del ordered[at]
+        elif len(recent) > _WINDOW:
             del recent[0]
-        ordered = sorted(recent)
-        trim = len(ordered) // 5  # a fifth off each end: one cold or odd call moves nothing
-        kept = ordered[trim : len(ordered) - trim]
-        self.typical[key] = sum(kept) // len(kept)
+        if ordered is None or len(ordered) != len(recent):
+            # new, or a thread switch mid-update left the two apart: sorted afresh
+            ordered = self.ordered[key] = sorted(recent)
+        size = len(ordered)
+        trim = size // 5  # a fifth off each end: one cold or odd call moves nothing
+        self.typical[key] = sum(ordered[trim : size - trim]) // (size - 2 * trim)
 
 
 class _SchedStat(threading.local):
