@@ -16,9 +16,15 @@ time, in an ``async def`` endpoint and a ``def`` one:
   the lanes themselves waited for a core, so the hash's wall time exceeded their CPU and
   that stretch is waiting for the OS, which the ledger books as waiting by design.)
 - the CPU booked to requests then covers the process's CPU but a small share: the
-  unbooked share is under 35% (without the charge it would be ~85%);
+  unbooked share is under 35% (without the charge it would be ~85%); with the SQLite
+  endpoint below in the mix, under 20% (added later: measured 0.11 with that statement's
+  CPU counted as booked, 0.30 without);
 - a pure-Python 30 ms burn in the same run is charged none (under 5% of its CPU) and
-  books its CPU as interpreter.
+  books its CPU as interpreter;
+- a CPU-heavy SQLite statement (the engine runs on the calling thread) is booked as
+  database at least 80% of its CPU measured around it, is charged no native threads, and
+  its CPU counts as booked: it is in the same mix as the unbooked-share check above
+  (before that CPU counted, the shop demo on SQLite read ~90% unbooked).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ def served(
         "POST /hash": [],
         "POST /hash_sync": [],
         "GET /burn": [],
+        "GET /sqlite": [],
     }
     env = {"LATENCY_LEDGER_OUTPUT_DIR": str(out)}
     with (
@@ -101,4 +108,17 @@ def test_a_python_burn_in_the_same_run_is_charged_no_native_threads(
 def test_the_process_cpu_is_booked_but_a_small_share(served: dict[str, Any]) -> None:
     inputs = served["report"].inputs
     assert inputs.unbooked_cpu_fraction is not None, inputs
-    assert inputs.unbooked_cpu_fraction < 0.35, (inputs.process_cpu_ns, inputs.booked_cpu_ns)
+    # measured with SQLite's in-span CPU counted 0.11, without it 0.30 (quiet machine)
+    assert inputs.unbooked_cpu_fraction < 0.2, (inputs.process_cpu_ns, inputs.booked_cpu_ns)
+
+
+def test_sqlite_cpu_inside_its_span_is_database_and_counts_as_booked(
+    served: dict[str, Any],
+) -> None:
+    stats = served["stats"]["GET /sqlite"]
+    query = statistics.median(t["thread_cpu_ns"] for t in served["truth"]["GET /sqlite"])
+    parts = stats.ledger_ns["p50"]
+    charged = stats.native_threads.cpu_ns_per_request if stats.native_threads else 0
+    got = {k: round(v / 1e6, 2) for k, v in parts.items()}, query / 1e6, charged
+    assert parts["database"] >= 0.8 * query, got
+    assert charged <= 0.05 * query, got

@@ -58,6 +58,7 @@ class Account:
 
     __slots__ = (
         "busy_start_ns",
+        "charged_ns",
         "cpu_ns",
         "depth",
         "loop_ns",
@@ -69,6 +70,9 @@ class Account:
 
     def __init__(self, loop_state: LoopState | None, busy_start_ns: int | None = None) -> None:
         self.cpu_ns = 0  # on-CPU outside wait spans, all threads
+        # on-CPU including inside wait spans (SQLite's engine, a driver's own code): the
+        # request's share of the process's CPU (cpu.ProcessWindow), booked as its parts
+        self.charged_ns = 0
         self.loop_ns = 0  # wall time of this request's own steps on the loop
         self.depth = 0  # open wait spans
         self.steps = 0
@@ -194,6 +198,7 @@ def end_segment() -> None:
     if acct is not None:
         now = thread_time_ns()
         CHARGED.ns += now - seg.t0
+        acct.charged_ns += now - seg.t0
         if acct.depth == 0:
             acct.cpu_ns += now - seg.t0
         seg.t0 = now
@@ -206,6 +211,7 @@ def pause_for_wait(acct: Account) -> None:
     if seg.acct is acct:
         now = thread_time_ns()
         CHARGED.ns += now - seg.t0
+        acct.charged_ns += now - seg.t0
         if acct.depth == 0:
             acct.cpu_ns += now - seg.t0
             if seg.active:  # out of Python until the wait ends
@@ -220,6 +226,7 @@ def resume_after_wait(acct: Account) -> None:
     if seg.acct is acct:
         now = thread_time_ns()
         CHARGED.ns += now - seg.t0  # the wait's own CPU (driver code) is a request's too
+        acct.charged_ns += now - seg.t0
         seg.t0 = now
     if acct.depth > 0:
         acct.depth -= 1
@@ -237,6 +244,7 @@ def _end_step(seg: _Segment, wall_ns: int) -> None:
     acct.loop_ns += wall_ns
     acct.steps += 1
     CHARGED.ns += now - seg.t0
+    acct.charged_ns += now - seg.t0
     if acct.depth == 0:
         acct.cpu_ns += now - seg.t0
     seg.acct = None
@@ -385,6 +393,7 @@ class _ThreadCall:
             acct = seg.acct
             if acct is not None:
                 CHARGED.ns += now - seg.t0
+                acct.charged_ns += now - seg.t0
             if acct is not None and acct.depth == 0:
                 acct.cpu_ns += now - seg.t0
             # a nested call (from_thread back into a worker) resumes the outer segment

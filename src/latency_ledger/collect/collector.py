@@ -632,7 +632,9 @@ class Collector:
             if process_cpu and queueing > 0:
                 queueing = max(0, queueing - threads)
                 parts = (*parts[:4], queueing, *parts[5:])
-        window = self.cpu_window.add(cpu + threads, process_now)
+        # booked: all the CPU its threads ran, inside wait spans too (SQLite's engine runs
+        # on the calling thread and is booked as database time, not left unbooked)
+        window = self.cpu_window.add(max(acct.charged_ns, cpu) + threads, process_now)
         if window is not None:
             more.append(("ledger.process_cpu_ns", window[0]))
             more.append(("ledger.booked_cpu_ns", window[1]))

@@ -11,8 +11,10 @@ the CPU of argon2's threads (and the few microseconds the export thread may run 
 from __future__ import annotations
 
 from time import perf_counter_ns, process_time_ns, thread_time_ns
+from typing import Any
 
 import argon2
+import sqlalchemy
 from fastapi import FastAPI
 
 import latency_ledger.collect
@@ -51,6 +53,27 @@ async def burn() -> dict[str, int]:
     while thread_time_ns() < end:
         total += sum(i * i for i in range(64))
     return {"thread_cpu_ns": thread_time_ns() - t0, "process_cpu_ns": process_time_ns() - p0}
+
+
+ENGINE: list[Any] = []  # made at the first request, after the collector started
+# SQLite runs its engine on the calling thread: this query is ~30-60 ms of CPU inside a
+# database span (a sum over a recursive sequence, nothing read from disk)
+HEAVY = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) "
+    "SELECT sum(x) FROM c"
+)
+
+
+@app.get("/sqlite")
+def sqlite_query() -> dict[str, int]:
+    """One CPU-heavy SQLite statement through SQLAlchemy (the plugin's database span)."""
+    if not ENGINE:
+        ENGINE.append(sqlalchemy.create_engine("sqlite://"))
+    with ENGINE[0].connect() as conn:
+        t0, p0 = thread_time_ns(), process_time_ns()
+        conn.execute(sqlalchemy.text(HEAVY)).scalar()
+        t1, p1 = thread_time_ns(), process_time_ns()
+    return {"thread_cpu_ns": t1 - t0, "process_cpu_ns": p1 - p0}
 
 
 app = latency_ledger.collect.instrument(app)

@@ -39,6 +39,7 @@ from opentelemetry import context as otel_context
 
 from latency_ledger.collect import default_collector
 from latency_ledger.collect.accounting import (
+    CHARGED,
     CURRENT,
     SEGMENT,
     TimedCoroutine,
@@ -137,6 +138,9 @@ def _uncharge(acct: Any, saved: tuple[Any, int, int]) -> int:
     seg = SEGMENT
     now = thread_time_ns()
     charged = seg.acct is acct  # else a nested charge took the thread over meanwhile
+    if charged:
+        CHARGED.ns += now - seg.t0
+        acct.charged_ns += now - seg.t0
     if charged and acct.depth == 0:
         acct.cpu_ns += now - seg.t0
     outer, outer_t0, started = saved
