@@ -5,8 +5,10 @@ Contract: :data:`SPAN_COLUMNS` is the SQL tuple of one span's columns, in the or
 exporter writes ``pcommon.Value.AsString``): ints and floats stay decimal strings, which
 every reader of numeric attributes accepts (``ledger.as_int``, ``endpoint.attr_port``,
 ``ledger.keep_probability``), but for the collector's counters (``ledger.collector.*``),
-read as ints; bools stay ``"true"``/``"false"`` (``ledger.spans_kept``
-reads both); arrays come back from their JSON text as tuples (captured headers). The
+the process-CPU window (``ledger.process_cpu_ns``, ``ledger.booked_cpu_ns``) and each
+plugin's cost (``ledger.plugin.<name>.overhead_ns``), read as ints only; bools stay
+``"true"``/``"false"`` (``ledger.spans_kept`` reads both); arrays come back from their
+JSON text as tuples (captured headers). The
 exporter's ``otel.scope.*`` entries are not span attributes and are dropped. Kinds and
 status codes come in both spellings the exporter has used: ``Server`` and
 ``SPAN_KIND_SERVER``, ``Error`` and ``STATUS_CODE_ERROR``. The resource keeps only
@@ -23,7 +25,13 @@ from typing import Any
 
 import msgspec
 
-from latency_ledger.accumulate import COLLECTOR_PREFIX
+from latency_ledger.accumulate import (
+    BOOKED_CPU,
+    COLLECTOR_PREFIX,
+    PLUGIN_PREFIX,
+    PLUGIN_SUFFIX,
+    PROCESS_CPU,
+)
 from latency_ledger.ledger import as_int
 from latency_ledger.model import Attributes, AttributeValue, Span, SpanKind
 
@@ -54,6 +62,11 @@ SPAN_COLUMNS = (
 )
 
 _decode_list = msgspec.json.Decoder(list[Any]).decode
+_INT_KEYS = frozenset({PROCESS_CPU, BOOKED_CPU})
+
+
+def _is_plugin_cost(key: str) -> bool:
+    return key.startswith(PLUGIN_PREFIX) and key.endswith(PLUGIN_SUFFIX)
 
 
 def attribute(value: str) -> AttributeValue:
@@ -73,8 +86,9 @@ def attributes(raw: Mapping[str, str]) -> dict[str, AttributeValue]:
     for key, value in raw.items():
         if key in _SCOPE_KEYS:
             continue
-        if key.startswith(COLLECTOR_PREFIX):
-            # the collector's counters are read as ints only (accumulate.add_server_span)
+        if key.startswith(COLLECTOR_PREFIX) or key in _INT_KEYS or _is_plugin_cost(key):
+            # read as ints only (accumulate.add_server_span): the collector's counters, the
+            # process-CPU window, each plugin's share of the request's cost
             out[key] = as_int(value)
             continue
         out[key] = attribute(value) if value[:1] == "[" else value
