@@ -80,3 +80,28 @@ def test_many_endpoints_are_capped(big_report: Report) -> None:
     text = render_text(big_report)
     assert "... and 170 more endpoints with less total time" in text
     assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_streams_listed_apart_only_when_there_are_streams(report: Report) -> None:
+    from latency_ledger.model import StreamStats
+
+    assert "streams (" not in render_text(report)
+    stream = StreamStats(
+        service="flagd",
+        endpoint="/flagd.evaluation.v1.Service/EventStream\x1b[31m",
+        kind="grpc stream",
+        count=3,
+        errors=1,
+        median_ns=41_200_000_000,
+        max_ns=49_000_000_000,
+    )
+    text = render_text(dataclasses.replace(report, streams=(stream,)), width=80)
+    lines = text.splitlines()
+    start = lines.index("streams (kept out of percentiles, findings and verdicts):")
+    listed = flat(" ".join(lines[start + 1 : start + 3]))
+    assert listed.startswith("flagd /flagd.evaluation.v1.Service/EventStream")
+    assert "(grpc stream): 3 open, 1 failed, median 41.2 s, longest 49.0 s" in listed
+    assert "\x1b" not in text
+    assert max(len(line) for line in lines) <= 80
+    table = next(i for i, line in enumerate(lines) if line.startswith("endpoint "))
+    assert table < start < next(i for i, line in enumerate(lines) if line.startswith("input:"))

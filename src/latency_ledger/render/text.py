@@ -21,6 +21,9 @@ Layout::
     (with a ``nat%`` column and ``▞ native`` in the legend when a profile measured native CPU)
             ╳ app (CPU not measured: upper bound); cpu% shows it as ≤N
 
+    streams (kept out of percentiles, findings and verdicts):    (when there are any)
+      /flagd.evaluation.v1.Service/EventStream (grpc stream): 3 open, median 41.2 s, ...
+
     input: 3 files, 41,332 spans, 2,000 traces, 2,000 requests; skipped: not trace data (1)
 """
 
@@ -88,6 +91,10 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
     if estimates:
         lines.append("")
         lines.extend(estimates)
+    streams = _stream_lines(report, width)
+    if streams:
+        lines.append("")
+        lines.extend(streams)
     lines.append("")
     lines.extend(_input_lines(report, width))
     return "\n".join(lines) + "\n"
@@ -257,6 +264,25 @@ def _estimate_lines(report: Report, width: int) -> list[str]:
         text = f"{clean(name, one_line=True)}: {'; '.join(notes)}"
         lines.extend(textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="    "))
     return ["estimated (bounds):", *lines] if lines else []
+
+
+def _stream_lines(report: Report, width: int) -> list[str]:
+    """Long-lived streams, listed apart as in the HTML and JSON (out of every figure)."""
+    if not report.streams:
+        return []
+    services = {e.service for e in report.endpoints} | {s.service for s in report.streams}
+    lines = ["streams (kept out of percentiles, findings and verdicts):"]
+    for stream in report.streams[:_MAX_ROWS]:
+        name = stream.endpoint if len(services) == 1 else f"{stream.service} {stream.endpoint}"
+        errors = f", {count(stream.errors)} failed" if stream.errors else ""
+        text = (
+            f"{clean(name, one_line=True)} ({stream.kind}): {count(stream.count)} open"
+            f"{errors}, median {ms(stream.median_ns)}, longest {ms(stream.max_ns)}"
+        )
+        lines.extend(textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="    "))
+    if len(report.streams) > _MAX_ROWS:
+        lines.append(f"  ... and {len(report.streams) - _MAX_ROWS} more (HTML and JSON list all)")
+    return lines
 
 
 def _total_time(stats: EndpointStats) -> int:
