@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+import httpx
 import pytest
 import uvicorn
 from opentelemetry import trace
@@ -138,6 +139,19 @@ class AppProcess:
                     self.proc.kill()
                     raise RuntimeError(f"{self.target} did not start") from None
                 time.sleep(0.05)
+
+    def interleave(self, endpoints: list[str], rounds: int) -> dict[str, list[Any]]:
+        """Each of ``endpoints`` ("METHOD /path") in turn, ``rounds`` times, one client;
+        every answer must be 200. Returns each endpoint's JSON bodies, in order."""
+        bodies: dict[str, list[Any]] = {endpoint: [] for endpoint in endpoints}
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            for _ in range(rounds):
+                for endpoint in endpoints:
+                    method, path = endpoint.split(" ")
+                    response = client.request(method, path)
+                    assert response.status_code == 200, (endpoint, response.text[:200])
+                    bodies[endpoint].append(response.json())
+        return bodies
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None

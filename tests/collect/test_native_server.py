@@ -18,7 +18,6 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from latency_ledger.analyze import AnalyzeOptions, analyze
@@ -33,22 +32,14 @@ def served(
     tmp_path_factory: pytest.TempPathFactory, app_process: Callable[..., Any]
 ) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("native")
-    truth: dict[str, list[int]] = {"POST /login": [], "POST /login_sync": [], "GET /burn": []}
     env = {
         "LATENCY_LEDGER_OUTPUT_DIR": str(out),
         "LATENCY_LEDGER_PROFILE_RATE": "0.33",
         "BCRYPT_COST": "10",
     }
-    with (
-        app_process("native_app:app", env=env) as app,
-        httpx.Client(base_url=app.url, timeout=30) as client,
-    ):
-        for _ in range(REQUESTS):
-            for endpoint in truth:
-                method, path = endpoint.split(" ")
-                response = client.request(method, path)
-                assert response.status_code == 200
-                truth[endpoint].append(response.json()["work_cpu_ns"])
+    with app_process("native_app:app", env=env) as app:
+        bodies = app.interleave(["POST /login", "POST /login_sync", "GET /burn"], REQUESTS)
+    truth = {endpoint: [b["work_cpu_ns"] for b in got] for endpoint, got in bodies.items()}
     report = analyze([out], options=AnalyzeOptions())
     return {"truth": truth, "stats": {e.endpoint: e for e in report.endpoints}}
 

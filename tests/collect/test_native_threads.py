@@ -33,7 +33,6 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from latency_ledger.analyze import analyze
@@ -48,23 +47,11 @@ def served(
     tmp_path_factory: pytest.TempPathFactory, app_process: Callable[..., Any]
 ) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("argon2")
-    truth: dict[str, list[dict[str, int]]] = {
-        "POST /hash": [],
-        "POST /hash_sync": [],
-        "GET /burn": [],
-        "GET /sqlite": [],
-    }
     env = {"LATENCY_LEDGER_OUTPUT_DIR": str(out)}
-    with (
-        app_process("argon2_app:app", env=env) as app,
-        httpx.Client(base_url=app.url, timeout=30) as client,
-    ):
-        for _ in range(REQUESTS):
-            for endpoint in truth:
-                method, path = endpoint.split(" ")
-                response = client.request(method, path)
-                assert response.status_code == 200
-                truth[endpoint].append(response.json())
+    with app_process("argon2_app:app", env=env) as app:
+        truth = app.interleave(
+            ["POST /hash", "POST /hash_sync", "GET /burn", "GET /sqlite"], REQUESTS
+        )
     report = analyze([out])
     return {"truth": truth, "report": report, "stats": {e.endpoint: e for e in report.endpoints}}
 
