@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import os
 import signal
@@ -24,6 +25,25 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import latency_ledger.collect as collect
 from latency_ledger.collect import CollectConfig, Collector
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+
+
+@functools.cache
+def postgres_up() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(PG_DSN, connect_timeout=2).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``postgres`` is skipped when the server is not reachable (asked once)."""
+    if item.get_closest_marker("postgres") is not None and not postgres_up():
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable")
 
 
 def _snapshot() -> dict[str, Any]:

@@ -33,29 +33,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from latency_ledger.analyze import default_rules
 from latency_ledger.ledger import book_trace
 from latency_ledger.read import ReadStats, read_traces
 
-DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 MS = 1_000_000
-
-
-def postgres_up() -> bool:
-    try:
-        psycopg.connect(DSN, connect_timeout=2).close()
-    except psycopg.Error:
-        return False
-    return True
 
 
 pytestmark = [
     pytest.mark.server,
     pytest.mark.postgres,
-    pytest.mark.skipif(not postgres_up(), reason="PostgreSQL on 127.0.0.1:5432 not reachable"),
 ]
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from latency_ledger.analyze import default_rules
@@ -21,16 +20,7 @@ from latency_ledger.ledger import book_trace
 from latency_ledger.read import ReadStats, read_traces
 
 pytestmark = [pytest.mark.server]
-DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 MS = 1_000_000
-
-
-def postgres_up() -> bool:
-    try:
-        psycopg.connect(DSN, connect_timeout=2).close()
-    except psycopg.Error:
-        return False
-    return True
 
 
 def close_to(value_ns: float, expected_ms: float) -> bool:
@@ -49,8 +39,6 @@ def served(
     jsonl_server_attributes: Callable[[Path], list[dict[str, Any]]],
 ) -> dict[str, Any]:
     """One run of the app serving every path: bodies, booked requests, attributes."""
-    if not postgres_up():
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable")
     out = tmp_path_factory.mktemp("ledger")
     bodies: dict[str, list[Any]] = {path: [] for path in PATHS}
     with (
@@ -83,7 +71,6 @@ def served(
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not postgres_up(), reason="PostgreSQL on 127.0.0.1:5432 not reachable")
 @pytest.mark.parametrize(
     ("path", "concurrent"),
     [
