@@ -59,7 +59,7 @@ from latency_ledger.collect.light import (
     model_spans,
 )
 from latency_ledger.collect.profiling import ProfileSampler
-from latency_ledger.collect.scrub import scrub_path
+from latency_ledger.collect.scrub import replaced_span, scrub_path
 from latency_ledger.collect.selfcost import Meter
 from latency_ledger.collect.spans import (
     ERROR_STATUS,
@@ -246,20 +246,7 @@ def with_tail(acct: RequestRecord, span: Any) -> Any:
     extra = tail_attributes(acct, span)
     if extra is None:
         return span
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes={**(span.attributes or {}), **extra},
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return replaced_span(span, attributes={**(span.attributes or {}), **extra})
 
 
 def _address(scope: Mapping[str, Any]) -> str | None:

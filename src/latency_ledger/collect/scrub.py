@@ -94,18 +94,34 @@ def scrub_span(span: Any) -> Any:
     description = getattr(status, "description", None)
     if not description and not any(event.name == "exception" for event in events):
         return span
+    return replaced_span(
+        span,
+        events=tuple(_scrub_event(event) for event in events),
+        status=Status(status.status_code, scrub_exception_text(description))
+        if status is not None and description
+        else span.status,
+    )
+
+
+def replaced_span(
+    span: Any,
+    *,
+    attributes: Any = None,
+    events: Any = None,
+    status: Any = None,
+) -> ReadableSpan:
+    """A copy of the finished ``span`` with the given fields replaced (``ReadableSpan`` is
+    immutable and the SDK has no copy-with-changes)."""
     return ReadableSpan(
         name=span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=span.attributes,
-        events=tuple(_scrub_event(event) for event in events),
+        attributes=span.attributes if attributes is None else attributes,
+        events=span.events if events is None else events,
         links=span.links,
         kind=span.kind,
-        status=Status(status.status_code, scrub_exception_text(description))
-        if status is not None and description
-        else span.status,
+        status=span.status if status is None else status,
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
