@@ -149,7 +149,8 @@ class AppProcess:
         cmd += ["--port", str(self.port), "--loop", self.loop, "--log-level", "warning"]
         cmd += ["--no-access-log", "--lifespan", "on"]
         self.proc = subprocess.Popen(cmd, env=self.env)
-        deadline = time.monotonic() + 20
+        # start-up is not what these tests time: a loaded machine imports slowly
+        deadline = time.monotonic() + 60
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):

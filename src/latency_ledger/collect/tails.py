@@ -20,10 +20,15 @@ Contract:
 - :func:`run_delay_ns` reads how long this thread waited for a CPU (the kernel's
   scheduler statistics): within a span, that stretch was not I/O (the thread was
   runnable) and not queueing behind this process's other requests either (the OS ran
-  someone else); it is booked as unattributed waiting. Read on threads that block on
-  their I/O only: an event loop's thread runs other work while the I/O is in flight,
-  so its waits for a CPU may fall before the I/O finished (there, the OS's preemptions
-  during other tasks' steps are inside the bound, as those steps' wall time).
+  someone else); it is booked as unattributed waiting. Read on an event loop's thread
+  too: on a loaded machine a loop idle in its poll wakes for the reply and then waits
+  for a CPU (measured at load ~11 on 2 cores: a ``SELECT 1`` alone read 3-30 ms of span
+  for 0.6 ms of I/O), and without the delay that wait would be learnt as the
+  statement's typical I/O time and booked as database ever after. There the delay may
+  also fall while the I/O is still in flight (the OS preempting another task's step),
+  so the I/O part can come out short by up to that overlap, never long: a delay during
+  another task's step is also inside that step's wall time, and the bound below is
+  clipped to what is left of the span once the delay is taken out.
 - :class:`TypicalIo` turns (span, delay, bound) into the tail the ledger books. A span
   during which others barely ran (``bound <= rest / 10``, ``rest`` being the span minus
   its delay) is *clean*: it books no tail (a tenth of contention is noise, not worth a
@@ -42,8 +47,8 @@ the ledger moves ``tail`` (the span's last part) and ``delay`` (just before it) 
 the span's category into own time, the tail as queueing.
 
 Cost per wait span: two reads each of the process and thread CPU clocks (system calls,
-~0.6 us each here), off a loop two reads of the scheduler statistics (~2-3 us each),
-and a dict lookup at its end.
+~0.6 us each here), two reads of the scheduler statistics (~2-3 us each), and a dict
+lookup at its end.
 """
 
 from __future__ import annotations
@@ -115,11 +120,9 @@ def loop_streak_ns(acct: Any) -> int:
 
 
 def wait_started(acct: Any) -> tuple[tuple[int, int], int]:
-    """At a wait span's start (after pausing the request's CPU): :func:`others_clock`,
-    and this thread's :func:`run_delay_ns` off an event loop, else -1 (a loop's thread
-    also runs other work while the I/O is in flight, so its waits for a CPU are not all
-    after the I/O finished)."""
-    return others_clock(acct), run_delay_ns() if _get_running_loop() is None else -1
+    """At a wait span's start (after pausing the request's CPU): :func:`others_clock`
+    and this thread's :func:`run_delay_ns`."""
+    return others_clock(acct), run_delay_ns()
 
 
 def wait_ended(
@@ -138,7 +141,8 @@ def wait_ended(
     # callbacks, the OS's preemptions), when other tasks' steps fill most of it
     streak = min(loop_streak_ns(acct), length_ns)
     bound = streak if streak > others and others * 2 >= streak else others
-    # the OS kept this thread waiting for a CPU (it was blocked on the I/O till then)
+    # the OS kept this thread waiting for a CPU (off a loop, it was blocked on the I/O
+    # till then; on one, see run_delay_ns in the module's contract)
     delay = run_delay_ns() - delay0 if delay0 >= 0 else 0
     return typical.tail(key, length_ns, bound, delay)
 
