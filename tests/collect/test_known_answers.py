@@ -135,4 +135,7 @@ def test_books_database_network_interpreter(
         assert all(row[f"ledger.{part}_ns"] >= 0 for part in parts)
         assert row["ledger.spans_kept"] is True
         assert row["ledger.overhead_ns"] > 0
-    assert statistics.median(r["ledger.overhead_ns"] for r in rows) < 1 * MS
+    # the collector's own cost is a small part of the request (judged against the
+    # request, not a constant: on a loaded machine the same code takes more CPU)
+    overhead = statistics.median(r["ledger.overhead_ns"] for r in rows)
+    assert overhead < 0.05 * statistics.median(r.wall_ns for r in booked), overhead / MS

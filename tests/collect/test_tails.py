@@ -111,6 +111,29 @@ def test_activity_counts_wall_time_any_request_thread_runs_python() -> None:
     assert clock.count == 0
 
 
+def test_a_requests_own_threads_are_left_out_of_its_activity_bound() -> None:
+    """A request's helper thread blocked on the request's own statement (Django's
+    async_to_sync loop thread) is not another request holding the lock; another
+    request's thread is."""
+    clock = Activity()
+    mine, theirs = Account(None), Account(None)
+    clock.enter(mine)  # the request's helper thread, for the whole span
+    time.sleep(0.003)
+    assert clock.read() >= 3 * MS
+    assert clock.read_others(mine) == 0
+    assert clock.read_others(theirs) >= 3 * MS
+    clock.enter(theirs)  # another request's thread runs Python meanwhile
+    time.sleep(0.003)
+    clock.leave(theirs)
+    clock.leave(mine)
+    others = clock.read_others(mine)
+    assert 3 * MS <= others <= clock.read() - 3 * MS  # theirs' stretch, not mine's alone
+    assert clock.read_others(theirs) >= 6 * MS  # mine was in Python all along
+    assert (clock.count, clock.active, clock.solo) == (0, {}, None)
+    time.sleep(0.002)
+    assert clock.read_others(mine) == others  # idle: the clock stands still
+
+
 def test_a_wait_span_takes_the_thread_out_of_python_until_it_ends() -> None:
     acct = Account(None)
     seen: list[int] = []

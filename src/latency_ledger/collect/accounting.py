@@ -64,6 +64,7 @@ class Account:
         "loop_ns",
         "loop_state",
         "overhead_ns",
+        "solo_ns",
         "steps",
         "thread_wrapper",
     )
@@ -77,6 +78,9 @@ class Account:
         self.depth = 0  # open wait spans
         self.steps = 0
         self.overhead_ns = 0
+        # wall time only its own threads were in Python (Activity: left out of its
+        # spans' bounds)
+        self.solo_ns = 0
         self.loop_state = loop_state
         # runs each of the request's worker-thread calls, when set (a profiled request's
         # sampler follows it into the thread: ``ProfileSampler.follow``)
@@ -117,6 +121,7 @@ class _Segment(threading.local):
     # counted in ACTIVITY (a request's worker thread running Python), and whether a wait
     # span took it out (to put it back when the wait ends)
     active: bool = False
+    active_acct: Account | None = None  # whose own activity clock it counts in
     waiting: bool = False
 
 
@@ -134,15 +139,29 @@ class Activity:
     not CPU: a lock holder the OS has preempted still holds it. Worker threads the
     collector charges (``_ThreadCall``) and the Django WSGI middleware enter and leave;
     event-loop threads never do (their busy clock is the loop's, ``LoopState``).
+
+    Each account also keeps how long only its own threads were in Python
+    (``Account.solo_ns``), and :meth:`read_others` leaves those stretches out: a
+    request's helper thread that waits for the very statement its request runs
+    (Django's ``async_to_sync`` loop thread, blocked in its poll while the WSGI thread
+    runs the view's query) is counted "in Python" for its whole call, and booked a slow
+    ``pg_sleep`` on a loaded machine as 24 ms of queueing with nothing else running.
+    What a request's own threads really ran meanwhile is in
+    the CPU clock of the process's other threads, the bound's other half.
     """
 
-    __slots__ = ("count", "lock", "since_ns", "total_ns")
+    __slots__ = ("active", "count", "lock", "since_ns", "solo", "solo_since_ns", "total_ns")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.count = 0
         self.since_ns = 0
         self.total_ns = 0
+        # threads in Python per account (None: pool threads with no request), and the
+        # account whose threads alone are in Python, if one is, since when
+        self.active: dict[Account | None, int] = {}
+        self.solo: Account | None = None
+        self.solo_since_ns = 0
 
     def read(self) -> int:
         with self.lock:
@@ -150,29 +169,68 @@ class Activity:
                 return self.total_ns + perf_counter_ns() - self.since_ns
             return self.total_ns
 
-    def enter(self) -> None:
+    def read_others(self, acct: Account) -> int:
+        """The clock less the stretches when only ``acct``'s own threads were in Python:
+        wall time some other request's (or pool) thread was in Python."""
+        with self.lock:
+            total = self.total_ns - acct.solo_ns
+            if self.count:
+                now = perf_counter_ns()
+                total += now - self.since_ns
+                if self.solo is acct:
+                    total -= now - self.solo_since_ns
+            return total
+
+    def enter(self, acct: Account | None = None) -> None:
+        with self.lock:
+            now = perf_counter_ns()
+            if not self.count:
+                self.since_ns = now
+            self.count += 1
+            active = self.active
+            active[acct] = active.get(acct, 0) + 1
+            self._solo(now)
+
+    def leave(self, acct: Account | None = None) -> None:
         with self.lock:
             if not self.count:
-                self.since_ns = perf_counter_ns()
-            self.count += 1
+                return
+            now = perf_counter_ns()
+            self.count -= 1
+            if not self.count:
+                self.total_ns += now - self.since_ns
+            active = self.active
+            left = active.get(acct, 0) - 1
+            if left > 0:
+                active[acct] = left
+            else:
+                active.pop(acct, None)
+            self._solo(now)
 
-    def leave(self) -> None:
-        with self.lock:
-            if self.count:
-                self.count -= 1
-                if not self.count:
-                    self.total_ns += perf_counter_ns() - self.since_ns
+    def _solo(self, now: int) -> None:
+        """Close the solo stretch if its account is no longer alone; open one if an
+        account now is (under the lock)."""
+        active = self.active
+        solo = next(iter(active)) if len(active) == 1 else None
+        if solo is self.solo:
+            return
+        if self.solo is not None:
+            self.solo.solo_ns += now - self.solo_since_ns
+        self.solo = solo
+        self.solo_since_ns = now
 
 
 ACTIVITY = Activity()
 
 
 def enter_python() -> None:
-    """This request thread runs Python from now (see :class:`Activity`)."""
+    """This request thread runs Python from now (see :class:`Activity`), counted for the
+    account it charges, if any."""
     seg = SEGMENT
     if not seg.active:
         seg.active = True
-        ACTIVITY.enter()
+        seg.active_acct = acct = seg.acct
+        ACTIVITY.enter(acct)
 
 
 def leave_python() -> None:
@@ -181,7 +239,8 @@ def leave_python() -> None:
     seg.waiting = False
     if seg.active:
         seg.active = False
-        ACTIVITY.leave()
+        ACTIVITY.leave(seg.active_acct)
+        seg.active_acct = None
 
 
 def begin_segment(acct: Account) -> None:

@@ -91,15 +91,16 @@ def others_clock(acct: Any) -> tuple[int, int]:
       only if it still holds the lock when the reply comes; ``ACTIVITY`` counts request
       and pool threads.
     - request and pool threads' wall time in Python, ``accounting.ACTIVITY`` (a lock
-      holder the OS preempted still holds the lock; a CPU clock misses it).
+      holder the OS preempted still holds the lock; a CPU clock misses it), less the
+      request's own threads' (one may be blocked waiting for this very span).
 
     Not seen: the loop's own work between steps (polls, I/O callbacks) and time it sat
     idle; :func:`loop_streak_ns` covers the former when steps come back to back.
     """
     state = acct.loop_state
     if type(state) is LoopState and _get_running_loop() is not None:
-        return state.busy_ns - acct.loop_ns, ACTIVITY.read()
-    return process_time_ns() - thread_time_ns(), ACTIVITY.read()
+        return state.busy_ns - acct.loop_ns, ACTIVITY.read_others(acct)
+    return process_time_ns() - thread_time_ns(), ACTIVITY.read_others(acct)
 
 
 def loop_streak_ns(acct: Any) -> int:
