@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from latency_ledger.aggregate import Aggregator
 from latency_ledger.classify import DEFAULT_RULES, classify_span
-from latency_ledger.ledger import book_trace, new_call
+from latency_ledger.ledger import book_trace, new_call, new_ledger, new_request
 from latency_ledger.model import (
     AttributeValue,
     Call,
@@ -621,6 +621,44 @@ def test_fast_call_constructor_builds_the_same_record() -> None:
     assert fast.duration_ns == 4
     with pytest.raises(AttributeError):
         fast.booked_ns = 0  # type: ignore[misc]
+    assert (
+        new_call(
+            category=Category.DATABASE,
+            kind=CallKind.QUERY,
+            system="postgresql",
+            target="SELECT 1",
+            start_ns=5,
+            end_ns=9,
+            booked_ns=3,
+        )
+        == slow
+    )
+
+
+def test_fast_ledger_and_request_constructors_build_the_same_records() -> None:
+    ledger = new_ledger(database_ns=1, network_ns=2, app_ns=3)
+    assert ledger == Ledger(database_ns=1, network_ns=2, app_ns=3)
+    assert repr(ledger) == repr(Ledger(database_ns=1, network_ns=2, app_ns=3))
+    given = {
+        "trace_id": "t",
+        "span_id": "s",
+        "service": "svc",
+        "method": "GET",
+        "endpoint": "GET /",
+        "start_ns": 1,
+        "wall_ns": 2,
+        "status_code": None,
+        "is_error": False,
+        "ledger": ledger,
+        "stream": "websocket",
+    }
+    fast, slow = new_request(**given), Request(**given)  # type: ignore[arg-type]
+    assert fast == slow
+    assert hash(fast) == hash(slow)
+    assert fast.calls == ()
+    assert fast.keep_probability == 1.0
+    with pytest.raises(TypeError):
+        new_request(span_id="s")  # required fields stay required
 
 
 def test_plugin_rule_comes_first() -> None:

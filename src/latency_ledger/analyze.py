@@ -133,7 +133,13 @@ def analyze_share(
     stats = ReadStats()
     acc = Accumulation(options.thresholds, options.max_endpoints)
     budget = options.max_buffered_spans or 2 * options.idle_spans
-    assembler = Assembler(stats, idle_spans=options.idle_spans, strict=True, max_buffered=budget)
+    assembler = Assembler(
+        stats,
+        idle_spans=options.idle_spans,
+        strict=True,
+        max_buffered=budget,
+        rows_as_spans=True,
+    )
     seen = [0]  # bytes reported so far: a second pass reports only past them
 
     def counted(n: int) -> None:
