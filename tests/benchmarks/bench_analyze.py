@@ -17,7 +17,9 @@ it alternates, round after round, each in a fresh process:
 - ``jobs1``: the whole ``latency_ledger.analyze`` pipeline (read, book, aggregate,
   findings, verdict) in one process (``--jobs 1``);
 - ``jobs2``: the same with two worker processes (``--jobs 2``);
-- ``shuffled``: ``--jobs 1`` on the out-of-order copy (``--no-shuffled``: skipped).
+- ``shuffled``: ``--jobs 1`` on the out-of-order copy (``--no-shuffled``: skipped);
+- ``before1`` / ``before2`` (with ``--before DIR``): ``--jobs 1`` / ``--jobs 2`` run by
+  another checkout's code (its own ``.venv``), in the same rounds: before/after in one run.
 
 It prints each mode's median spans/s, seconds, peak RSS and spans per CPU-second (all
 processes' user + system time: what the machine's other load does not change much), and
@@ -166,9 +168,14 @@ def child(mode: str, path: Path) -> None:
     )
 
 
-def run_child(mode: str, path: Path) -> dict[str, float]:
+def run_child(mode: str, path: Path, before: Path | None = None) -> dict[str, float]:
+    python = sys.executable
+    if mode.startswith("before"):  # the same mode run by another checkout's code
+        assert before is not None
+        python = str(before / ".venv" / "bin" / "python")
+        mode = "jobs" + mode.removeprefix("before")
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(path)],
+        [python, __file__, "--child", mode, str(path)],
         check=True,
         capture_output=True,
         text=True,
@@ -232,7 +239,14 @@ def main() -> None:
     parser.add_argument(
         "--modes",
         default="plain,jobs1,jobs2",
-        help="comma-separated, of plain,jobs1,jobs2",
+        help="comma-separated, of plain,jobs1,jobs2 (and before1,before2 with --before)",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="another checkout (synced: its .venv) whose --jobs 1/2 run as before1/before2, "
+        "interleaved with this one's in the same rounds: a before/after table in one run",
     )
     parser.add_argument("--dir", default=None, help="where the generated files go (temp)")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
@@ -246,7 +260,10 @@ def main() -> None:
         written = generate(path, args.spans)
         size_mb = path.stat().st_size / 2**20
         print(f"file: {written:,} spans, {size_mb:,.0f} MB; load average {os.getloadavg()[0]:.1f}")
-        files = dict.fromkeys(args.modes.split(","), path)
+        modes = args.modes.split(",")
+        if args.before is not None:
+            modes += [m.replace("jobs", "before") for m in modes if m.startswith("jobs")]
+        files = dict.fromkeys(modes, path)
         if args.shuffled:
             shuffled = Path(tmp) / "shuffled.jsonl"
             scatter(path, shuffled)
@@ -254,7 +271,7 @@ def main() -> None:
         results: dict[str, list[dict[str, float]]] = {mode: [] for mode in files}
         for _ in range(args.runs):
             for mode, file in files.items():
-                results[mode].append(run_child(mode, file))
+                results[mode].append(run_child(mode, file, args.before))
         rates = {}
         print(
             f"{'mode':<9} {'spans/s (median)':>17} {'seconds':>8} {'peak RSS MB':>12}"
@@ -277,7 +294,14 @@ def main() -> None:
             print(f"ratio jobs1/plain: {ratio:.2f} (target >= 1.5, goal 3)")
         if "jobs1" in rates and "jobs2" in rates:
             print(f"ratio jobs2/jobs1: {rates['jobs2'] / rates['jobs1']:.2f} (target >= 1.7)")
+        for n in ("1", "2"):
+            if f"before{n}" in rates and f"jobs{n}" in rates:
+                gain = rates[f"jobs{n}"] / rates[f"before{n}"]
+                print(f"jobs{n} / before{n} (this checkout over --before): {gain:.2f}")
+            if f"before{n}" in rates and "plain" in rates:
+                print(f"ratio before{n}/plain: {rates[f'before{n}'] / rates['plain']:.2f}")
         best = max(rate for mode, rate in rates.items() if mode.startswith("jobs"))
+        # (this checkout's best; before* modes are not projected)
         print(
             f"projection: 100M spans in {100e6 / best / 60:.1f} min at {best:,.0f} spans/s "
             "(target < 10 min)"
