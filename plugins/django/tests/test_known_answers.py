@@ -111,9 +111,10 @@ def test_database_and_interpreter(served: Any, path: str) -> None:
         query = [c for c in row.calls if c.target == "SELECT pg_sleep(?)"]
         assert len(query) == 1, (kind, row.calls)
         assert query[0].kind is CallKind.QUERY
-        # the sleep's wall time stretches when this shared machine is busy: the booked
-        # time is held to what the view measured around it, and that to 30 ms, loosely
-        assert 30 * MS <= body["query_ns"] <= 60 * MS, (kind, body)
+        # the sleep's wall time stretches when this shared machine is busy (PostgreSQL
+        # itself waits for a CPU: 110 ms measured at load 11): the booked time is held
+        # to what the view measured around it, and that to at least the 30 ms slept
+        assert 30 * MS <= body["query_ns"] <= 300 * MS, (kind, body)
         # less what the view's thread waited for a CPU meanwhile: waiting, not database
         query_ns = body["query_ns"] - body["query_wait_ns"]
         assert close_to(query[0].booked_ns, query_ns), (kind, query, body)
