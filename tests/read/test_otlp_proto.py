@@ -171,3 +171,57 @@ def test_bad_text_format_is_one_problem(tmp_path: Path) -> None:
     assert traces == []
     assert dict(stats.skipped) == {"not_trace_data": 1}
     assert stats.problems[0].startswith(f"{path}: not OTLP protobuf text")
+
+
+def _ids(traces: list[Trace]) -> list[str]:
+    return sorted(s.span_id for t in traces for s in t.spans)
+
+
+FOUR = [message({"span_id": f"00000000000000d{n}", "trace_id": f"{n + 1:032x}"}) for n in range(4)]
+
+
+def test_stream_cut_at_the_front_reads_every_whole_message_after(tmp_path: Path) -> None:
+    data = framed(*FOUR)
+    first = 4 + len(FOUR[0].SerializeToString())
+    for cut in (1, 3, 4, 5, first - 1):  # inside the first frame: its header or its message
+        path = tmp_path / f"cut{cut}.pb"
+        path.write_bytes(data[cut:])
+        traces, stats = read(path)
+        assert _ids(traces) == [f"00000000000000d{n}" for n in (1, 2, 3)], (cut, stats.problems)
+        # one line: the damaged start, and where reading resumed
+        assert len(stats.problems) == 1, stats.problems
+        assert stats.problems[0].endswith(
+            (
+                f"resumed at byte {first - cut}",
+                f"skipped {first - cut} bytes before byte {first - cut}",
+            )
+        ), stats.problems
+
+
+def test_junk_between_messages_and_a_corrupt_length_lose_only_their_stretch(
+    tmp_path: Path,
+) -> None:
+    parts = [framed(m) for m in FOUR]
+    junk = b"\x00\x00\x01\x0a\x0a garbage \xff\xfe"
+    corrupt = b"\x7f\xff\xff\xff" + parts[2][4:]  # message 3's length prefix is damaged
+    path = tmp_path / "damaged.pb"
+    path.write_bytes(parts[0] + junk + parts[1] + corrupt + parts[3])
+    traces, stats = read(path)
+    assert _ids(traces) == ["00000000000000d0", "00000000000000d1", "00000000000000d3"]
+    # one line per damaged stretch, saying where reading resumed
+    assert len(stats.problems) == 2, stats.problems
+    second = len(parts[0])
+    assert stats.problems[0].startswith(f"{path}:message 2 (byte {second}): ")
+    assert stats.problems[0].endswith(f"; resumed at byte {second + len(junk)}")
+    assert "length prefix 2147483647 is not plausible; resumed at byte" in stats.problems[1]
+
+
+def test_binary_junk_is_still_not_trace_data(tmp_path: Path) -> None:
+    path = tmp_path / "junk.bin"
+    # frame-like bytes (0, length, 0x0a, a fitting field) that hold no message
+    path.write_bytes(b"\x01\x02" + b"\x00\x00\x00\x09\x0a\x03\x0a\x01\x00\xff\xff\xff\xff" * 50)
+    traces, stats = read(path)
+    assert traces == []
+    assert stats.skipped["not_trace_data"] == 1
+    assert len(stats.problems) == 1
+    assert "not trace data" in stats.problems[0]

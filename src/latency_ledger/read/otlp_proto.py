@@ -3,7 +3,10 @@
 Contract: each reader takes an open binary stream positioned at the start of its shape
 and yields one list of :class:`~latency_ledger.read.values.SpanRow` per message. It never raises
 for bad input: a message that does not parse is noted with its position and, in a framed
-stream, reading goes on with the next message while the framing is intact.
+stream, reading goes on with the next message; where the framing itself is damaged (a
+corrupt length, a file cut at the front or mid-message, junk between messages) reading
+resumes at the next offset where a whole frame holding a trace message starts, and the
+bytes skipped are noted once per stretch.
 
 - One ``TracesData`` / ``ExportTraceServiceRequest`` (the same wire shape: field 1 is
   ``resource_spans``), e.g. an OTLP/HTTP request body.
@@ -14,6 +17,7 @@ stream, reading goes on with the next message while the framing is intact.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -23,10 +27,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from latency_ledger.model import AttributeValue, SpanKind
 from latency_ledger.read.limits import ReadLimits, TimeCheck
-from latency_ledger.read.stats import ReadStats, clip, note, show_path
+from latency_ledger.read.stats import MAX_PROBLEMS, ReadStats, clip, note, show_path
 from latency_ledger.read.values import KINDS, SpanRow
 
 _UNSPECIFIED = SpanKind.UNSPECIFIED
+_FIELD_1_LEN = 0x0A  # tag of field 1 (resource_spans), wire type 2: how a message starts
 _STATUS_ERROR = 2
 # A length prefix above this is corrupt framing, not a message (the Collector batches
 # far smaller), and must not make us allocate gigabytes.
@@ -107,41 +112,187 @@ def _parse(data: bytes, place: str, stats: ReadStats, times: TimeCheck) -> list[
 def read_proto(
     stream: IO[bytes], path: object, stats: ReadStats, limits: ReadLimits
 ) -> Iterator[list[SpanRow]]:
-    """One protobuf message filling the whole stream."""
-    spans = _parse(stream.read(), show_path(path), stats, TimeCheck(limits))
+    """One protobuf message filling the whole stream; failing that, a framed stream cut
+    where a message began with the same byte (its messages are read from the first
+    whole frame on)."""
+    where = show_path(path)
+    data = stream.read()
+    whole = ReadStats()
+    spans = _parse(data, where, whole, TimeCheck(limits))
+    if spans is None:
+        framed = ReadStats()
+        window = _Window(io.BytesIO(data))
+        messages = list(_frames(window, where, framed, TimeCheck(limits), resync=True))
+        if messages:
+            _replay(framed, stats)
+            yield from messages
+            return
+    _replay(whole, stats)
     if spans:
         yield spans
+
+
+def _replay(noted: ReadStats, stats: ReadStats) -> None:
+    """What a trial read noted, into the real counters."""
+    stats.skipped.update(noted.skipped)
+    stats.problem_count += noted.problem_count
+    stats.problems.extend(noted.problems[: max(0, MAX_PROBLEMS - len(stats.problems))])
 
 
 def read_proto_stream(
     stream: IO[bytes], path: object, stats: ReadStats, limits: ReadLimits
 ) -> Iterator[list[SpanRow]]:
-    """The fileexporter's framing: 4-byte big-endian length, then that many bytes."""
-    where = show_path(path)
-    times = TimeCheck(limits)
+    """The fileexporter's framing: 4-byte big-endian length, then that many bytes; a
+    stream whose start is no whole frame (cut at the front) is read from its first one."""
+    window = _Window(stream)
+    start_is_frame = _frame_size(window, 0) is not None
+    yield from _frames(window, show_path(path), stats, TimeCheck(limits), resync=not start_is_frame)
+
+
+class _Window:
+    """A stream's bytes from ``base`` on, read ahead as needed and dropped once passed:
+    memory is about the largest frame looked at, not the file."""
+
+    __slots__ = ("base", "data", "eof", "stream")
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.data = bytearray()
+        self.base = 0  # the stream offset of data[0]
+        self.eof = False
+
+    def have(self, at: int, n: int) -> bool:
+        """Whether bytes [at, at + n) (stream offsets) can be read, reading on if needed."""
+        end = at - self.base + n
+        while len(self.data) < end and not self.eof:
+            # chunks, never one read of the size wanted: a corrupt length prefix must not
+            # allocate its megabytes before the stream turns out to hold far less
+            chunk = self.stream.read(_READ_AHEAD)
+            if not chunk:
+                self.eof = True
+            self.data += chunk
+        return len(self.data) >= end
+
+    def get(self, at: int, n: int) -> bytes:
+        start = at - self.base
+        return bytes(self.data[start : start + n])
+
+    def find(self, byte: int, at: int) -> int:
+        """The stream offset of ``byte`` at or after ``at`` in what was read, or -1."""
+        found = self.data.find(byte, at - self.base)
+        return -1 if found < 0 else found + self.base
+
+    def drop(self, before: int) -> None:
+        """Forget bytes before stream offset ``before``."""
+        cut = before - self.base
+        if cut > _READ_AHEAD:
+            del self.data[:cut]
+            self.base = before
+
+
+# Read ahead in chunks this size; dropping what was passed in chunks this size too.
+_READ_AHEAD = 1 << 16
+
+
+def _frame_size(window: _Window, at: int) -> int | None:
+    """The length of a plausible frame at ``at``: a length prefix whose message starts
+    with field 1 (``resource_spans``) and fits in what the stream holds; else None."""
+    if not window.have(at, 5):
+        return None
+    header = window.get(at, 5)
+    size = int.from_bytes(header[:4], "big")
+    if header[4] != _FIELD_1_LEN or size > MAX_MESSAGE_BYTES or not window.have(at, 4 + size):
+        return None
+    return size
+
+
+def _next_frame(window: _Window, start: int, where: str, times: TimeCheck) -> int:
+    """The offset of the first frame at or after ``start`` that holds a trace message
+    with at least one valid span; -1 if none. Each candidate is an 0x0a byte 4 bytes
+    after a 0 (messages stay far below 16 MiB)."""
+    probe = start + 4
+    while True:
+        window.have(probe, 1)
+        found = window.find(_FIELD_1_LEN, probe)
+        if found < 0:
+            if window.eof:
+                return -1
+            window.have(window.base + len(window.data), 1)  # read on, look again
+            continue
+        at = found - 4
+        probe = found + 1
+        window.drop(at)  # what was looked at is not kept: memory stays about one frame
+        if at < start or window.get(at, 1) != b"\0":
+            continue
+        size = _frame_size(window, at)
+        if size is None:
+            continue
+        # a message that parses and holds a span with valid ids: chance bytes do not
+        if _parse(window.get(at + 4, size), where, ReadStats(), times):
+            return at
+
+
+def _frames(
+    window: _Window, where: str, stats: ReadStats, times: TimeCheck, *, resync: bool
+) -> Iterator[list[SpanRow]]:
+    """Each frame's spans; ``resync``: look for the first frame rather than expect it at
+    the start (a stream cut at the front). A damaged frame is noted once, with where
+    reading resumed."""
     offset = 0
     number = 0
+    problem: tuple[str, str] | None = None  # a damaged frame's, until we know what follows
     while True:
-        header = stream.read(4)
-        if not header:
+        window.drop(offset)
+        if resync:
+            resync = False
+            found = _next_frame(window, offset, where, times)
+            if problem is not None:
+                reason, text = problem
+                problem = None
+                if found >= 0:
+                    text = f"{text}; resumed at byte {found}"
+                note(stats, reason, text)
+            elif found < 0:
+                note(
+                    stats, "not_trace_data", f"{where}: not trace data (no whole protobuf message)"
+                )
+            elif found > offset:
+                skipped = found - offset
+                note(
+                    stats,
+                    "damaged_framing",
+                    f"{where}: skipped {skipped} bytes before byte {found}",
+                )
+            if found < 0:
+                return
+            offset = found
+        if not window.have(offset, 1):
             return
         number += 1
         place = f"{where}:message {number} (byte {offset})"
-        if len(header) < 4:
+        if not window.have(offset, 4):
             note(stats, "truncated_message", f"{place}: truncated length prefix")
             return
-        size = int.from_bytes(header, "big")
+        size = int.from_bytes(window.get(offset, 4), "big")
         if size > MAX_MESSAGE_BYTES:
-            note(stats, "not_trace_data", f"{place}: length prefix {size} is not plausible")
-            return
-        body = stream.read(size)
-        if len(body) < size:
-            note(stats, "truncated_message", f"{place}: truncated ({len(body)} of {size} bytes)")
-            return
-        offset += 4 + size
-        spans = _parse(body, place, stats, times)
-        if spans:
-            yield spans
+            problem = ("not_trace_data", f"{place}: length prefix {size} is not plausible")
+        elif not window.have(offset, 4 + size):
+            got = window.base + len(window.data) - offset - 4
+            problem = ("truncated_message", f"{place}: truncated ({got} of {size} bytes)")
+        else:
+            noted = ReadStats()
+            spans = _parse(window.get(offset + 4, size), place, noted, times)
+            if spans is None:
+                problem = ("not_trace_data", noted.problems[0])
+            else:
+                _replay(noted, stats)
+                offset += 4 + size
+                if spans:
+                    yield spans
+                continue
+        # a damaged frame, a corrupt length or a cut last message: a whole frame may follow
+        resync = True
+        offset += 1
 
 
 def read_proto_text(

@@ -83,7 +83,28 @@ def sniff(head: bytes) -> Shape:
     # messages are far below 16 MiB, so the first byte is 0 and the fifth starts one.
     if len(head) >= 5 and head[0] == 0 and head[4] == _FIELD_1_LEN:
         return Shape.PROTO_STREAM
+    if _framed_message_within(head):  # such a stream cut at the front
+        return Shape.PROTO_STREAM
     return Shape.UNKNOWN
+
+
+# 0, three length bytes, field 1 (resource_spans); its length varint, then what a
+# ResourceSpans starts with: its resource (1), scope_spans (2) or schema_url (3)
+_FRAME_START = re.compile(
+    rb"\x00[\x00-\xff]{3}\x0a([\x80-\xff]{0,4}[\x00-\x7f])[\x0a\x12\x1a]", re.S
+)
+
+
+def _framed_message_within(head: bytes) -> bool:
+    """Whether a fileexporter frame seems to start somewhere in ``head``: its message's
+    first field fits inside the length its prefix gives."""
+    for match in _FRAME_START.finditer(head):
+        size = int.from_bytes(head[match.start() + 1 : match.start() + 4], "big")
+        varint = match.group(1)
+        inner = sum((b & 0x7F) << (7 * i) for i, b in enumerate(varint))
+        if 0 < inner <= size - 1 - len(varint):
+            return True
+    return False
 
 
 def foreign_format(obj: object) -> str | None:
