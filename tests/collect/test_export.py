@@ -423,6 +423,8 @@ _NS = st.integers(0, 2**62)
     kept=st.booleans(),
     profile=st.one_of(st.none(), _TEXT),
     health=st.one_of(st.none(), st.tuples(_NS, _NS, _NS)),
+    more=st.dictionaries(st.sampled_from(["ledger.native_threads_ns", "x%d"]), _NS),
+    plugins=st.one_of(st.none(), st.dictionaries(st.text(min_size=1, max_size=8), _NS)),
 )
 def test_server_span_fast_encoding_equals_the_readable_spans(
     failed: bool,
@@ -438,6 +440,8 @@ def test_server_span_fast_encoding_equals_the_readable_spans(
     kept: bool,
     profile: str | None,
     health: tuple[int, int, int] | None,
+    more: dict[str, int],
+    plugins: dict[str, int] | None,
 ) -> None:
     # Expected: byte for byte what the general encoder writes for the ReadableSpan the
     # SDK path builds from the same fields (quotes, control characters, surrogates...).
@@ -460,6 +464,8 @@ def test_server_span_fast_encoding_equals_the_readable_spans(
         profile=profile,
         health=health,
         overhead_ns=overhead,
+        more=tuple(more.items()),
+        plugins=plugins,
     )
     context = trace.SpanContext(trace_id=2**127 + 5, span_id=2**63 + 7, is_remote=False)
     parent = (

@@ -254,14 +254,21 @@ _LEDGER = (
 
 
 _plugin_keys: dict[str, str] = {}
-# (name, method, path, scheme, address, route) -> the span's quoted name and its first
-# attributes, encoded: the same for every request of a route (encode_server_json)
-_HEADS: dict[tuple[str, str, str, str, str | None, str], tuple[str, str]] = {}
-MAX_HEADS = 4096  # routes and methods are the app's; a scrubbed raw path is bounded too
+# (name, method, path, scheme, address, route, status, has a parent, kept, failed) -> the
+# whole span as one %-format: its constant text (the route's, encoded once) around
+# placeholders for the ids, times and ledger numbers (encode_server_json)
+_TEMPLATES: dict[tuple[Any, ...], tuple[str, str, str]] = {}
+MAX_TEMPLATES = 4096  # routes, methods and statuses are the app's; a scrubbed path is bounded
 
 
-def _head(key: tuple[str, str, str, str, str | None, str]) -> tuple[str, str]:
-    name, method, path, scheme, address, route = key
+def _template(key: tuple[Any, ...]) -> tuple[str, str, str]:
+    """(the span up to its ledger numbers, the same through its overhead to its end,
+    its end: the attributes' close and the status)."""
+    name, method, path, scheme, address, route, status, parent, kept, failed = key
+
+    def constant(text: str) -> str:  # app text inside the format: its % are literal
+        return text.replace("%", "%%")
+
     attrs = [
         f"{_METHOD}{_quote(method)}}}}},{_PATH}{_quote(path)}}}}},{_SCHEME}{_quote(scheme)}}}}},"
     ]
@@ -269,11 +276,24 @@ def _head(key: tuple[str, str, str, str, str | None, str]) -> tuple[str, str]:
         attrs.append(f"{_ADDRESS}{_quote(address)}}}}},")
     if route:
         attrs.append(f"{_ROUTE}{_quote(route)}}}}},")
-    head = (_quote(name), "".join(attrs))
-    if len(_HEADS) >= MAX_HEADS:
-        _HEADS.clear()
-    _HEADS[key] = head
-    return head
+    if status is not None:
+        attrs.append(f'{_STATUS}{status}"}}}},')
+    template = (
+        '{"traceId":"%032x","spanId":"%016x"'
+        + (',"parentSpanId":"%016x"' if parent else "")
+        + ',"name":'
+        + constant(_quote(name))
+        + ',"kind":2,"startTimeUnixNano":"%d","endTimeUnixNano":"%d","attributes":['
+        + constant("".join(attrs))
+        + _LEDGER
+        + _KEPT % ("true" if kept else "false")
+    )
+    end = '],"status":{"code":2,"message":""}}' if failed else '],"status":{}}'
+    templates = (template, f'{template},{_OVERHEAD}%d"}}}}{end}', end)
+    if len(_TEMPLATES) >= MAX_TEMPLATES:
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = templates
+    return templates
 
 
 def encode_server_json(
@@ -289,40 +309,62 @@ def encode_server_json(
     """A SERVER span with no events or links, byte for byte as :func:`encode_span_json`
     writes the ``ReadableSpan`` with ``fields.attributes()``, built from the fields with
     the constant parts preformatted: the collector's path for every request whose child
-    spans are not kept."""
-    parent = f',"parentSpanId":"{parent_span_id:016x}"' if parent_span_id is not None else ""
-    head_key = (name, fields.method, fields.path, fields.scheme, fields.address, fields.route)
-    head = _HEADS.get(head_key)
-    if head is None:
-        head = _head(head_key)
-    out = [
-        f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}"{parent},"name":{head[0]}'
-        f',"kind":2,"startTimeUnixNano":"{start_ns}","endTimeUnixNano":"{end_ns}"'
-        f',"attributes":[{head[1]}'
-    ]
-    if fields.status is not None:
-        out.append(f'{_STATUS}{fields.status}"}}}},')
+    spans are not kept. One ``%`` format per request fills a template made once per
+    route, status and shape: the numbers are all that change from one request to the
+    next (this runs on the request's thread for nearly every request)."""
+    key = (
+        name,
+        fields.method,
+        fields.path,
+        fields.scheme,
+        fields.address,
+        fields.route,
+        fields.status,
+        parent_span_id is not None,
+        fields.kept,
+        failed,
+    )
+    templates = _TEMPLATES.get(key)
+    if templates is None:
+        templates = _template(key)
     database, network, interpreter, waiting, queueing = fields.parts
-    out.append(_LEDGER % (fields.cpu_ns, queueing, database, network, interpreter, waiting))
-    out.append(_KEPT % ("true" if fields.kept else "false"))
-    if fields.profile is not None:
-        out.append(f",{_PROFILE}{_quote(fields.profile)}}}}}")
-    out.append(",")
-    if fields.health is not None:
-        out.append(_HEALTH % fields.health)
-    out.append(f'{_OVERHEAD}{fields.overhead_ns}"}}}}')
-    for key, value in fields.more:
-        out.append(f',{_int_attr(key)}{value}"}}}}')
+    if parent_span_id is None:
+        values: tuple[int, ...] = (trace_id, span_id, start_ns, end_ns, fields.cpu_ns)
+    else:
+        values = (trace_id, span_id, parent_span_id, start_ns, end_ns, fields.cpu_ns)
+    profile, health = fields.profile, fields.health
+    if profile is None and health is None:  # the usual request: one format
+        text = templates[1] % (
+            *values,
+            queueing,
+            database,
+            network,
+            interpreter,
+            waiting,
+            fields.overhead_ns,
+        )
+        if not fields.more and not fields.plugins:
+            return text.encode("utf-8", "surrogatepass")
+        out = [text[: -len(templates[2])]]
+    else:
+        out = [templates[0] % (*values, queueing, database, network, interpreter, waiting)]
+        if profile is not None:
+            out.append(f",{_PROFILE}{_quote(profile)}}}}}")
+        out.append(",")
+        if health is not None:
+            out.append(_HEALTH % health)
+        out.append(f'{_OVERHEAD}{fields.overhead_ns}"}}}}')
+    for key_name, value in fields.more:
+        out.append(f',{_int_attr(key_name)}{value}"}}}}')
     if fields.plugins:
-        for name, ns in fields.plugins.items():
-            plugin_key = _plugin_keys.get(name)
+        for plugin, ns in fields.plugins.items():
+            plugin_key = _plugin_keys.get(plugin)
             if plugin_key is None:
-                plugin_key = _int_attr(f"{PLUGIN_PREFIX}{name}{PLUGIN_SUFFIX}")
+                plugin_key = _int_attr(f"{PLUGIN_PREFIX}{plugin}{PLUGIN_SUFFIX}")
                 if len(_plugin_keys) < 256:  # plugin names are the app's, few
-                    _plugin_keys[name] = plugin_key
+                    _plugin_keys[plugin] = plugin_key
             out.append(f',{plugin_key}{ns}"}}}}')
-    out.append("]")
-    out.append(',"status":{"code":2,"message":""}}' if failed else ',"status":{}}')
+    out.append(templates[2])
     return "".join(out).encode("utf-8", "surrogatepass")
 
 
