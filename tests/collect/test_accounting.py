@@ -101,6 +101,42 @@ def test_worker_threads_charge_the_submitting_request(hooks: Hooks, loop_kind: s
     assert close_to(seen[0].cpu_ns, 9.0, abs_ms=1.0)
 
 
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_steps_in_a_burst_read_the_clock_once_and_still_charge_their_cpu(
+    hooks: Hooks, loop_kind: str
+) -> None:
+    # Expected: 20 steps back to back, each burning 0.5 ms, then one that blocks 30 ms
+    # off CPU (a sleep in the step) and burns 1 ms: 11 ms of CPU, the sleep not CPU. Only
+    # the first step reads the CPU clock at its start (the others start within BURST_NS
+    # of the previous step's end, unless the OS preempted the loop between them); the
+    # blocked step started in the burst too, and its
+    # sleep still is not charged: its end reads the clock.
+    seen: list[Account] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        acct = Account(hooks.ensure_loop(loop))
+        seen.append(acct)
+
+        async def request() -> None:
+            for _ in range(20):
+                burn_cpu(0.5)
+                await asyncio.sleep(0)
+            time.sleep(0.03)
+            burn_cpu(1.0)
+
+        CURRENT.set(acct)  # the task copies it: its first step is the request's too
+        await asyncio.create_task(request())
+        hooks.release_loop(loop)
+
+    run(main(), loop_kind)
+    acct = seen[0]
+    assert acct.steps == 21
+    assert close_to(acct.cpu_ns, 11.0, abs_ms=1.0), acct.cpu_ns / MS
+    # a loaded machine's preemptions break a burst now and then (9 of 21 at load 11)
+    assert acct.clock_starts < acct.steps, acct.clock_starts
+
+
 def test_cpu_inside_wait_spans_is_not_charged() -> None:
     # expected: 3 ms before the wait + 2 after = 5; the 4 ms inside the wait is the wait's
     acct = Account(None)

@@ -24,6 +24,7 @@ import os
 import random
 import weakref
 from collections.abc import Callable, Mapping
+from random import getrandbits
 from time import clock_gettime_ns, pthread_getcpuclockid, thread_time_ns, time_ns
 from typing import Any
 
@@ -31,6 +32,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from latency_ledger.collect.accounting import (
     CURRENT,
@@ -67,12 +69,14 @@ from latency_ledger.collect.spans import (
     SCOPE,
     UNSET_STATUS,
     ServerSpan,
+    calibrate_clock_read,
     calibrate_step_cost,
     exception_event,
     parent_context,
     route_template,
 )
 from latency_ledger.collect.tails import TypicalIo, span_key, wait_ended, wait_started
+from latency_ledger.collect.threads import ProcessCpu
 from latency_ledger.ledger import split_measured
 from latency_ledger.model import Span, SpanKind
 
@@ -338,6 +342,7 @@ class Collector:
         )
         self.hooks.install()
         self.step_cost_ns = calibrate_step_cost()
+        self.clock_read_ns = calibrate_clock_read()
         # one request's bookkeeping around the app (middleware, begin, finish)
         self.request_meter = Meter(stretches=2)
         _LIVE.add(self)
@@ -397,7 +402,12 @@ class Collector:
         the provider's processors, as the SDK would on ``end()``.
         """
         acct = RequestRecord(loop_state, busy_start_ns)
-        acct.cpu_start = self.flight.begin()
+        # a thread-per-request server's busy counter is the process's CPU clock: just read
+        # by the account, it is the flight clock's too (one system call, not two)
+        busy: Any = loop_state  # any busy counter (threads.py), not only a LoopState
+        acct.cpu_start = self.flight.begin(
+            acct.busy_start_ns if busy_start_ns is None and type(busy) is ProcessCpu else None
+        )
         outer = trace.get_current_span()
         if (
             outer.is_recording()
@@ -413,23 +423,31 @@ class Collector:
             return acct, CURRENT.set(acct)
         parent = parent_context(scope)
         ids = self.provider.id_generator
-        trace_id = parent.trace_id if parent is not None else ids.generate_trace_id()
+        if type(ids) is RandomIdGenerator:  # its draw, without two calls (0 is invalid)
+            trace_id = parent.trace_id if parent is not None else getrandbits(128)
+            span_id = getrandbits(64)
+            if not trace_id or not span_id:
+                trace_id = trace_id or ids.generate_trace_id()
+                span_id = span_id or ids.generate_span_id()
+        else:
+            trace_id = parent.trace_id if parent is not None else ids.generate_trace_id()
+            span_id = ids.generate_span_id()
         context = trace.SpanContext(
             trace_id=trace_id,
-            span_id=ids.generate_span_id(),
+            span_id=span_id,
             is_remote=False,
             trace_flags=SAMPLED,
             trace_state=parent.trace_state if parent is not None else None,
         )
-        acct.server = ServerSpan(context, parent, start_ns)
-        acct.server_id = context.span_id
+        acct.server = ServerSpan(context, parent, start_ns, trace_id)
+        acct.server_id = span_id
         # Light child spans skip every processor: only when ours is the only one (an app's
         # own processor on a joined provider asked for every span and gets SDK spans).
         processors = getattr(self._pipeline, "_span_processors", None)
         acct.light = (
             processors is not None and len(processors) == 1 and processors[0] is self.processor
         )
-        self.processor.owner[context.span_id] = acct
+        self.processor.owner[span_id] = acct
         token = CURRENT.set(acct)
         # children (DB, HTTP client spans) find their parent in the OpenTelemetry context
         acct.otel_token = otel_context.attach(
@@ -459,7 +477,11 @@ class Collector:
         start_ns = server.start_time or end_ns
         wall = max(0, end_ns - start_ns)
         cpu = min(acct.cpu_ns, wall)
-        queueing = min(acct.queueing_candidate_ns(), wall - cpu)
+        loop_state = acct.loop_state  # Account.queueing_candidate_ns, inline
+        candidate = (
+            loop_state.busy_ns - acct.busy_start_ns - acct.loop_ns if loop_state is not None else 0
+        )
+        queueing = max(0, min(candidate, wall - cpu))
         acct.finished = True
         name = f"{method} {route}" if route else (method or "HTTP")
         children = acct.children
@@ -498,8 +520,10 @@ class Collector:
                 ledger.unbounded_io_ns,
             )
         parts, more = self._whole_cpu(acct, parts, cpu)
-        # unmatched paths share one key: raw paths are attacker-chosen and unbounded
-        keep = self._keep(f"{method} {route or '(unmatched)'}", wall, failed)
+        # unmatched paths share one key: raw paths are attacker-chosen and unbounded; the
+        # key is only read by the slow rule
+        endpoint = f"{method} {route or '(unmatched)'}" if self.config.slow_per_endpoint else ""
+        keep = self._keep(endpoint, wall, failed)
         acct.kept = kept = keep is not None
         stats = self.stats
         if kept and acct.sdk_tails:  # measured SDK wait spans carry their tails too
@@ -519,43 +543,52 @@ class Collector:
         # ours around the app (this method included: the middleware measures 1 in N
         # requests, selfcost.py), each task step, plugins' wrappers and spans and worker
         # thread calls (in overhead_ns), and the export thread's share
+        requests = stats.requests
         overhead = (
             acct.overhead_ns
             + self.request_meter.mean_ns
             + acct.steps * self.step_cost_ns
-            + self._export_share_ns(stats.requests)
+            + acct.clock_starts * self.clock_read_ns
+            + (
+                self._export_share_ns(requests)
+                if requests % _EXPORT_EVERY == 0
+                else self._export_per_request
+            )
         )
-        stats.requests += 1
+        stats.requests = requests + 1
         stats.overhead_ns += overhead
-        self.detach(acct)
+        if acct.otel_token is not None:
+            self.detach(acct)
+        # positional, in ServerFields' order: made for every request
         fields = ServerFields(
-            method=method,
-            path=self._recorded_path(route, scope),
-            scheme=str(scope.get("scheme", "http")),
-            address=_address(scope),
-            route=route,
-            status=status,
-            cpu_ns=cpu,
-            parts=parts[:5],  # type: ignore[arg-type]
-            kept=kept,
-            profile=profile,
-            health=health,
-            overhead_ns=overhead,
-            keep=keep,
-            more=more,
-            plugins=acct.plugin_ns,
+            method,
+            route
+            if route and not self.config.record_raw_path
+            else self._recorded_path(route, scope),
+            str(scope.get("scheme", "http")),
+            _address(scope),
+            route,
+            status,
+            cpu,
+            parts[:5],  # type: ignore[arg-type]
+            kept,
+            profile,
+            health,
+            overhead,
+            keep,
+            more,
+            acct.plugin_ns,
         )
         if acct.light and not kept and error is None and self._server_head is not None:
             # ours is the only processor (acct.light) and nothing else is written with
             # this span: encode it straight into the sink, no ReadableSpan, no processor
             self.processor.owner.pop(acct.server_id, None)
-            context, parent = server.context, server.parent
             self.sink.put_encoded(
                 self._server_head,
                 encode_server_json(
-                    context.trace_id,
-                    context.span_id,
-                    parent.span_id if parent is not None else None,
+                    server.trace_id,
+                    acct.server_id,
+                    server.parent_id,
                     name,
                     start_ns,
                     end_ns,
@@ -608,11 +641,15 @@ class Collector:
         threads, bound, process_now = self.flight.native_threads(
             acct.cpu_start, idle, acct.overhead_ns, sum(parts[:4]), cpu
         )
-        more = [
-            (name, value)
-            for name, value in zip(_BOUND_ATTRIBUTES, parts[5:8], strict=True)
-            if value > 0
-        ]
+        more = (
+            [
+                (name, value)
+                for name, value in zip(_BOUND_ATTRIBUTES, parts[5:8], strict=True)
+                if value > 0
+            ]
+            if parts[5] or parts[6] or parts[7]
+            else []
+        )
         if threads > 0:
             more.append(("ledger.native_threads_ns", threads))
             more.append(("ledger.native_threads_max_ns", bound))
@@ -625,7 +662,7 @@ class Collector:
         if window is not None:
             more.append(("ledger.process_cpu_ns", window[0]))
             more.append(("ledger.booked_cpu_ns", window[1]))
-        return parts, tuple(more)
+        return parts, tuple(more) if more else ()
 
     def stop_profile(self, acct: RequestRecord, profiler: Any) -> str | None:
         """Stop a request's profile: its summary, or None if that failed (counted). A

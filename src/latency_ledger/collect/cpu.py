@@ -65,11 +65,14 @@ class FlightClock:
         self.in_flight = 0
         self.begun = 0
 
-    def begin(self) -> tuple[int, int, int, int]:
-        """A request begins: (process CPU, charged CPU, in flight with it, begun so far)."""
+    def begin(self, process_ns: int | None = None) -> tuple[int, int, int, int]:
+        """A request begins: (process CPU, charged CPU, in flight with it, begun so far).
+        ``process_ns``: the process's CPU clock if the caller just read it."""
         self.in_flight += 1
         self.begun += 1
-        return process_time_ns(), CHARGED.ns, self.in_flight, self.begun
+        if process_ns is None:
+            process_ns = process_time_ns()
+        return process_ns, CHARGED.ns, self.in_flight, self.begun
 
     def native_threads(
         self,
@@ -78,16 +81,19 @@ class FlightClock:
         own_ns: int = 0,
         wall_ns: int = 0,
         cpu_ns: int = 0,
-    ) -> tuple[int, int, int]:
+    ) -> tuple[int, int, int | None]:
         """A request ends: (native threads' CPU charged to it, its bound, the process's
-        CPU clock now); ``idle_ns``: its time off CPU with nothing instrumented;
-        ``wall_ns``: its life; ``cpu_ns``: its own CPU;
+        CPU clock now or None when it was not read); ``idle_ns``: its time off CPU with
+        nothing instrumented; ``wall_ns``: its life; ``cpu_ns``: its own CPU;
         ``own_ns``: the collector's own work for it (``overhead_ns``: no request's CPU
-        clock counts it, and a first profile's import can take tens of ms)."""
+        clock counts it, and a first profile's import can take tens of ms).
+
+        The process's clock is a system call: a request idle for less than ``MIN_NS``
+        (nearly all) is charged none whatever it reads, so it is not read then."""
         self.in_flight = max(0, self.in_flight - 1)
+        if start is None or idle_ns < MIN_NS:
+            return 0, 0, None
         now = process_time_ns()
-        if start is None:
-            return 0, 0, now
         process0, charged0, flying, begun0 = start
         unclaimed = (now - process0) - (CHARGED.ns - charged0) - own_ns
         if (
@@ -113,12 +119,15 @@ class ProcessWindow:
         self.last_ns = perf_counter_ns()
         self.booked = 0
 
-    def add(self, booked_ns: int, process_ns: int) -> tuple[int, int] | None:
-        """One request's booked CPU; at a window's end (process CPU, booked CPU) over it."""
+    def add(self, booked_ns: int, process_ns: int | None = None) -> tuple[int, int] | None:
+        """One request's booked CPU; at a window's end (process CPU, booked CPU) over it.
+        ``process_ns``: the process's CPU clock if just read, else read here when needed."""
         self.booked += booked_ns
         now = perf_counter_ns()
         if now - self.last_ns < WINDOW_NS:
             return None
+        if process_ns is None:
+            process_ns = process_time_ns()
         out = (max(0, process_ns - self.process0), self.booked)
         self.process0, self.last_ns, self.booked = process_ns, now, 0
         return out

@@ -254,21 +254,39 @@ _LEDGER = (
 
 
 _plugin_keys: dict[str, str] = {}
-# (name, method, path, scheme, address, route, status, has a parent, kept, failed) -> the
-# whole span as one %-format: its constant text (the route's, encoded once) around
-# placeholders for the ids, times and ledger numbers (encode_server_json)
-_TEMPLATES: dict[tuple[Any, ...], tuple[str, str, str]] = {}
-MAX_TEMPLATES = 4096  # routes, methods and statuses are the app's; a scrubbed path is bounded
+# (name, method, path, scheme, address, route, status) -> the span's quoted name and its
+# first attributes, encoded once: the same for every request of a route and status
+_HEADS: dict[tuple[Any, ...], tuple[str, str]] = {}
+MAX_HEADS = 4096  # routes, methods and statuses are the app's; a scrubbed path is bounded
+_KEPT_TRUE = _KEPT % "true"
+_KEPT_FALSE = _KEPT % "false"
+_END_FAILED = '],"status":{"code":2,"message":""}}'
+_END = '],"status":{}}'
 
 
-def _template(key: tuple[Any, ...]) -> tuple[str, str, str]:
-    """(the span up to its ledger numbers, the same through its overhead to its end,
-    its end: the attributes' close and the status)."""
-    name, method, path, scheme, address, route, status, parent, kept, failed = key
+def _plugin_key(plugin: str) -> str:
+    plugin_key = _plugin_keys.get(plugin)
+    if plugin_key is None:
+        plugin_key = _int_attr(f"{PLUGIN_PREFIX}{plugin}{PLUGIN_SUFFIX}")
+        if len(_plugin_keys) < 256:  # plugin names are the app's, few
+            _plugin_keys[plugin] = plugin_key
+    return plugin_key
 
-    def constant(text: str) -> str:  # app text inside the format: its % are literal
-        return text.replace("%", "%%")
 
+_more_keys: dict[str, str] = {}
+
+
+def _more_key(key: str) -> str:
+    encoded = _more_keys.get(key)
+    if encoded is None:
+        encoded = _int_attr(key)
+        if len(_more_keys) < 256:  # the collector's own few names (ServerFields.more)
+            _more_keys[key] = encoded
+    return encoded
+
+
+def _head(key: tuple[Any, ...]) -> tuple[str, str]:
+    name, method, path, scheme, address, route, status = key
     attrs = [
         f"{_METHOD}{_quote(method)}}}}},{_PATH}{_quote(path)}}}}},{_SCHEME}{_quote(scheme)}}}}},"
     ]
@@ -278,22 +296,11 @@ def _template(key: tuple[Any, ...]) -> tuple[str, str, str]:
         attrs.append(f"{_ROUTE}{_quote(route)}}}}},")
     if status is not None:
         attrs.append(f'{_STATUS}{status}"}}}},')
-    template = (
-        '{"traceId":"%032x","spanId":"%016x"'
-        + (',"parentSpanId":"%016x"' if parent else "")
-        + ',"name":'
-        + constant(_quote(name))
-        + ',"kind":2,"startTimeUnixNano":"%d","endTimeUnixNano":"%d","attributes":['
-        + constant("".join(attrs))
-        + _LEDGER
-        + _KEPT % ("true" if kept else "false")
-    )
-    end = '],"status":{"code":2,"message":""}}' if failed else '],"status":{}}'
-    templates = (template, f'{template},{_OVERHEAD}%d"}}}}{end}', end)
-    if len(_TEMPLATES) >= MAX_TEMPLATES:
-        _TEMPLATES.clear()
-    _TEMPLATES[key] = templates
-    return templates
+    head = (_quote(name), "".join(attrs))
+    if len(_HEADS) >= MAX_HEADS:
+        _HEADS.clear()
+    _HEADS[key] = head
+    return head
 
 
 def encode_server_json(
@@ -309,10 +316,11 @@ def encode_server_json(
     """A SERVER span with no events or links, byte for byte as :func:`encode_span_json`
     writes the ``ReadableSpan`` with ``fields.attributes()``, built from the fields with
     the constant parts preformatted: the collector's path for every request whose child
-    spans are not kept. One ``%`` format per request fills a template made once per
-    route, status and shape: the numbers are all that change from one request to the
-    next (this runs on the request's thread for nearly every request)."""
-    key = (
+    spans are not kept (this runs on the request's thread for nearly every request).
+
+    One f-string: its literal parts are copied, not scanned, where a ``%`` format of the
+    same text (~900 characters) reads every character looking for the next ``%``."""
+    head_key = (
         name,
         fields.method,
         fields.path,
@@ -320,52 +328,43 @@ def encode_server_json(
         fields.address,
         fields.route,
         fields.status,
-        parent_span_id is not None,
-        fields.kept,
-        failed,
     )
-    templates = _TEMPLATES.get(key)
-    if templates is None:
-        templates = _template(key)
+    head = _HEADS.get(head_key)
+    if head is None:
+        head = _head(head_key)
     database, network, interpreter, waiting, queueing = fields.parts
-    if parent_span_id is None:
-        values: tuple[int, ...] = (trace_id, span_id, start_ns, end_ns, fields.cpu_ns)
-    else:
-        values = (trace_id, span_id, parent_span_id, start_ns, end_ns, fields.cpu_ns)
-    profile, health = fields.profile, fields.health
-    if profile is None and health is None:  # the usual request: one format
-        text = templates[1] % (
-            *values,
-            queueing,
-            database,
-            network,
-            interpreter,
-            waiting,
-            fields.overhead_ns,
-        )
-        if not fields.more and not fields.plugins:
-            return text.encode("utf-8", "surrogatepass")
-        out = [text[: -len(templates[2])]]
-    else:
-        out = [templates[0] % (*values, queueing, database, network, interpreter, waiting)]
-        if profile is not None:
-            out.append(f",{_PROFILE}{_quote(profile)}}}}}")
-        out.append(",")
+    parent = f',"parentSpanId":"{parent_span_id:016x}"' if parent_span_id is not None else ""
+    profile, health, more, plugins = fields.profile, fields.health, fields.more, fields.plugins
+    middle = ""
+    if profile is not None or health is not None:
+        middle = f",{_PROFILE}{_quote(profile)}}}}}" if profile is not None else ""
         if health is not None:
-            out.append(_HEALTH % health)
-        out.append(f'{_OVERHEAD}{fields.overhead_ns}"}}}}')
-    for key_name, value in fields.more:
-        out.append(f',{_int_attr(key_name)}{value}"}}}}')
-    if fields.plugins:
-        for plugin, ns in fields.plugins.items():
-            plugin_key = _plugin_keys.get(plugin)
-            if plugin_key is None:
-                plugin_key = _int_attr(f"{PLUGIN_PREFIX}{plugin}{PLUGIN_SUFFIX}")
-                if len(_plugin_keys) < 256:  # plugin names are the app's, few
-                    _plugin_keys[plugin] = plugin_key
-            out.append(f',{plugin_key}{ns}"}}}}')
-    out.append(templates[2])
-    return "".join(out).encode("utf-8", "surrogatepass")
+            middle = f"{middle},{_HEALTH[:-1] % health}"
+    tail = ""
+    if more or plugins:
+        keys = _more_keys
+        pieces = [f',{keys.get(key) or _more_key(key)}{value}"}}}}' for key, value in more]
+        if plugins:
+            keys = _plugin_keys
+            pieces.extend(
+                f',{keys.get(plugin) or _plugin_key(plugin)}{ns}"}}}}'
+                for plugin, ns in plugins.items()
+            )
+        tail = "".join(pieces)
+    return (
+        f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}"{parent},"name":{head[0]}'
+        f',"kind":2,"startTimeUnixNano":"{start_ns}","endTimeUnixNano":"{end_ns}"'
+        f',"attributes":[{head[1]}'
+        f'{{"key":"ledger.cpu_ns","value":{{"intValue":"{fields.cpu_ns}"}}}},'
+        f'{{"key":"ledger.queueing_ns","value":{{"intValue":"{queueing}"}}}},'
+        f'{{"key":"ledger.database_ns","value":{{"intValue":"{database}"}}}},'
+        f'{{"key":"ledger.network_ns","value":{{"intValue":"{network}"}}}},'
+        f'{{"key":"ledger.interpreter_ns","value":{{"intValue":"{interpreter}"}}}},'
+        f'{{"key":"ledger.waiting_ns","value":{{"intValue":"{waiting}"}}}},'
+        f"{_KEPT_TRUE if fields.kept else _KEPT_FALSE}{middle}"
+        f',{{"key":"ledger.overhead_ns","value":{{"intValue":"{fields.overhead_ns}"}}}}'
+        f"{tail}{_END_FAILED if failed else _END}"
+    ).encode("utf-8", "surrogatepass")
 
 
 def encode_traces_data(spans: Sequence[Any]) -> dict[str, Any]:

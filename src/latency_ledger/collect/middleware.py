@@ -92,7 +92,9 @@ class LedgerMiddleware:
         # The HTTP path is written out here rather than in a helper coroutine: every
         # resumption of the request would pass through one more frame.
         try:
-            collector = self._get_collector()
+            collector = self._collector
+            if collector is None or collector.closed:
+                collector = self._get_collector()
             # our CPU around the app is the collector's cost: 1 in N requests measured
             # (selfcost.py), from here to begin_segment and from end_segment to the end
             meter = collector.request_meter

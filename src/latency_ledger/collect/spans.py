@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping
+from operator import itemgetter
 from time import thread_time_ns
 from typing import Any
 
@@ -25,12 +26,15 @@ from latency_ledger.collect.scrub import scrub_exception_text
 class ServerSpan:
     """The open SERVER span's identity until :meth:`Collector.finish` writes it out."""
 
-    __slots__ = ("context", "parent", "start_time")
+    __slots__ = ("context", "parent", "parent_id", "start_time", "trace_id")
 
-    def __init__(self, context: Any, parent: Any, start_time: int) -> None:
+    def __init__(self, context: Any, parent: Any, start_time: int, trace_id: int) -> None:
         self.context = context
         self.parent = parent
         self.start_time = start_time
+        # the ids as ints, for the encoder (SpanContext's are properties)
+        self.trace_id = trace_id
+        self.parent_id: int | None = parent.span_id if parent is not None else None
 
 
 SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
@@ -56,21 +60,41 @@ def exception_event(error: BaseException, when_ns: int) -> Event:
     )
 
 
+# id(route object) -> (the route, root_path, app_root_path, its template): route objects
+# are the app's and few, and a Starlette route is not hashable (it defines __eq__)
+_ROUTES: dict[int, tuple[Any, Any, Any, str]] = {}
+
+
 def route_template(scope: Mapping[str, Any]) -> str:
     route = scope.get("route")
-    path = getattr(route, "path", None) if route is not None else None
+    if route is None:
+        return ""
+    root = scope.get("root_path")
+    app_root = scope.get("app_root_path")
+    cached = _ROUTES.get(id(route))
+    if cached is not None and cached[0] is route and cached[1] == root and cached[2] == app_root:
+        return cached[3]
+    template = ""
+    path = getattr(route, "path", None)
     if isinstance(path, str) and path:
-        root = scope.get("root_path") or ""
-        app_root = scope.get("app_root_path") or ""
-        mount = root[len(app_root) :] if root.startswith(app_root) else ""
-        return f"{mount}{path}"
-    return ""
+        root_text = root or ""
+        app_root_text = app_root or ""
+        mount = root_text[len(app_root_text) :] if root_text.startswith(app_root_text) else ""
+        template = f"{mount}{path}"
+    if len(_ROUTES) >= 4096:  # routes made at run time must not grow it forever
+        _ROUTES.clear()
+    _ROUTES[id(route)] = (route, root, app_root, template)
+    return template
+
+
+_NAME = itemgetter(0)  # an ASGI header's name
 
 
 def parent_context(scope: Mapping[str, Any]) -> Any:
     """The caller's span context when it sent ``traceparent`` (no other header is read)."""
     headers = scope.get("headers")
-    if not headers:
+    # the names scanned in C: this runs for every request, over every header it sent
+    if not headers or b"traceparent" not in map(_NAME, headers):
         return None
     carrier = {}
     for name, value in headers:
@@ -111,11 +135,26 @@ def _run_steps(coro: Any) -> int:
     return thread_time_ns() - t0
 
 
+def calibrate_clock_read(reads: int = 200, rounds: int = 5) -> int:
+    """What one more read of this thread's CPU clock costs (a step that reads it at its
+    start too, see ``accounting.BURST_NS``): the fastest of ``rounds`` runs of ``reads``."""
+    best = None
+    for _ in range(rounds):
+        t0 = thread_time_ns()
+        for _ in range(reads):
+            thread_time_ns()
+        spent = (thread_time_ns() - t0) // (reads + 1)
+        best = spent if best is None or spent < best else best
+    return max(0, best or 0)
+
+
 def calibrate_step_cost(steps: int = 200, rounds: int = 5) -> int:
     """What timing one task step adds, measured: the same coroutine stepped ``steps``
     times through a :class:`TimedCoroutine` charging a request and bare, the fastest of
     ``rounds`` each (the wrapper's frames, clock reads and bookkeeping, as a step of a
-    request runs them; the task's C code calls both alike)."""
+    request runs them; the task's C code calls both alike). Back to back, the steps are
+    a burst: one clock read each (a step that reads at its start too is charged
+    :func:`calibrate_clock_read` more)."""
     from latency_ledger.collect.accounting import Account, LoopState, TimedCoroutine
 
     state = LoopState(None)
