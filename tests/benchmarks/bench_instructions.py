@@ -2,6 +2,7 @@
 
 Run:  uv run --no-sync python tests/benchmarks/bench_instructions.py          (~3 min)
       uv run --no-sync python tests/benchmarks/bench_instructions.py --requests 3200
+      uv run --no-sync python tests/benchmarks/bench_instructions.py --app django
 
 Needs valgrind. wrk figures (bench_collect.py) move by 10-30% between runs on these shared
 two-core machines; ``valgrind --tool=callgrind`` counts the instructions a program runs,
@@ -9,14 +10,16 @@ the same count whatever else the machine is doing. Each variant of bench_collect
 app (bare, plain OpenTelemetry, ours with every span kept, ours in the default setting)
 runs in its own process under callgrind, driven in-process through its ASGI callable (no
 server, no sockets) by 4 concurrent clients, each request its own task as an ASGI server
-makes it. Counting is switched on (``callgrind_control -i on``) only after a warm-up and
-off after the measured requests, so start-up and imports are not counted; instructions
-per request = counted / requests. Sampled profiling is off here (see ``child``).
-System calls run in the kernel and are not counted
-(each task step of ours reads the thread CPU clock twice, ~0.6 us each here), so the
+makes it (``--app django``: bench_django.py's project through its WSGI handler, each
+request in a pool of 4 threads as gunicorn's gthread worker serves it; the otel variant
+is Django's plain OpenTelemetry). Counting is switched on (``callgrind_control -i on``)
+only after a warm-up and off after the measured requests, so start-up and imports are
+not counted; instructions per request = counted / requests. Sampled profiling is off
+here (see ``child``). System calls run in the kernel and are not counted (each task
+step of ours reads the thread CPU clock once or twice, ~0.6 us each here), so the
 wall-clock cost is somewhat above what these counts suggest.
 
-This file is also the driver each process runs: ``--child VARIANT ENDPOINT N``.
+This file is also the driver each process runs: ``--child VARIANT ENDPOINT N DIR APP``.
 """
 
 from __future__ import annotations
@@ -92,8 +95,61 @@ async def _drive(app: Any, endpoint: str, requests: int) -> None:
     lifespan.cancel()
 
 
-def child(variant: str, endpoint: str, requests: int, work: Path) -> None:
+def _drive_wsgi(app: Any, endpoint: str, requests: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from wsgiref.util import setup_testing_defaults
+
+    def request() -> None:
+        environ: dict[str, Any] = {"PATH_INFO": endpoint, "SERVER_NAME": "127.0.0.1"}
+        setup_testing_defaults(environ)
+        body = app(environ, lambda status, headers, exc_info=None: None)
+        try:
+            for _ in body:
+                pass
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+    with ThreadPoolExecutor(CLIENTS) as pool:  # a gthread worker's pool
+        for _ in range(WARM_UP):
+            pool.submit(request).result()
+        pid = os.getpid()
+        subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
+        for future in [pool.submit(request) for _ in range(requests // CLIENTS * CLIENTS)]:
+            future.result()
+        subprocess.run(
+            ["callgrind_control", "-i", "off", str(pid)], capture_output=True, check=True
+        )
+
+
+def child_django(variant: str, endpoint: str, requests: int, work: Path) -> None:
+    from _wrk import make_db
+
+    make_db(work / "bench.db")
+    if endpoint == "/api":
+        from _realistic import make_pg
+
+        make_pg()
+    os.environ.update(
+        BENCH_VARIANT=variant, BENCH_OUT=str(work / "out"), BENCH_DB=str(work / "bench.db")
+    )
+    # as in child(): the time-driven parts are off under valgrind
+    os.environ.update(
+        LATENCY_LEDGER_PROFILE_SLOWEST="false",
+        LATENCY_LEDGER_SLOW_PER_ENDPOINT="false",
+        LATENCY_LEDGER_PROFILE_RATE="0",
+    )
+    import bench_django
+
+    _drive_wsgi(bench_django.application, endpoint, requests)
+
+
+def child(variant: str, endpoint: str, requests: int, work: Path, app: str = "fastapi") -> None:
     sys.path.insert(0, str(HERE))
+    if app == "django":
+        child_django(variant, endpoint, requests, work)
+        return
     from _wrk import make_db
     from bench_collect import build_app
 
@@ -119,12 +175,12 @@ def child(variant: str, endpoint: str, requests: int, work: Path) -> None:
     asyncio.run(_drive(app, endpoint, requests))
 
 
-def measure(variant: str, endpoint: str, requests: int) -> float:
+def measure(variant: str, endpoint: str, requests: int, app: str = "fastapi") -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
         cmd += [f"--callgrind-out-file={out}", sys.executable, __file__]
-        cmd += ["--child", variant, endpoint, str(requests), tmp]
+        cmd += ["--child", variant, endpoint, str(requests), tmp, app]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         found = re.search(r"Collected : (\d+)", done.stderr)
         if done.returncode != 0 or not found:
@@ -137,18 +193,22 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1600)
     parser.add_argument("--endpoints", default=",".join(ENDPOINTS))
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--child", nargs=4, metavar=("VARIANT", "ENDPOINT", "N", "DIR"))
+    parser.add_argument("--app", choices=("fastapi", "django"), default="fastapi")
+    parser.add_argument("--child", nargs=5, metavar=("VARIANT", "ENDPOINT", "N", "DIR", "APP"))
     args = parser.parse_args()
     if args.child:
-        variant, endpoint, n, work = args.child
-        child(variant, endpoint, int(n), Path(work))
+        variant, endpoint, n, work, app = args.child
+        child(variant, endpoint, int(n), Path(work), app)
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind not found: apt-get install -y valgrind")
     endpoints = args.endpoints.split(",")
     variants = args.variants.split(",")
-    counts = {(v, e): measure(v, e, args.requests) for e in endpoints for v in variants}
-    print(f"\ninstructions per request, {args.requests} requests, {CLIENTS} clients, in-process")
+    counts = {(v, e): measure(v, e, args.requests, args.app) for e in endpoints for v in variants}
+    print(
+        f"\n{args.app}: instructions per request, {args.requests} requests, {CLIENTS} clients, "
+        "in-process"
+    )
     print("\n| variant | " + " | ".join(f"{e} | vs bare" for e in endpoints) + " |")
     print("|---|" + "---:|---:|" * len(endpoints))
     for v in variants:
