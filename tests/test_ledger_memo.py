@@ -15,7 +15,7 @@ import pytest
 
 from latency_ledger.analyze import default_rules
 from latency_ledger.classify import DEFAULT_RULES
-from latency_ledger.ledger import ClassifyMemo, book_trace
+from latency_ledger.ledger import ClassifyMemo, _book_flat, book_trace
 from latency_ledger.model import Attributes, Span, SpanKind, Trace
 
 POOL: tuple[Attributes, ...] = (
@@ -85,3 +85,70 @@ def test_the_memo_changes_nothing(plugins: bool) -> None:
     assert requests > 3000
     assert calls > 3000
     assert 0 < len(memo) < 3000
+
+
+FLAT_POOL: tuple[Attributes, ...] = (
+    *POOL,
+    {"db.system": "postgresql", "db.statement": "SELECT 2", "ledger.unattributed_ns": 40},
+    {"db.system": "postgresql", "db.statement": "SELECT 3", "ledger.queueing_max_ns": 500},
+    {"ledger.spans_kept": "false", "ledger.database_ns": 300, "http.route": "/t"},
+    {"ledger.cpu_ns": 700, "ledger.queueing_ns": 50, "http.route": "/c"},
+)
+
+
+def flat_trace(rng: random.Random, index: int) -> Trace:
+    """A request span and its direct children (the shape ``_book_flat`` takes), now and
+    then spoiled: a SERVER child, a duplicate id, a second root, a remote parent."""
+    tid = f"{index + 1:032x}"
+    root_id = f"{rng.randint(1, 1 << 60):016x}"
+    spoil = rng.random()
+    start = rng.randint(0, 1000)
+    root = Span(
+        trace_id=tid,
+        span_id=root_id,
+        parent_span_id=f"{7:016x}" if spoil < 0.1 else "",  # a parent in another file
+        name=rng.choice(NAMES),
+        kind=SpanKind.SERVER if spoil > 0.05 else SpanKind.INTERNAL,
+        start_ns=start,
+        end_ns=start + rng.randint(-20, 2000),
+        is_error=rng.random() < 0.1,
+        attributes=rng.choice(FLAT_POOL),
+        service=rng.choice(SERVICES),
+    )
+    spans = [root]
+    for i in range(rng.randint(0, 24)):
+        kid_start = start + rng.randint(-100, 2100)
+        spans.append(
+            Span(
+                trace_id=tid,
+                span_id=root_id if spoil > 0.97 and i == 0 else f"{i + 1:016x}",
+                parent_span_id="" if spoil < 0.15 and i == 1 else root_id,
+                name=rng.choice(NAMES),
+                kind=rng.choice(KINDS[1:] if spoil < 0.9 else KINDS),
+                start_ns=kid_start,
+                end_ns=kid_start + rng.randint(-50, 900),
+                is_error=rng.random() < 0.1,
+                attributes=rng.choice(FLAT_POOL),
+                service=rng.choice(SERVICES),
+            )
+        )
+    rng.shuffle(spans)
+    return Trace(trace_id=tid, spans=tuple(spans))
+
+
+@pytest.mark.parametrize("plugins", [False, True])
+def test_the_flat_sweep_books_what_book_trace_books(plugins: bool) -> None:
+    """The one-level sweep (taken with a memo) against ``book_trace`` without a memo."""
+    rng = random.Random(7)
+    rules = default_rules() if plugins else DEFAULT_RULES
+    memo: ClassifyMemo = {}
+    swept = calls = 0
+    for index in range(3000):
+        trace = flat_trace(rng, index)
+        expected = book_trace(trace, rules=rules)
+        swept += _book_flat(trace.spans, rules, memo) is not None
+        assert book_trace(trace, rules=rules, memo=memo) == expected
+        calls += sum(len(r.calls) for r in expected.requests)
+    # most traces took the sweep, some did not (spoiled), and they had waits to book
+    assert 1500 < swept < 3000
+    assert calls > 10_000
