@@ -279,9 +279,12 @@ def end_segment() -> None:
         seg.acct = None
 
 
-def pause_for_wait(acct: Account) -> None:
-    """A wait span of ``acct`` starts: CPU from here until it ends is not interpreter."""
+def pause_for_wait(acct: Account) -> int:
+    """A wait span of ``acct`` starts: CPU from here until it ends is not interpreter.
+    Returns this thread's CPU clock as read here (-1 when not read), which the wait's
+    tail measurement reuses (a read is a system call)."""
     seg = SEGMENT
+    now = -1
     if seg.acct is acct:
         now = thread_time_ns()
         spent = max(0, now - seg.t0)  # 0 if the step's start was estimated past it
@@ -294,12 +297,15 @@ def pause_for_wait(acct: Account) -> None:
                 seg.waiting = True
         seg.t0 = now
     acct.depth += 1
+    return now
 
 
-def resume_after_wait(acct: Account) -> None:
+def resume_after_wait(acct: Account, now: int = -1) -> None:
+    """The wait span ends; ``now``: this thread's CPU clock if just read, else -1."""
     seg = SEGMENT
     if seg.acct is acct:
-        now = thread_time_ns()
+        if now < 0:
+            now = thread_time_ns()
         spent = max(0, now - seg.t0)  # the wait's own CPU (driver code) is a request's too
         CHARGED.ns += spent
         acct.charged_ns += spent

@@ -27,21 +27,44 @@ from time import thread_time_ns, time_ns
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 from opentelemetry.util._decorator import _agnosticcontextmanager
 
 from latency_ledger.collect.accounting import CURRENT, SEGMENT, pause_for_wait, resume_after_wait
 from latency_ledger.collect.selfcost import Meter
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
-from latency_ledger.collect.tails import span_key, wait_ended, wait_started
+from latency_ledger.collect.tails import span_key, wait_ended_at, wait_started
 from latency_ledger.ledger import MAX_WALL_NS, split_measured, tail_overlap
 from latency_ledger.model import Span
 from latency_ledger.model import SpanKind as ModelKind
 
-_WAIT_KINDS = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
+_CLIENT = SpanKind.CLIENT
+_PRODUCER = SpanKind.PRODUCER
+# the keys ``is_instrumentation_enabled`` and ``get_current_span`` read
+_SUPPRESS_KEY_PLAIN = "suppress_instrumentation"
+
+
+def _context_getter() -> Callable[[], Context]:
+    """``opentelemetry.context.get_current``, or the ``ContextVar.get`` it ends in when
+    the runtime context is the default contextvars one: a C call instead of two Python
+    ones, for every statement."""
+    from contextvars import ContextVar
+
+    from opentelemetry import context as otel_context
+
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(var, ContextVar):
+        return var.get
+    return otel_context.get_current
+
+
+_current_context = _context_getter()
 # OpenTelemetry Python numbers SpanKind from 0 (INTERNAL); the model follows OTLP.
 _MODEL_KINDS = (
     ModelKind.INTERNAL,
@@ -86,6 +109,7 @@ class LightSpan(trace.Span):
         "tail_ns",
         "timed",
         "tracer",
+        "wait",
     )
 
     def __init__(
@@ -123,9 +147,12 @@ class LightSpan(trace.Span):
         self.tail_ns = self.delay_ns = 0
         self.bound_ns = -1  # not measured (until a wait's end measures it)
         self.timed = timed
-        if kind in _WAIT_KINDS:
-            pause_for_wait(acct)  # first: reading the clocks below is not the request's CPU
-            self.started = wait_started(acct)
+        # (identity, not ``in`` a set: hashing an Enum member runs Python code)
+        self.wait = wait = kind is _CLIENT or kind is _PRODUCER
+        if wait:
+            # first: reading the clocks below is not the request's CPU; its reading of
+            # this thread's CPU clock serves the tail's clocks too
+            self.started = wait_started(acct, pause_for_wait(acct))
         self.cost_ns = -1 if c0 < 0 else thread_time_ns() - c0
 
     def get_span_context(self) -> SpanContext:
@@ -173,10 +200,21 @@ class LightSpan(trace.Span):
                         materialize((self,), acct, self.tracer.collector)
                     )
                 return
-            if self.kind in _WAIT_KINDS:
-                if now:
-                    self._measure_tail(acct)
-                resume_after_wait(acct)
+            if self.wait:
+                thread_ns = -1
+                length = self.end_time - self.start_time  # type: ignore[operator]
+                if now and length > 0:
+                    # how much of this wait's end was waiting for the loop or the lock
+                    # (tails.py); a span with no contention teaches the typical time
+                    self.tail_ns, self.delay_ns, self.bound_ns, thread_ns = wait_ended_at(
+                        acct,
+                        self.tracer.collector.typical_io,
+                        span_key(self.name, self.attributes),
+                        length,
+                        self.started,
+                    )
+                # the thread's CPU clock as just read for the tail, if it was
+                resume_after_wait(acct, thread_ns)
             lights = acct.lights
             if len(lights) + len(acct.children) < acct.max_children:
                 lights.append(self)
@@ -184,18 +222,6 @@ class LightSpan(trace.Span):
                 self.tracer.collector.stats.dropped_spans += 1
         except Exception:  # never into the app
             self.tracer.collector.stats.errors += 1
-
-    def _measure_tail(self, acct: Any) -> None:
-        """How much of this wait's end was waiting for the loop or the lock (tails.py)."""
-        length = self.end_time - self.start_time  # type: ignore[operator]
-        if length > 0:  # a span with no contention at all teaches the typical time too
-            self.tail_ns, self.delay_ns, self.bound_ns = wait_ended(
-                acct,
-                self.tracer.collector.typical_io,
-                span_key(self.name, self.attributes),
-                length,
-                self.started,
-            )
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self.end_time is not None:
@@ -310,10 +336,21 @@ class LightTracer(trace.Tracer):
 
     def charge(self, ns: int) -> None:
         """A plugin's wrapper spent ``ns`` of CPU around the app's call: the
-        collector's cost, charged to the request running here and to the plugin."""
-        acct = CURRENT.get() or SEGMENT.acct
-        if acct is not None:
-            self.charge_to(acct, ns)
+        collector's cost, charged to the request running here and to the plugin
+        (:meth:`charge_to`, written out: it runs for every statement)."""
+        acct: Any = CURRENT.get() or SEGMENT.acct
+        if acct is None:
+            return
+        acct.overhead_ns += ns
+        plugin = self.plugin
+        if plugin:
+            costs = getattr(acct, "plugin_ns", None)
+            if costs is None:
+                try:
+                    costs = acct.plugin_ns = {}
+                except AttributeError:  # an Account without it (not a request's record)
+                    return
+            costs[plugin] = costs.get(plugin, 0) + ns
 
     def charge_to(self, acct: Any, ns: int) -> None:
         acct.overhead_ns += ns
@@ -335,7 +372,11 @@ class LightTracer(trace.Tracer):
         if acct is None or not getattr(acct, "light", False) or acct.finished:
             return None
         try:
-            current = trace.get_current_span(context)
+            # trace.get_current_span(context), read straight from the context (a dict):
+            # its four Python calls and an ABC isinstance ran for every statement
+            current: Any = (context if context is not None else _current_context()).get(_SPAN_KEY)
+            if current is None:
+                return None
             if type(current) is not LightSpan:  # a plugin's sanitizing wrapper around one?
                 current = getattr(current, "_span", current)
             if type(current) is LightSpan:
@@ -346,10 +387,17 @@ class LightTracer(trace.Tracer):
             self.collector.stats.errors += 1
         return None
 
-    def start_clean_span(self, name: str, kind: SpanKind, attributes: dict[str, Any]) -> trace.Span:
+    def start_clean_span(
+        self, name: str, kind: SpanKind, attributes: dict[str, Any]
+    ) -> trace.Span | None:
         """``start_span`` for a plugin's hot path: ``attributes`` are already sanitized and
-        shared between spans (never written to here), so no per-span copy or filter."""
-        found = self._light_request()
+        shared between spans (never written to here), so no per-span copy or filter; None
+        when instrumentation is suppressed here (``is_instrumentation_enabled()`` False:
+        the caller runs its call untraced), asked here to read the context once."""
+        context = _current_context()
+        if context.get(_SUPPRESS_KEY) or context.get(_SUPPRESS_KEY_PLAIN):
+            return None
+        found = self._light_request(context)
         if found is not None:
             return LightSpan(self, found[0], found[1], name, kind, None, None, attributes, True)
         return self._tracer.start_span(name, None, kind, attributes)  # type: ignore[no-any-return]

@@ -46,9 +46,10 @@ So the truth lies in ``[rest - bound, rest]`` for the I/O part and the booked fi
 the ledger moves ``tail`` (the span's last part) and ``delay`` (just before it) out of
 the span's category into own time, the tail as queueing.
 
-Cost per wait span: two reads each of the process and thread CPU clocks (system calls,
-~0.6 us each here), two reads of the scheduler statistics (~2-3 us each), and a dict
-lookup at its end.
+Cost per wait span: off a loop, two reads of the process CPU clock (system calls, ~0.6
+us each here; the thread's CPU clock is the one the request's accounting reads at the
+span's edges anyway, passed in), two reads of the scheduler statistics (~2-3 us each),
+and a dict lookup at its end.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ __all__ = [
     "run_delay_ns",
     "span_key",
     "wait_ended",
+    "wait_ended_at",
     "wait_started",
 ]
 
@@ -120,10 +122,18 @@ def loop_streak_ns(acct: Any) -> int:
     return perf_counter_ns() - state.streak_start_ns
 
 
-def wait_started(acct: Any) -> tuple[tuple[int, int], int]:
+def wait_started(acct: Any, thread_ns: int = -1) -> tuple[tuple[int, int], int]:
     """At a wait span's start (after pausing the request's CPU): :func:`others_clock`
-    and this thread's :func:`run_delay_ns`."""
-    return others_clock(acct), run_delay_ns()
+    and this thread's :func:`run_delay_ns`. ``thread_ns``: this thread's CPU clock if
+    the caller just read it (``pause_for_wait`` does; -1: read here). Written out, as
+    :func:`wait_ended_at`: both run at every wait span."""
+    state = acct.loop_state
+    if type(state) is LoopState and _get_running_loop() is not None:
+        return (state.busy_ns - acct.loop_ns, ACTIVITY.read_others(acct)), run_delay_ns()
+    process = process_time_ns()
+    if thread_ns < 0:
+        thread_ns = thread_time_ns()
+    return (process - thread_ns, ACTIVITY.read_others(acct)), run_delay_ns()
 
 
 def wait_ended(
@@ -135,17 +145,39 @@ def wait_ended(
 ) -> tuple[int, int, int]:
     """At its end: (tail, delay, bound) of a wait span ``length_ns`` long that
     :func:`wait_started` read ``started`` for (:meth:`TypicalIo.tail`)."""
+    tail, delay, bound, _ = wait_ended_at(acct, typical, key, length_ns, started)
+    return tail, delay, bound
+
+
+def wait_ended_at(
+    acct: Any,
+    typical: TypicalIo,
+    key: tuple[str, str],
+    length_ns: int,
+    started: tuple[tuple[int, int], int],
+) -> tuple[int, int, int, int]:
+    """:func:`wait_ended`, and this thread's CPU clock as read for it (-1 on a loop),
+    which ``resume_after_wait`` takes instead of reading it again."""
     (cpu0, activity0), delay0 = started
-    cpu, activity = others_clock(acct)
+    state = acct.loop_state
+    thread_ns = -1
+    streak = 0
+    if type(state) is LoopState and _get_running_loop() is not None:
+        cpu, activity = state.busy_ns - acct.loop_ns, ACTIVITY.read_others(acct)
+        # the loop's busy stretch up to now also covers its gaps between steps (its own
+        # callbacks, the OS's preemptions), when other tasks' steps fill most of it
+        streak = min(perf_counter_ns() - state.streak_start_ns, length_ns)
+    else:
+        process = process_time_ns()
+        thread_ns = thread_time_ns()
+        cpu, activity = process - thread_ns, ACTIVITY.read_others(acct)
     others = max(cpu - cpu0, activity - activity0)
-    # the loop's busy stretch up to now also covers its gaps between steps (its own
-    # callbacks, the OS's preemptions), when other tasks' steps fill most of it
-    streak = min(loop_streak_ns(acct), length_ns)
     bound = streak if streak > others and others * 2 >= streak else others
     # the OS kept this thread waiting for a CPU (off a loop, it was blocked on the I/O
     # till then; on one, see run_delay_ns in the module's contract)
     delay = run_delay_ns() - delay0 if delay0 >= 0 else 0
-    return typical.tail(key, length_ns, bound, delay)
+    tail, delay, bound = typical.tail(key, length_ns, bound, delay)
+    return tail, delay, bound, thread_ns
 
 
 def span_key(name: str, attributes: dict[str, Any]) -> tuple[str, str]:

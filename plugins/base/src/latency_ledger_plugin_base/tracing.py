@@ -15,6 +15,7 @@ instrumentation (old semantic conventions) leaves it out.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,6 +89,28 @@ def charger(tracer: Any) -> Any:
     plugin's cost); a no-op for any other tracer."""
     charge = getattr(tracer, "charge", None)
     return charge if callable(charge) else _no_charge
+
+
+def start_clean_span(
+    tracer: Any, name: str, kind: SpanKind, attributes: dict[str, Any]
+) -> Span | None:
+    """A plain tracer's span with ``attributes`` as given, or None when instrumentation
+    is suppressed here: what ``start_clean_span`` means for a tracer without one."""
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+    if not is_instrumentation_enabled():
+        return None
+    return tracer.start_span(name, kind=kind, attributes=attributes)  # type: ignore[no-any-return]
+
+
+def clean_span_starter(tracer: Any) -> Any:
+    """What a plugin's hot path calls to start a span with cached clean attributes:
+    ``start(name, kind, attributes) -> span or None`` (None: instrumentation suppressed
+    here, run the call untraced); the tracer's own when it has one."""
+    start = getattr(tracer, "clean_span_starter", None) or getattr(tracer, "start_clean_span", None)
+    if callable(start):
+        return start
+    return functools.partial(start_clean_span, tracer)
 
 
 class SanitizingSpan(Span):
@@ -172,14 +195,19 @@ class SanitizingTracer(trace.Tracer):
         plugin's per-statement hot path holds, one call shorter."""
         return self._start_clean or self.start_clean_span
 
-    def start_clean_span(self, name: str, kind: SpanKind, attributes: dict[str, Any]) -> Span:
+    def start_clean_span(
+        self, name: str, kind: SpanKind, attributes: dict[str, Any]
+    ) -> Span | None:
         """A span whose ``attributes`` went through :func:`clean_attributes` already and
         are shared between spans (a plugin's per-statement cache): no per-span pass over
-        them. The caller only sets the status and ends it."""
+        them. The caller only sets the status and ends it. None when instrumentation is
+        suppressed here (``is_instrumentation_enabled()`` False): the caller runs its
+        call untraced (a collector's tracer answers that itself, reading the context
+        once for both questions)."""
         start = self._start_clean
         if start is not None:
             return start(name, kind, attributes)  # type: ignore[no-any-return]
-        return self._tracer.start_span(name, kind=kind, attributes=attributes)
+        return start_clean_span(self._tracer, name, kind, attributes)
 
     def record_wait(
         self,

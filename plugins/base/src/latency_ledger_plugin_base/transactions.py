@@ -62,30 +62,71 @@ def idle(dbapi_connection: Any) -> bool:
     """True when the DB-API connection says no transaction is open (sqlite3's
     ``in_transaction``, psycopg's ``info.transaction_status``, asyncpg's
     ``is_in_transaction()``, also behind SQLAlchemy's pool proxies and async adapters,
-    which hold it as ``dbapi_connection`` and ``_connection``); False when it cannot say."""
-    seen = [dbapi_connection]
-    for connection in seen:
+    which hold it as ``dbapi_connection`` and ``_connection``); False when it cannot say.
+
+    Asked at every commit: where the answer was found is remembered per connection type
+    (the attribute path and which question answered), so later commits ask it directly
+    instead of probing a pool proxy's ``__getattr__`` for every name."""
+    found = _IDLE_PATHS.get(type(dbapi_connection))
+    if found is not None:
+        path, ask = found
+        try:
+            target = dbapi_connection
+            for name in path:
+                target = getattr(target, name)
+            said = ask(target)
+        except Exception:  # this one is shaped otherwise: search it
+            said = None
+        if said is not None:
+            return bool(said)
+    return _search_idle(dbapi_connection)
+
+
+def _search_idle(dbapi_connection: Any) -> bool:
+    seen: list[tuple[Any, tuple[str, ...]]] = [(dbapi_connection, ())]
+    for connection, path in seen:
         try:
             if len(seen) < 4:
                 for name in ("dbapi_connection", "_connection"):
                     inner = getattr(connection, name, None)
                     if inner is not None:
-                        seen.append(inner)
-            said = _says_idle(connection)
+                        seen.append((inner, (*path, name)))
+            ask = _question(connection)
+            said = ask(connection) if ask is not None else None
         except Exception:  # a proxy that raises for what it does not have: ask the next
             continue
         if said is not None:
-            return said
+            if ask is not None and len(_IDLE_PATHS) < 64:
+                _IDLE_PATHS[type(dbapi_connection)] = (path, ask)
+            return bool(said)
     return False
 
 
-def _says_idle(connection: Any) -> bool | None:
-    in_transaction = getattr(connection, "in_transaction", None)
-    if isinstance(in_transaction, bool):
-        return not in_transaction
+def _question(connection: Any) -> Any:
+    """Which question ``connection`` answers: a function of it -> bool, or None."""
+    if isinstance(getattr(connection, "in_transaction", None), bool):
+        return _not_in_transaction
     if type(connection).__module__.startswith("psycopg"):
-        return int(connection.info.transaction_status) == 0  # TransactionStatus.IDLE
-    asking = getattr(connection, "is_in_transaction", None)
-    if type(connection).__module__.startswith("asyncpg") and callable(asking):
-        return not asking()
+        return _psycopg_idle
+    if type(connection).__module__.startswith("asyncpg") and callable(
+        getattr(connection, "is_in_transaction", None)
+    ):
+        return _asyncpg_idle
     return None
+
+
+def _not_in_transaction(connection: Any) -> bool | None:
+    in_transaction = connection.in_transaction
+    return not in_transaction if isinstance(in_transaction, bool) else None
+
+
+def _psycopg_idle(connection: Any) -> bool:
+    return int(connection.info.transaction_status) == 0  # TransactionStatus.IDLE
+
+
+def _asyncpg_idle(connection: Any) -> bool:
+    return not connection.is_in_transaction()
+
+
+# connection type -> (attribute path to what answers, the question it answers)
+_IDLE_PATHS: dict[type, tuple[tuple[str, ...], Any]] = {}

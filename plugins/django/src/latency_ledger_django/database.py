@@ -115,14 +115,29 @@ class QueryTracer:
     """
 
     def __init__(self) -> None:
-        self.tracer: Any = None
+        self._tracer: Any = None
+        # the tracer's hot path for cached clean attributes (a collector's), or None
+        self._start_clean: Any = None
         self.meter: Any = meter_for(None)  # the collector's, once tracing (plugin.py)
         self.errors = 0
         self._static: dict[tuple[str, str], dict[str, Any]] = {}
         # (alias, vendor, statement) -> (span name, attributes): never written to
         self._described: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+        # the same for commits, rollbacks and connects: (alias, vendor, what)
+        self._calls: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
         self._cursor_kinds: dict[type, bool] = {}
         self._suppress = _suppress_key()
+
+    @property
+    def tracer(self) -> Any:
+        """The tracer spans are recorded with (None: inactive, calls only go through)."""
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Any) -> None:
+        start_clean = getattr(tracer, "start_clean_span", None)
+        self._start_clean = start_clean if callable(start_clean) else None
+        self._tracer = tracer
 
     # -- the execute wrapper ---------------------------------------------------------
 
@@ -134,7 +149,7 @@ class QueryTracer:
         many: bool,
         context: Mapping[str, Any],
     ) -> Any:
-        tracer = self.tracer
+        tracer = self._tracer
         if tracer is None:
             return execute(sql, params, many, context)
         # our CPU around the statement is the collector's cost (1 in N measured)
@@ -145,6 +160,8 @@ class QueryTracer:
             span, token = self._start(tracer, sql, params, many, context)
         except Exception:
             self.errors += 1
+            return execute(sql, params, many, context)
+        if span is None:  # instrumentation suppressed here
             return execute(sql, params, many, context)
         c1 = thread_time_ns() if sampled else 0
         try:
@@ -176,7 +193,7 @@ class QueryTracer:
         if described is None:
             described = self._describe(key, connection, statement)
         name, attrs = described
-        start_clean = getattr(tracer, "start_clean_span", None)
+        start_clean = self._start_clean
         if many and isinstance(params, (list, tuple)):
             batch = {**attrs, "db.operation.batch.size": len(params)}
             span = tracer.start_span(name, kind=_CLIENT, attributes=batch)
@@ -184,6 +201,8 @@ class QueryTracer:
             # the collector's hot path: the dict is shared by every span of the statement
             # (copied only if something writes to a span), no per-span filter
             span = start_clean(name, _CLIENT, attrs)
+            if span is None:  # instrumentation suppressed here
+                return None, None
         else:
             span = tracer.start_span(name, kind=_CLIENT, attributes=attrs)
         token = None
@@ -251,12 +270,9 @@ class QueryTracer:
         """``BaseDatabaseWrapper.connect`` timed as a ``connect`` CLIENT span."""
 
         def describe(wrapper: Any) -> tuple[str, dict[str, Any]]:
-            attrs = dict(self._static_for(wrapper))
-            attrs["db.operation.name"] = "connect"
             options = getattr(wrapper, "settings_dict", None) or {}
             pooled = bool((options.get("OPTIONS") or {}).get("pool"))
-            attrs[CONNECT_ATTRIBUTE] = "pool" if pooled else "open"
-            return "connect", attrs
+            return self._call(wrapper, "pool" if pooled else "open", _describe_connect)
 
         @functools.wraps(connect)
         def connect_plain(wrapper: Any) -> Any:
@@ -281,12 +297,25 @@ class QueryTracer:
             raw = getattr(wrapper, "connection", None)
             if raw is None or idle(raw):
                 return None  # nothing is sent
-            attrs = dict(self._static_for(wrapper))
-            attrs["db.query.text"] = statement
-            attrs["db.operation.name"] = statement
-            return statement, attrs
+            return self._call(wrapper, statement, _describe_transaction)
 
         return self._span_around(method, describe, suppress=True)
+
+    def _call(
+        self,
+        wrapper: Any,
+        what: str,
+        describe: Callable[[dict[str, Any], str], tuple[str, dict[str, Any]]],
+    ) -> tuple[str, dict[str, Any]]:
+        """A commit's, rollback's or connect's span name and attributes, made once per
+        alias and shared by its spans (never written to)."""
+        key = (getattr(wrapper, "alias", ""), getattr(wrapper, "vendor", ""), what)
+        described = self._calls.get(key)
+        if described is None:
+            described = describe(dict(self._static_for(wrapper)), what)
+            if len(self._calls) < 256:  # aliases come from settings: few
+                self._calls[key] = described
+        return described
 
     def _span_around(
         self,
@@ -296,34 +325,62 @@ class QueryTracer:
         suppress: bool,
     ) -> Callable[[Any], Any]:
         """``method(wrapper)`` in a CLIENT span that ``describe(wrapper)`` names (None: no
-        span); with ``suppress``, instrumentation below it records nothing."""
+        span); with ``suppress``, instrumentation below it records nothing. Timed and
+        charged as the execute wrapper is."""
 
         @functools.wraps(method)
         def traced(wrapper: Any) -> Any:
-            tracer = self.tracer
+            tracer = self._tracer
             if tracer is None:
                 return method(wrapper)
+            meter = self.meter
+            sampled = meter.due()
+            c0 = thread_time_ns() if sampled else 0
             try:
                 described = describe(wrapper)
                 if described is None:
                     return method(wrapper)
-                span = tracer.start_span(described[0], kind=_CLIENT, attributes=described[1])
+                start_clean = self._start_clean
+                if start_clean is not None:
+                    span = start_clean(described[0], _CLIENT, described[1])
+                    if span is None:  # instrumentation suppressed here
+                        return method(wrapper)
+                else:
+                    span = tracer.start_span(described[0], kind=_CLIENT, attributes=described[1])
                 token = suppress_instrumentation() if suppress else None
             except Exception:
                 self.errors += 1
                 return method(wrapper)
+            c1 = thread_time_ns() if sampled else 0
             try:
                 return method(wrapper)
             except BaseException as exc:
                 _mark_error(span, exc)
                 raise
             finally:
+                c2 = thread_time_ns() if sampled else 0
                 if token is not None:
                     otel_context.detach(token)
                 span.end()
+                if getattr(span, "timed", False):  # see __call__
+                    if sampled:
+                        meter.record(c1 - c0 + thread_time_ns() - c2)
+                    tracer.charge(meter.mean_ns)
 
         traced.__latency_ledger_original__ = method  # type: ignore[attr-defined]
         return traced
+
+
+def _describe_connect(attrs: dict[str, Any], how: str) -> tuple[str, dict[str, Any]]:
+    attrs["db.operation.name"] = "connect"
+    attrs[CONNECT_ATTRIBUTE] = how
+    return "connect", attrs
+
+
+def _describe_transaction(attrs: dict[str, Any], statement: str) -> tuple[str, dict[str, Any]]:
+    attrs["db.query.text"] = statement
+    attrs["db.operation.name"] = statement
+    return statement, attrs
 
 
 def _mark_error(span: Any, exc: BaseException) -> None:

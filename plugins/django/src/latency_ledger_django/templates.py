@@ -66,13 +66,16 @@ class RenderTracer:
                 span_name, attrs = self._described(template_name(template))
                 start_clean = getattr(tracer, "start_clean_span", None)
                 if start_clean is not None:  # the collector's: attributes shared, not copied
-                    span = start_clean(span_name, _INTERNAL, attrs)
+                    span = start_clean(span_name, _INTERNAL, attrs)  # None: suppressed
                 else:
                     span = tracer.start_span(span_name, kind=_INTERNAL, attributes=attrs)
-                ctx = otel_context.set_value(_RENDERING, True, trace.set_span_in_context(span))
-                token = otel_context.attach(ctx)
+                if span is not None:
+                    ctx = otel_context.set_value(_RENDERING, True, trace.set_span_in_context(span))
+                    token = otel_context.attach(ctx)
             except Exception:
                 self.errors += 1
+                return render(template, *args, **kwargs)
+            if span is None:
                 return render(template, *args, **kwargs)
             try:
                 return render(template, *args, **kwargs)

@@ -31,7 +31,7 @@ from time import thread_time_ns
 from typing import Any
 
 from latency_ledger_plugin_base import InstrumentorPlugin, SanitizingTracerProvider
-from latency_ledger_plugin_base.tracing import charger, meter_for
+from latency_ledger_plugin_base.tracing import charger, clean_span_starter, meter_for
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 __all__ = ["PsycopgPlugin", "plugin"]
@@ -89,9 +89,7 @@ class PsycopgPlugin(InstrumentorPlugin):
         import importlib
 
         tracer = tracer_provider.get_tracer(_TRACER)
-        start = getattr(tracer, "clean_span_starter", None) or (
-            lambda name, kind, attributes: tracer.start_span(name, kind=kind, attributes=attributes)
-        )
+        start = clean_span_starter(tracer)
         described: dict[str, dict[str, Any]] = {}
         for module_name, class_name, method, how in _HOOKS:
             try:

@@ -25,10 +25,10 @@ that endpoint's throughput, ~35 us for everything. Where its cost is, and what w
   methods SQLAlchemy calls for every cursor execution), which costs one Python call.
 - *Pool waits.* It wraps ``Engine.connect`` (the pool checkout) in a ``connect`` span for
   every checkout, through ``wrapt`` and ``start_as_current_span``. Ours is a plain
-  function reading two clocks; it records a ``connect`` span only for a checkout that
-  waited (``POOL_WAIT_MIN_NS``: a faster one is pool bookkeeping on the CPU, booked as
-  interpreter like other library code) or failed, and keeps the CPU spent inside a
-  recorded wait out of the request's interpreter time.
+  function reading the wall clock twice; it records a ``connect`` span only for a
+  checkout that waited (``POOL_WAIT_MIN_NS``: a faster one is pool bookkeeping on the
+  CPU, booked as interpreter like other library code) or failed, and keeps the CPU spent
+  opening connections inside a recorded wait out of the request's interpreter time.
 - *Engines created before instrumenting.* It wraps ``create_engine``, so an engine made
   at import time, or through a ``create_engine`` name imported early, is never traced.
   Our ``Engine.connect`` sees every engine's first connection (async engines connect
@@ -110,21 +110,28 @@ class SQLAlchemyPlugin(LibraryPlugin):
             c0 = thread_time_ns() if sampled else 0
             if engine.__dict__.get(_SEEN) is not token:
                 plugin._discover(engine)
-            opened = opens.__dict__.get("count", 0)
+            seen = opens.__dict__
+            opened, open_cpu = seen.get("count", 0), seen.get("cpu_ns", 0)
+            c1 = thread_time_ns() if sampled else 0
             start = time_ns()
-            cpu = thread_time_ns()  # the checkout's own CPU: its start is our stretch's end
             try:
                 connection = original(engine, *args, **kwargs)
             except BaseException as exc:
-                plugin._record_connect(engine, start, cpu, exc, opens.__dict__.get("count", 0))
+                plugin._record_connect(
+                    engine, start, seen.get("cpu_ns", 0) - open_cpu, exc, seen.get("count", 0)
+                )
                 raise
             c2 = thread_time_ns() if sampled else 0
-            if time_ns() - start >= POOL_WAIT_MIN_NS or opens.__dict__.get("count", 0) != opened:
+            if time_ns() - start >= POOL_WAIT_MIN_NS or seen.get("count", 0) != opened:
                 plugin._record_connect(
-                    engine, start, cpu, None, opens.__dict__.get("count", 0) != opened
+                    engine,
+                    start,
+                    seen.get("cpu_ns", 0) - open_cpu,
+                    None,
+                    seen.get("count", 0) != opened,
                 )
             if sampled:
-                meter.record(cpu - c0 + thread_time_ns() - c2)
+                meter.record(c1 - c0 + thread_time_ns() - c2)
             charge(meter.mean_ns)
             return connection
 
@@ -136,16 +143,18 @@ class SQLAlchemyPlugin(LibraryPlugin):
         self,
         engine: Any,
         start_ns: int,
-        cpu_start_ns: int,
+        cpu_ns: int,
         error: BaseException | None,
         opened: bool,
     ) -> None:
         """A ``connect`` span for a checkout that waited, failed or opened a connection
         (``ledger.db.connect``: "open" when it did, whatever else it waited for, since
-        opening dominates; "pool" otherwise)."""
+        opening dominates; "pool" otherwise). ``cpu_ns``: the CPU this thread spent
+        opening connections inside it (a wait for a pooled one is blocked, not on the
+        CPU; the pool's own bookkeeping is interpreter, as in a checkout that did not
+        wait), measured around the opening so that a checkout costs no clock read."""
         try:
             end_ns = time_ns()
-            cpu_ns = thread_time_ns() - cpu_start_ns
             from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
             if not is_instrumentation_enabled():
@@ -219,11 +228,16 @@ class SQLAlchemyPlugin(LibraryPlugin):
 
 
 def counting_opens(connect: Any, opens: threading.local) -> Any:
-    """``dialect.connect`` (opens a DB-API connection) counting its calls on ``opens``."""
+    """``dialect.connect`` (opens a DB-API connection) counting its calls on ``opens``
+    (``count``) and the thread's CPU they took (``cpu_ns``)."""
 
     def opening(*args: Any, **kwargs: Any) -> Any:
         opens.count = opens.__dict__.get("count", 0) + 1
-        connection = connect(*args, **kwargs)
+        cpu = thread_time_ns()
+        try:
+            connection = connect(*args, **kwargs)
+        finally:
+            opens.cpu_ns = opens.__dict__.get("cpu_ns", 0) + thread_time_ns() - cpu
         # our statement spans cover it: no traced cursor per statement (psycopg); one that
         # refuses keeps traced cursors, whose spans we suppress
         with contextlib.suppress(Exception):

@@ -20,7 +20,12 @@ from collections.abc import Callable
 from time import thread_time_ns
 from typing import Any
 
-from latency_ledger_plugin_base.tracing import charger, clean_attributes, meter_for
+from latency_ledger_plugin_base.tracing import (
+    charger,
+    clean_attributes,
+    clean_span_starter,
+    meter_for,
+)
 from latency_ledger_plugin_base.transactions import idle, traced_cursor
 from latency_ledger_plugin_base.transactions import suppress_instrumentation as suppress_driver
 from opentelemetry.context import detach
@@ -104,11 +109,8 @@ class StatementSpans:
         self._client = SpanKind.CLIENT
         self._error = StatusCode.ERROR
         self._status = Status
-        # our sanitizing tracer's hot path, or a plain start_span for any other tracer
-        start = getattr(tracer, "clean_span_starter", None)
-        self._start: Callable[[str, Any, dict[str, Any]], Any] = start or (
-            lambda name, kind, attributes: tracer.start_span(name, kind=kind, attributes=attributes)
-        )
+        # our sanitizing tracer's hot path (None when instrumentation is suppressed)
+        self._start: Callable[[str, Any, dict[str, Any]], Any] = clean_span_starter(tracer)
         self.cache: dict[str, tuple[str, dict[str, Any]]] = {}
         driver = getattr(engine.dialect, "driver", "")
         self._driver_traced = driver_instrumentation(driver)
@@ -149,33 +151,37 @@ class StatementSpans:
         ``DialectEvents.do_execute`` listener that runs the statement itself bypasses these
         methods, so its statements are not traced.) Written as one function: it runs for
         every statement, and each helper call would add to every query's cost."""
-        enabled, cache, start, client = self._enabled, self.cache, self._start, self._client
+        cache, start, client = self.cache, self._start, self._client
         describe, report = self._describe_cached, self._plugin.report
         error_status, status = self._error, self._status
-        driver_traced, charge, meter = self._driver_traced, self._charge, self._meter
-        kinds = self._plain_kinds
+        driver_traced, charge, due = self._driver_traced, self._charge, self._meter.due
+        meter, kinds = self._meter, self._plain_kinds
 
         def execute(cursor: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
             # our CPU around the statement is the collector's cost (1 in N measured)
-            sampled = meter.due()
+            sampled = due()
             c0 = thread_time_ns() if sampled else 0
             span = None
             try:
-                if enabled():
-                    described = cache.get(statement)
-                    if described is None:
-                        context = kwargs.get("context", args[-1] if args else None)
-                        described = describe(cursor, statement, context)
-                    span = start(described[0], client, described[1])
+                described = cache.get(statement)
+                if described is None:
+                    context = kwargs.get("context", args[-1] if args else None)
+                    described = describe(cursor, statement, context)
+                # None when instrumentation is suppressed here
+                span = start(described[0], client, described[1])
             except Exception as exc:  # the statement runs untraced, never fails for us
                 report("statement", f"could not start a statement span: {exc}", exc)
             if span is None:
                 return method(cursor, statement, *args, **kwargs)
-            token = (
-                suppress_driver()
-                if driver_traced() and (kinds is None or traced_cursor(cursor, kinds))
-                else None
-            )
+            # the driver's own span of this statement is suppressed, unless the cursor
+            # is a plain one (its connection was opened by us, see plain_cursors)
+            token = None
+            if (
+                (kinds is None or kinds.get(type(cursor)) is not False)
+                and driver_traced()
+                and (kinds is None or traced_cursor(cursor, kinds))
+            ):
+                token = suppress_driver()
             c1 = thread_time_ns() if sampled else 0
             try:
                 result = method(cursor, statement, *args, **kwargs)
@@ -228,7 +234,8 @@ class StatementSpans:
                     if not described:
                         described.append(self.describe(None, statement, None))
                     span = start(described[0][0], client, described[0][1])
-                    token = suppress_driver()
+                    if span is not None:
+                        token = suppress_driver()
             except Exception as exc:  # the commit runs untraced, never fails for us
                 report("transaction", f"could not start a {statement} span: {exc}", exc)
             if span is None:
