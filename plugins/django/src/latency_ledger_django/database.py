@@ -207,7 +207,12 @@ class QueryTracer:
             span = tracer.start_span(name, kind=_CLIENT, attributes=attrs)
         token = None
         # an OpenTelemetry-traced DB-API cursor (psycopg/dbapi instrumentation) under ours
-        if self._suppress is not None and self._traced_cursor(context.get("cursor")):
+        # (the cursor type's answer looked up here first: a plain one is the usual case)
+        raw = getattr(context.get("cursor"), "cursor", None)
+        traced = self._cursor_kinds.get(type(raw))
+        if traced is None:
+            traced = traced_cursor(raw, self._cursor_kinds)
+        if traced and self._suppress is not None:
             ctx = trace.set_span_in_context(span)
             token = otel_context.attach(otel_context.set_value(self._suppress, True, ctx))
         return span, token
@@ -228,10 +233,6 @@ class QueryTracer:
             cache.clear()
         cache[key] = described
         return described
-
-    def _traced_cursor(self, wrapper: Any) -> bool:
-        """Is Django's cursor wrapper around a cursor the OpenTelemetry instrumentation made?"""
-        return traced_cursor(getattr(wrapper, "cursor", None), self._cursor_kinds)
 
     def _static_for(self, connection: Any) -> dict[str, Any]:
         key = (str(getattr(connection, "alias", "")), str(getattr(connection, "vendor", "")))
