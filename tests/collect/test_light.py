@@ -192,6 +192,36 @@ def test_outside_a_request_spans_come_from_the_sdk(make_collector: Any) -> None:
     assert type(span) is not LightSpan
 
 
+def test_a_plugins_hot_path_starts_light_spans_and_honours_suppression(
+    make_collector: Any,
+) -> None:
+    # Expected: in a request, a cached-attribute span is light and its request's child;
+    # with instrumentation suppressed (an ORM's span above a driver's), none is started.
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    collector, exporter = make_collector(keep_spans="all")
+    tracer: Any = collector.span_provider.get_tracer("test")
+    started: list[Any] = []
+
+    async def page(request: Any) -> PlainTextResponse:
+        started.append(tracer.start_clean_span("SELECT", trace.SpanKind.CLIENT, DB))
+        started[-1].end()
+        with suppress_instrumentation():
+            started.append(tracer.start_clean_span("SELECT", trace.SpanKind.CLIENT, DB))
+        return PlainTextResponse("ok")
+
+    app = LedgerMiddleware(Starlette(routes=[Route("/page", page)]), collector=collector)
+    asyncio.run(get(app))
+    collector.flush()
+    assert type(started[0]) is LightSpan
+    assert started[1] is None
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    select = spans["SELECT"]
+    assert select.parent is not None
+    assert select.parent.span_id == spans["GET /page"].context.span_id
+    assert len(exporter.get_finished_spans()) == 2
+
+
 def test_cpu_inside_a_light_wait_span_is_not_interpreter(make_collector: Any) -> None:
     collector, exporter = make_collector(keep_spans="none")
     tracer = collector.span_provider.get_tracer("test")

@@ -334,3 +334,20 @@ def test_opening_a_connection_is_not_a_pool_wait(spans: Any, plugin: Any, tmp_pa
     assert [dict(s.attributes or {})["ledger.db.connect"] for s in opened] == ["open", "open"]
     rule = plugin.classify_rules()[0]
     assert rule(_model(opened[0])).kind == CallKind.CONNECT
+
+
+def test_suppressed_instrumentation_records_no_statement_or_commit(spans: Any, plugin: Any) -> None:
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    assert plugin.instrument(spans.provider) is True
+    engine = sqlalchemy.create_engine("sqlite://")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    recorded = len(spans.finished())
+    with suppress_instrumentation(), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    assert len(spans.finished()) == recorded  # neither the INSERT nor its COMMIT
+    with engine.begin() as conn:  # the same, not suppressed
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
+    assert [s.name for s in spans.finished()[recorded:]] == ["INSERT", "SELECT", "COMMIT"]
