@@ -83,6 +83,10 @@ from latency_ledger.model import Span, SpanKind
 _log = logging.getLogger("latency_ledger.collect")
 
 _WAIT_KINDS = frozenset({trace.SpanKind.CLIENT, trace.SpanKind.PRODUCER})
+# An SDK span whose start (end) time is further than this from when the processor saw it
+# start (end) was given its times by the app (a span recorded after the fact): the
+# clocks read then say nothing about it, so it gets no tail.
+_NOW_NS = 1_000_000
 MAX_CHILDREN = 2_000  # per request; more are dropped and counted
 _EXPORT_EVERY = 64  # requests between two reads of the export thread's CPU clock
 MAX_OPEN_SPANS = 100_000
@@ -163,7 +167,8 @@ class LedgerSpanProcessor(SpanProcessor):
                 pause_for_wait(acct)
                 if acct.sdk_tails is None:
                     acct.sdk_tails = {}
-                acct.sdk_tails[span.context.span_id] = wait_started(acct)
+                if abs(time_ns() - (span.start_time or 0)) <= _NOW_NS:
+                    acct.sdk_tails[span.context.span_id] = wait_started(acct)
             owner = self.owner
             if len(owner) >= MAX_OPEN_SPANS:  # spans started and never ended: forget them
                 owner.clear()
@@ -208,6 +213,8 @@ class LedgerSpanProcessor(SpanProcessor):
         length = (span.end_time or 0) - (span.start_time or 0)
         if started is None or length <= 0 or tails is None:
             return
+        if abs(time_ns() - (span.end_time or 0)) > _NOW_NS:
+            return  # given an end time of its own: our clocks were not read at its end
         key = span_key(span.name, dict(span.attributes or {}))
         typical = self._collector.typical_io
         tails[span.context.span_id] = wait_ended(acct, typical, key, length, started)
