@@ -337,20 +337,10 @@ class LightTracer(trace.Tracer):
     def charge(self, ns: int) -> None:
         """A plugin's wrapper spent ``ns`` of CPU around the app's call: the
         collector's cost, charged to the request running here and to the plugin
-        (:meth:`charge_to`, written out: it runs for every statement)."""
+        (:meth:`charge_to`)."""
         acct: Any = CURRENT.get() or SEGMENT.acct
-        if acct is None:
-            return
-        acct.overhead_ns += ns
-        plugin = self.plugin
-        if plugin:
-            costs = getattr(acct, "plugin_ns", None)
-            if costs is None:
-                try:
-                    costs = acct.plugin_ns = {}
-                except AttributeError:  # an Account without it (not a request's record)
-                    return
-            costs[plugin] = costs.get(plugin, 0) + ns
+        if acct is not None:
+            self.charge_to(acct, ns)
 
     def charge_to(self, acct: Any, ns: int) -> None:
         acct.overhead_ns += ns
