@@ -329,9 +329,12 @@ def test_threads_waiting_for_the_gil_book_queueing_not_cpu(ledger: Any, exported
     threads_n = 4
     TOGETHER[:] = [threading.Barrier(threads_n)]
     statuses: list[int] = []
+    around: list[int] = []  # each thread's CPU clock around its whole request
 
     def one() -> None:
+        t0 = time.thread_time_ns()
         statuses.append(Client().get("/t/burn_together").status_code)
+        around.append(time.thread_time_ns() - t0)
 
     threads = [threading.Thread(target=one) for _ in range(threads_n)]
     for thread in threads:
@@ -343,7 +346,11 @@ def test_threads_waiting_for_the_gil_book_queueing_not_cpu(ledger: Any, exported
     assert len(servers) == threads_n
     rows = [dict(s.attributes or {}) for s in servers]
     for row in rows:
-        assert abs(row["ledger.cpu_ns"] - 10_000_000) <= 2_000_000, row
+        # its own CPU: the 10 ms burn (less 15% at most) and Django's work around it, no
+        # more than its thread's clock read around the whole request (the test client's
+        # work included; four threads handing one lock over cost each ~1-3 ms more here)
+        assert row["ledger.cpu_ns"] >= 8_500_000, row
+        assert row["ledger.cpu_ns"] <= max(around), (row["ledger.cpu_ns"], around)
         assert row["ledger.interpreter_ns"] == row["ledger.cpu_ns"]
         assert row["ledger.queueing_ns"] <= row["ledger.waiting_ns"], row
     assert max(row["ledger.queueing_ns"] for row in rows) >= 20_000_000, rows
