@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -606,33 +607,23 @@ def test_asgi_receive_send_spans_are_client_io() -> None:
 
 def test_fast_call_constructor_builds_the_same_record() -> None:
     fast = new_call(Category.DATABASE, CallKind.QUERY, "postgresql", "SELECT 1", 5, 9, 3)
-    slow = Call(
-        category=Category.DATABASE,
-        kind=CallKind.QUERY,
-        system="postgresql",
-        target="SELECT 1",
-        start_ns=5,
-        end_ns=9,
-        booked_ns=3,
-    )
+    fields: dict[str, Any] = {
+        "category": Category.DATABASE,
+        "kind": CallKind.QUERY,
+        "system": "postgresql",
+        "target": "SELECT 1",
+        "start_ns": 5,
+        "end_ns": 9,
+        "booked_ns": 3,
+    }
+    slow = Call(**fields)
     assert fast == slow
     assert hash(fast) == hash(slow)
     assert repr(fast) == repr(slow)
     assert fast.duration_ns == 4
     with pytest.raises(AttributeError):
         fast.booked_ns = 0  # type: ignore[misc]
-    assert (
-        new_call(
-            category=Category.DATABASE,
-            kind=CallKind.QUERY,
-            system="postgresql",
-            target="SELECT 1",
-            start_ns=5,
-            end_ns=9,
-            booked_ns=3,
-        )
-        == slow
-    )
+    assert new_call(**fields) == slow  # by keyword, as the dataclass takes them
 
 
 def test_fast_ledger_and_request_constructors_build_the_same_records() -> None:
