@@ -1,0 +1,289 @@
+"""Booked requests, one at a time -> findings per endpoint and overall.
+
+Contract: :class:`FindingsAccumulator` takes :class:`~latency_ledger.model.Request`
+records one at a time and keeps per endpoint x statement (or call target) counters and
+one ``array('q')`` of call durations (and their weights) per statement, never
+per-request rows (at most ``MAX_TARGETS_PER_ENDPOINT`` targets an endpoint; the rest are
+pooled under ``OTHER_TARGETS``); then ``findings()`` and ``overall()`` return
+:class:`~latency_ledger.model.Finding` records, largest ``saving_ns_per_request`` first,
+their figures estimated over every request (:mod:`.estimate`) and their detail line
+written here (targets cut by :func:`shorten`). Findings carry normalized statements
+only, never raw literals.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import repeat
+
+from latency_ledger.findings.estimate import Aux, Base, Tally, margin, percentiles
+from latency_ledger.findings.repeats import find_repeats, group_calls
+from latency_ledger.findings.thresholds import (
+    CHATTY_CALLS,
+    DEFAULT_THRESHOLDS,
+    N_PLUS_ONE,
+    POOL_WAIT,
+    SLOW_STATEMENT,
+    Thresholds,
+    is_setup_statement,
+)
+from latency_ledger.model import CallKind, Finding, Request
+from latency_ledger.sql import normalize_statement
+
+_DETAIL_CHARS = 120  # statement text shown in a detail line
+_CACHE_LIMIT = 4096  # raw statement -> normalized, per accumulator
+# Distinct statements / repeat targets kept per endpoint; beyond it (generated SQL with
+# names the normalizer cannot collapse) new ones are pooled so memory stays bounded.
+MAX_TARGETS_PER_ENDPOINT = 2000
+OTHER_TARGETS = "(other statements)"
+
+
+@dataclass(slots=True)
+class _Statement:
+    tally: Tally = field(default_factory=Tally)
+    durations: array[int] = field(default_factory=lambda: array("q"))
+    weights: array[float] = field(default_factory=lambda: array("d"))  # one per duration
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    detailed: int = 0  # requests whose calls were kept
+    totals_only: int = 0  # requests booked from ledger.* totals, no calls
+    weight: float = 0.0  # the requests the kept ones stand for (sum of 1 / keep_probability)
+    variance: float = 0.0  # sum of w * (w - 1) over the kept requests
+    database: Aux = field(default_factory=Aux)
+    network: Aux = field(default_factory=Aux)
+    statements: dict[str, _Statement] = field(default_factory=dict)
+    repeats: dict[tuple[str, str], Tally] = field(default_factory=dict)
+    pools: dict[str, Tally] = field(default_factory=dict)
+
+    def merge(self, other: _Endpoint, scale: float = 1.0) -> None:
+        """Add ``other``, its weights multiplied by ``scale`` (see ``Tally.merge``)."""
+        self.detailed += other.detailed
+        self.totals_only += other.totals_only
+        self.weight += other.weight * scale
+        self.variance += other.variance * scale * scale
+        self.database.merge(other.database, scale)
+        self.network.merge(other.network, scale)
+        for statement, st in other.statements.items():
+            into = self.statements.setdefault(statement, _Statement())
+            into.tally.merge(st.tally, scale)
+            into.durations.extend(st.durations)
+            into.weights.extend(w * scale for w in st.weights)
+        for key, tally in other.repeats.items():
+            self.repeats.setdefault(key, Tally()).merge(tally, scale)
+        for system, tally in other.pools.items():
+            self.pools.setdefault(system, Tally()).merge(tally, scale)
+
+
+class FindingsAccumulator:
+    """Streams requests in; answers findings per endpoint and across all of them.
+
+    Every figure is an estimate over all the endpoint's requests: a request whose tree was
+    kept with probability ``p`` (``Request.keep_probability``, recorded by the collector)
+    stands for ``1 / p`` requests (Horvitz-Thompson weights; shares and per-request
+    figures are their ratio, Hajek's estimator, whose error does not grow with how many
+    trees the random draw happened to keep). So the slow and failed trees the collector
+    keeps with certainty count once each, and the 1% random ones stand for the rest.
+    Costs are ratio estimates on the database (network) time every request reports
+    (:meth:`Base.cost_per_request`). ``Finding.margin_fraction`` says how sure the cost
+    is.
+    """
+
+    def __init__(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> None:
+        self.thresholds = thresholds
+        self._endpoints: dict[tuple[str, str], _Endpoint] = {}
+        # The same raw statement text recurs (bound parameters), normalize it once.
+        self._normalized: dict[str, str] = {}
+
+    def _normalize(self, sql: str) -> str:
+        found = self._normalized.get(sql)
+        if found is None:
+            if len(self._normalized) >= _CACHE_LIMIT:
+                self._normalized.clear()
+            found = self._normalized[sql] = normalize_statement(sql)
+        return found
+
+    def add(self, request: Request) -> None:
+        key = (request.service, request.endpoint)
+        ep = self._endpoints.get(key)
+        if ep is None:
+            ep = self._endpoints[key] = _Endpoint()
+        database_ns, network_ns = request.ledger.database_ns, request.ledger.network_ns
+        ep.database.total_ns += database_ns
+        ep.network.total_ns += network_ns
+        if request.from_totals and not request.calls:
+            ep.totals_only += 1
+            return
+        weight = 1.0 / request.keep_probability
+        variance = weight * (weight - 1.0)
+        ep.detailed += 1
+        ep.weight += weight
+        ep.variance += variance
+        ep.database.w_ns += weight * database_ns
+        ep.database.v_ns2 += variance * database_ns * database_ns
+        ep.network.w_ns += weight * network_ns
+        ep.network.v_ns2 += variance * network_ns * network_ns
+        queries, outgoing = group_calls(request, self._normalize)
+        for statement, calls in queries.items():
+            st = ep.statements.get(statement)
+            if st is None:
+                if len(ep.statements) >= MAX_TARGETS_PER_ENDPOINT:
+                    statement = OTHER_TARGETS
+                st = ep.statements.setdefault(statement, _Statement())
+            st.tally.add(weight, len(calls), sum(c.booked_ns for c in calls), database_ns)
+            st.durations.extend([c.end_ns - c.start_ns for c in calls])
+            st.weights.extend(repeat(weight, len(calls)))
+        for rep in find_repeats(request, self.thresholds, queries, outgoing):
+            key = (rep.kind, rep.target)
+            tally = ep.repeats.get(key)
+            if tally is None:
+                if len(ep.repeats) >= MAX_TARGETS_PER_ENDPOINT:
+                    key = (rep.kind, OTHER_TARGETS)
+                tally = ep.repeats.setdefault(key, Tally())
+            aux = database_ns if rep.kind == N_PLUS_ONE else network_ns
+            tally.add(weight, rep.count, rep.booked_ns, aux, rep.concurrent, rep.fixable_ns)
+        pools: dict[str, tuple[int, int]] = {}
+        for call in request.calls:
+            if call.kind == CallKind.POOL:
+                system = call.system or "database"
+                count, booked = pools.get(system, (0, 0))
+                pools[system] = (count + 1, booked + call.booked_ns)
+        for system, (count, booked) in pools.items():
+            ep.pools.setdefault(system, Tally()).add(weight, count, booked, database_ns)
+
+    def merge(self, other: FindingsAccumulator, rename: Mapping[tuple[str, str], str]) -> None:
+        """Add ``other``'s endpoints; ``rename`` gives the endpoint each goes to here."""
+        for (service, endpoint), ep in other._endpoints.items():
+            key = (service, rename.get((service, endpoint), endpoint))
+            into = self._endpoints.get(key)
+            if into is None:
+                into = self._endpoints[key] = _Endpoint()
+            into.merge(ep)
+
+    def findings(
+        self, service: str, endpoint: str, request_count: int, p50_ns: int = 0
+    ) -> tuple[Finding, ...]:
+        """One endpoint's findings; ``request_count`` is its number of requests and
+        ``p50_ns`` its median latency (what a slow statement must be material to)."""
+        ep = self._endpoints.get((service, endpoint))
+        if ep is None:
+            return ()
+        return self._build(ep, self.thresholds.slow_statements_top, p50_ns)
+
+    def overall(
+        self, counts: Mapping[tuple[str, str], int], request_count: int, p50_ns: int = 0
+    ) -> tuple[Finding, ...]:
+        """Findings across every endpoint: slow statements ranked over all requests,
+        and the repeats and pool waits of all endpoints merged by target.
+
+        ``counts`` maps (service, endpoint) to its number of requests: each endpoint's
+        kept trees are scaled to stand for that many, so a finding's share and its
+        saving per request are over all ``request_count`` requests, each endpoint
+        weighing what its requests weigh. An endpoint with no kept tree says nothing."""
+        merged = _Endpoint()
+        for key, ep in self._endpoints.items():
+            if ep.weight <= 0:
+                continue
+            merged.merge(ep, counts.get(key, ep.detailed + ep.totals_only) / ep.weight)
+        merged.weight = max(merged.weight, float(request_count))
+        return self._build(merged, self.thresholds.overall_slow_statements_top, p50_ns)
+
+    def _build(self, ep: _Endpoint, top: int, p50_ns: int) -> tuple[Finding, ...]:
+        t = self.thresholds
+        weight = ep.weight or 1.0
+        requests = ep.detailed + ep.totals_only
+        base = Base(weight=weight, variance=ep.variance, requests=requests, aux=ep.database)
+        network_base = Base(weight=weight, variance=ep.variance, requests=requests, aux=ep.network)
+        out: list[Finding] = []
+        for (kind, target), tally in ep.repeats.items():
+            if kind == N_PLUS_ONE and is_setup_statement(target):
+                continue
+            st = ep.statements.get(target) if kind == N_PLUS_ONE else None
+            p50, p99 = percentiles(st.durations, st.weights) if st is not None else (0, 0)
+            on = base if kind == N_PLUS_ONE else network_base
+            out.append(_finding(kind, target, tally, on, p50_ns=p50, p99_ns=p99))
+        for system, tally in ep.pools.items():
+            if tally.w_booked >= t.pool_wait_min_ns * tally.w:
+                out.append(_finding(POOL_WAIT, system, tally, base))
+        # "slow" means slow: the statement's own time at p50 is material for the endpoint
+        floor = max(t.slow_statement_min_ns, int(t.slow_statement_min_fraction * p50_ns))
+        slow = []
+        for statement, st in ep.statements.items():
+            if is_setup_statement(statement):
+                continue
+            p50, p99 = percentiles(st.durations, st.weights)
+            if p50 >= floor:
+                total = sum(d * w for d, w in zip(st.durations, st.weights, strict=True))
+                slow.append((-total, statement, st, p50, p99, total))
+        slow.sort(key=lambda row: (row[0], row[1]))
+        for _, statement, st, p50, p99, total in slow[:top]:
+            out.append(
+                _finding(
+                    SLOW_STATEMENT,
+                    statement,
+                    st.tally,
+                    base,
+                    p50_ns=p50,
+                    p99_ns=p99,
+                    total_ns=round(total),
+                )
+            )
+        out.sort(key=lambda f: (-f.saving_ns_per_request, f.kind, f.target))
+        return tuple(out)
+
+
+def shorten(text: str, limit: int = _DETAIL_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, ending in ``...`` when cut."""
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _times(value: float) -> str:
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def _finding(
+    kind: str,
+    target: str,
+    tally: Tally,
+    base: Base,
+    *,
+    p50_ns: int = 0,
+    p99_ns: int = 0,
+    total_ns: int | None = None,
+) -> Finding:
+    per_request = tally.w_count / tally.w if tally.w else 0.0
+    count = round(tally.w_count)
+    together = ", concurrently" if tally.concurrent else ""
+    short = shorten(target)
+    if kind == N_PLUS_ONE:
+        detail = f"{short} run {_times(per_request)}x per request{together}"
+    elif kind == CHATTY_CALLS:
+        detail = f"{short} called {_times(per_request)}x per request{together}"
+    elif kind == POOL_WAIT:
+        detail = f"waiting for a {short} connection, {_times(per_request)}x per request"
+    else:
+        detail = f"{short}: {count} calls, {_times(per_request)} per request"
+    fraction = min(1.0, tally.w / base.weight)
+    affected = base.cost_per_request(tally) / fraction if fraction > 0 else 0.0
+    fixable = min(1.0, tally.w_fixable / tally.w_booked) if tally.w_booked > 0 else 1.0
+    return Finding(
+        kind=kind,
+        detail=detail,
+        target=target,
+        count_per_request=per_request,
+        ns_per_request=round(affected),
+        requests_fraction=fraction,
+        total_ns=round(base.cost_per_request(tally) * base.requests)
+        if total_ns is None
+        else total_ns,
+        count=count,
+        p50_ns=p50_ns,
+        p99_ns=p99_ns,
+        concurrent=tally.concurrent,
+        margin_fraction=margin(tally, base),
+        sampled_requests=tally.requests,
+        fixable_ns_per_request=round(affected * fixable),
+    )
