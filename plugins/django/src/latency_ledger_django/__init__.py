@@ -9,10 +9,12 @@ Every request is booked (WSGI or ASGI; sync or async views) on a SERVER span nam
 its resolved route; ORM queries on every database alias and connection opens are
 database spans with sanitized SQL; template renders are INTERNAL spans. Traces go where
 the ASGI collector sends them (``./ledger-traces/`` by default, see
-``latency_ledger.collect``). Modules: :mod:`.middleware` (the middleware), :mod:`.settings`
-(``LATENCY_LEDGER`` and the environment), :mod:`.plugin` (the ``latency_ledger.plugins``
-entry point, switching on :mod:`.database` and :mod:`.templates`), :mod:`.forking` (the
-middleware's lock after a pre-forking server forks; the collector re-arms itself).
+``latency_ledger.collect``). Modules: :mod:`.middleware` (the middleware), :mod:`.scope`
+(a request's ASGI-shaped scope and route), :mod:`.streaming` (streaming bodies booked
+when they end), :mod:`.settings` (``LATENCY_LEDGER`` and the environment),
+:mod:`.plugin` (the ``latency_ledger.plugins`` entry point, switching on
+:mod:`.database` and :mod:`.templates`), :mod:`.forking` (the middleware's lock after a
+pre-forking server forks; the collector re-arms itself).
 Thread-per-request queueing comes from ``latency_ledger.collect.threads``.
 
 The middleware is imported lazily: the offline analyzer loads every plugin through the

@@ -20,6 +20,9 @@ the body is exhausted or closed, with the CPU spent producing it. The response, 
 headers and body are never altered (a streaming body is re-wrapped chunk for chunk, sync
 stays sync and async stays async; a ``FileResponse`` is left as is), and the collector's
 own failures are counted, never raised into the app.
+
+Modules: this one drives a request through the collector; :mod:`.scope` says what the
+request is (scope, route), :mod:`.streaming` books a streaming body when it ends.
 """
 
 from __future__ import annotations
@@ -27,19 +30,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from time import thread_time_ns, time_ns
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponseBase
 from opentelemetry import context as otel_context
 
 from latency_ledger.collect import default_collector
 from latency_ledger.collect.accounting import (
-    CHARGED,
     CURRENT,
     SEGMENT,
     TimedCoroutine,
@@ -52,225 +53,11 @@ from latency_ledger.collect.accounting import (
 from latency_ledger.collect.threads import PROCESS_CPU, request_cpu_ns
 from latency_ledger_django import forking
 from latency_ledger_django.plugin import plugin
+from latency_ledger_django.scope import name_outer, request_scope, route_template
 from latency_ledger_django.settings import read_settings
+from latency_ledger_django.streaming import AsyncStream, Finisher, SyncStream
 
-MAX_ROUTE_CHARS = 512
 _EXCEPTION = "_latency_ledger_exception"
-
-
-_ROUTES: dict[str, str] = {}  # resolver route -> "/route"; routes come from the URLconf
-
-
-def _normalized(route: str) -> str:
-    normal = _ROUTES.get(route)
-    if normal is None:
-        bare = route.removeprefix("^")
-        if bare.endswith("$") and not bare.endswith("\\$"):
-            bare = bare[:-1]
-        normal = ("/" + bare.removesuffix("\\Z"))[:MAX_ROUTE_CHARS]
-        if len(_ROUTES) < 4096:  # a URLconf built at run time must not grow it forever
-            _ROUTES[route] = normal
-    return normal
-
-
-def route_template(request: HttpRequest, *, with_prefix: bool = True) -> str:
-    """``/orders/<int:order_id>`` (plus the script prefix) for a resolved request, else ``""``."""
-    match = getattr(request, "resolver_match", None)
-    route = getattr(match, "route", None)
-    if not isinstance(route, str):
-        return ""
-    normal = _normalized(route)
-    if with_prefix:
-        path, info = request.path, request.path_info
-        if len(path) > len(info) and path.endswith(info):
-            prefix = path[: len(path) - len(info)].rstrip("/")
-            return f"{prefix}{normal}"[:MAX_ROUTE_CHARS]
-    return normal
-
-
-def request_scope(request: HttpRequest) -> dict[str, Any]:
-    """The ASGI-scope-shaped mapping ``Collector.begin``/``finish`` read, from any request:
-    method, path, scheme, server address and the ``traceparent``/``tracestate`` headers."""
-    meta = request.META
-    scope: dict[str, Any] = {
-        "method": request.method or "",
-        "path": request.path,
-        "scheme": _scheme(request, meta),
-    }
-    host = meta.get("SERVER_NAME")
-    if host:
-        port = meta.get("SERVER_PORT")
-        try:
-            scope["server"] = (str(host), int(port) if port else None)
-        except (TypeError, ValueError):
-            scope["server"] = (str(host), None)
-    parent = meta.get("HTTP_TRACEPARENT")
-    if isinstance(parent, str):
-        headers = [(b"traceparent", parent.encode("latin-1", "replace"))]
-        state = meta.get("HTTP_TRACESTATE")
-        if isinstance(state, str):
-            headers.append((b"tracestate", state.encode("latin-1", "replace")))
-        scope["headers"] = headers
-    return scope
-
-
-def _scheme(request: HttpRequest, meta: Any) -> str:
-    # ``request.scheme`` reads a setting and the environ through two calls per request;
-    # the WSGI environ says it directly unless a proxy header setting may override it
-    if not settings.SECURE_PROXY_SSL_HEADER:
-        scheme = meta.get("wsgi.url_scheme")
-        if isinstance(scheme, str) and scheme:
-            return scheme
-    return request.scheme or "http"
-
-
-def _charge(acct: Any) -> tuple[Any, int, int]:
-    """Charge this thread's CPU to ``acct`` from now; returns what to restore."""
-    seg = SEGMENT
-    saved = (seg.acct, seg.t0)
-    now = thread_time_ns()
-    seg.acct, seg.t0 = acct, now
-    return saved[0], saved[1], now
-
-
-def _uncharge(acct: Any, saved: tuple[Any, int, int]) -> int:
-    """Stop charging ``acct``; the outer charge resumes. Returns this thread's CPU spent."""
-    seg = SEGMENT
-    now = thread_time_ns()
-    charged = seg.acct is acct  # else a nested charge took the thread over meanwhile
-    if charged:
-        CHARGED.ns += now - seg.t0
-        acct.charged_ns += now - seg.t0
-    if charged and acct.depth == 0:
-        acct.cpu_ns += now - seg.t0
-    outer, outer_t0, started = saved
-    seg.acct = outer
-    seg.t0 = now if outer is not None else outer_t0
-    return now - started
-
-
-class _Finisher:
-    """Books a request whose streaming body outlived the middleware, exactly once."""
-
-    __slots__ = (
-        "acct",
-        "collector",
-        "context",
-        "done",
-        "profile",
-        "route",
-        "scope",
-        "status",
-        "threaded",
-    )
-
-    def __init__(
-        self,
-        collector: Any,
-        acct: Any,
-        context: Any,
-        scope: dict[str, Any],
-        status: int,
-        route: str,
-        threaded: bool,
-    ) -> None:
-        self.collector = collector
-        self.acct = acct
-        self.context = context  # the request's OTel context: spans made while streaming
-        self.scope = scope
-        self.status = status
-        self.route = route
-        self.threaded = threaded  # WSGI accounting: own CPU also kept in loop_ns
-        self.done = False
-        self.profile: str | None = None
-
-    def enter(self) -> tuple[Any, Any, int, tuple[Any, int, int]]:
-        acct = self.acct
-        token = CURRENT.set(acct)
-        otel_token = otel_context.attach(self.context)
-        return token, otel_token, acct.cpu_ns, _charge(acct)
-
-    def leave(self, entered: tuple[Any, Any, int, tuple[Any, int, int]]) -> None:
-        token, otel_token, charged0, saved = entered
-        acct = self.acct
-        spent = _uncharge(acct, saved)
-        if self.threaded:
-            acct.loop_ns += request_cpu_ns(spent, acct.cpu_ns - charged0)
-        otel_context.detach(otel_token)
-        CURRENT.reset(token)
-
-    def finish(self, error: BaseException | None = None) -> None:
-        if self.done:
-            return
-        self.done = True
-        try:
-            self.collector.finish(
-                self.acct, self.scope, self.status, error, self.profile, route=self.route
-            )
-        except Exception:
-            self.collector.stats.errors += 1
-            with contextlib.suppress(Exception):
-                self.collector.abandon(self.acct, self.scope)
-
-
-class _SyncStream:
-    """A sync streaming body, chunk for chunk, that books its request when done."""
-
-    def __init__(self, content: Iterator[Any], finisher: _Finisher) -> None:
-        self._content = content
-        self._finisher = finisher
-
-    def __iter__(self) -> _SyncStream:
-        return self
-
-    def __next__(self) -> Any:
-        finisher = self._finisher
-        if finisher.done:
-            return next(self._content)
-        entered = finisher.enter()
-        ended: BaseException | None = None
-        try:
-            return next(self._content)
-        except BaseException as exc:
-            ended = exc
-            raise
-        finally:
-            finisher.leave(entered)
-            if ended is not None:
-                finisher.finish(None if isinstance(ended, StopIteration) else ended)
-
-    def close(self) -> None:  # the server closes the response: Django calls this
-        self._finisher.finish()
-
-
-class _AsyncStream:
-    """The same for an async body; ``close`` (sync) is what Django's response.close calls."""
-
-    def __init__(self, content: AsyncIterator[Any], finisher: _Finisher) -> None:
-        self._content = content
-        self._finisher = finisher
-
-    def __aiter__(self) -> _AsyncStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        finisher = self._finisher
-        if finisher.done:
-            return await self._content.__anext__()
-        entered = finisher.enter()
-        ended: BaseException | None = None
-        try:
-            return await self._content.__anext__()
-        except BaseException as exc:
-            ended = exc
-            raise
-        finally:
-            finisher.leave(entered)
-            if ended is not None:
-                finisher.finish(None if isinstance(ended, StopAsyncIteration) else ended)
-
-    def close(self) -> None:
-        self._finisher.finish()
 
 
 class LedgerMiddleware:
@@ -327,7 +114,7 @@ class LedgerMiddleware:
             return self.__acall__(request)
         if CURRENT.get() is not None:  # already booked by an outer ledger middleware
             inner = self.get_response(request)
-            _name_outer(request)
+            name_outer(request)
             return inner
         try:
             collector = self._get_collector()
@@ -388,7 +175,7 @@ class LedgerMiddleware:
     async def __acall__(self, request: HttpRequest) -> Any:
         if CURRENT.get() is not None:
             inner = await self.get_response(request)
-            _name_outer(request)
+            name_outer(request)
             return inner
         try:
             collector = self._get_collector()
@@ -485,14 +272,14 @@ class LedgerMiddleware:
             ):
                 # the body is produced after we return: book the request when it ends
                 collector.detach(acct)
-                finisher = _Finisher(
+                finisher = Finisher(
                     collector, acct, context, scope, status, route, threaded is not None
                 )
                 finisher.profile = summary
                 if response.is_async:
-                    response.streaming_content = _AsyncStream(response.streaming_content, finisher)
+                    response.streaming_content = AsyncStream(response.streaming_content, finisher)
                 else:
-                    response.streaming_content = _SyncStream(response.streaming_content, finisher)
+                    response.streaming_content = SyncStream(response.streaming_content, finisher)
             else:
                 collector.finish(acct, scope, status, error, summary, route=route)  # detaches
         except Exception:
@@ -503,25 +290,3 @@ class LedgerMiddleware:
                 collector.detach(acct)
         finally:
             CURRENT.reset(token)
-
-
-class _ScopeRoute:
-    """``scope["route"]`` as the ASGI collector reads it (``.path``, as Starlette's route).
-
-    Only for the nested case (Django's ASGI app inside the ASGI ``LedgerMiddleware``),
-    whose ``Collector.finish`` call is not ours to give ``route=``.
-    """
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-
-def _name_outer(request: HttpRequest) -> None:
-    """Inside the ASGI ``LedgerMiddleware``: hand it the route through the ASGI scope."""
-    scope = getattr(request, "scope", None)
-    if isinstance(scope, dict) and "route" not in scope:
-        route = route_template(request, with_prefix=False)
-        if route:
-            scope["route"] = _ScopeRoute(route)
