@@ -1,23 +1,32 @@
-"""``analyze --jobs N``: N worker processes, each analyzing the traces it owns.
+"""``analyze --jobs N``: N worker processes, each decoding its own share of the input.
 
 Contract: :func:`analyze_parallel` returns the accumulation and reader counters one
-process would have built. Every worker reads the whole input but keeps only the spans
-of the traces it owns (``read.fast.owner``: by trace id), so no trace is split between
-workers and no worker waits for another; the spans it does not own cost it a decode of
-their line and an id check. Each worker runs ``analyze.analyze_share`` (streaming, or
-spilling when the input is not in trace order) and sends back its
-:class:`~latency_ledger.accumulate.Accumulation` and ``ReadStats``; they merge in worker
-order (``Accumulation.merge``).
+process would have built.
 
-Counters: what the readers note about files and their regions (files, bytes, unreadable
-or damaged stretches) every worker notes alike, so it is taken from worker 0; a line
-read the reference way (a problem in it) is counted by the lowest worker that read it so
-(``read.fast``); problems merge in reading order. What counts kept spans and traces
-(spans, traces, late spans) is summed.
+First way, byte ranges (``split``): when every input is a plain JSON-lines file
+(``read.ranges.plan_ranges``), worker k reads only range k of the bytes, books the
+traces whole in it and hands back the ones that may continue past its edges; the
+parent books those joined and merges (``split.join_shares``). Nothing is decoded twice
+but a scan of trace ids next to each cut. When that way cannot vouch for one process's
+answer (out-of-order input, see ``split``), or the input is not all plain JSON lines,
+the second way runs.
+
+Second way, by trace id: every worker reads the whole input but keeps only the spans
+of the traces it owns (``read.fast.owner``), so no trace is split between workers; the
+spans it does not own cost it a decode of their line and an id check. Each worker runs
+``analyze.analyze_share`` (streaming, or spilling when the input is not in trace order)
+and sends back its :class:`~latency_ledger.accumulate.Accumulation` and ``ReadStats``;
+they merge in worker order (``Accumulation.merge``). Counters: what the readers note
+about files and their regions (files, bytes, unreadable or damaged stretches) every
+worker notes alike, so it is taken from worker 0; a line read the reference way (a
+problem in it) is counted by the lowest worker that read it so (``read.fast``);
+problems merge in reading order. What counts kept spans and traces (spans, traces, late
+spans) is summed.
 
 Workers are forked (the rules, which may be closures from plugins or ``--rules``, are
 inherited, not pickled). Where ``fork`` does not exist the analysis runs in one process.
-Progress: worker 0 reads every byte, so its count drives ``on_bytes``.
+Progress: the sum of the workers' byte counts drives ``on_bytes``; a second way reports
+only past what the first did.
 """
 
 from __future__ import annotations
@@ -28,20 +37,23 @@ import pickle
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from latency_ledger.accumulate import Accumulation
 from latency_ledger.plugins import ClassifyRule
 from latency_ledger.read import ReadStats
+from latency_ledger.read.ranges import plan_ranges
 from latency_ledger.read.stats import MAX_PROBLEMS
+from latency_ledger.split import Share, analyze_range, join_shares
 
 if TYPE_CHECKING:
     from latency_ledger.analyze import AnalyzeOptions
 
 _POLL_S = 0.2
 _SUMMED_SKIPS = ("late_span",)
+T = TypeVar("T")
 
 
 class WorkerFailed(RuntimeError):
@@ -59,18 +71,63 @@ def analyze_parallel(
 
     if "fork" not in multiprocessing.get_all_start_methods():
         return analyze_share(paths, options, rules, (0, 1), on_bytes)
+    progress = _Progress(on_bytes)
+    plan = plan_ranges(paths, jobs, options.limits)
+    if plan is not None and len(plan) > 1:
+        ranges = plan
+
+        def by_range(index: int, count: Callable[[int], None]) -> Share:
+            return analyze_range(ranges, index, options, rules, count)
+
+        shares = _run(len(plan), by_range, progress, stop=lambda share: not share.ok)
+        joined = join_shares(plan, shares, options, rules) if shares is not None else None
+        if joined is not None:
+            return joined
+        del shares
+
+    def by_owner(index: int, count: Callable[[int], None]) -> tuple[Accumulation, ReadStats]:
+        # every worker reads every byte: worker 0's count is the progress
+        return analyze_share(paths, options, rules, (index, jobs), count if index == 0 else None)
+
+    results = _run(jobs, by_owner, progress)
+    assert results is not None
+    acc = results[0][0]
+    for other, _stats in results[1:]:
+        acc.merge(other)
+    return acc, merge_stats([stats for _acc, stats in results])
+
+
+class _Progress:
+    """The workers' byte counts (one slot each) as ``on_bytes`` calls; a second pass
+    over the input reports only past what the first one did."""
+
+    def __init__(self, on_bytes: Callable[[int], None] | None) -> None:
+        self.on_bytes = on_bytes
+        self.reported = 0
+
+    def report(self, value: int) -> None:
+        if self.on_bytes is not None and value > self.reported:
+            self.on_bytes(value - self.reported)
+        self.reported = max(value, self.reported)
+
+
+def _run(
+    jobs: int,
+    work: Callable[[int, Callable[[int], None]], T],
+    progress: _Progress,
+    stop: Callable[[T], bool] | None = None,
+) -> list[T] | None:
+    """``work(index, count_bytes)`` in ``jobs`` forked workers; their results in index
+    order, or None as soon as one result is one ``stop`` says ends the run."""
     ctx = multiprocessing.get_context("fork")
-    progress = ctx.Value("q", 0, lock=False)
+    counts = ctx.Array("q", jobs, lock=False)
 
     def run(index: int, conn: Connection) -> None:
         def count(n: int) -> None:
-            progress.value += n
+            counts[index] += n
 
         try:
-            result: Any = analyze_share(
-                paths, options, rules, (index, jobs), count if index == 0 else None
-            )
-            payload = pickle.dumps(("ok", result), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps(("ok", work(index, count)), protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException:  # report it to the parent, which raises it
             payload = pickle.dumps(("error", traceback.format_exc()))
         conn.send_bytes(payload)
@@ -89,35 +146,30 @@ def analyze_parallel(
             workers.append((process, receive))
     finally:
         gc.unfreeze()
-    results: list[tuple[Accumulation, ReadStats]] = []
-    reported = 0
+    results: dict[int, T] = {}
+    waiting = {receive: index for index, (_process, receive) in enumerate(workers)}
     try:
-        for process, receive in workers:
-            while not receive.poll(_POLL_S):
-                reported = _progress(progress.value, reported, on_bytes)
-                if not process.is_alive() and not receive.poll(0):
-                    raise WorkerFailed(f"analysis worker exited with code {process.exitcode}")
-            status, value = pickle.loads(receive.recv_bytes())
-            if status != "ok":
-                raise WorkerFailed(f"analysis worker failed:\n{value}")
-            results.append(value)
-        _progress(progress.value, reported, on_bytes)
+        while waiting:
+            for ready in wait(list(waiting), _POLL_S):
+                index = waiting.pop(ready)  # type: ignore[call-overload]
+                try:
+                    status, value = pickle.loads(ready.recv_bytes())  # type: ignore[union-attr]
+                except EOFError:
+                    code = workers[index][0].exitcode
+                    raise WorkerFailed(f"analysis worker exited with code {code}") from None
+                if status != "ok":
+                    raise WorkerFailed(f"analysis worker failed:\n{value}")
+                if stop is not None and stop(value):
+                    return None
+                results[index] = value
+            progress.report(sum(counts))
     finally:
         for process, receive in workers:
             receive.close()
             if process.is_alive():
                 process.terminate()
             process.join()
-    acc = results[0][0]
-    for other, _stats in results[1:]:
-        acc.merge(other)
-    return acc, merge_stats([stats for _acc, stats in results])
-
-
-def _progress(value: int, reported: int, on_bytes: Callable[[int], None] | None) -> int:
-    if on_bytes is not None and value > reported:
-        on_bytes(value - reported)
-    return max(value, reported)
+    return [results[index] for index in range(jobs)]
 
 
 def merge_stats(parts: Sequence[ReadStats]) -> ReadStats:

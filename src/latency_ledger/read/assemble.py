@@ -146,6 +146,14 @@ class Assembler:
             return Trace(trace_id=tid, spans=cast("tuple[Span, ...]", tuple(entry.spans)))
         return Trace(trace_id=tid, spans=to_spans(entry.spans))
 
+    def pending_ids(self) -> list[str]:
+        """The ids of the traces buffered now."""
+        return list(self._pending)
+
+    def done_ids(self) -> list[str]:
+        """The ids of the last ``remember`` traces let out, oldest first."""
+        return list(self._done)
+
     def finish(self) -> Iterator[Trace]:
         """Every trace still buffered, oldest first, made one at a time as asked for."""
         pending = self._pending

@@ -132,6 +132,8 @@ class FastJsonReader(_JsonReader):
         self.owners: dict[str, bool] = {}  # trace id -> is it this worker's (a cache)
         self.file_index = file_index  # where the file is in the input, for problem places
         self.line = 0  # the line being read
+        # a span before 2000 was accepted while the time floor was low (read.ranges)
+        self.early = False
 
     def unit(self, data: bytes, line: int | None) -> list[SpanRow]:
         stats = self.stats
@@ -292,9 +294,12 @@ class FastJsonReader(_JsonReader):
                             or end > MAX_TIME_NS
                         ):
                             raise _Irregular
-                        if floor < WALL_CLOCK_NS <= start:
-                            times.accepted(start)
-                            floor = times.floor
+                        if floor < WALL_CLOCK_NS:
+                            if start >= WALL_CLOCK_NS:
+                                times.accepted(start)
+                                floor = times.floor
+                            else:
+                                self.early = True
                         # Until then, every worker checks every span: the time check's
                         # state must be every worker's.
                         if workers > 1 and not mine_too:

@@ -141,17 +141,21 @@ def _lines(
                 if not line:
                     break
                 size += len(line)
-            note(
-                stats,
-                "line_too_long",
-                f"{where}:{number}: line of {size:,} bytes skipped "
-                f"(longer than max_line_bytes={max_line:,})",
-            )
+            note_too_long(stats, f"{where}:{number}", size, max_line)
             continue
         if len(line) < 8 and not line.strip():
             number += _skip_space(stream)
             continue
         yield number, line
+
+
+def note_too_long(stats: ReadStats, place: str, size: int, max_line: int) -> None:
+    """Note a line longer than ``max_line`` bytes, skipped unread."""
+    note(
+        stats,
+        "line_too_long",
+        f"{place}: line of {size:,} bytes skipped (longer than max_line_bytes={max_line:,})",
+    )
 
 
 def _skip_space(stream: IO[bytes]) -> int:

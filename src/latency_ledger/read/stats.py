@@ -41,6 +41,7 @@ class ReadStats:
     # where each of ``problems`` was noted, (file, line, phase, seq): see read.fast
     places: list[tuple[int, int, int, int]] = field(default_factory=list)
     kept: KeptNotes = field(default_factory=KeptNotes)
+    ranges: int = 0  # byte ranges read by workers of their own (split.py); 0: not so
     booked_in_database: int = 0  # requests whose ledger ClickHouse computed (clickhouse/)
 
 
