@@ -2,9 +2,14 @@
 
 Contract: :class:`Aggregator` is streaming. ``add`` keeps each request as one row of
 compact ``array('q')`` columns per (service, endpoint), never the Request object, so
-memory is a few dozen bytes per request. ``endpoints()`` and ``overall()`` are computed
-on demand and do not change the state. They do not depend on the order requests were
-added in, so accumulators filled by several processes ``merge`` into the same answer.
+memory is a few dozen bytes per request, up to ``sketch.EXACT_LIMIT`` requests a group;
+past that the group is folded into a ``sketch.LedgerSketch`` (log buckets of wall time
+with every column's sum), whose size does not grow with the requests: its percentiles
+are within ``sketch.RELATIVE_ERROR`` (``EndpointStats.percentile_error_fraction``), its
+bands' sums are the buckets' shares, means stay exact. ``endpoints()`` and ``overall()``
+are computed on demand and do not change the state. They do not depend on the order
+requests were added in (nor does whether a group is sketched: only its size), so
+accumulators filled by several processes ``merge`` into the same answer.
 
 Latency percentiles are nearest-rank on the sorted wall times. The ledger at a
 percentile is the mean split of the requests in a band of ranks within +-2.5 percentile
@@ -45,6 +50,7 @@ from latency_ledger.model import (
     Request,
     StreamStats,
 )
+from latency_ledger.sketch import COLUMNS, EXACT_LIMIT, LedgerSketch, summarize_sketch
 
 PERCENTILES: tuple[tuple[str, int], ...] = (("p50", 50), ("p95", 95), ("p99", 99))
 KEYS: tuple[str, ...] = ("p50", "p95", "p99", "mean")
@@ -71,6 +77,7 @@ class _Columns:
         "network",
         "network_wait_max",
         "queueing",
+        "sketch",
         "threads",
         "threads_booked",
         "threads_max",
@@ -79,25 +86,7 @@ class _Columns:
         "wall",
     )
 
-    _EXTENDED = (
-        "wall",
-        "database",
-        "network",
-        "interpreter",
-        "waiting",
-        "app",
-        "queueing",
-        "measured",
-        "native",
-        "native_max",
-        "native_seen",
-        "database_wait_max",
-        "network_wait_max",
-        "unbounded",
-        "threads",
-        "threads_max",
-        "threads_booked",
-    )
+    _EXTENDED = (*COLUMNS, "native_seen")
 
     def __init__(self) -> None:
         self.wall = array("q")
@@ -120,10 +109,40 @@ class _Columns:
         self.threads_booked = array("q")  # the part of ``native`` waited for those threads
         self.errors = 0
         self.from_totals = 0
+        self.sketch: LedgerSketch | None = None  # past EXACT_LIMIT requests (sketch.py)
+
+    def count(self) -> int:
+        return len(self.wall) if self.sketch is None else self.sketch.count
+
+    def total_wall(self) -> int:
+        return sum(self.wall) if self.sketch is None else self.sketch.total("wall")
+
+    def fold(self) -> LedgerSketch:
+        """Move the exact rows into the sketch (made if need be); return it."""
+        sketch = self.sketch
+        if sketch is None:
+            sketch = self.sketch = LedgerSketch()
+        rows = zip(*(getattr(self, name) for name in COLUMNS), strict=True)
+        for values, seen in zip(rows, self.native_seen, strict=True):
+            sketch.add(values, seen)
+        for name in self._EXTENDED:
+            setattr(self, name, array(getattr(self, name).typecode))
+        return sketch
 
     def extend(self, other: _Columns) -> None:
-        for name in self._EXTENDED:
-            getattr(self, name).extend(getattr(other, name))
+        exact = self.sketch is None and other.sketch is None
+        if exact and len(self.wall) + len(other.wall) <= EXACT_LIMIT:
+            for name in self._EXTENDED:
+                getattr(self, name).extend(getattr(other, name))
+            self.errors += other.errors
+            self.from_totals += other.from_totals
+            return
+        sketch = self.fold()
+        if other.sketch is not None:
+            sketch.merge(other.sketch)
+        rows = zip(*(getattr(other, name) for name in COLUMNS), strict=True)
+        for values, seen in zip(rows, other.native_seen, strict=True):
+            sketch.add(values, seen)
         self.errors += other.errors
         self.from_totals += other.from_totals
 
@@ -198,6 +217,31 @@ class Aggregator:
         if columns is None:
             columns = self._groups[key] = _Columns()
         ledger = request.ledger
+        if columns.sketch is not None:
+            columns.sketch.add(
+                (
+                    request.wall_ns,
+                    ledger.database_ns,
+                    ledger.network_ns,
+                    ledger.interpreter_ns,
+                    ledger.waiting_ns,
+                    ledger.app_ns,
+                    ledger.queueing_ns,
+                    1 if ledger.cpu_measured else 0,
+                    ledger.native_ns,
+                    ledger.native_max_ns if ledger.native_measured else 0,
+                    ledger.database_wait_max_ns,
+                    ledger.network_wait_max_ns,
+                    ledger.unbounded_io_ns,
+                    ledger.native_threads_ns,
+                    ledger.native_threads_max_ns,
+                    ledger.native_threads_booked_ns,
+                ),
+                1 if ledger.native_measured else 0,
+            )
+            columns.errors += request.is_error
+            columns.from_totals += request.from_totals
+            return
         columns.wall.append(request.wall_ns)
         columns.database.append(ledger.database_ns)
         columns.network.append(ledger.network_ns)
@@ -217,10 +261,12 @@ class Aggregator:
         columns.threads_booked.append(ledger.native_threads_booked_ns)
         columns.errors += request.is_error
         columns.from_totals += request.from_totals
+        if len(columns.wall) > EXACT_LIMIT:
+            columns.fold()
 
     def groups(self) -> list[tuple[tuple[str, str], int]]:
         """Every (service, endpoint) and its number of requests."""
-        return [(key, len(columns.wall)) for key, columns in self._groups.items()]
+        return [(key, columns.count()) for key, columns in self._groups.items()]
 
     def merge(self, other: Aggregator, rename: dict[tuple[str, str], str]) -> None:
         """Add ``other``'s requests; ``rename`` gives the endpoint each of its groups
@@ -235,7 +281,7 @@ class Aggregator:
     def endpoints(self) -> tuple[EndpointStats, ...]:
         """One row per (service, endpoint), by total time (count * mean) descending."""
         rows = [
-            (sum(columns.wall), service, endpoint, columns)
+            (columns.total_wall(), service, endpoint, columns)
             for (service, endpoint), columns in self._groups.items()
         ]
         rows.sort(key=lambda row: (-row[0], row[1], row[2]))
@@ -295,6 +341,21 @@ def estimate_native(columns: _Columns) -> tuple[_Columns, _NativeBound | None]:
     """``columns`` with every unprofiled request's CPU split by the endpoint's native
     share (module docstring), and the group's bound; unchanged, None, when no request
     of the group measured its split."""
+    if columns.sketch is not None:
+        found = columns.sketch.estimate_native()
+        if found is None:
+            return columns, None
+        out = _Columns()
+        out.sketch, figures = found
+        out.errors, out.from_totals = columns.errors, columns.from_totals
+        return out, _NativeBound(
+            profiled=figures[0],
+            estimated=figures[1],
+            native_ns=figures[2],
+            low_ns=figures[3],
+            high_ns=figures[4],
+            cpu_ns=figures[5],
+        )
     if 1 not in columns.native_seen:  # a scan at C speed: most groups were never profiled
         return columns, None
     seen = [i for i, flag in enumerate(columns.native_seen) if flag]
@@ -417,6 +478,11 @@ def summarize(
     service: str, endpoint: str, columns: _Columns, native: _NativeBound | None = None
 ) -> EndpointStats:
     """The statistics of one group of requests (native split already estimated)."""
+    if columns.sketch is not None:
+        share = native.share() if native is not None else None
+        return summarize_sketch(
+            service, endpoint, columns.sketch, columns.errors, columns.from_totals, share
+        )
     count = len(columns.wall)
     measured = count > 0 and 0 not in columns.measured
     names = MEASURED_PARTS if measured else BOUND_PARTS

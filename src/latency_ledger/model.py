@@ -355,6 +355,9 @@ class EndpointStats:
     # the part it bounds. Empty without CPU measured (no tail is measured there).
     wait_bounds_ns: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     native_threads: NativeThreads | None = None  # None: no request was charged any
+    # 0.0: percentiles are exact (nearest rank); else the relative error of the sketch
+    # they were read from (``sketch``: groups of more than EXACT_LIMIT requests)
+    percentile_error_fraction: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,8 +2,9 @@
 
 Contract: :class:`FindingsAccumulator` takes :class:`~latency_ledger.model.Request`
 records one at a time and keeps per endpoint x statement (or call target) counters and
-one ``array('q')`` of call durations (and their weights) per statement, never
-per-request rows (at most ``MAX_TARGETS_PER_ENDPOINT`` targets an endpoint; the rest are
+one ``array('q')`` of call durations (and their weights) per statement (folded into a
+``sketch.DurationSketch`` past ``sketch.EXACT_LIMIT`` calls), never per-request rows
+(at most ``MAX_TARGETS_PER_ENDPOINT`` targets an endpoint; the rest are
 pooled under ``OTHER_TARGETS``); then ``findings()`` and ``overall()`` return
 :class:`~latency_ledger.model.Finding` records, largest ``saving_ns_per_request`` first,
 their figures estimated over every request (:mod:`.estimate`) and their detail line
@@ -30,6 +31,7 @@ from latency_ledger.findings.thresholds import (
     is_setup_statement,
 )
 from latency_ledger.model import CallKind, Finding, Request
+from latency_ledger.sketch import EXACT_LIMIT, DurationSketch
 from latency_ledger.sql import normalize_statement
 
 _DETAIL_CHARS = 120  # statement text shown in a detail line
@@ -45,6 +47,48 @@ class _Statement:
     tally: Tally = field(default_factory=Tally)
     durations: array[int] = field(default_factory=lambda: array("q"))
     weights: array[float] = field(default_factory=lambda: array("d"))  # one per duration
+    # past EXACT_LIMIT calls the durations go here instead (sketch.py)
+    sketch: DurationSketch | None = None
+
+    def add(self, durations: list[int], weight: float) -> None:
+        if self.sketch is not None:
+            self.sketch.add(durations, repeat(weight, len(durations)))
+            return
+        self.durations.extend(durations)
+        self.weights.extend(repeat(weight, len(durations)))
+        if len(self.durations) > EXACT_LIMIT:
+            self._fold()
+
+    def merge(self, other: _Statement, scale: float) -> None:
+        """Add ``other``'s calls, their weights multiplied by ``scale``."""
+        self.tally.merge(other.tally, scale)
+        exact = self.sketch is None and other.sketch is None
+        if exact and len(self.durations) + len(other.durations) <= EXACT_LIMIT:
+            self.durations.extend(other.durations)
+            self.weights.extend(w * scale for w in other.weights)
+            return
+        sketch = self._fold()
+        sketch.add(other.durations, other.weights, scale)
+        if other.sketch is not None:
+            sketch.merge(other.sketch, scale)
+
+    def _fold(self) -> DurationSketch:
+        if self.sketch is None:
+            self.sketch = DurationSketch()
+        self.sketch.add(self.durations, self.weights)
+        self.durations, self.weights = array("q"), array("d")
+        return self.sketch
+
+    def percentiles(self) -> tuple[int, int]:
+        if self.sketch is not None:
+            return self.sketch.percentiles()
+        return percentiles(self.durations, self.weights)
+
+    def total(self) -> float:
+        """The weighted sum of the durations."""
+        if self.sketch is not None:
+            return self.sketch.weighted_total()
+        return sum(d * w for d, w in zip(self.durations, self.weights, strict=True))
 
 
 @dataclass(slots=True)
@@ -68,10 +112,7 @@ class _Endpoint:
         self.database.merge(other.database, scale)
         self.network.merge(other.network, scale)
         for statement, st in other.statements.items():
-            into = self.statements.setdefault(statement, _Statement())
-            into.tally.merge(st.tally, scale)
-            into.durations.extend(st.durations)
-            into.weights.extend(w * scale for w in st.weights)
+            self.statements.setdefault(statement, _Statement()).merge(st, scale)
         for key, tally in other.repeats.items():
             self.repeats.setdefault(key, Tally()).merge(tally, scale)
         for system, tally in other.pools.items():
@@ -134,8 +175,7 @@ class FindingsAccumulator:
                     statement = OTHER_TARGETS
                 st = ep.statements.setdefault(statement, _Statement())
             st.tally.add(weight, len(calls), sum(c.booked_ns for c in calls), database_ns)
-            st.durations.extend([c.end_ns - c.start_ns for c in calls])
-            st.weights.extend(repeat(weight, len(calls)))
+            st.add([c.end_ns - c.start_ns for c in calls], weight)
         for rep in find_repeats(request, self.thresholds, queries, outgoing):
             key = (rep.kind, rep.target)
             tally = ep.repeats.get(key)
@@ -202,7 +242,7 @@ class FindingsAccumulator:
             if kind == N_PLUS_ONE and is_setup_statement(target):
                 continue
             st = ep.statements.get(target) if kind == N_PLUS_ONE else None
-            p50, p99 = percentiles(st.durations, st.weights) if st is not None else (0, 0)
+            p50, p99 = st.percentiles() if st is not None else (0, 0)
             on = base if kind == N_PLUS_ONE else network_base
             out.append(_finding(kind, target, tally, on, p50_ns=p50, p99_ns=p99))
         for system, tally in ep.pools.items():
@@ -214,9 +254,9 @@ class FindingsAccumulator:
         for statement, st in ep.statements.items():
             if is_setup_statement(statement):
                 continue
-            p50, p99 = percentiles(st.durations, st.weights)
+            p50, p99 = st.percentiles()
             if p50 >= floor:
-                total = sum(d * w for d, w in zip(st.durations, st.weights, strict=True))
+                total = st.total()
                 slow.append((-total, statement, st, p50, p99, total))
         slow.sort(key=lambda row: (row[0], row[1]))
         for _, statement, st, p50, p99, total in slow[:top]:

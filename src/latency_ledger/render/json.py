@@ -25,6 +25,7 @@ Shape (abridged)::
                   "runtime",
                   "latency_ms": {"p50", "p95", "p99", "mean"},
                   "ledger_ms": {"p50": {<part>: ms}, ...}, ["queueing_ms": {"p50": ms, ...}],
+                  ["percentile_error_fraction": 0.01],
                   "findings": [<finding>], "verdict": <verdict> | null,
                   "profile": <profile> | null, "native": <native> | null,
                   ["wait_bounds_ms": {"p50": {"database", "network", "unbounded"}, ...}],
@@ -199,6 +200,9 @@ def _endpoint(stats: EndpointStats) -> dict[str, Any]:
     }
     if stats.queueing_ns:
         out["queueing_ms"] = {k: _ms(v) for k, v in stats.queueing_ns.items()}
+    if stats.percentile_error_fraction:
+        # read from a sketch (more requests than kept exactly): within this of a request's
+        out["percentile_error_fraction"] = stats.percentile_error_fraction
     out["findings"] = [_finding(f) for f in stats.findings]
     out["verdict"] = None if stats.verdict is None else _verdict(stats.verdict)
     out["profile"] = None if stats.profile is None else _profile(stats.profile)

@@ -200,6 +200,13 @@ def _table(report: Report, width: int, paint: Paint) -> list[str]:
             f"        {paint(_GLYPHS['app'], _COLORS['app'])} app (CPU not measured: upper bound)"
             + ("; cpu% shows it as ≤N" if width >= 84 else "")
         )
+    sketched = [e for e in (*report.endpoints, report.overall) if e.percentile_error_fraction]
+    if sketched:
+        error = max(e.percentile_error_fraction for e in sketched)
+        lines.append(
+            f"percentiles of {len(sketched)} rows are read from a sketch (too many requests to "
+            f"keep each): within {error:.0%} of a request's latency at that rank"
+        )
     return lines
 
 
