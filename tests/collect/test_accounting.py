@@ -10,6 +10,7 @@ import anyio.to_thread
 import pytest
 import uvloop
 
+from latency_ledger.collect import accounting
 from latency_ledger.collect.accounting import (
     CURRENT,
     Account,
@@ -20,6 +21,7 @@ from latency_ledger.collect.accounting import (
     pause_for_wait,
     resume_after_wait,
 )
+from latency_ledger.collect.selfcost import Meter
 
 MS = 1_000_000
 
@@ -135,6 +137,46 @@ def test_steps_in_a_burst_read_the_clock_once_and_still_charge_their_cpu(
     assert close_to(acct.cpu_ns, 11.0, abs_ms=1.0), acct.cpu_ns / MS
     # a loaded machine's preemptions break a burst now and then (9 of 21 at load 11)
     assert acct.clock_starts < acct.steps, acct.clock_starts
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_measured_step_times_our_part_of_it_not_the_coroutines(
+    hooks: Hooks, loop_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Expected: 10 steps, each burning 2 ms in the task's own coroutine, every one
+    # measured: our part of a step is microseconds, nowhere near the 2 ms the coroutine
+    # ran; the request is still charged its 20 ms; the task sees its coroutine as before
+    # (its frame, its result) while a probe stands in for it.
+    meter = Meter(every=1, stretches=2)
+    monkeypatch.setattr(accounting, "STEPS", meter)
+    monkeypatch.setattr(accounting, "_STEP_DUE", meter.due)
+    seen: list[Account] = []
+    frames: list[bool] = []
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        acct = Account(hooks.ensure_loop(loop))
+        seen.append(acct)
+
+        async def request() -> str:
+            for _ in range(10):
+                burn_cpu(2.0)
+                task = asyncio.current_task()
+                assert task is not None
+                frames.append(task.get_coro().cr_frame is not None)
+                await asyncio.sleep(0)
+            return "done"
+
+        CURRENT.set(acct)
+        result = await asyncio.create_task(request())
+        hooks.release_loop(loop)
+        return result
+
+    assert run(main(), loop_kind) == "done"
+    assert frames == [True] * 10
+    assert meter.samples >= 10
+    assert meter.mean_ns < 0.2 * MS, meter.mean_ns
+    assert close_to(seen[0].cpu_ns, 20.0, abs_ms=1.0), seen[0].cpu_ns / MS
 
 
 def test_cpu_inside_wait_spans_is_not_charged() -> None:

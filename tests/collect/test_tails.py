@@ -169,6 +169,32 @@ def test_run_delay_is_this_threads_wait_for_a_cpu() -> None:
     assert run_delay_ns() >= first  # a counter: never goes down
 
 
+def test_run_delay_is_the_kernels_figure_read_in_each_thread() -> None:
+    # The truth: the second field of the calling thread's own schedstat, read plainly
+    # before and after; a thread's first read opens its own file (not the main thread's).
+    from latency_ledger.collect.tails import run_delay_ns
+
+    def kernel() -> int:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+
+    seen: list[tuple[int, int, int]] = []
+
+    def read_three() -> None:
+        for _ in range(3):
+            before = kernel()
+            ours = run_delay_ns()
+            seen.append((before, ours, kernel()))
+
+    read_three()
+    worker = threading.Thread(target=read_three)
+    worker.start()
+    worker.join()
+    assert len(seen) == 6
+    for before, ours, after in seen:
+        assert before <= ours <= after
+
+
 def test_the_export_threads_cpu_is_spread_over_requests(make_collector: Any) -> None:
     # a stand-in export thread that burns 20 ms of CPU between two reads 64 requests apart
     collector, _ = make_collector()

@@ -406,7 +406,21 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
         return self
 
     def __next__(self) -> Any:  # how a C Task steps a coroutine that is not native
+        if _STEP_DUE():
+            return self._measured_step()
         return self.send(None)
+
+    def _measured_step(self) -> Any:
+        """One step with our part of it timed on the thread's CPU clock: the whole step
+        less what the task's own coroutine ran (:class:`_Probe` times that)."""
+        c0 = thread_time_ns()
+        probe = self._coro = _Probe(self._coro)
+        try:
+            return self.send(None)
+        finally:
+            c1 = thread_time_ns()
+            self._coro = probe.coro
+            STEPS.record(c1 - c0 - probe.ns)
 
     def __getattr__(self, name: str) -> Any:
         # cr_frame, cr_code, __qualname__... for asyncio's repr and debuggers
@@ -433,6 +447,39 @@ def request_start() -> tuple[TimedCoroutine | None, int, int | None]:
     return coro, coro.created_ns, coro.busy_at_create_ns
 
 
+class _Probe:
+    """Stands in for a task's coroutine during one measured step (``STEPS``) and times
+    the coroutine's own work, so that what is left of the step is ours."""
+
+    __slots__ = ("coro", "ns")
+
+    def __init__(self, coro: Any) -> None:
+        self.coro = coro
+        self.ns = 0
+
+    def send(self, value: Any) -> Any:
+        t0 = thread_time_ns()
+        try:
+            return self.coro.send(value)
+        finally:
+            self.ns = thread_time_ns() - t0
+
+    def __getattr__(self, name: str) -> Any:  # cr_frame... if anything asks mid-step
+        return getattr(object.__getattribute__(self, "coro"), name)
+
+
+# What a task step costs us, measured in the server 1 in N steps (selfcost.py): the step
+# calibrated at start-up (spans.calibrate_step_cost) runs in a hot loop, and measured
+# so it read a quarter of what the same code costs between a server's other work (cold
+# caches: 1.2 against ~5 us a step, uvicorn on this machine). The measured step's two
+# clock reads around the coroutine are taken off (stretches).
+STEPS = Meter(stretches=2)
+_STEP_DUE = STEPS.due
+# What wrapping a task's coroutine costs (the factory's call and TimedCoroutine's making)
+TASKS = Meter(stretches=1)
+_TASK_DUE = TASKS.due
+
+
 class _TaskFactory:
     __slots__ = ("previous", "state")
 
@@ -441,12 +488,21 @@ class _TaskFactory:
         self.previous = previous
 
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-        kind = type(coro)  # a native coroutine, the usual case, without iscoroutine's call
-        if kind is CoroutineType or (kind is not TimedCoroutine and asyncio.iscoroutine(coro)):
-            coro = TimedCoroutine(coro, self.state)
+        if _TASK_DUE():
+            c0 = thread_time_ns()
+            coro = self._wrap(coro)
+            TASKS.record(thread_time_ns() - c0)
+        else:
+            coro = self._wrap(coro)
         if self.previous is not None:
             return self.previous(loop, coro, **kwargs)
         return asyncio.Task(coro, loop=loop, **kwargs)
+
+    def _wrap(self, coro: Any) -> Any:
+        kind = type(coro)  # a native coroutine, the usual case, without iscoroutine's call
+        if kind is CoroutineType or (kind is not TimedCoroutine and asyncio.iscoroutine(coro)):
+            return TimedCoroutine(coro, self.state)
+        return coro
 
 
 # one worker-thread call's wrapping (the thread's CPU clock and activity around it)

@@ -37,6 +37,8 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from latency_ledger.collect.accounting import (
     CURRENT,
     SEGMENT,
+    STEPS,
+    TASKS,
     Account,
     Hooks,
     LoopState,
@@ -348,7 +350,8 @@ class Collector:
             interval_s=config.profile_interval_s,
         )
         self.hooks.install()
-        self.step_cost_ns = calibrate_step_cost()
+        if STEPS.samples == 0:  # until the server's own steps are measured (STEPS)
+            STEPS.mean_ns = calibrate_step_cost()
         self.clock_read_ns = calibrate_clock_read()
         # one request's bookkeeping around the app (middleware, begin, finish)
         self.request_meter = Meter(stretches=2)
@@ -554,7 +557,7 @@ class Collector:
         overhead = (
             acct.overhead_ns
             + self.request_meter.mean_ns
-            + acct.steps * self.step_cost_ns
+            + (acct.steps * STEPS.mean_ns + TASKS.mean_ns if acct.steps else 0)
             + acct.clock_starts * self.clock_read_ns
             + (
                 self._export_share_ns(requests)
