@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,12 @@ def _one_process(paths: list[Path], options: AnalyzeOptions) -> tuple[dict[str, 
 
 
 def _jobs(
-    paths: list[Path], options: AnalyzeOptions, jobs: int
+    paths: list[Path],
+    options: AnalyzeOptions,
+    jobs: int,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], ReadStats]:
-    acc, stats = analyze_parallel(paths, options, default_rules(), jobs)
+    acc, stats = analyze_parallel(paths, options, default_rules(), jobs, on_bytes)
     return report_to_json(build_report(acc, stats, options)), stats
 
 
@@ -100,11 +104,13 @@ def test_traces_crossing_the_cuts_are_joined(tmp_path: Path, jobs: int) -> None:
     ]
     assert len(crossing) == jobs - 1  # one trace per cut
     expected, one = _one_process([path], OPTIONS)
-    got, stats = _jobs([path], OPTIONS, jobs)
+    told: list[int] = []
+    got, stats = _jobs([path], OPTIONS, jobs, told.append)
     assert stats.ranges == jobs
     assert got == expected
     assert _counters(stats) == _counters(one)
     assert stats.traces == len(requests)
+    assert sum(told) == path.stat().st_size  # progress: every byte once
 
 
 def test_problems_are_counted_once_in_reading_order(tmp_path: Path) -> None:

@@ -230,10 +230,8 @@ def piece_rows(
     try:
         with open(piece.path, "rb") as fh:
             fh.seek(piece.start)
-            left = piece.end - piece.start
+            left = told = piece.end - piece.start  # told: left when progress was told
             stats.bytes_read += left
-            if on_bytes is not None:
-                on_bytes(left)
             number = 0
             while left > 0:
                 line = fh.readline(min(max_line + 1, left))
@@ -259,8 +257,13 @@ def piece_rows(
                     number += newlines
                     continue
                 rows = reader.unit(line, number)
+                if on_bytes is not None and told - left >= _BLOCK:
+                    on_bytes(told - left)
+                    told = left
                 if rows:
                     yield rows
+            if on_bytes is not None and told:
+                on_bytes(told)
     except _Refused as exc:
         raise Unsplittable(str(exc)) from exc
     except OSError as exc:
