@@ -156,3 +156,66 @@ def test_each_plugins_spans_are_charged_to_it_on_the_request(tmp_path: Path) -> 
         plugin = int(row["ledger.plugin.slowdb.overhead_ns"]["intValue"])
         assert 300_000 <= plugin <= int(row["ledger.overhead_ns"]["intValue"])
         assert not [k for k in row if k.startswith("ledger.plugin.") and "slowdb" not in k]
+
+
+def test_each_task_step_of_a_request_is_charged_the_measured_step_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Truth, fixed here: a task step costs 5 ms (a meter that never measures, its mean
+    # set). A request that never suspends runs in one step of its task: charged 5 ms;
+    # one that suspends three times runs in four: 20 ms (the step a request ends in
+    # ends after its segment, so the accounting does not count it as the request's; the
+    # middleware adds it). The rest of the collector's cost is well under 3 ms a request.
+    from latency_ledger.collect import accounting
+    from latency_ledger.collect import collector as collector_module
+
+    steps = Meter()
+    steps.due = lambda: False
+    steps.mean_ns = 5 * MS
+    steps.samples = 1  # as if measured: the collector seeds only an unmeasured meter
+    monkeypatch.setattr(accounting, "STEPS", steps)
+    monkeypatch.setattr(accounting, "_STEP_DUE", steps.due)
+    monkeypatch.setattr(collector_module, "STEPS", steps)
+    collector = Collector(
+        CollectConfig(
+            output_dir=tmp_path, profile_rate=0.0, profile_slowest=False, set_global_provider=False
+        ),
+        load_plugins=False,
+        environ={},
+    )
+
+    async def quick(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def pausing(request: Any) -> PlainTextResponse:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return PlainTextResponse("ok")
+
+    app = LedgerMiddleware(
+        Starlette(routes=[Route("/quick", quick), Route("/pausing", pausing)]),
+        collector=collector,
+    )
+
+    async def run() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            return None
+
+        for path in ["/quick", "/pausing"] * 8:
+            scope = {"type": "http", "method": "GET", "path": path, "headers": []}
+            # each in a task of its own, as a server serves it (the first request puts our
+            # task factory on the loop; from the second on, the task's steps are timed)
+            await asyncio.create_task(app(scope, receive, send))
+
+    asyncio.run(run())
+    collector.flush()
+    collector.shutdown()
+    rows = server_spans(tmp_path)
+    assert len(rows) == 16
+    for index, row in enumerate(rows[4:], 4):  # past the first measured requests' one-offs
+        cost = int(row["ledger.overhead_ns"]["intValue"])
+        steps_run = 1 if index % 2 == 0 else 4
+        assert steps_run * 5 * MS <= cost < (steps_run * 5 + 3) * MS, (index, cost / MS)

@@ -152,6 +152,8 @@ class LedgerMiddleware:
         finally:
             end_segment()
             c2 = SEGMENT.t0  # the thread clock end_segment read
+            if wrapped:  # the step it ends in is its task's: ending after the segment, uncounted
+                acct.steps += 1
             summary = collector.stop_profile(acct, profiler) if profiler is not None else None
             try:
                 collector.finish(acct, scope, status[0] if status else None, error, summary)

@@ -207,6 +207,8 @@ class LedgerMiddleware:
         finally:
             end_segment()
             c2 = SEGMENT.t0
+            if wrapped:  # the step it ends in is its task's: ending after the segment, uncounted
+                acct.steps += 1
             self._end(
                 collector, acct, token, context, request, scope, response, error, profiler, None
             )
