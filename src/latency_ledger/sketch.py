@@ -62,6 +62,8 @@ COLUMNS = (
 )
 AT = {name: 3 + i for i, name in enumerate(COLUMNS)}  # index in a bucket's record
 _COUNT, _MIN, _MAX = 0, 1, 2
+# indexes in a request's values (COLUMNS order)
+_THREADS, _NATIVE, _BOOKED = (AT[name] - 3 for name in ("threads", "native", "threads_booked"))
 
 
 def bucket(value: int) -> int:
@@ -101,18 +103,22 @@ class LedgerSketch:
     def add(self, values: Sequence[int], seen: int) -> None:
         """One request: its value of each of COLUMNS, and whether it measured native."""
         wall = values[0]
-        key = (bucket(wall), seen)
+        key = (math.ceil(math.log(wall) / _LOG_GAMMA) if wall >= 1 else _NOT_POSITIVE, seen)
         record = self.buckets.get(key)
         if record is None:
-            record = self.buckets[key] = [0, wall, wall, *([0] * len(COLUMNS))]
-        record[_COUNT] += 1
-        record[_MIN] = min(record[_MIN], wall)
-        record[_MAX] = max(record[_MAX], wall)
-        for i, value in enumerate(values, 3):
-            record[i] += value
-        self.charged += values[AT["threads"] - 3] > 0
+            self.buckets[key] = [1, wall, wall, *values]
+        else:
+            record[_COUNT] += 1
+            if wall < record[_MIN]:
+                record[_MIN] = wall
+            elif wall > record[_MAX]:
+                record[_MAX] = wall
+            for i, value in enumerate(values, 3):
+                record[i] += value
+        if values[_THREADS] > 0:
+            self.charged += 1
         if seen:
-            native = values[AT["native"] - 3] - values[AT["threads_booked"] - 3]
+            native = values[_NATIVE] - values[_BOOKED]
             self.seen_squares += native * native
 
     def merge(self, other: LedgerSketch) -> None:
@@ -306,8 +312,23 @@ class DurationSketch:
         self.buckets: dict[int, list[float]] = {}
 
     def add(self, values: Iterable[int], weights: Iterable[float], scale: float = 1.0) -> None:
+        # bucket() and _add() inlined: this runs once per statement call
+        buckets = self.buckets
+        log, ceil = math.log, math.ceil
         for value, weight in zip(values, weights, strict=True):
-            self._add(bucket(value), weight * scale, 1, value, value, value * weight * scale)
+            index = ceil(log(value) / _LOG_GAMMA) if value >= 1 else _NOT_POSITIVE
+            weight *= scale
+            record = buckets.get(index)
+            if record is None:
+                buckets[index] = [weight, 1, value, value, value * weight]
+                continue
+            record[0] += weight
+            record[1] += 1
+            if value < record[2]:
+                record[2] = value
+            elif value > record[3]:
+                record[3] = value
+            record[4] += value * weight
 
     def _add(self, index: int, weight: float, n: float, low: float, high: float, s: float) -> None:
         record = self.buckets.get(index)
