@@ -12,7 +12,7 @@ from typing import Any
 
 from latency_ledger.collect.accounting import (
     ACTIVITY,
-    SEGMENT,
+    PER_THREAD,
     Account,
     Activity,
     begin_segment,
@@ -151,7 +151,7 @@ def test_a_wait_span_takes_the_thread_out_of_python_until_it_ends() -> None:
             leave_python()
             end_segment()
         seen.append(ACTIVITY.count)
-        seen.append(int(SEGMENT.active))
+        seen.append(int(PER_THREAD.seg.active))
 
     before = ACTIVITY.count
     thread = threading.Thread(target=request_thread)

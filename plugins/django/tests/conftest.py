@@ -69,7 +69,7 @@ def _snapshot() -> dict[str, Any]:
     from django.template.base import Template
 
     import latency_ledger.collect as collect
-    from latency_ledger.collect.accounting import CURRENT, SEGMENT
+    from latency_ledger.collect.accounting import CURRENT, PER_THREAD
 
     return {
         "render": Template.__dict__["render"],
@@ -81,7 +81,7 @@ def _snapshot() -> dict[str, Any]:
         "default_collector": collect._Default.collector,
         "provider": trace._TRACER_PROVIDER,
         "current": CURRENT.get(),
-        "segment": SEGMENT.acct,
+        "segment": PER_THREAD.seg.acct,
     }
 
 

@@ -125,21 +125,41 @@ class _Charged:
 CHARGED = _Charged()
 
 
-class _Segment(threading.local):
-    acct: Account | None = None
-    t0: int = 0
-    # this thread's CPU clock when a step's end last read it, and the perf_counter then
-    # (a step starting soon after starts from it: TimedCoroutine.send)
-    clock_ns: int = 0
-    clock_at_ns: int = -(2**62)
-    # counted in ACTIVITY (a request's worker thread running Python), and whether a wait
-    # span took it out (to put it back when the wait ends)
-    active: bool = False
-    active_acct: Account | None = None  # whose own activity clock it counts in
-    waiting: bool = False
+class Segment:
+    """One thread's charging state (each thread has its own: :data:`PER_THREAD`)."""
+
+    __slots__ = ("acct", "active", "active_acct", "clock_at_ns", "clock_ns", "t0", "waiting")
+
+    def __init__(self) -> None:
+        self.acct: Account | None = None
+        self.t0 = 0
+        # this thread's CPU clock when a step's end last read it, and the perf_counter then
+        # (a step starting soon after starts from it: TimedCoroutine.send)
+        self.clock_ns = 0
+        self.clock_at_ns = -(2**62)
+        # counted in ACTIVITY (a request's worker thread running Python), and whether a
+        # wait span took it out (to put it back when the wait ends)
+        self.active = False
+        self.active_acct: Account | None = None  # whose own activity clock it counts in
+        self.waiting = False
 
 
-SEGMENT = _Segment()
+class _PerThread(threading.local):
+    """Holds each thread's :class:`Segment`. Read once per call (``PER_THREAD.seg``),
+    then plain slots: every attribute of a ``threading.local`` costs a lookup of the
+    thread's dict (~600 instructions here, against ~40 for a slot), and the hooks read
+    the segment ~10 times per task step and per worker-thread call."""
+
+    def __init__(self) -> None:
+        self.seg = Segment()
+
+
+PER_THREAD = _PerThread()
+
+
+def segment() -> Segment:
+    """This thread's segment."""
+    return PER_THREAD.seg
 
 
 class Activity:
@@ -177,16 +197,25 @@ class Activity:
         self.solo: Account | None = None
         self.solo_since_ns = 0
 
+    # acquire()/release() rather than ``with self.lock``: the with statement's
+    # __enter__/__exit__ calls cost as much again (~1,000 instructions a section here),
+    # and these run several times per worker-thread call and per wait span
     def read(self) -> int:
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if self.count:
                 return self.total_ns + perf_counter_ns() - self.since_ns
             return self.total_ns
+        finally:
+            lock.release()
 
     def read_others(self, acct: Account) -> int:
         """The clock less the stretches when only ``acct``'s own threads were in Python:
         wall time some other request's (or pool) thread was in Python."""
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             total = self.total_ns - acct.solo_ns
             if self.count:
                 now = perf_counter_ns()
@@ -194,9 +223,13 @@ class Activity:
                 if self.solo is acct:
                     total -= now - self.solo_since_ns
             return total
+        finally:
+            lock.release()
 
     def enter(self, acct: Account | None = None) -> None:
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             now = perf_counter_ns()
             if not self.count:
                 self.since_ns = now
@@ -204,9 +237,13 @@ class Activity:
             active = self.active
             active[acct] = active.get(acct, 0) + 1
             self._solo(now)
+        finally:
+            lock.release()
 
     def leave(self, acct: Account | None = None) -> None:
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if not self.count:
                 return
             now = perf_counter_ns()
@@ -220,6 +257,8 @@ class Activity:
             else:
                 active.pop(acct, None)
             self._solo(now)
+        finally:
+            lock.release()
 
     def _solo(self, now: int) -> None:
         """Close the solo stretch if its account is no longer alone; open one if an
@@ -240,7 +279,7 @@ ACTIVITY = Activity()
 def enter_python() -> None:
     """This request thread runs Python from now (see :class:`Activity`), counted for the
     account it charges, if any."""
-    seg = SEGMENT
+    seg = PER_THREAD.seg
     if not seg.active:
         seg.active = True
         seg.active_acct = acct = seg.acct
@@ -249,7 +288,7 @@ def enter_python() -> None:
 
 def leave_python() -> None:
     """This request thread stops running Python for its request."""
-    seg = SEGMENT
+    seg = PER_THREAD.seg
     seg.waiting = False
     if seg.active:
         seg.active = False
@@ -259,14 +298,14 @@ def leave_python() -> None:
 
 def begin_segment(acct: Account) -> None:
     """Charge this thread's CPU to ``acct`` from now (the middleware, mid-step)."""
-    seg = SEGMENT
+    seg = PER_THREAD.seg
     seg.acct = acct
     seg.t0 = thread_time_ns()
 
 
 def end_segment() -> None:
     """Charge what this thread ran since the segment began and stop charging."""
-    seg = SEGMENT
+    seg = PER_THREAD.seg
     acct = seg.acct
     if acct is not None:
         now = thread_time_ns()
@@ -283,7 +322,7 @@ def pause_for_wait(acct: Account) -> int:
     """A wait span of ``acct`` starts: CPU from here until it ends is not interpreter.
     Returns this thread's CPU clock as read here (-1 when not read), which the wait's
     tail measurement reuses (a read is a system call)."""
-    seg = SEGMENT
+    seg = PER_THREAD.seg
     now = -1
     if seg.acct is acct:
         now = thread_time_ns()
@@ -302,7 +341,7 @@ def pause_for_wait(acct: Account) -> int:
 
 def resume_after_wait(acct: Account, now: int = -1) -> None:
     """The wait span ends; ``now``: this thread's CPU clock if just read, else -1."""
-    seg = SEGMENT
+    seg = PER_THREAD.seg
     if seg.acct is acct:
         if now < 0:
             now = thread_time_ns()
@@ -317,7 +356,7 @@ def resume_after_wait(acct: Account, now: int = -1) -> None:
         enter_python()
 
 
-def _end_step(seg: _Segment, wall_ns: int) -> None:
+def _end_step(seg: Segment, wall_ns: int) -> None:
     """Charge the step that just ended to the account this thread is charging (set at
     the step's start, or mid-step by :func:`begin_segment`) and stop charging it."""
     acct = seg.acct
@@ -354,7 +393,7 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
         self.claimed = False  # by the first request served in this task (the middleware)
 
     def send(self, value: Any) -> Any:
-        seg = SEGMENT
+        seg = PER_THREAD.seg
         acct = seg.acct = CURRENT.get()
         state = self._state
         w0 = perf_counter_ns()
@@ -377,7 +416,7 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
                 _end_step(seg, wall)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        seg = SEGMENT
+        seg = PER_THREAD.seg
         acct = seg.acct = CURRENT.get()
         state = self._state
         w0 = perf_counter_ns()
@@ -522,7 +561,7 @@ class _ThreadCall:
         # our CPU around the call is the collector's cost (1 in N measured, selfcost.py)
         sampled = THREAD_CALLS.due()
         c0 = thread_time_ns() if sampled else 0
-        seg = SEGMENT
+        seg = PER_THREAD.seg
         outer, outer_t0 = seg.acct, seg.t0
         seg.acct = self._acct
         was_active = seg.active
@@ -560,7 +599,7 @@ class _InPython:
         self._func = func
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if SEGMENT.active:  # nested (a pool run inline): already counted
+        if PER_THREAD.seg.active:  # nested (a pool run inline): already counted
             return self._func(*args, **kwargs)
         enter_python()
         try:

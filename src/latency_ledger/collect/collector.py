@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from latency_ledger.collect.accounting import (
     CURRENT,
-    SEGMENT,
+    PER_THREAD,
     STEPS,
     TASKS,
     Account,
@@ -162,7 +162,7 @@ class LedgerSpanProcessor(SpanProcessor):
         if not self.active:
             return
         try:  # the SDK does not guard processors: an error here would reach the app
-            acct = CURRENT.get() or SEGMENT.acct
+            acct = CURRENT.get() or PER_THREAD.seg.acct
             if not isinstance(acct, RequestRecord) or acct.finished:
                 return
             if span.kind in _WAIT_KINDS:

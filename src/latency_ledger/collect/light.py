@@ -35,7 +35,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 from opentelemetry.util._decorator import _agnosticcontextmanager
 
-from latency_ledger.collect.accounting import CURRENT, SEGMENT, pause_for_wait, resume_after_wait
+from latency_ledger.collect.accounting import CURRENT, PER_THREAD, pause_for_wait, resume_after_wait
 from latency_ledger.collect.selfcost import Meter
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
 from latency_ledger.collect.tails import span_key, wait_ended_at, wait_started
@@ -338,7 +338,7 @@ class LightTracer(trace.Tracer):
         """A plugin's wrapper spent ``ns`` of CPU around the app's call: the
         collector's cost, charged to the request running here and to the plugin
         (:meth:`charge_to`)."""
-        acct: Any = CURRENT.get() or SEGMENT.acct
+        acct: Any = CURRENT.get() or PER_THREAD.seg.acct
         if acct is not None:
             self.charge_to(acct, ns)
 
@@ -358,7 +358,7 @@ class LightTracer(trace.Tracer):
         """(the request, the light parent or None for its SERVER span) when the next span
         here may be light: inside a light request, under its SERVER span or one of its
         light spans; else None (the SDK's way)."""
-        acct: Any = CURRENT.get() or SEGMENT.acct
+        acct: Any = CURRENT.get() or PER_THREAD.seg.acct
         if acct is None or not getattr(acct, "light", False) or acct.finished:
             return None
         try:
@@ -410,7 +410,7 @@ class LightTracer(trace.Tracer):
             return False
         acct, parent = found
         try:
-            charged = acct.depth == 0 and SEGMENT.acct is acct
+            charged = acct.depth == 0 and PER_THREAD.seg.acct is acct
             span = LightSpan(
                 self, acct, parent, name, SpanKind.CLIENT, None, start_ns, attributes, True
             )

@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind
 
 from latency_ledger.collect.accounting import (
     CURRENT,
-    SEGMENT,
+    PER_THREAD,
     TimedCoroutine,
     begin_segment,
     end_segment,
@@ -140,7 +140,7 @@ class LedgerMiddleware:
 
         error: BaseException | None = None
         begin_segment(acct)
-        c1 = SEGMENT.t0  # the thread clock begin_segment read
+        c1 = PER_THREAD.seg.t0  # the thread clock begin_segment read
         try:
             if wrapped:
                 await self.app(scope, receive, ledger_send)
@@ -151,7 +151,7 @@ class LedgerMiddleware:
             raise
         finally:
             end_segment()
-            c2 = SEGMENT.t0  # the thread clock end_segment read
+            c2 = PER_THREAD.seg.t0  # the thread clock end_segment read
             if wrapped:  # the step it ends in is its task's: ending after the segment, uncounted
                 acct.steps += 1
             summary = collector.stop_profile(acct, profiler) if profiler is not None else None

@@ -45,7 +45,7 @@ from functools import cache
 from time import thread_time_ns
 from typing import Any
 
-from latency_ledger.collect.accounting import SEGMENT
+from latency_ledger.collect.accounting import PER_THREAD
 from latency_ledger.endpoint import collapse_path
 from latency_ledger.profiles import BUCKETS, frame_bucket, stack_bucket
 
@@ -158,7 +158,7 @@ def cpu_profiler_class() -> Any:
             # CPU inside a wait span (SQLite's engine, a driver parsing rows in C) is the
             # wait's: the account's cpu_ns leaves it out, so the native split must too,
             # or it would claim the request's whole own CPU as native
-            acct = SEGMENT.acct
+            acct = PER_THREAD.seg.acct
             self.cpu_ns.append(0 if acct is not None and acct.depth else now - self._cpu_last)
             self._cpu_last = now
 

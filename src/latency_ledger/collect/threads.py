@@ -17,9 +17,9 @@ The caller's side, per request (``latency_ledger_django.middleware`` does this):
     t0 = thread_time_ns()                       # read next to begin's process clock
     acct, token = collector.begin(scope, PROCESS_CPU, time_ns())
     charged0 = acct.cpu_ns
-    begin_segment(acct); seg_t0 = SEGMENT.t0    # the app runs, charged to acct
+    begin_segment(acct); seg_t0 = PER_THREAD.seg.t0    # the app runs, charged to acct
     ...
-    end_segment(); seg_ns = SEGMENT.t0 - seg_t0
+    end_segment(); seg_ns = PER_THREAD.seg.t0 - seg_t0
     in_app = request_cpu_ns(seg_ns, acct.cpu_ns - charged0)
     acct.loop_ns += thread_time_ns() - t0 - seg_ns + in_app
     collector.finish(acct, ...)

@@ -42,7 +42,7 @@ from opentelemetry import context as otel_context
 from latency_ledger.collect import default_collector
 from latency_ledger.collect.accounting import (
     CURRENT,
-    SEGMENT,
+    PER_THREAD,
     TimedCoroutine,
     begin_segment,
     end_segment,
@@ -136,8 +136,8 @@ class LedgerMiddleware:
         profiler = self._start_profile(collector, scope, start_ns, acct)
         charged0 = acct.cpu_ns
         begin_segment(acct)
-        seg_t0 = SEGMENT.t0  # the thread clock begin_segment read: no extra system call
-        in_python = SEGMENT.active  # the server's pool thread may be counted already
+        seg_t0 = PER_THREAD.seg.t0  # the thread clock begin_segment read: no extra system call
+        in_python = PER_THREAD.seg.active  # the server's pool thread may be counted already
         enter_python()  # holds or queues for the interpreter lock (tails of I/O spans)
         response: Any = None
         error: BaseException | None = None
@@ -152,7 +152,7 @@ class LedgerMiddleware:
             end_segment()
             # this thread's CPU in the view, and all the CPU charged to the request meanwhile
             # (helper threads too): the request's CPU in the view is their maximum
-            seg_ns = SEGMENT.t0 - seg_t0
+            seg_ns = PER_THREAD.seg.t0 - seg_t0
             in_view = request_cpu_ns(seg_ns, acct.cpu_ns - charged0)
             self._end(
                 collector,
@@ -193,7 +193,7 @@ class LedgerMiddleware:
             return await self.get_response(request)
         profiler = self._start_profile(collector, scope, start_ns, acct)
         begin_segment(acct)
-        c1 = SEGMENT.t0
+        c1 = PER_THREAD.seg.t0
         response: Any = None
         error: BaseException | None = None
         try:
@@ -206,7 +206,7 @@ class LedgerMiddleware:
             raise
         finally:
             end_segment()
-            c2 = SEGMENT.t0
+            c2 = PER_THREAD.seg.t0
             if wrapped:  # the step it ends in is its task's: ending after the segment, uncounted
                 acct.steps += 1
             self._end(

@@ -19,13 +19,13 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from latency_ledger.collect.accounting import CHARGED, CURRENT, SEGMENT
+from latency_ledger.collect.accounting import CHARGED, CURRENT, PER_THREAD
 from latency_ledger.collect.threads import request_cpu_ns
 
 
 def _charge(acct: Any) -> tuple[Any, int, int]:
     """Charge this thread's CPU to ``acct`` from now; returns what to restore."""
-    seg = SEGMENT
+    seg = PER_THREAD.seg
     saved = (seg.acct, seg.t0)
     now = thread_time_ns()
     seg.acct, seg.t0 = acct, now
@@ -34,7 +34,7 @@ def _charge(acct: Any) -> tuple[Any, int, int]:
 
 def _uncharge(acct: Any, saved: tuple[Any, int, int]) -> int:
     """Stop charging ``acct``; the outer charge resumes. Returns this thread's CPU spent."""
-    seg = SEGMENT
+    seg = PER_THREAD.seg
     now = thread_time_ns()
     charged = seg.acct is acct  # else a nested charge took the thread over meanwhile
     if charged:
