@@ -128,7 +128,16 @@ CHARGED = _Charged()
 class Segment:
     """One thread's charging state (each thread has its own: :data:`PER_THREAD`)."""
 
-    __slots__ = ("acct", "active", "active_acct", "clock_at_ns", "clock_ns", "t0", "waiting")
+    __slots__ = (
+        "acct",
+        "active",
+        "active_acct",
+        "clock_at_ns",
+        "clock_ns",
+        "pooled",
+        "t0",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         self.acct: Account | None = None
@@ -142,6 +151,7 @@ class Segment:
         self.active = False
         self.active_acct: Account | None = None  # whose own activity clock it counts in
         self.waiting = False
+        self.pooled = False  # inside a server pool's call (_InPython): its cost is ours
 
 
 class _PerThread(threading.local):
@@ -590,6 +600,11 @@ class _ThreadCall:
             self._acct.overhead_ns += THREAD_CALLS.mean_ns
 
 
+# one call of a server's pool with no request yet (gunicorn gthread's handling of a
+# connection): its wrapping, charged to the request served in it
+POOL_CALLS = Meter(stretches=2)
+
+
 class _InPython:
     """A callable run in a pool thread with no request: counted in :data:`ACTIVITY`."""
 
@@ -599,13 +614,24 @@ class _InPython:
         self._func = func
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if PER_THREAD.seg.active:  # nested (a pool run inline): already counted
+        seg = PER_THREAD.seg
+        if seg.active:  # nested (a pool run inline): already counted
             return self._func(*args, **kwargs)
+        # our CPU around the call is the collector's cost, charged to the request served
+        # in it, if any (1 in N measured, selfcost.py)
+        sampled = POOL_CALLS.due()
+        c0 = thread_time_ns() if sampled else 0
         enter_python()
+        seg.pooled = True
+        c1 = thread_time_ns() if sampled else 0
         try:
             return self._func(*args, **kwargs)
         finally:
+            c2 = thread_time_ns() if sampled else 0
+            seg.pooled = False
             leave_python()
+            if sampled:
+                POOL_CALLS.record(c1 - c0 + thread_time_ns() - c2)
 
 
 class Hooks:

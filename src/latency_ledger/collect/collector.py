@@ -37,6 +37,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from latency_ledger.collect.accounting import (
     CURRENT,
     PER_THREAD,
+    POOL_CALLS,
     STEPS,
     TASKS,
     Account,
@@ -412,6 +413,8 @@ class Collector:
         the provider's processors, as the SDK would on ``end()``.
         """
         acct = RequestRecord(loop_state, busy_start_ns)
+        if PER_THREAD.seg.pooled:  # served in a server pool's call we wrapped
+            acct.overhead_ns = POOL_CALLS.mean_ns
         # a thread-per-request server's busy counter is the process's CPU clock: just read
         # by the account, it is the flight clock's too (one system call, not two)
         busy: Any = loop_state  # any busy counter (threads.py), not only a LoopState

@@ -2,11 +2,12 @@
 
 Contract: a :class:`Meter` stands for one kind of event of the collector (a request's
 bookkeeping around the app, a plugin's wrapper around one statement, one worker-thread
-call, one light span, one task step, one task's wrapping). :meth:`Meter.due` says
-whether this event is measured (the first few, then every ``every``-th); a measured
-event reads this thread's CPU clock at the edges of the collector's stretches of work
-and hands their sum to :meth:`Meter.record`; every event, measured or not, is charged
-:attr:`Meter.mean_ns` (to its request, and to its plugin, see ``LightTracer.charge``).
+call, one server-pool call, one light span, one task step, one task's wrapping).
+:meth:`Meter.due` says whether this event is measured (the first few, then every
+``every``-th); a measured event reads this thread's CPU clock at the edges of the
+collector's stretches of work and hands their sum to :meth:`Meter.record`; every event,
+measured or not, is charged :attr:`Meter.mean_ns` (to its request, and to its plugin,
+see ``LightTracer.charge``).
 
 Why the thread's CPU clock and not the wall clock: under a thread-per-request server or
 anyio's worker threads, a stretch of our code timed by the wall clock also holds the
