@@ -200,3 +200,30 @@ def test_several_files_cut_into_ranges(tmp_path: Path) -> None:
         assert stats.ranges == jobs
         assert got == expected
         assert _counters(stats) == _counters(one)
+
+
+def test_spans_spread_over_the_whole_file_are_regrouped(tmp_path: Path) -> None:
+    spans = [span for r in _requests(300, seed=8) for span in r]
+    random.Random(8).shuffle(spans)
+    lines = [GEN._line("shop", spans[i : i + 5]) for i in range(0, len(spans), 5)]
+    path = _write(tmp_path / "shuffled.jsonl", lines)
+    expected, one = _one_process([path], OPTIONS)
+    assert one.regrouped
+    assert one.traces == 300
+    for jobs in (2, 3):
+        got, stats = _jobs([path], OPTIONS, jobs)
+        assert stats.ranges == 0  # not by ranges: by trace id, regrouped
+        assert stats.regrouped
+        assert got == expected
+
+
+def test_ranges_shorter_than_the_window_make_every_trace_an_edge(tmp_path: Path) -> None:
+    # default idle_spans (200,000): the scans cover the whole file, every trace is an
+    # edge and the parent books them all, as one process would
+    path = _write(tmp_path / "staggered.jsonl", _staggered(_requests(300, seed=9)))
+    options = AnalyzeOptions()
+    expected, one = _one_process([path], options)
+    got, stats = _jobs([path], options, 2)
+    assert stats.ranges == 2
+    assert got == expected
+    assert _counters(stats) == _counters(one)
