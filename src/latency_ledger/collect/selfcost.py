@@ -27,8 +27,13 @@ measured at import) is taken off per stretch.
 
 Not measured here: what the collector makes the app's own code cost (the CPU caches
 and branch predictors it shares, the garbage collector's runs over the objects it
-allocates), and the code of OpenTelemetry instrumentations a plugin switches on
-(their wrappers around a driver's cursor) outside the spans they record. Why measured
+allocates, the thread switches a slower server makes under the interpreter lock), and
+the code of OpenTelemetry instrumentations a plugin switches on (their wrappers around
+a driver's cursor) outside the spans they record. Side by side (bench_collect.py,
+bench_django.py) the measured figure was 0.64-0.77 of what the worker's CPU per request
+rose by on FastAPI and 0.57-0.64 on Django under gunicorn gthread: on Django's one-query
+view the server's own code ran slower (libsqlite3 and the interpreter's C code alike)
+and its threads switched 1.7 more times a request (perf, /proc/*/status). Why measured
 in the server and not calibrated at start-up: the same code costs 3-5x more between a
 server's other work than in a hot loop (cold caches; a task step read 1.2 us
 calibrated, ~5 us in uvicorn, a schedstat read 0.6 against 4 us), so a calibration is
