@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from pathlib import Path
 
 import msgspec
@@ -91,7 +91,7 @@ def plan_ranges(
             return None
         sizes.append(size)
     total = sum(sizes)
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    starts = [0, *accumulate(sizes)][:-1]
     bounds = [0]
     for k in range(1, parts):
         target = max(bounds[-1], total * k // parts)
