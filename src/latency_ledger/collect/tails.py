@@ -274,8 +274,9 @@ def _pread_holding_the_lock() -> Any:
         pread = ctypes.PyDLL(None).pread
     except (ImportError, OSError, AttributeError):  # no ctypes, or no libc to find
         return None
+    # no argtypes: each thread passes ctypes objects made once (_SchedStat), where
+    # argtypes would convert four Python values per read (~4,000 instructions of ~10,000)
     pread.restype = ctypes.c_ssize_t
-    pread.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long)
     return pread
 
 
@@ -283,12 +284,27 @@ _PREAD = _pread_holding_the_lock()
 
 
 class _SchedStat(threading.local):
-    """This thread's ``/proc/thread-self/schedstat``, opened once per thread (closed
-    when the thread ends and its local goes), and the buffer it is read into."""
+    """This thread's ``/proc/thread-self/schedstat``, opened on the thread's first read
+    (closed when the thread ends and its local goes), and ``args``: what ``_PREAD`` reads
+    it with (the descriptor, the buffer, its size, offset 0, as ctypes objects), or None
+    (``os.pread`` then)."""
 
-    fd: int | None = None
-    failed: bool = False
-    buffer: Any = None
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.args: tuple[Any, ...] | None = None
+        try:
+            self.fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        if _PREAD is not None:
+            import ctypes
+
+            self.args = (
+                ctypes.c_int(self.fd),
+                ctypes.create_string_buffer(64),
+                ctypes.c_size_t(64),
+                ctypes.c_long(0),
+            )
 
     def __del__(self) -> None:
         if self.fd is not None:
@@ -303,24 +319,12 @@ def run_delay_ns() -> int:
     """How long this thread has been runnable but not running (waiting for a CPU), in ns,
     from the kernel's scheduler statistics; 0 where they are not available."""
     stat = _SCHEDSTAT
-    fd = stat.fd
-    if fd is None:
-        if stat.failed:
-            return 0
-        try:
-            fd = stat.fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            stat.failed = True
-            return 0
-        if _PREAD is not None:
-            import ctypes
-
-            stat.buffer = ctypes.create_string_buffer(64)
+    args = stat.args
     try:
-        buffer = stat.buffer
-        if buffer is None:
-            return int(os.pread(fd, 64, 0).split()[1])
-        size = _PREAD(fd, buffer, 64, 0)
-        return int(buffer.raw[:size].split()[1]) if size > 0 else 0
+        if args is not None:
+            size = _PREAD(*args)
+            return int(args[1].raw[:size].split()[1]) if size > 0 else 0
+        fd = stat.fd
+        return int(os.pread(fd, 64, 0).split()[1]) if fd is not None else 0
     except (OSError, IndexError, ValueError):
         return 0
