@@ -40,7 +40,7 @@ from latency_ledger.collect.selfcost import Meter
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
 from latency_ledger.collect.tails import span_key, wait_ended_at, wait_started
 from latency_ledger.ledger import MAX_WALL_NS, split_measured, tail_overlap
-from latency_ledger.model import Span
+from latency_ledger.model import Category, Span
 from latency_ledger.model import SpanKind as ModelKind
 
 _CLIENT = SpanKind.CLIENT
@@ -74,6 +74,7 @@ _MODEL_KINDS = (
     ModelKind.CONSUMER,
 )
 _ERROR = StatusCode.ERROR
+_DATABASE = Category.DATABASE
 # a wait span's tail (see tails.py), as the offline ledger reads it
 TAIL_NS = "ledger.queueing_ns"
 TAIL_MAX_NS = "ledger.queueing_max_ns"
@@ -594,10 +595,8 @@ def light_waits(
     (a test checks both agree); for anything else (nested, overlapping) the caller books
     with ``book_trace``. ``classify`` is :func:`classifier`'s result for the rules.
     """
-    from latency_ledger.model import Category
-
     ordered = sorted(lights, key=_START) if len(lights) > 1 else lights
-    database_category = Category.DATABASE
+    database_category = _DATABASE
     database = network = tails = 0
     database_slack = network_slack = unbounded = 0
     previous_end = lo
@@ -616,12 +615,12 @@ def light_waits(
         previous_end = end
         # A span with a plugin's shared attributes (one dict per statement) is classified
         # once per (dict, name, kind, error): all a rule reads of a span here. The entry
-        # holds the dict, so its id cannot be reused by another while cached.
-        key = (
-            (id(light.attributes), light.name, light.kind.value, light.status.status_code)
-            if light.shared
-            else None
-        )
+        # holds the dict, so its id cannot be reused by another while cached. The kind
+        # by identity and the error as a bool: an Enum member's hash and ``value``, and
+        # ``Status.status_code``, are Python calls, and this runs for every span.
+        status = light.status
+        failed = status is not UNSET_STATUS and status.status_code is _ERROR
+        key = (id(light.attributes), light.name, id(light.kind), failed) if light.shared else None
         hit = classified.get(key) if classified is not None and key is not None else None
         if hit is not None:
             found = hit[1]
@@ -635,7 +634,7 @@ def light_waits(
                     kind=_MODEL_KINDS[light.kind.value],
                     start_ns=light.start_time,
                     end_ns=light.end_time or light.start_time,
-                    is_error=light.status.status_code is _ERROR,
+                    is_error=failed,
                     attributes=light.attributes,
                     service=service,
                 )
