@@ -26,6 +26,7 @@ from latency_ledger.parallel import analyze_parallel
 from latency_ledger.read import ReadLimits, ReadStats
 from latency_ledger.read.ranges import plan_ranges
 from latency_ledger.render.json import report_to_json
+from latency_ledger.split import analyze_range
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = AnalyzeOptions(idle_spans=100)
@@ -217,9 +218,9 @@ def test_spans_spread_over_the_whole_file_are_regrouped(tmp_path: Path) -> None:
         assert got == expected
 
 
-def test_ranges_shorter_than_the_window_make_every_trace_an_edge(tmp_path: Path) -> None:
-    # default idle_spans (200,000): the scans cover the whole file, every trace is an
-    # edge and the parent books them all, as one process would
+def test_ranges_shorter_than_the_scan_window(tmp_path: Path) -> None:
+    # default idle_spans (200,000): each scan reads the whole neighbouring range; only
+    # the ids found on both sides are edges, the rest is booked where it was read
     path = _write(tmp_path / "staggered.jsonl", _staggered(_requests(300, seed=9)))
     options = AnalyzeOptions()
     expected, one = _one_process([path], options)
@@ -227,3 +228,7 @@ def test_ranges_shorter_than_the_window_make_every_trace_an_edge(tmp_path: Path)
     assert stats.ranges == 2
     assert got == expected
     assert _counters(stats) == _counters(one)
+    plan = plan_ranges([path], 2, options.limits)
+    assert plan is not None
+    shares = [analyze_range(plan, k, options, default_rules()) for k in range(2)]
+    assert [len(share.edges) for share in shares] == [1, 1]  # the trace across the cut
