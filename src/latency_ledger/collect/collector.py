@@ -30,9 +30,11 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from latency_ledger.collect.accounting import (
     CURRENT,
@@ -53,6 +55,7 @@ from latency_ledger.collect.encode import ServerFields, encode_server_json
 from latency_ledger.collect.export import CollectorStats, SpanSink, otlp_endpoint_exporter
 from latency_ledger.collect.files import JsonLinesFileExporter
 from latency_ledger.collect.light import (
+    CONTEXT_VAR,
     DELAY_NS,
     TAIL_MAX_NS,
     TAIL_NS,
@@ -60,6 +63,7 @@ from latency_ledger.collect.light import (
     LightTracerProvider,
     book_light,
     classifier,
+    current_context,
     materialize,
     model_spans,
 )
@@ -421,11 +425,12 @@ class Collector:
         acct.cpu_start = self.flight.begin(
             acct.busy_start_ns if busy_start_ns is None and type(busy) is ProcessCpu else None
         )
-        outer = trace.get_current_span()
+        current = current_context()
+        outer: Any = current.get(_SPAN_KEY)  # trace.get_current_span(), read directly
         if (
-            outer.is_recording()
-            and getattr(outer, "kind", None) is trace.SpanKind.SERVER
+            getattr(outer, "kind", None) is trace.SpanKind.SERVER
             and getattr(outer, "_span_processor", None) is self._pipeline
+            and outer.is_recording()
         ):
             # a SERVER span already open for this request (FastAPI's native telemetry, or
             # opentelemetry-instrumentation-asgi outside us): book onto it, no duplicate
@@ -462,10 +467,16 @@ class Collector:
         )
         self.processor.owner[span_id] = acct
         token = CURRENT.set(acct)
-        # children (DB, HTTP client spans) find their parent in the OpenTelemetry context
-        acct.otel_token = otel_context.attach(
-            trace.set_span_in_context(trace.NonRecordingSpan(context))
-        )
+        # children (DB, HTTP client spans) find their parent in the OpenTelemetry context:
+        # otel_context.attach(trace.set_span_in_context(span)), with the ContextVar itself
+        span = trace.NonRecordingSpan(context)
+        var = CONTEXT_VAR
+        if var is not None:
+            values = dict(current)
+            values[_SPAN_KEY] = span
+            acct.otel_token = var.set(Context(values))
+        else:
+            acct.otel_token = otel_context.attach(trace.set_span_in_context(span, current))
         return acct, token
 
     def finish(
@@ -767,8 +778,16 @@ class Collector:
 
     def detach(self, acct: RequestRecord) -> None:
         token, acct.otel_token = acct.otel_token, None
-        if token is not None:
-            otel_context.detach(token)
+        if token is None:
+            return
+        var = CONTEXT_VAR
+        if var is not None and token.var is var:
+            try:
+                var.reset(token)
+                return
+            except ValueError:  # made in another context: the API's detach logs it
+                pass
+        otel_context.detach(token)
 
     def abandon(self, acct: RequestRecord, scope: Mapping[str, Any]) -> None:
         """After :meth:`finish` failed: still write the SERVER span (no ledger) and children."""

@@ -23,6 +23,7 @@ DB call costs, and in the default sampled mode almost every request's spans are 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from time import thread_time_ns, time_ns
 from typing import Any
 
@@ -49,22 +50,34 @@ _PRODUCER = SpanKind.PRODUCER
 _SUPPRESS_KEY_PLAIN = "suppress_instrumentation"
 
 
-def _context_getter() -> Callable[[], Context]:
-    """``opentelemetry.context.get_current``, or the ``ContextVar.get`` it ends in when
-    the runtime context is the default contextvars one: a C call instead of two Python
-    ones, for every statement."""
-    from contextvars import ContextVar
-
+def _context_var() -> ContextVar[Context] | None:
+    """The ``ContextVar`` OpenTelemetry's runtime context keeps the current context in,
+    when it is the default contextvars one (else None: use ``opentelemetry.context``).
+    Read, set and reset directly, it is a C call where the API's ``get_current``,
+    ``attach`` and ``detach`` are two or three Python calls each, per statement and per
+    request."""
     from opentelemetry import context as otel_context
 
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     var = getattr(runtime, "_current_context", None)
     if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(var, ContextVar):
-        return var.get
+        return var
+    return None
+
+
+CONTEXT_VAR = _context_var()
+
+
+def _context_getter() -> Callable[[], Context]:
+    """``opentelemetry.context.get_current``, or the ``ContextVar.get`` it ends in."""
+    if CONTEXT_VAR is not None:
+        return CONTEXT_VAR.get
+    from opentelemetry import context as otel_context
+
     return otel_context.get_current
 
 
-_current_context = _context_getter()
+current_context = _context_getter()
 # OpenTelemetry Python numbers SpanKind from 0 (INTERNAL); the model follows OTLP.
 _MODEL_KINDS = (
     ModelKind.INTERNAL,
@@ -365,7 +378,7 @@ class LightTracer(trace.Tracer):
         try:
             # trace.get_current_span(context), read straight from the context (a dict):
             # its four Python calls and an ABC isinstance ran for every statement
-            current: Any = (context if context is not None else _current_context()).get(_SPAN_KEY)
+            current: Any = (context if context is not None else current_context()).get(_SPAN_KEY)
             if current is None:
                 return None
             if type(current) is not LightSpan:  # a plugin's sanitizing wrapper around one?
@@ -385,7 +398,7 @@ class LightTracer(trace.Tracer):
         shared between spans (never written to here), so no per-span copy or filter; None
         when instrumentation is suppressed here (``is_instrumentation_enabled()`` False:
         the caller runs its call untraced), asked here to read the context once."""
-        context = _current_context()
+        context = current_context()
         if context.get(_SUPPRESS_KEY) or context.get(_SUPPRESS_KEY_PLAIN):
             return None
         found = self._light_request(context)
