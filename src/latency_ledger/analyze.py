@@ -1,7 +1,8 @@
 """The offline pipeline: paths -> read -> ledger -> aggregate + findings -> verdict -> Report.
 
 Contract: ``analyze`` streams every trace once and keeps per-endpoint accumulators only,
-so memory is bounded by the traces in flight plus compact per-request columns. What
+so memory is bounded by the traces in flight plus compact per-request columns, up to
+``sketch.EXACT_LIMIT`` requests an endpoint (then a sketch: it does not grow). What
 is kept per request, and how the report is made of it, is ``accumulate``'s. It never
 raises for bad input: the reader records problems, and they travel in
 ``Report.inputs``. Deciding what is fatal (nothing readable) is the CLI's job.
