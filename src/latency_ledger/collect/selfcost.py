@@ -30,7 +30,7 @@ and branch predictors it shares, the garbage collector's runs over the objects i
 allocates, the thread switches a slower server makes under the interpreter lock), and
 the code of OpenTelemetry instrumentations a plugin switches on (their wrappers around
 a driver's cursor) outside the spans they record. Side by side (bench_collect.py,
-bench_django.py) the measured figure was 0.64-0.77 of what the worker's CPU per request
+bench_django.py) the measured figure was 0.60-0.78 of what the worker's CPU per request
 rose by on FastAPI and 0.57-0.64 on Django under gunicorn gthread: on Django's one-query
 view the server's own code ran slower (libsqlite3 and the interpreter's C code alike)
 and its threads switched 1.7 more times a request (perf, /proc/*/status). Why measured
