@@ -355,9 +355,9 @@ class Collector:
             interval_s=config.profile_interval_s,
         )
         self.hooks.install()
-        if STEPS.samples == 0:  # until the server's own steps are measured (STEPS)
-            STEPS.mean_ns = calibrate_step_cost()
-        self.clock_read_ns = calibrate_clock_read()
+        if STEPS.samples == 0:  # until the server's own steps are measured (STEPS): a
+            # step that also reads the CPU clock at its start (a burst's steps do not)
+            STEPS.mean_ns = calibrate_step_cost() + calibrate_clock_read()
         # one request's bookkeeping around the app (middleware, begin, finish)
         self.request_meter = Meter(stretches=2)
         _LIVE.add(self)
@@ -572,7 +572,6 @@ class Collector:
             acct.overhead_ns
             + self.request_meter.mean_ns
             + (acct.steps * STEPS.mean_ns + TASKS.mean_ns if acct.steps else 0)
-            + acct.clock_starts * self.clock_read_ns
             + (
                 self._export_share_ns(requests)
                 if requests % _EXPORT_EVERY == 0

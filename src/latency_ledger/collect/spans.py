@@ -153,8 +153,9 @@ def calibrate_step_cost(steps: int = 200, rounds: int = 5) -> int:
     times through a :class:`TimedCoroutine` charging a request and bare, the fastest of
     ``rounds`` each (the wrapper's frames, clock reads and bookkeeping, as a step of a
     request runs them; the task's C code calls both alike). Back to back, the steps are
-    a burst: one clock read each (a step that reads at its start too is charged
-    :func:`calibrate_clock_read` more)."""
+    a burst: one clock read each (a step that reads at its start too costs
+    :func:`calibrate_clock_read` more). A seed only: the server's steps are measured
+    (``accounting.STEPS``), the clock reads of those that read at their start included."""
     from latency_ledger.collect.accounting import Account, LoopState, TimedCoroutine
 
     state = LoopState(None)
