@@ -5,6 +5,7 @@ Hand-built numbers; the known answers on real servers are in ``test_busy_io.py``
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -193,6 +194,27 @@ def test_run_delay_is_the_kernels_figure_read_in_each_thread() -> None:
     assert len(seen) == 6
     for before, ours, after in seen:
         assert before <= ours <= after
+
+
+def test_a_forked_child_reads_its_own_run_delay_not_its_parents() -> None:
+    # The truth: the child's own schedstat, read plainly around our read (a new process's
+    # thread starts near 0; the parent's, which opened its file first, has run all along).
+    from latency_ledger.collect.tails import run_delay_ns
+
+    run_delay_ns()  # the parent's thread has its file open now
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if our read lies between the kernel's two
+        try:
+            with open("/proc/thread-self/schedstat") as f:
+                before = int(f.read().split()[1])
+            ours = run_delay_ns()
+            with open("/proc/thread-self/schedstat") as f:
+                after = int(f.read().split()[1])
+            os._exit(0 if before <= ours <= after else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_the_export_threads_cpu_is_spread_over_requests(make_collector: Any) -> None:

@@ -315,6 +315,17 @@ class _SchedStat(threading.local):
 _SCHEDSTAT = _SchedStat()
 
 
+def _schedstat_in_child() -> None:
+    # the descriptor names the thread that opened it: a forked child (gunicorn --preload
+    # imports us in the master) would read its parent's thread ever after
+    global _SCHEDSTAT
+    _SCHEDSTAT = _SchedStat()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_schedstat_in_child)
+
+
 def run_delay_ns() -> int:
     """How long this thread has been runnable but not running (waiting for a CPU), in ns,
     from the kernel's scheduler statistics; 0 where they are not available."""
