@@ -10,18 +10,18 @@ import anyio.to_thread
 import pytest
 import uvloop
 
-from latency_ledger.collect import accounting
+from latency_ledger.collect import steps
 from latency_ledger.collect.accounting import (
     CURRENT,
     Account,
-    Hooks,
-    TimedCoroutine,
     begin_segment,
     end_segment,
     pause_for_wait,
     resume_after_wait,
 )
+from latency_ledger.collect.hooks import Hooks
 from latency_ledger.collect.selfcost import Meter
+from latency_ledger.collect.steps import TimedCoroutine
 
 MS = 1_000_000
 
@@ -148,8 +148,8 @@ def test_a_measured_step_times_our_part_of_it_not_the_coroutines(
     # ran; the request is still charged its 20 ms; the task sees its coroutine as before
     # (its frame, its result) while a probe stands in for it.
     meter = Meter(every=1, stretches=2)
-    monkeypatch.setattr(accounting, "STEPS", meter)
-    monkeypatch.setattr(accounting, "_STEP_DUE", meter.due)
+    monkeypatch.setattr(steps, "STEPS", meter)
+    monkeypatch.setattr(steps, "_STEP_DUE", meter.due)
     seen: list[Account] = []
     frames: list[bool] = []
 

@@ -186,12 +186,12 @@ def test_each_task_step_of_a_request_is_charged_the_measured_step_cost(
     # one that suspends three times runs in four: 20 ms (the step a request ends in
     # ends after its segment, so the accounting does not count it as the request's; the
     # middleware adds it). The rest of the collector's cost is well under 3 ms a request.
-    from latency_ledger.collect import accounting
     from latency_ledger.collect import collector as collector_module
+    from latency_ledger.collect import steps as steps_module
 
     steps = fixed_meter(5 * MS)
-    monkeypatch.setattr(accounting, "STEPS", steps)
-    monkeypatch.setattr(accounting, "_STEP_DUE", steps.due)
+    monkeypatch.setattr(steps_module, "STEPS", steps)
+    monkeypatch.setattr(steps_module, "_STEP_DUE", steps.due)
     monkeypatch.setattr(collector_module, "STEPS", steps)
     collector = quiet_collector(tmp_path)
 
@@ -234,11 +234,11 @@ def test_a_request_served_in_a_server_pools_call_is_charged_its_wrapping(
     # any pool is not. The rest of the collector's cost is well under 3 ms a request.
     import concurrent.futures
 
-    from latency_ledger.collect import accounting
     from latency_ledger.collect import collector as collector_module
+    from latency_ledger.collect import hooks
 
     pool_calls = fixed_meter(7 * MS)
-    monkeypatch.setattr(accounting, "POOL_CALLS", pool_calls)
+    monkeypatch.setattr(hooks, "POOL_CALLS", pool_calls)
     monkeypatch.setattr(collector_module, "POOL_CALLS", pool_calls)
     collector = quiet_collector(tmp_path)
 

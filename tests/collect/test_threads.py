@@ -9,13 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from latency_ledger.collect.accounting import (
-    CURRENT,
-    Account,
-    Hooks,
-    begin_segment,
-    end_segment,
-)
+from latency_ledger.collect.accounting import CURRENT, Account, begin_segment, end_segment
+from latency_ledger.collect.hooks import Hooks
 from latency_ledger.collect.threads import PROCESS_CPU, ProcessCpu, request_cpu_ns
 
 MS = 1_000_000

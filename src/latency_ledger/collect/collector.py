@@ -2,7 +2,7 @@
 
 Contract: a :class:`Collector` joins the app's SDK ``TracerProvider`` (or sets one up),
 adds a :class:`LedgerSpanProcessor`, switches on the plugins' instrumentations and owns
-the :class:`~latency_ledger.collect.accounting.Hooks` and the export
+the :class:`~latency_ledger.collect.hooks.Hooks` and the export
 :class:`~latency_ledger.collect.export.SpanSink`. The middleware calls :meth:`begin` and
 :meth:`finish` around each request; :meth:`finish` books the request's ledger with the
 offline ledger's code, puts the ``ledger.*`` totals on the SERVER span, decides whether
@@ -39,11 +39,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from latency_ledger.collect.accounting import (
     CURRENT,
     PER_THREAD,
-    POOL_CALLS,
-    STEPS,
-    TASKS,
     Account,
-    Hooks,
     LoopState,
     pause_for_wait,
     resume_after_wait,
@@ -54,6 +50,7 @@ from latency_ledger.collect.cpu import FlightClock, ProcessWindow
 from latency_ledger.collect.encode import ServerFields, encode_server_json
 from latency_ledger.collect.export import CollectorStats, SpanSink, otlp_endpoint_exporter
 from latency_ledger.collect.files import JsonLinesFileExporter
+from latency_ledger.collect.hooks import POOL_CALLS, Hooks
 from latency_ledger.collect.light import (
     CONTEXT_VAR,
     DELAY_NS,
@@ -82,6 +79,7 @@ from latency_ledger.collect.spans import (
     parent_context,
     route_template,
 )
+from latency_ledger.collect.steps import STEPS, TASKS
 from latency_ledger.collect.tails import TypicalIo, span_key, wait_ended, wait_started
 from latency_ledger.collect.threads import ProcessCpu
 from latency_ledger.ledger import split_measured

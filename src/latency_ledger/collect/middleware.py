@@ -25,15 +25,9 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from latency_ledger.collect.accounting import (
-    CURRENT,
-    PER_THREAD,
-    TimedCoroutine,
-    begin_segment,
-    end_segment,
-    request_start,
-)
+from latency_ledger.collect.accounting import CURRENT, PER_THREAD, begin_segment, end_segment
 from latency_ledger.collect.config import CollectConfig
+from latency_ledger.collect.steps import TimedCoroutine, request_start
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -137,7 +137,7 @@ def _run_steps(coro: Any) -> int:
 
 def calibrate_clock_read(reads: int = 200, rounds: int = 5) -> int:
     """What one more read of this thread's CPU clock costs (a step that reads it at its
-    start too, see ``accounting.BURST_NS``): the fastest of ``rounds`` runs of ``reads``."""
+    start too, see ``steps.BURST_NS``): the fastest of ``rounds`` runs of ``reads``."""
     best = None
     for _ in range(rounds):
         t0 = thread_time_ns()
@@ -155,8 +155,9 @@ def calibrate_step_cost(steps: int = 200, rounds: int = 5) -> int:
     request runs them; the task's C code calls both alike). Back to back, the steps are
     a burst: one clock read each (a step that reads at its start too costs
     :func:`calibrate_clock_read` more). A seed only: the server's steps are measured
-    (``accounting.STEPS``), the clock reads of those that read at their start included."""
-    from latency_ledger.collect.accounting import Account, LoopState, TimedCoroutine
+    (``steps.STEPS``), the clock reads of those that read at their start included."""
+    from latency_ledger.collect.accounting import Account, LoopState
+    from latency_ledger.collect.steps import TimedCoroutine
 
     state = LoopState(None)
     token = CURRENT.set(Account(state))

@@ -107,7 +107,7 @@ def others_clock(acct: Any) -> tuple[int, int]:
 
 def loop_streak_ns(acct: Any) -> int:
     """On ``acct``'s event-loop thread: how long the loop has been busy without a break
-    (steps back to back, see ``accounting.STREAK_GAP_NS``) up to now; else 0.
+    (steps back to back, see ``steps.STREAK_GAP_NS``) up to now; else 0.
 
     A second bound on a span's tail, for the loop: it also covers the loop's own work
     between steps (I/O callbacks) and moments the OS took the CPU away, which

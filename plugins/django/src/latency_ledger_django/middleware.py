@@ -43,13 +43,12 @@ from latency_ledger.collect import default_collector
 from latency_ledger.collect.accounting import (
     CURRENT,
     PER_THREAD,
-    TimedCoroutine,
     begin_segment,
     end_segment,
     enter_python,
     leave_python,
-    request_start,
 )
+from latency_ledger.collect.steps import TimedCoroutine, request_start
 from latency_ledger.collect.threads import PROCESS_CPU, request_cpu_ns
 from latency_ledger_django import forking
 from latency_ledger_django.plugin import plugin
