@@ -25,7 +25,7 @@ from time import perf_counter_ns, thread_time_ns
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from latency_ledger.collect.steps import _TaskFactory
+    from latency_ledger.collect.steps import TaskFactory
 
 
 class LoopState:
@@ -41,7 +41,7 @@ class LoopState:
         # the previous one ended begins a new stretch
         self.streak_start_ns = self.last_end_ns = 0
         self.previous_factory = previous_factory
-        self.factory: _TaskFactory | None = None
+        self.factory: TaskFactory | None = None
 
 
 class Account:

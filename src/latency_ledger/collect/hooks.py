@@ -29,7 +29,7 @@ from latency_ledger.collect.accounting import (
     leave_python,
 )
 from latency_ledger.collect.selfcost import Meter
-from latency_ledger.collect.steps import _TaskFactory
+from latency_ledger.collect.steps import TaskFactory
 
 # one worker-thread call's wrapping (the thread's CPU clock and activity around it)
 THREAD_CALLS = Meter(stretches=2)
@@ -186,7 +186,7 @@ class Hooks:
         if state is None:
             previous = loop.get_task_factory()
             state = LoopState(previous)
-            state.factory = _TaskFactory(state, previous)
+            state.factory = TaskFactory(state, previous)
             loop.set_task_factory(state.factory)
             self._loops[loop] = state
         self._last = (loop, state)

@@ -1,7 +1,7 @@
 """Task steps on an event loop, each timed and charged to the request it runs for.
 
 Contract: :class:`TimedCoroutine` wraps a task's coroutine (the loop's task factory,
-:class:`_TaskFactory`, installed by ``hooks.Hooks.ensure_loop``); each step's CPU is
+:class:`TaskFactory`, installed by ``hooks.Hooks.ensure_loop``); each step's CPU is
 charged to the account in the step's context (``accounting.CURRENT``) and its wall time
 added to the loop's ``busy_ns``. :func:`request_start` tells the middleware when its
 request began. One step in ``STEPS.every`` is measured for the collector's own cost
@@ -205,7 +205,7 @@ TASKS = Meter(stretches=1)
 _TASK_DUE = TASKS.due
 
 
-class _TaskFactory:
+class TaskFactory:
     __slots__ = ("previous", "state")
 
     def __init__(self, state: LoopState, previous: Any) -> None:
