@@ -44,7 +44,7 @@ BURST_NS = 50_000
 
 def _end_step(seg: Segment, wall_ns: int) -> None:
     """Charge the step that just ended to the account this thread is charging (set at
-    the step's start, or mid-step by :func:`begin_segment`) and stop charging it."""
+    the step's start, or mid-step by ``accounting.begin_segment``) and stop charging it."""
     acct = seg.acct
     assert acct is not None
     now = seg.clock_ns = thread_time_ns()
@@ -200,12 +200,16 @@ class _Probe:
 # clock reads around the coroutine are taken off (stretches).
 STEPS = Meter(stretches=2)
 _STEP_DUE = STEPS.due
-# What wrapping a task's coroutine costs (the factory's call and TimedCoroutine's making)
+# What wrapping a task's coroutine costs (the check and TimedCoroutine's making; the
+# factory's own call from the loop's C code is outside what a clock inside it can see)
 TASKS = Meter(stretches=1)
 _TASK_DUE = TASKS.due
 
 
 class TaskFactory:
+    """A loop's task factory: each new task's coroutine wrapped in a
+    :class:`TimedCoroutine`, then the previous factory (or a plain Task) makes the task."""
+
     __slots__ = ("previous", "state")
 
     def __init__(self, state: LoopState, previous: Any) -> None:
