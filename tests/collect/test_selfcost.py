@@ -234,12 +234,10 @@ def test_a_request_served_in_a_server_pools_call_is_charged_its_wrapping(
     # any pool is not. The rest of the collector's cost is well under 3 ms a request.
     import concurrent.futures
 
-    from latency_ledger.collect import collector as collector_module
     from latency_ledger.collect import hooks
 
     pool_calls = fixed_meter(7 * MS)
     monkeypatch.setattr(hooks, "POOL_CALLS", pool_calls)
-    monkeypatch.setattr(collector_module, "POOL_CALLS", pool_calls)
     collector = quiet_collector(tmp_path)
 
     async def page(request: Any) -> PlainTextResponse:

@@ -117,7 +117,7 @@ class Segment:
         "active_acct",
         "clock_at_ns",
         "clock_ns",
-        "pooled",
+        "pool_cost_ns",
         "t0",
         "waiting",
     )
@@ -134,7 +134,9 @@ class Segment:
         self.active = False
         self.active_acct: Account | None = None  # whose own activity clock it counts in
         self.waiting = False
-        self.pooled = False  # inside a server pool's call (_InPython): its cost is ours
+        # inside a server pool's call (hooks._InPython): what its wrapping costs, charged
+        # to the request served in it (begin_segment); 0 outside one
+        self.pool_cost_ns = 0
 
 
 class _PerThread(threading.local):
@@ -290,9 +292,11 @@ def leave_python() -> None:
 
 
 def begin_segment(acct: Account) -> None:
-    """Charge this thread's CPU to ``acct`` from now (the middleware, mid-step)."""
+    """Charge this thread's CPU to ``acct`` from now (the middleware, mid-step), and the
+    server pool's call the request is served in, if any, to its overhead."""
     seg = PER_THREAD.seg
     seg.acct = acct
+    acct.overhead_ns += seg.pool_cost_ns
     seg.t0 = thread_time_ns()
 
 

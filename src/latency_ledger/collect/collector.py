@@ -50,7 +50,7 @@ from latency_ledger.collect.cpu import FlightClock, ProcessWindow
 from latency_ledger.collect.encode import ServerFields, encode_server_json
 from latency_ledger.collect.export import CollectorStats, SpanSink, otlp_endpoint_exporter
 from latency_ledger.collect.files import JsonLinesFileExporter
-from latency_ledger.collect.hooks import POOL_CALLS, Hooks
+from latency_ledger.collect.hooks import Hooks
 from latency_ledger.collect.light import (
     CONTEXT_VAR,
     DELAY_NS,
@@ -415,8 +415,6 @@ class Collector:
         the provider's processors, as the SDK would on ``end()``.
         """
         acct = RequestRecord(loop_state, busy_start_ns)
-        if PER_THREAD.seg.pooled:  # served in a server pool's call we wrapped
-            acct.overhead_ns = POOL_CALLS.mean_ns
         # a thread-per-request server's busy counter is the process's CPU clock: just read
         # by the account, it is the flight clock's too (one system call, not two)
         busy: Any = loop_state  # any busy counter (threads.py), not only a LoopState

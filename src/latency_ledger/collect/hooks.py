@@ -99,13 +99,13 @@ class _InPython:
         sampled = POOL_CALLS.due()
         c0 = thread_time_ns() if sampled else 0
         enter_python()
-        seg.pooled = True
+        seg.pool_cost_ns = POOL_CALLS.mean_ns
         c1 = thread_time_ns() if sampled else 0
         try:
             return self._func(*args, **kwargs)
         finally:
             c2 = thread_time_ns() if sampled else 0
-            seg.pooled = False
+            seg.pool_cost_ns = 0
             leave_python()
             if sampled:
                 POOL_CALLS.record(c1 - c0 + thread_time_ns() - c2)
