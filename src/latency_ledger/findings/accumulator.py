@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from itertools import repeat
 
 from latency_ledger.findings.estimate import Aux, Base, Tally, margin, percentiles
-from latency_ledger.findings.repeats import find_repeats, group_calls
+from latency_ledger.findings.repeats import (
+    CHATTY_KINDS,
+    NORMALIZED_KINDS,
+    batching_saves,
+    overlapping,
+    qualifying,
+)
 from latency_ledger.findings.thresholds import (
     CHATTY_CALLS,
     DEFAULT_THRESHOLDS,
@@ -30,7 +36,7 @@ from latency_ledger.findings.thresholds import (
     Thresholds,
     is_setup_statement,
 )
-from latency_ledger.model import CallKind, Finding, Request
+from latency_ledger.model import Call, CallKind, Finding, Request
 from latency_ledger.sketch import EXACT_LIMIT, DurationSketch
 from latency_ledger.sql import normalize_statement
 
@@ -40,6 +46,7 @@ _CACHE_LIMIT = 4096  # raw statement -> normalized, per accumulator
 # names the normalizer cannot collapse) new ones are pooled so memory stays bounded.
 MAX_TARGETS_PER_ENDPOINT = 2000
 OTHER_TARGETS = "(other statements)"
+_QUERY, _POOL = CallKind.QUERY, CallKind.POOL
 
 
 @dataclass(slots=True)
@@ -152,10 +159,12 @@ class FindingsAccumulator:
         ep = self._endpoints.get(key)
         if ep is None:
             ep = self._endpoints[key] = _Endpoint()
-        database_ns, network_ns = request.ledger.database_ns, request.ledger.network_ns
+        ledger = request.ledger
+        database_ns, network_ns = ledger.database_ns, ledger.network_ns
         ep.database.total_ns += database_ns
         ep.network.total_ns += network_ns
-        if request.from_totals and not request.calls:
+        calls = request.calls
+        if request.from_totals and not calls:
             ep.totals_only += 1
             return
         weight = 1.0 / request.keep_probability
@@ -167,30 +176,80 @@ class FindingsAccumulator:
         ep.database.v_ns2 += variance * database_ns * database_ns
         ep.network.w_ns += weight * network_ns
         ep.network.v_ns2 += variance * network_ns * network_ns
-        queries, outgoing = group_calls(request, self._normalize)
-        for statement, calls in queries.items():
-            st = ep.statements.get(statement)
-            if st is None:
-                if len(ep.statements) >= MAX_TARGETS_PER_ENDPOINT:
-                    statement = OTHER_TARGETS
-                st = ep.statements.setdefault(statement, _Statement())
-            st.tally.add(weight, len(calls), sum(c.booked_ns for c in calls), database_ns)
-            st.add([c.end_ns - c.start_ns for c in calls], weight)
-        for rep in find_repeats(request, self.thresholds, queries, outgoing):
-            key = (rep.kind, rep.target)
-            tally = ep.repeats.get(key)
-            if tally is None:
-                if len(ep.repeats) >= MAX_TARGETS_PER_ENDPOINT:
-                    key = (rep.kind, OTHER_TARGETS)
-                tally = ep.repeats.setdefault(key, Tally())
-            aux = database_ns if rep.kind == N_PLUS_ONE else network_ns
-            tally.add(weight, rep.count, rep.booked_ns, aux, rep.concurrent, rep.fixable_ns)
+        if not calls:
+            return
+        # One pass over the calls (repeats.group_calls, and the pool waits, together):
+        # this runs once per call of every request.
+        queries: dict[str, list[Call]] = {}
+        outgoing: dict[str, list[Call]] = {}
         pools: dict[str, tuple[int, int]] = {}
-        for call in request.calls:
-            if call.kind == CallKind.POOL:
+        normalized = self._normalized.get
+        for call in calls:
+            kind = call.kind
+            if kind == _QUERY:
+                statement = normalized(call.target) or self._normalize(call.target)
+                group = queries.get(statement)
+                if group is None:
+                    queries[statement] = [call]
+                else:
+                    group.append(call)
+            elif kind in CHATTY_KINDS:
+                target = call.target
+                if kind in NORMALIZED_KINDS:
+                    target = normalized(target) or self._normalize(target)
+                group = outgoing.get(target)
+                if group is None:
+                    outgoing[target] = [call]
+                else:
+                    group.append(call)
+            elif kind == _POOL:
                 system = call.system or "database"
                 count, booked = pools.get(system, (0, 0))
                 pools[system] = (count + 1, booked + call.booked_ns)
+        statements = ep.statements
+        for statement, group in queries.items():
+            st = statements.get(statement)
+            if st is None:
+                if len(statements) >= MAX_TARGETS_PER_ENDPOINT:
+                    statement = OTHER_TARGETS
+                st = statements.setdefault(statement, _Statement())
+            st.tally.add(weight, len(group), sum([c.booked_ns for c in group]), database_ns)
+            st.add([c.end_ns - c.start_ns for c in group], weight)
+        t = self.thresholds
+        wall = request.wall_ns
+        for repeat_kind, groups, minimum, min_ns, min_fraction, aux in (
+            (
+                N_PLUS_ONE,
+                queries,
+                t.n_plus_one_min_repeats,
+                t.n_plus_one_min_ns,
+                t.n_plus_one_min_fraction,
+                database_ns,
+            ),
+            (
+                CHATTY_CALLS,
+                outgoing,
+                t.chatty_min_repeats,
+                t.chatty_min_ns,
+                t.chatty_min_fraction,
+                network_ns,
+            ),
+        ):
+            for target, group, booked in qualifying(groups, wall, minimum, min_ns, min_fraction):
+                key2 = (repeat_kind, target)
+                tally = ep.repeats.get(key2)
+                if tally is None:
+                    if len(ep.repeats) >= MAX_TARGETS_PER_ENDPOINT:
+                        key2 = (repeat_kind, OTHER_TARGETS)
+                    tally = ep.repeats.setdefault(key2, Tally())
+                tally.add(
+                    weight,
+                    len(group),
+                    booked,
+                    aux,
+                    overlapping(group),
+                    batching_saves(group, booked),
+                )
         for system, (count, booked) in pools.items():
             ep.pools.setdefault(system, Tally()).add(weight, count, booked, database_ns)
 

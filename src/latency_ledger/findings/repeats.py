@@ -12,8 +12,9 @@ for the accumulator, which normalizes through its own cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from latency_ledger.findings.thresholds import CHATTY_CALLS, N_PLUS_ONE, Thresholds
 from latency_ledger.model import Call, CallKind, Request
@@ -21,11 +22,12 @@ from latency_ledger.sql import normalize_statement
 
 # Every outgoing kind but the request's own client I/O (ASGI receive/send: streaming a
 # response body in chunks is not a batching mistake) and database connection checkout.
-_CHATTY_KINDS = frozenset(
+CHATTY_KINDS = frozenset(
     {CallKind.HTTP, CallKind.RPC, CallKind.CACHE, CallKind.MESSAGING, CallKind.OTHER}
 )
 # Targets that may carry ids or keys, normalized like statements.
-_NORMALIZED_KINDS = frozenset({CallKind.CACHE, CallKind.OTHER})
+NORMALIZED_KINDS = frozenset({CallKind.CACHE, CallKind.OTHER})
+_START = attrgetter("start_ns")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,7 +50,7 @@ def _call_target(call: Call, normalize: Normalizer) -> str:
     # HTTP targets arrive as "METHOD host/route" with ids collapsed by classify; cache
     # commands and bare span names can carry keys with ids, which the statement
     # normalizer turns into ?.
-    if call.kind in _NORMALIZED_KINDS:
+    if call.kind in NORMALIZED_KINDS:
         return normalize(call.target)
     return call.target
 
@@ -62,19 +64,39 @@ def group_calls(
     for call in request.calls:
         if call.kind == CallKind.QUERY:
             queries.setdefault(normalize(call.target), []).append(call)
-        elif call.kind in _CHATTY_KINDS:
+        elif call.kind in CHATTY_KINDS:
             outgoing.setdefault(_call_target(call, normalize), []).append(call)
     return queries, outgoing
 
 
-def _overlapping(calls: list[Call]) -> bool:
-    ordered = sorted(calls, key=lambda c: c.start_ns)
+def overlapping(calls: list[Call]) -> bool:
+    """Whether at least two of ``calls`` overlap in time."""
+    ordered = sorted(calls, key=_START)
     reach = ordered[0].end_ns
     for call in ordered[1:]:
         if call.start_ns < reach:
             return True
         reach = max(reach, call.end_ns)
     return False
+
+
+def qualifying(
+    groups: dict[str, list[Call]],
+    wall_ns: int,
+    min_repeats: int,
+    min_ns: int,
+    min_fraction: float,
+) -> Iterator[tuple[str, list[Call], int]]:
+    """``(target, calls, booked_ns)`` of each group of ``groups`` that is a repeat: at
+    least ``min_repeats`` calls booked at least ``min_ns`` or ``min_fraction`` of the
+    request's wall time (the accumulator's lean path; :func:`find_repeats` makes records)."""
+    for target, calls in groups.items():
+        if len(calls) < min_repeats:
+            continue
+        booked = sum([c.booked_ns for c in calls])
+        if booked < min_ns and not (wall_ns > 0 and booked >= min_fraction * wall_ns):
+            continue
+        yield target, calls, booked
 
 
 def _qualifying(
@@ -85,28 +107,25 @@ def _qualifying(
     min_ns: int,
     min_fraction: float,
 ) -> Iterable[Repeat]:
-    for target, calls in groups.items():
-        if len(calls) < min_repeats:
-            continue
-        booked = sum(c.booked_ns for c in calls)
-        if booked < min_ns and not (wall_ns > 0 and booked >= min_fraction * wall_ns):
-            continue
+    for target, calls, booked in qualifying(groups, wall_ns, min_repeats, min_ns, min_fraction):
         yield Repeat(
             kind=kind,
             target=target,
             count=len(calls),
             booked_ns=booked,
             duration_ns=sum(c.duration_ns for c in calls),
-            concurrent=_overlapping(calls),
-            fixable_ns=batching_saves(calls),
+            concurrent=overlapping(calls),
+            fixable_ns=batching_saves(calls, booked),
         )
 
 
-def batching_saves(calls: Sequence[Call]) -> int:
+def batching_saves(calls: Sequence[Call], booked: int | None = None) -> int:
     """What batching ``calls`` into one removes from the request: their booked time
-    minus the one call that remains (the longest, so the bound is never generous)."""
-    booked = sum(c.booked_ns for c in calls)
-    longest = max((c.duration_ns for c in calls), default=0)
+    (``booked``: already summed) minus the one call that remains (the longest, so the
+    bound is never generous)."""
+    if booked is None:
+        booked = sum(c.booked_ns for c in calls)
+    longest = max([c.end_ns - c.start_ns for c in calls], default=0)
     return max(0, booked - longest)
 
 
