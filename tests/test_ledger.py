@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 
 from latency_ledger.aggregate import Aggregator
 from latency_ledger.classify import DEFAULT_RULES, classify_span
-from latency_ledger.ledger import book_trace, new_call, new_ledger, new_request
+from latency_ledger.ledger import (
+    book_trace,
+    fast_constructor,
+    new_call,
+    new_ledger,
+    new_request,
+)
 from latency_ledger.model import (
     AttributeValue,
     Call,
@@ -650,6 +656,24 @@ def test_fast_ledger_and_request_constructors_build_the_same_records() -> None:
     assert fast.keep_probability == 1.0
     with pytest.raises(TypeError):
         new_request(span_id="s")  # required fields stay required
+
+
+def test_fast_constructor_falls_back_when_the_layout_differs() -> None:
+    """A record whose slots a plain twin class cannot match (here a weakref slot) is
+    still built right, through its slots' descriptors; and the usual records take the
+    twin-class path (their constructor assigns ``__class__``)."""
+
+    @dataclass(frozen=True, slots=True, kw_only=True, weakref_slot=True)
+    class Weak:
+        a: int
+        b: str = "x"
+
+    make = fast_constructor(Weak)
+    assert "__class__" not in make.__code__.co_names
+    assert make(a=1) == Weak(a=1)
+    assert make(2, "y") == Weak(a=2, b="y")
+    assert type(make(a=1)) is Weak
+    assert "__class__" in new_call.__code__.co_names
 
 
 def test_plugin_rule_comes_first() -> None:

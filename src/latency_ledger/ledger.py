@@ -111,20 +111,26 @@ def fast_constructor(cls: type[_R]) -> Callable[..., _R]:
     """A keyword constructor for the frozen slotted dataclass ``cls`` that writes its
     slots directly: the records built once per span or request (Call, Ledger, Request).
 
-    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``;
-    for Call that was ~2.5x the cost of writing its slots (measured here: ~3.3 vs
-    ~1.3 us under load), a quarter of the booking time, and building a Request and its
-    Ledger cost ~12 us a request under load. The result is the same record (a test
-    compares them). A class with a ``__post_init__``, a field not in ``__init__`` or a
-    default factory gets its own constructor back. Generated like ``dataclasses`` makes
-    ``__init__`` (from the class's own fields), so it follows the class as it changes."""
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``.
+    Here the record is made as an instance of a plain twin class with the same slots,
+    filled by ordinary attribute stores (the interpreter writes a slot inline), and then
+    becomes a ``cls`` by one ``__class__`` assignment (allowed between classes of the
+    same slot layout, as ``read.values`` makes spans). Counted with callgrind, a Call
+    built through its slots' ``__set__`` descriptors (as this did before) cost ~3x the
+    twin's stores: a third of booking a flat trace. The result is the same record (a
+    test compares them). A class with a ``__post_init__``, a field not in ``__init__`` or
+    a default factory gets its own constructor back; one whose layout the twin does not
+    match (a probe record must come out right) gets the descriptor stores. Generated like
+    ``dataclasses`` makes ``__init__`` (from the class's own fields), so it follows the
+    class as it changes."""
     found = fields(cls)  # type: ignore[arg-type]
     if hasattr(cls, "__post_init__") or any(
         not f.init or f.default_factory is not MISSING for f in found
     ):
         return cls
     names = [f.name for f in found]
-    namespace: dict[str, object] = {"_new": object.__new__, "_cls": cls}
+    twin = type(f"_Unfrozen{cls.__name__}", (), {"__slots__": tuple(names)})
+    namespace: dict[str, object] = {"_new": object.__new__, "_cls": cls, "_twin": twin}
     params = []
     for f in found:
         namespace[f"_set_{f.name}"] = getattr(cls, f.name).__set__
@@ -133,14 +139,26 @@ def fast_constructor(cls: type[_R]) -> Callable[..., _R]:
         else:
             namespace[f"_default_{f.name}"] = f.default
             params.append(f"{f.name}=_default_{f.name}")
-    body = "".join(f"    _set_{name}(record, {name})\n" for name in names)
     # positional too (in field order) where Python allows it: no default before a non-default
     defaults = [f.default is not MISSING for f in found]
     star = "" if defaults == sorted(defaults) else "*, "
+    head = f"def make({star}{', '.join(params)}):\n"
+    stores = "".join(f"    record.{name} = {name}\n" for name in names)
     source = (
-        f"def make({star}{', '.join(params)}):\n    record = _new(_cls)\n{body}    return record\n"
+        f"{head}    record = _new(_twin)\n{stores}    record.__class__ = _cls\n    return record\n"
     )
     exec(source, namespace)  # our own field names only, as dataclasses does
+    make = namespace["make"]
+    probe = {name: object() for name in names}  # distinct values: a swapped slot shows
+    try:
+        fast = make(**probe)  # type: ignore[operator]
+        same = type(fast) is cls and all(getattr(fast, n) is v for n, v in probe.items())
+    except TypeError:  # slot layouts differ: the __class__ assignment is refused
+        same = False
+    if same:
+        return make  # type: ignore[return-value]
+    body = "".join(f"    _set_{name}(record, {name})\n" for name in names)
+    exec(f"{head}    record = _new(_cls)\n{body}    return record\n", namespace)
     return namespace["make"]  # type: ignore[return-value]
 
 
@@ -252,30 +270,27 @@ def _book_flat(
     if len(ids) != len(spans):
         return None
     root = None
-    server = SpanKind.SERVER
     for span in spans:
         if span.parent_span_id not in ids:
             if root is not None:
                 return None
             root = span
+    server = SpanKind.SERVER
     if root is None or root.kind != server:
         return None
     root_id = root.span_id
-    for span in spans:
-        if span is not root and (span.parent_span_id != root_id or span.kind == server):
-            return None
-    attrs = root.attributes
     start = root.start_ns
-    wall = min(max(0, root.end_ns - start), MAX_WALL_NS)
-    if _is_false(attrs.get(SPANS_KEPT)) and any(key in attrs for key in _TOTALS):
-        ledger = ledger_from_totals(attrs, wall)
-        request = request_record(root, ledger, from_totals=True)
-        return BookedTrace(requests=(request,), unbooked_spans=0)
+    wall = root.end_ns - start
+    wall = 0 if wall < 0 else (MAX_WALL_NS if wall > MAX_WALL_NS else wall)
     end = start + wall
+    # (clipped end, clipped start, span id, span): the booking priority, sorted below
     siblings: list[tuple[int, int, str, Span]] = []
+    add_sibling = siblings.append
     for kid in spans:
         if kid is root:
             continue
+        if kid.parent_span_id != root_id or kid.kind == server:
+            return None
         k_start = kid.start_ns
         if k_start < start:
             k_start = start
@@ -286,13 +301,19 @@ def _book_flat(
             k_end = end
         elif k_end < k_start:
             k_end = k_start
-        siblings.append((k_end, k_start, kid.span_id, kid))
+        add_sibling((k_end, k_start, kid.span_id, kid))
+    attrs = root.attributes
+    if _is_false(attrs.get(SPANS_KEPT)) and any(key in attrs for key in _TOTALS):
+        ledger = ledger_from_totals(attrs, wall)
+        request = request_record(root, ledger, from_totals=True)
+        return BookedTrace(requests=(request,), unbooked_spans=0)
     siblings.sort(reverse=True)
     before, standard, after = _split_rules(rules)
     database = network = own = tails = 0
     database_slack = network_slack = unbounded = 0
     database_category = Category.DATABASE
     calls: list[Call] = []
+    add_call = calls.append
     make_call = new_call
     memo_get = memo.get
     frontier = end
@@ -328,41 +349,36 @@ def _book_flat(
         if found is None:
             own += length  # a leaf that is not a wait: the request's own time
             continue
-        category, kind, system, target = found
+        if extras is None:  # the usual wait span: no tail, no bound
+            unbounded += length
+            if found[0] == database_category:
+                database += length
+            else:
+                network += length
+            add_call(make_call(*found, kid.start_ns, kid.end_ns, length))
+            continue
         queued = 0
-        bound = None
-        if extras is not None:
-            tail, delay, bound = extras
-            if tail is not None or delay is not None:
-                queued = max(0, as_int(tail) or 0) if tail is not None else 0
-                off_cpu = max(0, as_int(delay) or 0) if delay is not None else 0
-                moved = tail_overlap(queued + off_cpu, k_start, won_end, kid.end_ns)
-                length -= moved
-                own += moved
-                tails += queued if queued < moved else moved
+        tail, delay, bound = extras
+        if tail is not None or delay is not None:
+            queued = max(0, as_int(tail) or 0) if tail is not None else 0
+            off_cpu = max(0, as_int(delay) or 0) if delay is not None else 0
+            moved = tail_overlap(queued + off_cpu, k_start, won_end, kid.end_ns)
+            length -= moved
+            own += moved
+            tails += queued if queued < moved else moved
         slack = 0
         if bound is None:
             unbounded += length
         elif length > 0:
             slack = (as_int(bound) or 0) - queued
             slack = 0 if slack < 0 else (length if slack > length else slack)
-        if category == database_category:
+        if found[0] == database_category:
             database += length
             database_slack += slack
         else:
             network += length
             network_slack += slack
-        calls.append(
-            make_call(
-                category=category,
-                kind=kind,
-                system=system,
-                target=target,
-                start_ns=kid.start_ns,
-                end_ns=kid.end_ns,
-                booked_ns=length,
-            )
-        )
+        add_call(make_call(*found, kid.start_ns, kid.end_ns, length))
     own += end - start - taken
     ledger = split_own_time(
         attrs, database, network, own, tails, (database_slack, network_slack, unbounded)

@@ -38,6 +38,7 @@ _WS_SCHEMES = frozenset({"ws", "wss"})
 _CONTENT_TYPE_KEYS = ("http.response.header.content-type", "http.response.header.content_type")
 _ACCEPT_KEYS = ("http.request.header.accept",)
 _UPGRADE_KEYS = ("http.request.header.upgrade",)
+_HEADER_KEYS = frozenset(_CONTENT_TYPE_KEYS + _ACCEPT_KEYS + _UPGRADE_KEYS)
 
 
 def _texts(attrs: Attributes, keys: tuple[str, ...]) -> list[str]:
@@ -80,9 +81,11 @@ def stream_kind(span: Span) -> str:
     scheme = attrs.get("url.scheme") or attrs.get("http.scheme")
     if isinstance(scheme, str) and scheme.lower() in _WS_SCHEMES:
         return WEBSOCKET
-    if any("websocket" in value for value in _texts(attrs, _UPGRADE_KEYS)):
-        return WEBSOCKET
     if span.name[:9].lower() == "websocket":
+        return WEBSOCKET
+    if _HEADER_KEYS.isdisjoint(attrs):  # the usual request: no header says anything
+        return ""
+    if any("websocket" in value for value in _texts(attrs, _UPGRADE_KEYS)):
         return WEBSOCKET
     for value in _texts(attrs, _CONTENT_TYPE_KEYS + _ACCEPT_KEYS):
         if value.startswith("text/event-stream"):
