@@ -221,17 +221,27 @@ class Activity:
         finally:
             lock.release()
 
+    # enter and leave write out the solo stretch's update (close it if its account is no
+    # longer alone, open one if an account now is): they run at every wait span's edges
+    # and around every worker-thread call, and a method call there costs as much again
     def enter(self, acct: Account | None = None) -> None:
         lock = self.lock
         lock.acquire()
         try:
             now = perf_counter_ns()
-            if not self.count:
+            count = self.count
+            if not count:
                 self.since_ns = now
-            self.count += 1
+            self.count = count + 1
             active = self.active
             active[acct] = active.get(acct, 0) + 1
-            self._solo(now)
+            solo = next(iter(active)) if len(active) == 1 else None
+            was = self.solo
+            if solo is not was:
+                if was is not None:
+                    was.solo_ns += now - self.solo_since_ns
+                self.solo = solo
+                self.solo_since_ns = now
         finally:
             lock.release()
 
@@ -239,11 +249,12 @@ class Activity:
         lock = self.lock
         lock.acquire()
         try:
-            if not self.count:
+            count = self.count
+            if not count:
                 return
             now = perf_counter_ns()
-            self.count -= 1
-            if not self.count:
+            self.count = count = count - 1
+            if not count:
                 self.total_ns += now - self.since_ns
             active = self.active
             left = active.get(acct, 0) - 1
@@ -251,21 +262,15 @@ class Activity:
                 active[acct] = left
             else:
                 active.pop(acct, None)
-            self._solo(now)
+            solo = next(iter(active)) if len(active) == 1 else None
+            was = self.solo
+            if solo is not was:
+                if was is not None:
+                    was.solo_ns += now - self.solo_since_ns
+                self.solo = solo
+                self.solo_since_ns = now
         finally:
             lock.release()
-
-    def _solo(self, now: int) -> None:
-        """Close the solo stretch if its account is no longer alone; open one if an
-        account now is (under the lock)."""
-        active = self.active
-        solo = next(iter(active)) if len(active) == 1 else None
-        if solo is self.solo:
-            return
-        if self.solo is not None:
-            self.solo.solo_ns += now - self.solo_since_ns
-        self.solo = solo
-        self.solo_since_ns = now
 
 
 ACTIVITY = Activity()
@@ -328,8 +333,10 @@ def pause_for_wait(acct: Account) -> int:
         acct.charged_ns += spent
         if acct.depth == 0:
             acct.cpu_ns += spent
-            if seg.active:  # out of Python until the wait ends
-                leave_python()
+            if seg.active:  # out of Python until the wait ends (leave_python, inline)
+                seg.active = False
+                ACTIVITY.leave(seg.active_acct)
+                seg.active_acct = None
                 seg.waiting = True
         seg.t0 = now
     acct.depth += 1
@@ -348,6 +355,9 @@ def resume_after_wait(acct: Account, now: int = -1) -> None:
         seg.t0 = now
     if acct.depth > 0:
         acct.depth -= 1
-    if seg.waiting and acct.depth == 0:
+    if seg.waiting and acct.depth == 0:  # back in Python (enter_python, inline)
         seg.waiting = False
-        enter_python()
+        if not seg.active:
+            seg.active = True
+            seg.active_acct = active = seg.acct
+            ACTIVITY.enter(active)

@@ -20,6 +20,7 @@ from time import thread_time_ns
 from typing import Any, ClassVar
 
 from latency_ledger.collect.accounting import (
+    ACTIVITY,
     CHARGED,
     CURRENT,
     PER_THREAD,
@@ -52,7 +53,10 @@ class _ThreadCall:
         outer, outer_t0 = seg.acct, seg.t0
         seg.acct = self._acct
         was_active = seg.active
-        enter_python()
+        if not was_active:  # enter_python, inline (a call per worker-thread call saved)
+            seg.active = True
+            seg.active_acct = self._acct
+            ACTIVITY.enter(self._acct)
         seg.t0 = c1 = thread_time_ns()
         try:
             wrapper = self._acct.thread_wrapper
@@ -61,8 +65,12 @@ class _ThreadCall:
             return self._func(*args, **kwargs)
         finally:
             now = thread_time_ns()
-            if not was_active:
-                leave_python()
+            if not was_active:  # leave_python, inline
+                seg.waiting = False
+                if seg.active:
+                    seg.active = False
+                    ACTIVITY.leave(seg.active_acct)
+                    seg.active_acct = None
             acct = seg.acct
             if acct is not None:
                 CHARGED.ns += now - seg.t0

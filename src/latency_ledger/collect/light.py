@@ -608,15 +608,23 @@ def light_waits(
     (a test checks both agree); for anything else (nested, overlapping) the caller books
     with ``book_trace``. ``classify`` is :func:`classifier`'s result for the rules.
     """
-    ordered = sorted(lights, key=_START) if len(lights) > 1 else lights
     database_category = _DATABASE
     database = network = tails = 0
     database_slack = network_slack = unbounded = 0
     previous_end = lo
-    for light in ordered:
+    # Spans are listed as they ended, which for sequential ones is also their start
+    # order: walked as listed while they are in _start's order (a key call per span and
+    # a sort saved), sorted and walked again from the start once one is not. Equal: an
+    # overlap found in a sorted prefix is one in the sorted whole too.
+    key_start = key_end = lo - MAX_WALL_NS  # the previous span's _start key
+    for light in lights:
         if light.parent is not None:
             return None
         start = light.start_time
+        raw_end = light.end_time or start
+        if start < key_start or (start == key_start and raw_end < key_end):
+            return light_waits(lo, hi, sorted(lights, key=_START), classify, classified, service)
+        key_start, key_end = start, raw_end
         start = lo if start < lo else (hi if start > hi else start)
         end = light.end_time or start
         if end > hi:

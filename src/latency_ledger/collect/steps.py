@@ -8,10 +8,11 @@ request began. One step in ``STEPS.every`` is measured for the collector's own c
 (``STEPS``, ``selfcost.py``), and so is the wrapping of one task in ``TASKS.every``.
 
 ``time.thread_time_ns`` is a real system call here (~0.57 us, several us on a loaded
-machine): a step reads it at its end, and at its start only when the last read on its
-thread is older than ``BURST_NS`` (else the start is that read plus the wall time since,
-exact to within the time the thread did not run meanwhile); plus two ``perf_counter_ns``
-reads (no system call); nothing else runs per step.
+machine): a step reads it at its end unless it was shorter than ``SHORT_NS`` (then its
+CPU is its wall time, to within that), and at its start only when the last read (or
+estimate) on its thread is older than ``BURST_NS`` (else the start is that plus the wall
+time since, exact to within the time the thread did not run meanwhile); plus two
+``perf_counter_ns`` reads (no system call); nothing else runs per step.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ STREAK_GAP_NS = 2_000_000
 # in a burst of steps the loop thread runs between them, so this is the clock to within
 # the time it did not run meanwhile (at most this), and it saves a system call a step.
 BURST_NS = 50_000
+# A step shorter than this (perf_counter ns, its whole wall time) that was charged to one
+# account from its start to its end is charged its wall time, without reading the CPU
+# clock at its end: a thread cannot run longer than the wall time that passed, so the
+# CPU it ran is within this of its wall time, and what keeps a thread off its CPU for
+# longer (the OS running something else, a blocking call, the interpreter lock) makes
+# the step longer than this, and read. Most steps of a request are this short (a
+# middleware's await, a response message), so most steps read no clock at all.
+SHORT_NS = 20_000
 
 
 def _end_step(seg: Segment, wall_ns: int) -> None:
@@ -78,19 +87,23 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
         self.busy_at_create_ns = state.busy_ns
         self.claimed = False  # by the first request served in this task (the middleware)
 
-    def send(self, value: Any) -> Any:
+    def send(self, value: Any = None, measured: bool = False) -> Any:
+        # also the task's ``__next__`` (below): one frame per step, not two
+        if not measured and _STEP_DUE():
+            return self._measured_step(value)
         seg = PER_THREAD.seg
         acct = seg.acct = CURRENT.get()
         state = self._state
         w0 = perf_counter_ns()
         if w0 - state.last_end_ns > STREAK_GAP_NS:
             state.streak_start_ns = w0
+        t0 = 0
         if acct is not None:  # a step of no request needs no CPU clock (a system call)
             gap = w0 - seg.clock_at_ns
             if gap < BURST_NS:
-                seg.t0 = seg.clock_ns + gap
+                t0 = seg.t0 = seg.clock_ns + gap
             else:
-                seg.t0 = thread_time_ns()
+                t0 = seg.t0 = thread_time_ns()
                 acct.clock_starts += 1
         try:
             return self._coro.send(value)
@@ -98,8 +111,23 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
             end = state.last_end_ns = perf_counter_ns()
             wall = end - w0
             state.busy_ns += wall
-            if seg.acct is not None:
-                _end_step(seg, wall)
+            charged = seg.acct
+            if charged is not None:
+                if wall < SHORT_NS and charged is acct and seg.t0 == t0:
+                    # short, and charged from its start to its end (no segment began
+                    # or wait paused mid-step): its CPU is its wall time, to within
+                    # less than SHORT_NS, so no clock read (see SHORT_NS)
+                    seg.clock_ns = t0 + wall
+                    seg.clock_at_ns = end
+                    charged.loop_ns += wall
+                    charged.steps += 1
+                    CHARGED.ns += wall
+                    charged.charged_ns += wall
+                    if charged.depth == 0:
+                        charged.cpu_ns += wall
+                    seg.acct = None
+                else:
+                    _end_step(seg, wall)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         seg = PER_THREAD.seg
@@ -130,18 +158,16 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
     def __iter__(self) -> TimedCoroutine:
         return self
 
-    def __next__(self) -> Any:  # how a C Task steps a coroutine that is not native
-        if _STEP_DUE():
-            return self._measured_step()
-        return self.send(None)
+    # how a C Task steps a coroutine that is not native (PyIter_Send with None)
+    __next__ = send
 
-    def _measured_step(self) -> Any:
+    def _measured_step(self, value: Any) -> Any:
         """One step with our part of it timed on the thread's CPU clock: the whole step
         less what the task's own coroutine ran (:class:`_Probe` times that)."""
         c0 = thread_time_ns()
         probe = self._coro = _Probe(self._coro)
         try:
-            return self.send(None)
+            return self.send(value, True)
         finally:
             c1 = thread_time_ns()
             self._coro = probe.coro

@@ -334,7 +334,9 @@ def run_delay_ns() -> int:
     try:
         if args is not None:
             size = _PREAD(*args)
-            return int(args[1].raw[:size].split()[1]) if size > 0 else 0
+            # the first two fields are rewritten by every read (stale bytes could only
+            # follow them): ``value`` stops at the buffer's first NUL, one copy, no slice
+            return int(args[1].value.split(None, 2)[1]) if size > 0 else 0
         fd = stat.fd
         return int(os.pread(fd, 64, 0).split()[1]) if fd is not None else 0
     except (OSError, IndexError, ValueError):

@@ -230,7 +230,9 @@ class StatementSpans:
             c0 = thread_time_ns() if sampled else 0
             span = token = None
             try:
-                if enabled() and not idle(dbapi_connection):
+                # idle first: most calls are the pool's rollback of a connection with no
+                # transaction, and the suppression check is several Python calls
+                if not idle(dbapi_connection) and enabled():
                     if not described:
                         described.append(self.describe(None, statement, None))
                     span = start(described[0][0], client, described[0][1])
