@@ -114,6 +114,7 @@ class RequestRecord(Account):
 
     __slots__ = (
         "children",
+        "context_span",
         "cpu_start",
         "finished",
         "joined",
@@ -132,6 +133,8 @@ class RequestRecord(Account):
         super().__init__(loop_state, busy_start_ns)
         self.server: Any = None
         self.server_id = 0
+        # the span begin put in the OpenTelemetry context for it (children's parent)
+        self.context_span: Any = None
         self.joined = False
         self.otel_token: Any = None
         self.children: list[Any] = []
@@ -465,7 +468,7 @@ class Collector:
         token = CURRENT.set(acct)
         # children (DB, HTTP client spans) find their parent in the OpenTelemetry context:
         # otel_context.attach(trace.set_span_in_context(span)), with the ContextVar itself
-        span = trace.NonRecordingSpan(context)
+        span = acct.context_span = trace.NonRecordingSpan(context)
         var = CONTEXT_VAR
         if var is not None:
             values = dict(current)

@@ -385,7 +385,8 @@ class LightTracer(trace.Tracer):
                 current = getattr(current, "_span", current)
             if type(current) is LightSpan:
                 return (acct, current) if current.acct is acct else None
-            if current.get_span_context().span_id == acct.server_id:
+            # the request's own context span (most statements) by identity: no calls
+            if current is acct.context_span or current.get_span_context().span_id == acct.server_id:
                 return acct, None
         except Exception:  # odd attributes, a foreign context: the SDK's way, not ours
             self.collector.stats.errors += 1
