@@ -221,43 +221,31 @@ class Activity:
         finally:
             lock.release()
 
-    # enter and leave write out the solo stretch's update (close it if its account is no
-    # longer alone, open one if an account now is): they run at every wait span's edges
-    # and around every worker-thread call, and a method call there costs as much again
     def enter(self, acct: Account | None = None) -> None:
-        lock = self.lock
-        lock.acquire()
-        try:
-            now = perf_counter_ns()
-            count = self.count
-            if not count:
-                self.since_ns = now
-            self.count = count + 1
-            active = self.active
-            active[acct] = active.get(acct, 0) + 1
-            solo = next(iter(active)) if len(active) == 1 else None
-            was = self.solo
-            if solo is not was:
-                if was is not None:
-                    was.solo_ns += now - self.solo_since_ns
-                self.solo = solo
-                self.solo_since_ns = now
-        finally:
-            lock.release()
+        self.move(acct, 1)
 
     def leave(self, acct: Account | None = None) -> None:
+        self.move(acct, -1)
+
+    def move(self, acct: Account | None, step: int) -> None:
+        """A thread of ``acct`` enters Python (``step`` 1) or leaves it (-1). One method
+        for both, the solo stretch's update written out (close it if its account is no
+        longer alone, open one if an account now is): the hooks call it directly at
+        every wait span's edges and around every worker-thread call."""
         lock = self.lock
         lock.acquire()
         try:
             count = self.count
-            if not count:
+            if step < 0 and not count:
                 return
             now = perf_counter_ns()
-            self.count = count = count - 1
+            if not count:
+                self.since_ns = now
+            self.count = count = count + step
             if not count:
                 self.total_ns += now - self.since_ns
             active = self.active
-            left = active.get(acct, 0) - 1
+            left = active.get(acct, 0) + step
             if left > 0:
                 active[acct] = left
             else:
@@ -335,7 +323,7 @@ def pause_for_wait(acct: Account) -> int:
             acct.cpu_ns += spent
             if seg.active:  # out of Python until the wait ends (leave_python, inline)
                 seg.active = False
-                ACTIVITY.leave(seg.active_acct)
+                ACTIVITY.move(seg.active_acct, -1)
                 seg.active_acct = None
                 seg.waiting = True
         seg.t0 = now
@@ -360,4 +348,4 @@ def resume_after_wait(acct: Account, now: int = -1) -> None:
         if not seg.active:
             seg.active = True
             seg.active_acct = active = seg.acct
-            ACTIVITY.enter(active)
+            ACTIVITY.move(active, 1)

@@ -56,7 +56,7 @@ class _ThreadCall:
         if not was_active:  # enter_python, inline (a call per worker-thread call saved)
             seg.active = True
             seg.active_acct = self._acct
-            ACTIVITY.enter(self._acct)
+            ACTIVITY.move(self._acct, 1)
         seg.t0 = c1 = thread_time_ns()
         try:
             wrapper = self._acct.thread_wrapper
@@ -69,7 +69,7 @@ class _ThreadCall:
                 seg.waiting = False
                 if seg.active:
                     seg.active = False
-                    ACTIVITY.leave(seg.active_acct)
+                    ACTIVITY.move(seg.active_acct, -1)
                     seg.active_acct = None
             acct = seg.acct
             if acct is not None:

@@ -27,6 +27,7 @@ from latency_ledger.collect.accounting import (
     CHARGED,
     CURRENT,
     PER_THREAD,
+    Account,
     LoopState,
     Segment,
 )
@@ -51,22 +52,30 @@ BURST_NS = 50_000
 SHORT_NS = 20_000
 
 
-def _end_step(seg: Segment, wall_ns: int) -> None:
-    """Charge the step that just ended to the account this thread is charging (set at
-    the step's start, or mid-step by ``accounting.begin_segment``) and stop charging it."""
-    acct = seg.acct
-    assert acct is not None
-    now = seg.clock_ns = thread_time_ns()
-    seg.clock_at_ns = perf_counter_ns()  # after the read: the system call took a while
-    spent = now - seg.t0
-    if spent < 0:  # the start was estimated (BURST_NS) past what the thread ran
-        spent = 0
-    acct.loop_ns += wall_ns
-    acct.steps += 1
+def _end_step(seg: Segment, wall_ns: int, end_ns: int, acct: Account | None, t0: int) -> None:
+    """Charge the step that just ended (``wall_ns`` long, ending at ``end_ns``) to the
+    account this thread is charging (set at the step's start, ``acct`` from ``t0``, or
+    mid-step by ``accounting.begin_segment``) and stop charging it."""
+    charged = seg.acct
+    assert charged is not None
+    if wall_ns < SHORT_NS and charged is acct and seg.t0 == t0:
+        # short, and charged from its start to its end (no segment began or wait paused
+        # mid-step): its CPU is its wall time to within SHORT_NS, no clock read
+        spent = wall_ns
+        seg.clock_ns = t0 + wall_ns
+        seg.clock_at_ns = end_ns
+    else:
+        now = seg.clock_ns = thread_time_ns()
+        seg.clock_at_ns = perf_counter_ns()  # after the read: the system call took a while
+        spent = now - seg.t0
+        if spent < 0:  # the start was estimated (BURST_NS) past what the thread ran
+            spent = 0
+    charged.loop_ns += wall_ns
+    charged.steps += 1
     CHARGED.ns += spent
-    acct.charged_ns += spent
-    if acct.depth == 0:
-        acct.cpu_ns += spent
+    charged.charged_ns += spent
+    if charged.depth == 0:
+        charged.cpu_ns += spent
     seg.acct = None
 
 
@@ -111,23 +120,8 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
             end = state.last_end_ns = perf_counter_ns()
             wall = end - w0
             state.busy_ns += wall
-            charged = seg.acct
-            if charged is not None:
-                if wall < SHORT_NS and charged is acct and seg.t0 == t0:
-                    # short, and charged from its start to its end (no segment began
-                    # or wait paused mid-step): its CPU is its wall time, to within
-                    # less than SHORT_NS, so no clock read (see SHORT_NS)
-                    seg.clock_ns = t0 + wall
-                    seg.clock_at_ns = end
-                    charged.loop_ns += wall
-                    charged.steps += 1
-                    CHARGED.ns += wall
-                    charged.charged_ns += wall
-                    if charged.depth == 0:
-                        charged.cpu_ns += wall
-                    seg.acct = None
-                else:
-                    _end_step(seg, wall)
+            if seg.acct is not None:
+                _end_step(seg, wall, end, acct, t0)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         seg = PER_THREAD.seg
@@ -136,8 +130,7 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
         w0 = perf_counter_ns()
         if w0 - state.last_end_ns > STREAK_GAP_NS:
             state.streak_start_ns = w0
-        if acct is not None:
-            seg.t0 = thread_time_ns()
+        t0 = seg.t0 = thread_time_ns() if acct is not None else seg.t0
         try:
             if val is None and tb is None:
                 return self._coro.throw(typ)
@@ -147,7 +140,7 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
             wall = end - w0
             state.busy_ns += wall
             if seg.acct is not None:
-                _end_step(seg, wall)
+                _end_step(seg, wall, end, acct, t0)
 
     def close(self) -> None:
         self._coro.close()
