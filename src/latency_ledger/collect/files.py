@@ -129,10 +129,15 @@ class JsonLinesFileExporter:
             by_head = {}
             for head, span in zip(groups, spans, strict=True):
                 by_head.setdefault(head, []).append(span)
-        parts = [
-            head + b',"spans":[' + b",".join(items) + b"]}]}" for head, items in by_head.items()
-        ]
-        return self._write(b'{"resourceSpans":[' + b",".join(parts) + b"]}\n", len(spans))
+        # one join of the pieces: each ``+`` of bytes copies all that came before it (the
+        # batch's spans were copied six times, ~7 KB of copying per request's span)
+        pieces = [b'{"resourceSpans":[']
+        for head, items in by_head.items():
+            if len(pieces) > 1:
+                pieces.append(b",")
+            pieces += (head, b',"spans":[', b",".join(items), b"]}]}")
+        pieces.append(b"]}\n")
+        return self._write(b"".join(pieces), len(spans))
 
     def export(self, spans: Sequence[Any]) -> Any:
         return self._write(self._encoder.encode(encode_traces_data(spans)) + b"\n", len(spans))
