@@ -29,6 +29,11 @@ from latency_ledger.sql import (
         ("SELECT 1 FROM t WHERE s = 'it''s'", "SELECT ? FROM t WHERE s = ?"),
         ("SELECT 1 FROM t WHERE s = 'a\\'b' AND u = 'c'", "SELECT ? FROM t WHERE s = ? AND u = ?"),
         ("SELECT E'\\n', N'x', X'0A', B'01' FROM t", "SELECT ?, ?, ?, ? FROM t"),
+        # a LIKE's escape character is one backslash, not an escaped quote (Django, SQLite)
+        (
+            "SELECT a FROM t WHERE (x LIKE '%oak%' ESCAPE '\\' OR y LIKE %s escape '\\') LIMIT 20",
+            "SELECT a FROM t WHERE (x LIKE ? ESCAPE ? OR y LIKE ? escape ?) LIMIT ?",
+        ),
         ("SELECT $$a 'b' c$$, $q$x$q$ FROM t", "SELECT ?, ? FROM t"),
         ("SELECT a FROM t WHERE flag = TRUE OR flag = false", None),
         # quoted identifiers are kept as written

@@ -27,7 +27,9 @@ values, e.g. sqlcommenter tags), keeping the layout as written, for display.
 
 Dialect choices: ``"..."`` and backticks quote identifiers (kept); a backslash escapes
 the next character inside ``'...'`` (MySQL; in PostgreSQL only ``E'...'`` does, and a
-PostgreSQL string ending in a backslash is rare), and ``''`` is an escaped quote.
+PostgreSQL string ending in a backslash is rare), and ``''`` is an escaped quote; but
+``ESCAPE '\\'`` (a LIKE's escape character, as Django writes every ``contains`` lookup on
+SQLite and Oracle) is the one-backslash string it is in every dialect, not an open quote.
 """
 
 from __future__ import annotations
@@ -130,7 +132,10 @@ def _tokenize(text: str) -> list[_Token]:
         c = text[i]
         nxt = text[i + 1] if i + 1 < n else ""
         if c == "'":
-            end = _quoted_end(text, i + 1, "'", backslash=True)
+            if text.startswith("'\\'", i) and _after_escape(tokens):
+                end = i + 3  # LIKE ... ESCAPE '\' (Django on SQLite): one backslash
+            else:
+                end = _quoted_end(text, i + 1, "'", backslash=True)
             append((_LITERAL, text[i:end]))
         elif c in '"`':
             end = _quoted_end(text, i + 1, c, backslash=False)
@@ -171,6 +176,14 @@ def _tokenize(text: str) -> list[_Token]:
             append((_OP, c))
         i = end
     return tokens
+
+
+def _after_escape(tokens: list[_Token]) -> bool:
+    """The last token but whitespace and comments is the word ESCAPE."""
+    for kind, value in reversed(tokens):
+        if kind not in (_WS, _COMMENT):
+            return kind == _WORD and value.upper() == "ESCAPE"
+    return False
 
 
 def _dollar(text: str, i: int, tokens: list[_Token]) -> int:
