@@ -63,16 +63,43 @@ def replace_probability(req: Request, probability: float) -> Request:
 
 def test_weighted_percentiles_follow_the_weights() -> None:
     # Nine 30 ms runs kept with certainty and one 3 ms run kept at p = 0.01 (it stands
-    # for 100): of the 109 runs they stand for, 100 took 3 ms. Unweighted, p50 = 30 ms.
+    # for 100, the other 99 booked from their totals): of the 109 runs, 100 took 3 ms.
+    # Unweighted, p50 = 30 ms.
     acc = FindingsAccumulator()
     for n in range(9):
         acc.add(request([query("SELECT slow FROM t", 0, 30)], 100, n=n))
     acc.add(request([query("SELECT slow FROM t", 0, 3)], 100, n=9, keep_probability=0.01))
+    for n in range(99):
+        acc.add(request((), 100, from_totals=True, n=10 + n))
     slow = only(acc.findings("shop", "GET /orders/{id}", 109), SLOW_STATEMENT)
     assert slow.p50_ns == 3 * MS
     assert slow.p99_ns == 30 * MS
     assert slow.total_ns == (9 * 30 + 100 * 3) * MS
     assert slow.count == 109
+
+
+def test_a_slow_statements_total_and_count_are_of_every_request_whatever_the_draw_kept() -> None:
+    # 40 searches, each running the statement once, its time all of the request's
+    # database time. 4 kept for being slow (p = 1): 30 ms. The 10% draw kept 1 of the
+    # other 36 (p = 0.1; 3.6 expected): 6 ms, as were the 35 booked from totals. Truth:
+    # 40 calls, 4 x 30 + 36 x 6 = 336 ms. Weighted sums alone would say 4 + 10 = 14
+    # calls and 120 + 60 = 180 ms. The statement is all of the kept trees' database time,
+    # and every request reported its own: 120 + 36 x 6 = 336 ms; 14 weighted calls in 14
+    # weighted requests, 1 per request, over 40 requests: 40.
+    acc = FindingsAccumulator()
+    for n in range(4):
+        acc.add(
+            replace_ledger(request([query("SELECT slow FROM t", 0, 30)], 40), database_ms=30, n=n)
+        )
+    sampled = request([query("SELECT slow FROM t", 0, 6)], 10, keep_probability=0.1)
+    acc.add(replace_ledger(sampled, database_ms=6, n=4))
+    for n in range(35):
+        acc.add(replace_ledger(request((), 10, from_totals=True), database_ms=6, n=5 + n))
+    slow = only(acc.findings("shop", "GET /orders/{id}", 40), SLOW_STATEMENT)
+    assert slow.total_ns == pytest.approx(336 * MS, rel=1e-9)
+    assert slow.count == 40
+    assert slow.count_per_request == 1.0
+    assert slow.ns_per_request == pytest.approx(336 / 40 * MS, rel=1e-6)
 
 
 def test_cost_is_a_share_of_the_database_time_every_request_reported() -> None:

@@ -91,12 +91,6 @@ class _Statement:
             return self.sketch.percentiles()
         return percentiles(self.durations, self.weights)
 
-    def total(self) -> float:
-        """The weighted sum of the durations."""
-        if self.sketch is not None:
-            return self.sketch.weighted_total()
-        return sum(d * w for d, w in zip(self.durations, self.weights, strict=True))
-
 
 @dataclass(slots=True)
 class _Endpoint:
@@ -315,7 +309,9 @@ class FindingsAccumulator:
                 continue
             p50, p99 = st.percentiles()
             if p50 >= floor:
-                total = st.total()
+                # over every request, as the cost per request is (a share of the database
+                # time all requests reported), not the kept calls' weighted durations
+                total = base.cost_per_request(st.tally) * base.requests
                 slow.append((-total, statement, st, p50, p99, total))
         slow.sort(key=lambda row: (row[0], row[1]))
         for _, statement, st, p50, p99, total in slow[:top]:
@@ -354,7 +350,9 @@ def _finding(
     total_ns: int | None = None,
 ) -> Finding:
     per_request = tally.w_count / tally.w if tally.w else 0.0
-    count = round(tally.w_count)
+    # every request's calls: the kept trees' weighted count scaled to the requests they
+    # stand for (count per request x share of requests x requests), not the weighted sum
+    count = round(tally.w_count * base.requests / base.weight)
     together = ", concurrently" if tally.concurrent else ""
     short = shorten(target)
     if kind == N_PLUS_ONE:
