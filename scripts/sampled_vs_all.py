@@ -2,6 +2,7 @@
 
 Run:  uv run python scripts/sampled_vs_all.py --app shop --duration 30 [--seeds 20]
       uv run python scripts/sampled_vs_all.py --traces DIR   (a keep-everything run kept)
+      --sample-rate 0.1 replays another random share than the default 1%
 
 1. Runs the example app and its load (``latency-ledger demo``'s servers and mix) with
    ``LATENCY_LEDGER_KEEP_SPANS=all``: every request's tree is kept. Its findings are the
@@ -48,6 +49,8 @@ from latency_ledger.model import Finding, Report
 SERVER = 2
 KINDS = ("n_plus_one", "slow_statement")
 BOUND = 0.25
+
+DEFAULT_RATE = CollectConfig().sample_rate
 
 
 def _lines(traces: Path) -> Iterator[dict[str, Any]]:
@@ -106,7 +109,7 @@ def _owners(documents: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[str,
 
 
 def _decide(
-    documents: list[dict[str, Any]], seed: int
+    documents: list[dict[str, Any]], seed: int, sample_rate: float = DEFAULT_RATE
 ) -> dict[tuple[str, str], tuple[str, float] | None]:
     """SERVER span -> the collector's keep decision, replayed in end order."""
     servers = [
@@ -121,7 +124,7 @@ def _decide(
     collector_module.time_ns = lambda: clock[0]  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as out:
         collector = Collector(
-            CollectConfig(set_global_provider=False, output_dir=Path(out)),
+            CollectConfig(set_global_provider=False, output_dir=Path(out), sample_rate=sample_rate),
             exporter=InMemorySpanExporter(),
             load_plugins=False,
         )
@@ -200,7 +203,7 @@ def _figures(finding: Finding | None) -> tuple[float, float, float]:
     )
 
 
-def compare(traces: Path, seeds: int) -> int:
+def compare(traces: Path, seeds: int, sample_rate: float = DEFAULT_RATE) -> int:
     documents = list(_lines(traces))
     owners = _owners(documents)
     truth = _findings(analyze([traces]))
@@ -213,7 +216,7 @@ def compare(traces: Path, seeds: int) -> int:
     kept_counts = []
     with tempfile.TemporaryDirectory() as work:
         for seed in range(seeds):
-            decisions = _decide(documents, seed)
+            decisions = _decide(documents, seed, sample_rate)
             kept_counts.append(sum(d is not None for d in decisions.values()))
             for label, probabilities in (("weighted", True), ("unweighted", False)):
                 out = Path(work) / f"{seed}-{label}"
@@ -265,16 +268,19 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--traces", type=Path, help="a keep-everything run already recorded")
     parser.add_argument("--out", type=Path, help="where the run is kept (default: a temp dir)")
+    parser.add_argument(
+        "--sample-rate", type=float, default=DEFAULT_RATE, help="the random share replayed"
+    )
     args = parser.parse_args()
     if args.traces is not None:
-        return compare(args.traces, args.seeds)
+        return compare(args.traces, args.seeds, args.sample_rate)
     from latency_ledger.demo import run_demo
 
     out = args.out or Path(tempfile.mkdtemp(prefix=f"sampled-vs-all-{args.app}-"))
     os.environ["LATENCY_LEDGER_KEEP_SPANS"] = "all"
     run_demo(app=args.app, duration_s=args.duration, out_dir=out)
     print(f"keep-everything traces: {out / 'traces'}", file=sys.stderr)
-    return compare(out / "traces", args.seeds)
+    return compare(out / "traces", args.seeds, args.sample_rate)
 
 
 if __name__ == "__main__":
