@@ -357,21 +357,15 @@ def _book_flat(
                 network += length
             add_call(make_call(*found, kid.start_ns, kid.end_ns, length))
             continue
-        queued = 0
-        tail, delay, bound = extras
-        if tail is not None or delay is not None:
-            queued = max(0, as_int(tail) or 0) if tail is not None else 0
-            off_cpu = max(0, as_int(delay) or 0) if delay is not None else 0
-            moved = tail_overlap(queued + off_cpu, k_start, won_end, kid.end_ns)
-            length -= moved
-            own += moved
-            tails += queued if queued < moved else moved
-        slack = 0
-        if bound is None:
+        moved, tail_part, slack = wait_tail(*extras, k_start, won_end, kid.end_ns)
+        length -= moved
+        own += moved
+        tails += tail_part
+        if slack is None:
+            slack = 0
             unbounded += length
-        elif length > 0:
-            slack = (as_int(bound) or 0) - queued
-            slack = 0 if slack < 0 else (length if slack > length else slack)
+        elif slack > length:
+            slack = length
         if found[0] == database_category:
             database += length
             database_slack += slack
@@ -760,23 +754,22 @@ def book_spans(
             covered += 1 if get_children(kid.span_id) is None else _cover(kid, children, nested)
             category, kind, system, target = found
             kid_attrs = kid.attributes
-            tail = kid_attrs.get(TAIL_NS)
-            delay = kid_attrs.get(DELAY_NS)
-            queued = 0
-            if tail is not None or delay is not None:
-                queued = max(0, as_int(tail) or 0) if tail is not None else 0
-                off_cpu = max(0, as_int(delay) or 0) if delay is not None else 0
-                moved = tail_overlap(queued + off_cpu, k_start, won_end, kid.end_ns)
-                length -= moved
-                own += moved
-                tails += queued if queued < moved else moved  # the tail is the last part
-            bound = kid_attrs.get(TAIL_MAX_NS)
-            slack = 0
-            if bound is None:
+            moved, tail_part, slack = wait_tail(
+                kid_attrs.get(TAIL_NS),
+                kid_attrs.get(DELAY_NS),
+                kid_attrs.get(TAIL_MAX_NS),
+                k_start,
+                won_end,
+                kid.end_ns,
+            )
+            length -= moved
+            own += moved
+            tails += tail_part
+            if slack is None:
+                slack = 0
                 unbounded += length
-            elif length > 0:
-                slack = (as_int(bound) or 0) - queued
-                slack = 0 if slack < 0 else (length if slack > length else slack)
+            elif slack > length:
+                slack = length
             if category == database_category:
                 database += length
                 database_slack += slack
@@ -796,6 +789,36 @@ def book_spans(
             )
         own += booked_end - lo - taken
     return database, network, own, calls, covered, tails, (database_slack, network_slack, unbounded)
+
+
+def wait_tail(
+    tail: AttributeValue,
+    delay: AttributeValue,
+    bound: AttributeValue,
+    booked_start: int,
+    booked_end: int,
+    span_end: int,
+) -> tuple[int, int, int | None]:
+    """``(moved, tail part, slack)`` of a wait span booked ``[booked_start, booked_end)``
+    whose attributes give its tail, delay and tail bound (raw values; None: absent).
+
+    ``moved``: the part of its tail and delay inside what it booked, which is own time,
+    not the span's category; ``tail part``: the tail's share of that (queueing; the tail
+    is the last part); ``slack``: what the bound leaves beyond the tail (>= 0; the
+    caller clips it to what the span keeps), or None when the span has no bound (its
+    wait was not measured)."""
+    queued = moved = tail_part = 0
+    if tail is not None or delay is not None:
+        queued = max(0, as_int(tail) or 0) if tail is not None else 0
+        off_cpu = max(0, as_int(delay) or 0) if delay is not None else 0
+        moved = tail_overlap(queued + off_cpu, booked_start, booked_end, span_end)
+        tail_part = queued if queued < moved else moved
+    if bound is None:
+        return moved, tail_part, None
+    if booked_end - booked_start - moved <= 0:
+        return moved, tail_part, 0
+    slack = (as_int(bound) or 0) - queued
+    return moved, tail_part, slack if slack > 0 else 0
 
 
 def tail_overlap(tail_ns: int, booked_start: int, booked_end: int, span_end: int) -> int:
