@@ -62,6 +62,7 @@ PROCESS_CPU = "ledger.process_cpu_ns"
 BOOKED_CPU = "ledger.booked_cpu_ns"
 # a plugin's share of a request's ledger.overhead_ns: ledger.plugin.<name>.overhead_ns
 PLUGIN_PREFIX, PLUGIN_SUFFIX = "ledger.plugin.", ".overhead_ns"
+_LEDGER_PREFIX = "ledger."  # what both prefixes start with
 MAX_PROBLEMS = 100
 _RUNTIME_MEMO = 4096  # resources whose runtime is remembered
 MIXED = "mixed"  # overall runtime when services run several: no overall port verdict
@@ -159,6 +160,8 @@ class Accumulation:
         if PROFILE_ATTRIBUTE in attrs:
             self.profiles.add(span, attrs[PROFILE_ATTRIBUTE])
         for key, value in attrs.items():
+            if not key.startswith(_LEDGER_PREFIX):  # most keys: one test, not two
+                continue
             if key.startswith(COLLECTOR_PREFIX) and isinstance(value, int):
                 self.note_collector(span.service, key.removeprefix(COLLECTOR_PREFIX), value)
             elif (

@@ -130,7 +130,7 @@ def analyze_share(
     A late span is recognized while its trace is among the last 100,000 let out
     (``Assembler``'s memory); one later than that starts a trace of its own (usually
     counted as ``span_outside_any_request``: its request span is elsewhere)."""
-    memo: ClassifyMemo = {}
+    memo = ClassifyMemo()
     stats = ReadStats()
     acc = Accumulation(options.thresholds, options.max_endpoints)
     budget = options.max_buffered_spans or 2 * options.idle_spans

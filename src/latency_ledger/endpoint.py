@@ -282,6 +282,14 @@ def route_template(span: Span) -> str:
     return collapse_path(span.name)
 
 
+def named_by_route(attrs: Attributes) -> bool:
+    """Whether :func:`endpoint_name` of a span with these attributes depends on nothing
+    but its method attributes and ``http.route``: a route template, not a catch-all
+    (which is split by more of the request), so a caller may remember the name by them."""
+    route, catch_all = _route(attrs)
+    return bool(route) and not catch_all
+
+
 def endpoint_name(span: Span) -> tuple[str, str]:
     """``(method, "METHOD route")`` for a request span; method ``""`` when not HTTP."""
     method = http_method(span.attributes)

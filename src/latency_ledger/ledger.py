@@ -46,7 +46,13 @@ from latency_ledger.classify import (
     classify_standard,
     standard_fields,
 )
-from latency_ledger.endpoint import attr_str, endpoint_name, http_method, route_template
+from latency_ledger.endpoint import (
+    attr_str,
+    endpoint_name,
+    http_method,
+    named_by_route,
+    route_template,
+)
 from latency_ledger.model import (
     Attributes,
     AttributeValue,
@@ -105,6 +111,8 @@ _HTTP_ROOT_KINDS = frozenset({SpanKind.INTERNAL, SpanKind.UNSPECIFIED})
 # Network calls a database may stand behind (an HTTP call to Elasticsearch answered by a
 # SERVER span of service "elasticsearch"); caches, messaging and client I/O are not.
 _ANSWERABLE = frozenset({CallKind.HTTP, CallKind.RPC, CallKind.OTHER})
+# what a request's name depends on when it has a route template (endpoint.named_by_route)
+_METHOD, _OLD_METHOD, _ROUTE = "http.request.method", "http.method", "http.route"
 
 
 def fast_constructor(cls: type[_R]) -> Callable[..., _R]:
@@ -212,10 +220,11 @@ def book_trace(
 ) -> BookedTrace:
     """Book every request of one trace; count the spans that belong to none.
 
-    ``memo`` (a dict kept across traces) remembers the built-in rule's answer per
-    attribute dict OBJECT, kind, name and service: with a reader that hands out one dict
-    per distinct attribute set (``read.fast``), each set is classified once. Other rules
-    still run on every span. The answers are the same with or without it."""
+    ``memo`` (a :class:`ClassifyMemo` kept across traces) remembers the built-in rule's
+    answer per attribute dict OBJECT, kind, name and service: with a reader that hands
+    out one dict per distinct attribute set (``read.fast``), each set is classified once.
+    Other rules still run on every span. It also remembers request names by route. The
+    answers are the same with or without it."""
     spans = trace.spans
     if memo is not None:
         flat = _book_flat(spans, rules, memo)
@@ -378,7 +387,7 @@ def _book_flat(
         attrs, database, network, own, tails, (database_slack, network_slack, unbounded)
     )
     calls.sort(key=_CALL_ORDER)
-    request = request_record(root, ledger, calls=tuple(calls))
+    request = request_record(root, ledger, calls=tuple(calls), names=getattr(memo, "names", None))
     return BookedTrace(requests=(request,), unbooked_spans=0)
 
 
@@ -410,19 +419,42 @@ def book_request(
         ledger = split_own_time(attrs, database, network, own, tails, bounds)
         call_list.sort(key=_CALL_ORDER)
         calls = tuple(call_list)
-    request = request_record(span, ledger, calls=calls, from_totals=from_totals)
+    request = request_record(
+        span, ledger, calls=calls, from_totals=from_totals, names=getattr(memo, "names", None)
+    )
     return request, covered
 
 
 def request_record(
-    span: Span, ledger: Ledger, *, calls: tuple[Call, ...] = (), from_totals: bool = False
+    span: Span,
+    ledger: Ledger,
+    *,
+    calls: tuple[Call, ...] = (),
+    from_totals: bool = False,
+    names: RequestNames | None = None,
 ) -> Request:
     """A request span and its booked ledger -> the Request (endpoint, status, weights).
 
     Shared by :func:`book_request` and sources that book the ledger elsewhere (a
-    database computing it in SQL, ``clickhouse.book``)."""
+    database computing it in SQL, ``clickhouse.book``). ``names``: request names
+    remembered across requests (``ClassifyMemo.names``); the same names either way."""
     attrs = span.attributes
-    method, endpoint = endpoint_name(span)
+    if names is None:
+        method, endpoint = endpoint_name(span)
+    else:
+        key = (attrs.get(_METHOD), attrs.get(_OLD_METHOD), attrs.get(_ROUTE))
+        try:
+            named = names.get(key)
+        except TypeError:  # an unhashable value (attributes are untrusted)
+            named = endpoint_name(span)
+        else:
+            if named is None:
+                named = endpoint_name(span)
+                if named_by_route(attrs):
+                    if len(names) >= NAMES_LIMIT:
+                        names.clear()
+                    names[key] = named
+        method, endpoint = named
     status = as_int(attrs.get("http.response.status_code", attrs.get("http.status_code")))
     if status is not None and not 100 <= status <= 599:
         status = None  # "0" (not set) and garbage are not statuses
@@ -849,10 +881,24 @@ def classify_fields(span: Span, rules: Sequence[ClassifyRule]) -> ClassifiedFiel
 # What a wait span's attributes say about its tail, delay and tail bound (raw values:
 # ``TAIL_NS``, ``DELAY_NS``, ``TAIL_MAX_NS``), None when it carries none of them.
 WaitExtras = tuple[AttributeValue | None, AttributeValue | None, AttributeValue | None] | None
-ClassifyMemo = dict[
-    tuple[int, SpanKind, str, str], tuple[Attributes, ClassifiedFields | None, WaitExtras]
-]
+MemoEntry = tuple[Attributes, ClassifiedFields | None, WaitExtras]
+# (http.request.method, http.method, http.route) values -> (method, endpoint)
+RequestNames = dict[tuple[AttributeValue, AttributeValue, AttributeValue], tuple[str, str]]
 MEMO_LIMIT = 1 << 15  # entries (each holds its dict); then the memo starts over
+NAMES_LIMIT = 1 << 12  # request names remembered; then they start over
+
+
+class ClassifyMemo(dict[tuple[int, SpanKind, str, str], MemoEntry]):
+    """What :func:`book_trace` remembers across traces: the built-in rule's answer per
+    attribute dict, kind, name and service (the dict's items), and ``names``: a request's
+    (method, endpoint) by its method and route values, for requests whose name depends
+    on those alone (``endpoint.named_by_route``; ~18k instructions a request to work out)."""
+
+    __slots__ = ("names",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: RequestNames = {}
 
 
 def _memo_entry(

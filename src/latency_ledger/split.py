@@ -102,7 +102,7 @@ def analyze_range(
         max_buffered=options.max_buffered_spans or 2 * options.idle_spans,
         rows_as_spans=True,
     )
-    memo: ClassifyMemo = {}
+    memo = ClassifyMemo()
     early = share.early
     opening = True  # still noting the ids let out as early
     let_out = 0
@@ -194,7 +194,7 @@ def join_shares(
     for share in shares[1:]:
         assert share.acc is not None
         acc.merge(share.acc)
-    memo: ClassifyMemo = {}
+    memo = ClassifyMemo()
     joins = 0
     for tid, found in parts.items():
         if len(found) == 1:
