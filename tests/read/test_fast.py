@@ -167,3 +167,54 @@ def test_any_json_lines_read_as_the_reference_reads_them(units: list[Any]) -> No
 @given(st.binary(min_size=1, max_size=40), st.integers(min_value=0, max_value=len(_VALID)))
 def test_damaged_lines_read_as_the_reference_reads_them(noise: bytes, at: int) -> None:
     _lines(_VALID + b"\n" + _VALID[:at] + noise + _VALID[at:] + b"\n" + _VALID)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from(
+                [
+                    "plain",
+                    "upper",
+                    "zeros",
+                    "space",
+                    "base64",
+                    "short",
+                    "long",
+                    "non-hex",
+                    "unicode",
+                    "empty",
+                ]
+            ),
+            min_size=1,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_span_id_spellings_read_as_the_reference_reads_them(scopes: list[list[str]]) -> None:
+    """A scope's span ids are checked together when they are all plain (lowercase hex, 16
+    digits, not zeros) and one by one otherwise: any mix reads as the reference reads it."""
+    spelled = {
+        "plain": lambda n: f"{n:016x}",
+        "upper": lambda n: f"{n:016X}",
+        "zeros": lambda n: "0" * 16,
+        "space": lambda n: f"{n:014x} 0",
+        "base64": lambda n: "AAAAAAAAAA" + f"{n % 100:02d}" + "==",
+        "short": lambda n: f"{n:015x}",
+        "long": lambda n: f"{n:017x}",
+        "non-hex": lambda n: f"{n:015x}g",
+        "unicode": lambda n: f"{n:015x}\u0661",
+        "empty": lambda n: "",
+    }
+    out = [_VALID]
+    n = 0xABCDEF0000
+    for how in scopes:
+        doc = []
+        for i, spelling in enumerate(how):
+            n += 1
+            doc.append(_span(1 + i % 3, 0, spanId=spelled[spelling](n)))
+        out.append(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": doc}]}]}).encode())
+    _lines(b"\n".join(out))

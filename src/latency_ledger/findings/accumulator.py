@@ -162,14 +162,15 @@ class FindingsAccumulator:
             ep.totals_only += 1
             return
         weight = 1.0 / request.keep_probability
-        variance = weight * (weight - 1.0)
         ep.detailed += 1
         ep.weight += weight
-        ep.variance += variance
         ep.database.w_ns += weight * database_ns
-        ep.database.v_ns2 += variance * database_ns * database_ns
         ep.network.w_ns += weight * network_ns
-        ep.network.v_ns2 += variance * network_ns * network_ns
+        variance = weight * (weight - 1.0)
+        if variance:  # 0 for a tree kept for certain (see Tally.add)
+            ep.variance += variance
+            ep.database.v_ns2 += variance * database_ns * database_ns
+            ep.network.v_ns2 += variance * network_ns * network_ns
         if not calls:
             return
         # One pass over the calls (repeats.group_calls, and the pool waits, together):

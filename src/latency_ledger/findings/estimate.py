@@ -68,7 +68,6 @@ class Tally:
         """One request where it occurred, ``count`` times, costing ``booked_ns``, of
         which a fix removes ``fixable_ns`` (all of it when None), in a request whose
         auxiliary total is ``aux_ns``."""
-        variance = weight * (weight - 1.0)
         self.requests += 1
         self.count += count
         self.booked_ns += booked_ns
@@ -76,10 +75,12 @@ class Tally:
         self.w += weight
         self.w_count += weight * count
         self.w_booked += weight * booked_ns
-        self.v_booked += variance * booked_ns
-        self.v_booked2 += variance * booked_ns * booked_ns
         self.w_fixable += weight * (booked_ns if fixable_ns is None else fixable_ns)
-        self.v_cross += variance * booked_ns * aux_ns
+        variance = weight * (weight - 1.0)
+        if variance:  # 0 for a tree kept for certain (most): adding +0.0 changes nothing
+            self.v_booked += variance * booked_ns
+            self.v_booked2 += variance * booked_ns * booked_ns
+            self.v_cross += variance * booked_ns * aux_ns
 
 
 @dataclass(slots=True)
