@@ -10,12 +10,14 @@ plugins' rules before them. The memo is kept across all traces, as the fast path
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from latency_ledger.analyze import default_rules
 from latency_ledger.classify import DEFAULT_RULES
-from latency_ledger.ledger import ClassifyMemo, _book_flat, book_trace
+from latency_ledger.findings.repeats import call_rows
+from latency_ledger.ledger import ClassifyMemo, _book_flat, book_trace, book_trace_rows
 from latency_ledger.model import Attributes, Span, SpanKind, Trace
 
 POOL: tuple[Attributes, ...] = (
@@ -158,6 +160,15 @@ def test_the_flat_sweep_books_what_book_trace_books(plugins: bool) -> None:
         swept += _book_flat(trace.spans, rules, memo) is not None
         assert book_trace(trace, rules=rules, memo=memo) == expected
         calls += sum(len(r.calls) for r in expected.requests)
+        # the same booking with the calls handed over as rows (what analyze takes)
+        booked, rows = book_trace_rows(trace, rules=rules, memo=memo)
+        if rows is None:
+            assert booked == expected
+        else:
+            (request,) = booked.requests
+            assert request.calls == ()
+            assert rows == call_rows(expected.requests[0].calls)
+            assert replace(request, calls=expected.requests[0].calls) == expected.requests[0]
     # most traces took the sweep, some did not (spoiled), and they had waits to book
     assert 1500 < swept < 3000
     assert calls > 10_000

@@ -37,6 +37,7 @@ from latency_ledger.ledger import BookedTrace
 from latency_ledger.model import (
     Attributes,
     AttributeValue,
+    CallRow,
     EndpointStats,
     InputSummary,
     Report,
@@ -117,17 +118,21 @@ class Accumulation:
         # plugin -> the sum of its share of ledger.overhead_ns (per request, summed)
         self.plugin_overhead: Counter[str] = Counter()
 
-    def add_trace(self, booked: BookedTrace, spans: Iterable[Span]) -> None:
-        """One booked trace and its spans (only SERVER spans are looked at)."""
+    def add_trace(
+        self, booked: BookedTrace, spans: Iterable[Span], rows: list[CallRow] | None = None
+    ) -> None:
+        """One booked trace and its spans (only SERVER spans are looked at); ``rows``:
+        the calls of its one request as rows, when booked so (``ledger.book_trace_rows``)."""
         self.unbooked += booked.unbooked_spans
         for request in booked.requests:
-            self.add_request(request)
+            self.add_request(request, rows)
         server = SpanKind.SERVER
         for span in spans:
             if span.kind == server:
                 self.add_server_span(span)
 
-    def add_request(self, request: Request) -> None:
+    def add_request(self, request: Request, rows: list[CallRow] | None = None) -> None:
+        """One request; ``rows``: its calls as rows, given instead of ``request.calls``."""
         request = self.cap.fold(request)
         if request.stream:
             # A stream's duration is how long a client stayed connected, not a
@@ -141,7 +146,7 @@ class Accumulation:
             self.overhead_ns += request.collector_overhead_ns
             self.overhead_requests += 1
         self.aggregator.add(request)
-        self.findings.add(request)
+        self.findings.add(request, rows)
 
     def add_server_span(self, span: Span) -> None:
         """What a SERVER span says about its service: runtime, profile, collector counters."""

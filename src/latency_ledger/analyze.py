@@ -19,7 +19,7 @@ from latency_ledger.accumulate import Accumulation, build_report
 from latency_ledger.classify import DEFAULT_RULES
 from latency_ledger.clickhouse import PreBooked, is_database_url, read_sources
 from latency_ledger.findings import Thresholds
-from latency_ledger.ledger import BookedTrace, ClassifyMemo, book_trace
+from latency_ledger.ledger import BookedTrace, ClassifyMemo, book_trace, book_trace_rows
 from latency_ledger.model import Report, TargetRuntime, Trace
 from latency_ledger.plugins import ClassifyRule, load_plugins, plugin_classify_rules
 from latency_ledger.read import ReadLimits, ReadStats, read_traces, total_input_bytes
@@ -100,12 +100,17 @@ def _add(
     booked: BookedTrace | None = None,
 ) -> None:
     """Book one trace (unless ``booked`` already) and add it, keeping only the requests
-    ``options.select`` keeps."""
+    ``options.select`` keeps. With a memo, a flat trace's calls reach the findings as
+    rows (``book_trace_rows``), never as Call records."""
+    rows = None
     if booked is None:
-        booked = book_trace(trace, rules=rules, memo=memo)
+        if memo is not None:
+            booked, rows = book_trace_rows(trace, rules=rules, memo=memo)
+        else:
+            booked = book_trace(trace, rules=rules)
     if options.select.active:
         booked = replace(booked, requests=tuple(filter(options.select.keeps, booked.requests)))
-    acc.add_trace(booked, trace.spans)
+    acc.add_trace(booked, trace.spans, rows)
 
 
 def default_jobs(paths: Sequence[str | Path]) -> int:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields, replace
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TypeVar
 
 from latency_ledger.classify import (
@@ -54,10 +54,13 @@ from latency_ledger.endpoint import (
     route_template,
 )
 from latency_ledger.model import (
+    ROW_END,
+    ROW_START,
     Attributes,
     AttributeValue,
     Call,
     CallKind,
+    CallRow,
     Category,
     Ledger,
     Request,
@@ -106,6 +109,7 @@ NATIVE_THREADS_MAX_NS = "ledger.native_threads_max_ns"
 MAX_WALL_NS = 2**62
 
 _CALL_ORDER = attrgetter("start_ns", "end_ns")
+_ROW_ORDER = itemgetter(ROW_START, ROW_END)
 _R = TypeVar("_R")
 _HTTP_ROOT_KINDS = frozenset({SpanKind.INTERNAL, SpanKind.UNSPECIFIED})
 # Network calls a database may stand behind (an HTTP call to Elasticsearch answered by a
@@ -227,9 +231,30 @@ def book_trace(
     answers are the same with or without it."""
     spans = trace.spans
     if memo is not None:
-        flat = _book_flat(spans, rules, memo)
+        flat = _book_flat(spans, rules, memo, records=True)
         if flat is not None:
-            return flat
+            return flat[0]
+    return _book_tree(spans, rules, memo)
+
+
+def book_trace_rows(
+    trace: Trace, *, rules: Sequence[ClassifyRule], memo: ClassifyMemo
+) -> tuple[BookedTrace, list[CallRow] | None]:
+    """:func:`book_trace` with a memo, for a caller that reads calls as rows (the
+    findings accumulator): when the trace has the flat shape (:func:`_book_flat`), its
+    one request comes with ``calls=()`` and its calls as rows, in ``Request.calls``'
+    order, without a Call record made for each; else rows are None and the requests are
+    :func:`book_trace`'s."""
+    flat = _book_flat(trace.spans, rules, memo)
+    if flat is not None:
+        return flat
+    return _book_tree(trace.spans, rules, memo), None
+
+
+def _book_tree(
+    spans: Sequence[Span], rules: Sequence[ClassifyRule], memo: ClassifyMemo | None
+) -> BookedTrace:
+    """:func:`book_trace` of any shape, through the span tree."""
     # The first span of a duplicated id wins (later ones stay unbooked).
     by_id = {span.span_id: span for span in reversed(spans)}
     children: dict[str, list[Span]] = {}
@@ -267,9 +292,10 @@ def book_trace(
 
 
 def _book_flat(
-    spans: Sequence[Span], rules: Sequence[ClassifyRule], memo: ClassifyMemo
-) -> BookedTrace | None:
-    """:func:`book_trace` for the common shape, or None for any other: one request span
+    spans: Sequence[Span], rules: Sequence[ClassifyRule], memo: ClassifyMemo, records: bool = False
+) -> tuple[BookedTrace, list[CallRow]] | None:
+    """:func:`book_trace` for the common shape, or None for any other, with the request's
+    calls as rows (its ``calls`` left empty) unless ``records``: one request span
     (a SERVER span whose parent is not in the trace) with every other span its direct,
     non-SERVER child, and no span id twice. Then booking is one sweep over the children
     (:func:`book_spans` with one level: the same arithmetic, in the same order), without
@@ -315,15 +341,14 @@ def _book_flat(
     if _is_false(attrs.get(SPANS_KEPT)) and any(key in attrs for key in _TOTALS):
         ledger = ledger_from_totals(attrs, wall)
         request = request_record(root, ledger, from_totals=True)
-        return BookedTrace(requests=(request,), unbooked_spans=0)
+        return BookedTrace(requests=(request,), unbooked_spans=0), []
     siblings.sort(reverse=True)
     before, standard, after = _split_rules(rules)
     database = network = own = tails = 0
     database_slack = network_slack = unbounded = 0
     database_category = Category.DATABASE
-    calls: list[Call] = []
-    add_call = calls.append
-    make_call = new_call
+    rows: list[CallRow] = []
+    add_call = rows.append
     memo_get = memo.get
     frontier = end
     taken = 0
@@ -364,7 +389,7 @@ def _book_flat(
                 database += length
             else:
                 network += length
-            add_call(make_call(*found, kid.start_ns, kid.end_ns, length))
+            add_call((*found, kid.start_ns, kid.end_ns, length))
             continue
         moved, tail_part, slack = wait_tail(*extras, k_start, won_end, kid.end_ns)
         length -= moved
@@ -381,14 +406,19 @@ def _book_flat(
         else:
             network += length
             network_slack += slack
-        add_call(make_call(*found, kid.start_ns, kid.end_ns, length))
+        add_call((*found, kid.start_ns, kid.end_ns, length))
     own += end - start - taken
     ledger = split_own_time(
         attrs, database, network, own, tails, (database_slack, network_slack, unbounded)
     )
-    calls.sort(key=_CALL_ORDER)
-    request = request_record(root, ledger, calls=tuple(calls), names=getattr(memo, "names", None))
-    return BookedTrace(requests=(request,), unbooked_spans=0)
+    rows.sort(key=_ROW_ORDER)  # Request.calls' order: by start, then end
+    names = getattr(memo, "names", None)
+    if records:
+        calls = tuple([new_call(*row) for row in rows])
+        request = request_record(root, ledger, calls=calls, names=names)
+        return BookedTrace(requests=(request,), unbooked_spans=0), []
+    request = request_record(root, ledger, names=names)
+    return BookedTrace(requests=(request,), unbooked_spans=0), rows
 
 
 def book_request(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from typing import Final
 
 AttributeValue = str | int | float | bool | tuple["AttributeValue", ...] | None
 Attributes = Mapping[str, AttributeValue]
@@ -179,6 +180,18 @@ class Call:
     @property
     def duration_ns(self) -> int:
         return self.end_ns - self.start_ns
+
+
+# A Call as a plain tuple of its fields, in their order: how the offline ledger's flat
+# sweep hands calls to the findings (ledger.book_trace_rows), without a record each.
+CallRow = tuple[Category, CallKind, str, str, int, int, int]
+# The indexes of its fields (Final: a type checker types each index's field).
+ROW_KIND: Final = 1
+ROW_SYSTEM: Final = 2
+ROW_TARGET: Final = 3
+ROW_START: Final = 4
+ROW_END: Final = 5
+ROW_BOOKED: Final = 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

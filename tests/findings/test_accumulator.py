@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
 from latency_ledger.findings import (
@@ -14,7 +17,10 @@ from latency_ledger.findings import (
     FindingsAccumulator,
     Thresholds,
 )
+from latency_ledger.findings.repeats import call_rows
+from latency_ledger.ledger import book_trace
 from latency_ledger.model import CallKind, Request
+from latency_ledger.read import ReadStats, read_traces
 
 from .conftest import (
     MS,
@@ -228,3 +234,23 @@ def test_setup_statements_are_never_findings() -> None:
         acc.add(request(calls, 130, n=n))
     findings = acc.findings("shop", "GET /orders/{id}", 10, p50_ns=130 * MS)
     assert [(f.kind, f.target) for f in findings] == [(SLOW_STATEMENT, "SELECT * FROM orders")]
+
+
+def test_calls_given_as_rows_give_the_same_findings() -> None:
+    """A request's calls handed over as rows (what the analysis does for flat traces)
+    accumulate exactly as the same calls on the Request: every endpoint's findings and
+    the overall ones, on the example traces (N+1s, chatty calls, pool waits, sampling)."""
+    root = Path(__file__).resolve().parents[2]
+    paths = sorted((root / "examples/traces").glob("*.jsonl.gz"))
+    requests = [r for t in read_traces(paths, stats=ReadStats()) for r in book_trace(t).requests]
+    assert sum(len(r.calls) for r in requests) > 100
+    as_records, as_rows = FindingsAccumulator(), FindingsAccumulator()
+    for r in requests:
+        as_records.add(r)
+        as_rows.add(replace(r, calls=()), call_rows(r.calls))
+    keys = {(r.service, r.endpoint) for r in requests}
+    found = [as_records.findings(*key, 10, 1_000_000) for key in sorted(keys)]
+    assert any(found)
+    assert [as_rows.findings(*key, 10, 1_000_000) for key in sorted(keys)] == found
+    counts = dict.fromkeys(keys, 10)
+    assert as_rows.overall(counts, 100, 1_000_000) == as_records.overall(counts, 100, 1_000_000)

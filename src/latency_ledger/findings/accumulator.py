@@ -23,9 +23,10 @@ from latency_ledger.findings.estimate import Aux, Base, Tally, margin, percentil
 from latency_ledger.findings.repeats import (
     CHATTY_KINDS,
     NORMALIZED_KINDS,
-    batching_saves,
+    call_rows,
     overlapping,
     qualifying,
+    saves,
 )
 from latency_ledger.findings.thresholds import (
     CHATTY_CALLS,
@@ -36,7 +37,18 @@ from latency_ledger.findings.thresholds import (
     Thresholds,
     is_setup_statement,
 )
-from latency_ledger.model import Call, CallKind, Finding, Request
+from latency_ledger.model import (
+    ROW_BOOKED,
+    ROW_END,
+    ROW_KIND,
+    ROW_START,
+    ROW_SYSTEM,
+    ROW_TARGET,
+    CallKind,
+    CallRow,
+    Finding,
+    Request,
+)
 from latency_ledger.sketch import EXACT_LIMIT, DurationSketch
 from latency_ledger.sql import normalize_statement
 
@@ -148,7 +160,9 @@ class FindingsAccumulator:
             found = self._normalized[sql] = normalize_statement(sql)
         return found
 
-    def add(self, request: Request) -> None:
+    def add(self, request: Request, rows: list[CallRow] | None = None) -> None:
+        """One request; ``rows``: its calls as rows (:data:`CallRow`), given instead of
+        ``request.calls`` by a caller that has them so (``ledger.book_trace_rows``)."""
         key = (request.service, request.endpoint)
         ep = self._endpoints.get(key)
         if ep is None:
@@ -157,7 +171,7 @@ class FindingsAccumulator:
         database_ns, network_ns = ledger.database_ns, ledger.network_ns
         ep.database.total_ns += database_ns
         ep.network.total_ns += network_ns
-        calls = request.calls
+        calls = call_rows(request.calls) if rows is None else rows
         if request.from_totals and not calls:
             ep.totals_only += 1
             return
@@ -175,21 +189,21 @@ class FindingsAccumulator:
             return
         # One pass over the calls (repeats.group_calls, and the pool waits, together):
         # this runs once per call of every request.
-        queries: dict[str, list[Call]] = {}
-        outgoing: dict[str, list[Call]] = {}
+        queries: dict[str, list[CallRow]] = {}
+        outgoing: dict[str, list[CallRow]] = {}
         pools: dict[str, tuple[int, int]] = {}
         normalized = self._normalized.get
         for call in calls:
-            kind = call.kind
+            kind = call[ROW_KIND]
             if kind == _QUERY:
-                statement = normalized(call.target) or self._normalize(call.target)
+                statement = normalized(call[ROW_TARGET]) or self._normalize(call[ROW_TARGET])
                 group = queries.get(statement)
                 if group is None:
                     queries[statement] = [call]
                 else:
                     group.append(call)
             elif kind in CHATTY_KINDS:
-                target = call.target
+                target = call[ROW_TARGET]
                 if kind in NORMALIZED_KINDS:
                     target = normalized(target) or self._normalize(target)
                 group = outgoing.get(target)
@@ -198,9 +212,9 @@ class FindingsAccumulator:
                 else:
                     group.append(call)
             elif kind == _POOL:
-                system = call.system or "database"
+                system = call[ROW_SYSTEM] or "database"
                 count, booked = pools.get(system, (0, 0))
-                pools[system] = (count + 1, booked + call.booked_ns)
+                pools[system] = (count + 1, booked + call[ROW_BOOKED])
         statements = ep.statements
         for statement, group in queries.items():
             st = statements.get(statement)
@@ -208,8 +222,8 @@ class FindingsAccumulator:
                 if len(statements) >= MAX_TARGETS_PER_ENDPOINT:
                     statement = OTHER_TARGETS
                 st = statements.setdefault(statement, _Statement())
-            st.tally.add(weight, len(group), sum([c.booked_ns for c in group]), database_ns)
-            st.add([c.end_ns - c.start_ns for c in group], weight)
+            st.tally.add(weight, len(group), sum([c[ROW_BOOKED] for c in group]), database_ns)
+            st.add([c[ROW_END] - c[ROW_START] for c in group], weight)
         t = self.thresholds
         wall = request.wall_ns
         for repeat_kind, groups, minimum, min_ns, min_fraction, aux in (
@@ -243,7 +257,7 @@ class FindingsAccumulator:
                     booked,
                     aux,
                     overlapping(group),
-                    batching_saves(group, booked),
+                    saves(group, booked),
                 )
         for system, (count, booked) in pools.items():
             ep.pools.setdefault(system, Tally()).add(weight, count, booked, database_ns)
