@@ -80,7 +80,13 @@ from latency_ledger.collect.spans import (
     route_template,
 )
 from latency_ledger.collect.steps import STEPS, TASKS
-from latency_ledger.collect.tails import TypicalIo, span_key, wait_ended, wait_started
+from latency_ledger.collect.tails import (
+    TypicalIo,
+    run_delay_ns,
+    span_key,
+    wait_ended,
+    wait_started,
+)
 from latency_ledger.collect.threads import ProcessCpu
 from latency_ledger.ledger import split_measured
 from latency_ledger.model import Span, SpanKind
@@ -172,11 +178,12 @@ class LedgerSpanProcessor(SpanProcessor):
             if not isinstance(acct, RequestRecord) or acct.finished:
                 return
             if span.kind in _WAIT_KINDS:
+                delay0 = run_delay_ns()  # next to the start time (tails.wait_ended_at)
                 pause_for_wait(acct)
                 if acct.sdk_tails is None:
                     acct.sdk_tails = {}
                 if abs(time_ns() - (span.start_time or 0)) <= _NOW_NS:
-                    acct.sdk_tails[span.context.span_id] = wait_started(acct)
+                    acct.sdk_tails[span.context.span_id] = wait_started(acct, -1, delay0)
             owner = self.owner
             if len(owner) >= MAX_OPEN_SPANS:  # spans started and never ended: forget them
                 owner.clear()
@@ -204,7 +211,7 @@ class LedgerSpanProcessor(SpanProcessor):
                     collector.sink.put((span,))
                 return
             if span.kind in _WAIT_KINDS:
-                self._measure_tail(acct, span)
+                self._measure_tail(acct, span, run_delay_ns())  # next to the end time
                 resume_after_wait(acct)
             if len(acct.children) + len(acct.lights) < MAX_CHILDREN:
                 acct.children.append(span)
@@ -213,7 +220,7 @@ class LedgerSpanProcessor(SpanProcessor):
         except Exception:
             collector.stats.errors += 1
 
-    def _measure_tail(self, acct: RequestRecord, span: Any) -> None:
+    def _measure_tail(self, acct: RequestRecord, span: Any, delay_ns: int) -> None:
         """An SDK wait span's tail, as a light span's (tails.py); kept beside it, since an
         ended SDK span cannot take attributes (``with_tail`` adds them)."""
         tails = acct.sdk_tails
@@ -225,7 +232,7 @@ class LedgerSpanProcessor(SpanProcessor):
             return  # given an end time of its own: our clocks were not read at its end
         key = span_key(span.name, dict(span.attributes or {}))
         typical = self._collector.typical_io
-        tails[span.context.span_id] = wait_ended(acct, typical, key, length, started)
+        tails[span.context.span_id] = wait_ended(acct, typical, key, length, started, delay_ns)
 
     def shutdown(self) -> None:
         self.active = False

@@ -39,7 +39,7 @@ from opentelemetry.util._decorator import _agnosticcontextmanager
 from latency_ledger.collect.accounting import CURRENT, PER_THREAD, pause_for_wait, resume_after_wait
 from latency_ledger.collect.selfcost import Meter
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
-from latency_ledger.collect.tails import span_key, wait_ended_at, wait_started
+from latency_ledger.collect.tails import run_delay_ns, span_key, wait_ended_at, wait_started
 from latency_ledger.ledger import MAX_WALL_NS, split_measured, tail_overlap
 from latency_ledger.model import Category, Span
 from latency_ledger.model import SpanKind as ModelKind
@@ -157,16 +157,18 @@ class LightSpan(trace.Span):
         self.status = UNSET_STATUS
         self.events: list[Event] | tuple[()] = ()  # a list once an event is added
         self._context: SpanContext | None = None
+        # (identity, not ``in`` a set: hashing an Enum member runs Python code)
+        self.wait = wait = kind is _CLIENT or kind is _PRODUCER
+        # a wait's run delay is read next to its start time (wait_ended_at says why)
+        delay0 = run_delay_ns() if wait else -1
         self.start_time = start_time or time_ns()
         self.tail_ns = self.delay_ns = 0
         self.bound_ns = -1  # not measured (until a wait's end measures it)
         self.timed = timed
-        # (identity, not ``in`` a set: hashing an Enum member runs Python code)
-        self.wait = wait = kind is _CLIENT or kind is _PRODUCER
         if wait:
             # first: reading the clocks below is not the request's CPU; its reading of
             # this thread's CPU clock serves the tail's clocks too
-            self.started = wait_started(acct, pause_for_wait(acct))
+            self.started = wait_started(acct, pause_for_wait(acct), delay0)
         self.cost_ns = -1 if c0 < 0 else thread_time_ns() - c0
 
     def get_span_context(self) -> SpanContext:
@@ -187,15 +189,21 @@ class LightSpan(trace.Span):
             return
         if self.timed:  # the plugin's wrapper times this too
             self.end_time = end_time or time_ns()
-            self._end(self.acct, end_time is None)
+            self._end(
+                self.acct,
+                end_time is None,
+                run_delay_ns() if self.wait and end_time is None else -1,
+            )
             return
         cost = self.cost_ns
         c0 = thread_time_ns() if cost >= 0 else -1
         now = end_time is None  # else the caller timed it: nothing of ours to measure
         self.end_time = end_time or time_ns()
+        # a wait's run delay is read next to its end time (tails.wait_ended_at says why)
+        delay1 = run_delay_ns() if self.wait and now else -1
         acct = self.acct
         try:
-            self._end(acct, now)
+            self._end(acct, now, delay1)
         finally:
             tracer = self.tracer
             meter = tracer.span_meter
@@ -203,7 +211,7 @@ class LightSpan(trace.Span):
                 meter.record(cost + thread_time_ns() - c0)
             tracer.charge_to(acct, meter.mean_ns)
 
-    def _end(self, acct: Any, now: bool) -> None:
+    def _end(self, acct: Any, now: bool, delay_ns: int) -> None:
         try:
             attribute_filter = self.tracer.attribute_filter
             if attribute_filter is not None and self.attributes and not self.shared:
@@ -226,6 +234,7 @@ class LightSpan(trace.Span):
                         span_key(self.name, self.attributes),
                         length,
                         self.started,
+                        delay_ns,
                     )
                 # the thread's CPU clock as just read for the tail, if it was
                 resume_after_wait(acct, thread_ns)
