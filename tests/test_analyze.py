@@ -212,6 +212,24 @@ def test_collector_overhead_is_the_mean_over_requests_that_recorded_it(tmp_path:
     assert report.inputs.collector_overhead_ns == 200_000
 
 
+def test_collector_counters_are_summed_over_the_processes_that_counted_them(
+    tmp_path: Path,
+) -> None:
+    # Expected: each process's counters are cumulative, so its largest value counts once
+    # and processes add up: pid 11 dropped 5 then 7 spans, pid 12 dropped 3 (10 in all);
+    # counters that name no process are one process's (4).
+    writer = TraceWriter()
+    seen = [(11, 5), (11, 7), (12, 3), (None, 4), (None, 2)]
+    for index, (pid, dropped) in enumerate(seen):
+        extra: dict[str, Any] = {"ledger.collector.dropped_spans": dropped}
+        if pid is not None:
+            extra["process.pid"] = pid
+        writer.request(service="svc", route="/x", wall_ns=MS, cpu_ns=MS // 2, children=[],
+                       index=index, extra=extra)  # fmt: skip
+    report = analyze([writer.write(tmp_path / "t.jsonl")])
+    assert report.inputs.collector == {"dropped_spans": 7 + 3 + 4}
+
+
 def test_each_plugins_cost_is_its_mean_over_the_same_requests(tmp_path: Path) -> None:
     # Expected, over the 3 requests that recorded a cost: sqlalchemy (30 + 0 + 60) / 3 us,
     # psycopg 9 / 3 us; an attribute not of the plugin cost's shape is no plugin.

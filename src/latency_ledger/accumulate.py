@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 # Counters the in-app collector writes on its SERVER spans (cumulative per process).
 COLLECTOR_PREFIX = "ledger.collector."
+PROCESS_KEYS = ("process.pid", "service.instance.id")  # the span's, then its resource's
 # The process's CPU and the CPU booked to requests over one window (collect/cpu.py):
 # deltas, summed over every span that carries them (so over processes too).
 PROCESS_CPU = "ledger.process_cpu_ns"
@@ -104,8 +105,9 @@ class Accumulation:
         self.streams = StreamTable()
         self.findings = FindingsAccumulator(thresholds or Thresholds())
         self.profiles = ProfileAccumulator()
-        # (service, counter) -> largest value seen: the counters are cumulative per process
-        self.collector: dict[tuple[str, str], int] = {}
+        # (service, process, counter) -> largest value seen: the counters are cumulative
+        # per process, so each process's largest, summed over processes
+        self.collector: dict[tuple[str, str, str], int] = {}
         self.runtimes: dict[str, Counter[RuntimeInfo]] = {}
         # id(resource) -> (resource, its runtime); holding the dict keeps its id unique
         self._runtime_of: dict[int, tuple[Attributes, RuntimeInfo]] = {}
@@ -168,7 +170,12 @@ class Accumulation:
             if not key.startswith(_LEDGER_PREFIX):  # most keys: one test, not two
                 continue
             if key.startswith(COLLECTOR_PREFIX) and isinstance(value, int):
-                self.note_collector(span.service, key.removeprefix(COLLECTOR_PREFIX), value)
+                self.note_collector(
+                    span.service,
+                    key.removeprefix(COLLECTOR_PREFIX),
+                    value,
+                    _process_of(span),
+                )
             elif (
                 key.startswith(PLUGIN_PREFIX)
                 and key.endswith(PLUGIN_SUFFIX)
@@ -187,9 +194,10 @@ class Accumulation:
             runtimes = self.runtimes[service] = Counter()
         runtimes[info] += count
 
-    def note_collector(self, service: str, counter: str, value: int) -> None:
-        """A collector counter (name without ``ledger.collector.``) seen on a SERVER span."""
-        name = (service, counter)
+    def note_collector(self, service: str, counter: str, value: int, process: str = "") -> None:
+        """A collector counter (name without ``ledger.collector.``) seen on a SERVER span
+        of ``process`` (:func:`_process_of`)."""
+        name = (service, process, counter)
         self.collector[name] = max(self.collector.get(name, 0), value)
 
     def note_cpu_window(self, process_ns: int, booked_ns: int) -> None:
@@ -218,8 +226,8 @@ class Accumulation:
         self.findings.merge(other.findings, rows)
         self.streams.merge(other.streams, streams)
         self.profiles.merge(other.profiles)
-        for key, value in other.collector.items():
-            self.collector[key] = max(self.collector.get(key, 0), value)
+        for counter, value in other.collector.items():
+            self.collector[counter] = max(self.collector.get(counter, 0), value)
         for service, counted in other.runtimes.items():
             self.runtimes.setdefault(service, Counter()).update(counted)
         self.unbooked += other.unbooked
@@ -285,7 +293,7 @@ def build_report(acc: Accumulation, stats: ReadStats, options: AnalyzeOptions) -
         skipped["span_outside_any_request"] += acc.unbooked
     skipped.update(profiles.errors)
     collector_totals: Counter[str] = Counter()
-    for (_service, key), value in acc.collector.items():
+    for (_service, _process, key), value in acc.collector.items():
         collector_totals[key] += value
     folded = [line] if (line := acc.cap.problem()) else []
     inputs = InputSummary(
@@ -382,3 +390,16 @@ __all__ = [
     "overall_runtime",
     "service_runtimes",
 ]
+
+
+def _process_of(span: Span) -> str:
+    """Which process a SERVER span's collector counters were counted in: ``process.pid``
+    on the span (our collector writes it beside the counters: a forked worker shares its
+    parent's resource), else the resource's ``process.pid`` or ``service.instance.id``;
+    "" when nothing says (such counters are taken as one process's)."""
+    for attributes in (span.attributes, span.resource):
+        for key in PROCESS_KEYS:
+            value = attributes.get(key)
+            if value is not None and value != "":
+                return str(value)
+    return ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -213,6 +214,7 @@ def test_app_answers_when_every_export_fails_and_the_next_span_says_so(
     (server,) = [s for s in exporter.exported if s.kind == trace.SpanKind.SERVER]
     assert server.attributes["ledger.collector.export_errors"] == 1
     assert server.attributes["ledger.collector.dropped_spans"] == 3
+    assert server.attributes["process.pid"] == os.getpid()  # whose counters they are
 
 
 def test_unwritable_output_dir_degrades_to_counting(tmp_path: Path) -> None:
@@ -422,7 +424,7 @@ _NS = st.integers(0, 2**62)
     numbers=st.tuples(_NS, _NS, _NS, _NS, _NS, _NS, _NS, _NS, _NS),
     kept=st.booleans(),
     profile=st.one_of(st.none(), _TEXT),
-    health=st.one_of(st.none(), st.tuples(_NS, _NS, _NS)),
+    health=st.one_of(st.none(), st.tuples(_NS, _NS, _NS, _NS)),
     more=st.dictionaries(st.sampled_from(["ledger.native_threads_ns", "x%d"]), _NS),
     plugins=st.one_of(st.none(), st.dictionaries(st.text(min_size=1, max_size=8), _NS)),
 )
@@ -439,7 +441,7 @@ def test_server_span_fast_encoding_equals_the_readable_spans(
     numbers: tuple[int, ...],
     kept: bool,
     profile: str | None,
-    health: tuple[int, int, int] | None,
+    health: tuple[int, int, int, int] | None,
     more: dict[str, int],
     plugins: dict[str, int] | None,
 ) -> None:

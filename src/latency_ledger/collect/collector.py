@@ -566,7 +566,12 @@ class Collector:
         if profile is not None:
             stats.profiles += 1
         health = (
-            (stats.dropped_spans, stats.errors + stats.plugin_errors, stats.export_errors)
+            (
+                stats.dropped_spans,
+                stats.errors + stats.plugin_errors,
+                stats.export_errors,
+                os.getpid(),  # the counters are this process's: several workers add up
+            )
             if stats.dropped_spans or stats.errors or stats.export_errors or stats.plugin_errors
             else None
         )

@@ -158,7 +158,8 @@ class ServerFields(NamedTuple):
     parts: tuple[int, int, int, int, int]  # database, network, interpreter, waiting, queueing
     kept: bool
     profile: str | None
-    health: tuple[int, int, int] | None  # dropped spans, errors, export errors (if any)
+    # dropped spans, errors, export errors (if any), and the process they are counted in
+    health: tuple[int, int, int, int] | None
     overhead_ns: int
     # why the child spans were kept and the chance of that (None: not kept); written only
     # for a kept request, so the encoded path (never kept) has no such attributes
@@ -198,6 +199,7 @@ class ServerFields(NamedTuple):
             attrs["ledger.collector.dropped_spans"] = self.health[0]
             attrs["ledger.collector.errors"] = self.health[1]
             attrs["ledger.collector.export_errors"] = self.health[2]
+            attrs[PROCESS_PID] = self.health[3]
         attrs["ledger.overhead_ns"] = self.overhead_ns
         for key, value in self.more:
             attrs[key] = value
@@ -206,6 +208,10 @@ class ServerFields(NamedTuple):
                 attrs[f"{PLUGIN_PREFIX}{name}{PLUGIN_SUFFIX}"] = ns
         return attrs
 
+
+# the process whose collector counted the ledger.collector.* counters (semantic
+# conventions' name; on the span, as the resource is shared by forked workers)
+PROCESS_PID = "process.pid"
 
 # a plugin's cost in the request: ledger.plugin.<name>.overhead_ns
 PLUGIN_PREFIX = "ledger.plugin."
@@ -235,6 +241,8 @@ _HEALTH = (
     + _int_attr("ledger.collector.errors")
     + '%d"}},'
     + _int_attr("ledger.collector.export_errors")
+    + '%d"}},'
+    + _int_attr(PROCESS_PID)
     + '%d"}},'
 )
 _LEDGER = (
