@@ -271,7 +271,7 @@ def enter_python() -> None:
     if not seg.active:
         seg.active = True
         seg.active_acct = acct = seg.acct
-        ACTIVITY.enter(acct)
+        ACTIVITY.move(acct, 1)
 
 
 def leave_python() -> None:
@@ -280,7 +280,7 @@ def leave_python() -> None:
     seg.waiting = False
     if seg.active:
         seg.active = False
-        ACTIVITY.leave(seg.active_acct)
+        ACTIVITY.move(seg.active_acct, -1)
         seg.active_acct = None
 
 
@@ -299,7 +299,9 @@ def end_segment() -> None:
     acct = seg.acct
     if acct is not None:
         now = thread_time_ns()
-        spent = max(0, now - seg.t0)  # 0 if the step's start was estimated past it
+        spent = now - seg.t0
+        if spent < 0:  # the step's start was estimated past it (not max(): see steps.py)
+            spent = 0
         CHARGED.ns += spent
         acct.charged_ns += spent
         if acct.depth == 0:
@@ -316,7 +318,9 @@ def pause_for_wait(acct: Account) -> int:
     now = -1
     if seg.acct is acct:
         now = thread_time_ns()
-        spent = max(0, now - seg.t0)  # 0 if the step's start was estimated past it
+        spent = now - seg.t0
+        if spent < 0:  # the step's start was estimated past it
+            spent = 0
         CHARGED.ns += spent
         acct.charged_ns += spent
         if acct.depth == 0:
@@ -337,7 +341,9 @@ def resume_after_wait(acct: Account, now: int = -1) -> None:
     if seg.acct is acct:
         if now < 0:
             now = thread_time_ns()
-        spent = max(0, now - seg.t0)  # the wait's own CPU (driver code) is a request's too
+        spent = now - seg.t0  # the wait's own CPU (driver code) is a request's too
+        if spent < 0:
+            spent = 0
         CHARGED.ns += spent
         acct.charged_ns += spent
         seg.t0 = now

@@ -366,6 +366,7 @@ class LightTracer(trace.Tracer):
             self.charge_to(acct, ns)
 
     def charge_to(self, acct: Any, ns: int) -> None:
+        """``ns`` of the collector's cost to ``acct``, and to this tracer's plugin."""
         acct.overhead_ns += ns
         plugin = self.plugin
         if plugin:
@@ -581,7 +582,10 @@ def book_light(
     direct and sequential (:func:`light_waits`), own time split by its measured CPU and
     queueing as the offline ledger splits it; None otherwise, and the caller books with
     ``book_trace``. ``classify``: :func:`classifier` of the rules."""
-    hi = min(max(start_ns, end_ns), start_ns + MAX_WALL_NS)
+    # not min()/max() (each parses its keywords): this runs for every request
+    hi = end_ns if end_ns > start_ns else start_ns
+    if hi > start_ns + MAX_WALL_NS:
+        hi = start_ns + MAX_WALL_NS
     waits = light_waits(start_ns, hi, lights, classify, classified, service)
     if waits is None:
         return None
@@ -590,7 +594,7 @@ def book_light(
     return (
         database,
         network,
-        *split_measured(own, cpu_ns, max(queueing_ns, tails)),
+        *split_measured(own, cpu_ns, queueing_ns if queueing_ns > tails else tails),
         database_slack,
         network_slack,
         unbounded,

@@ -184,12 +184,16 @@ def wait_ended_at(
         cpu, activity = state.busy_ns - acct.loop_ns, ACTIVITY.read_others(acct)
         # the loop's busy stretch up to now also covers its gaps between steps (its own
         # callbacks, the OS's preemptions), when other tasks' steps fill most of it
-        streak = min(perf_counter_ns() - state.streak_start_ns, length_ns)
+        streak = perf_counter_ns() - state.streak_start_ns
+        if streak > length_ns:
+            streak = length_ns
     else:
         process = process_time_ns()
         thread_ns = thread_time_ns()
         cpu, activity = process - thread_ns, ACTIVITY.read_others(acct)
-    others = max(cpu - cpu0, activity - activity0)
+    others = cpu - cpu0  # the larger (not max(): it parses keywords, at every span)
+    if activity - activity0 > others:
+        others = activity - activity0
     bound = streak if streak > others and others * 2 >= streak else others
     # the OS kept this thread waiting for a CPU (off a loop, it was blocked on the I/O
     # till then; on one, see run_delay_ns in the module's contract)
@@ -249,7 +253,8 @@ class TypicalIo:
         typical = self.typical.get(key)
         if typical is None:
             return bound, delay, bound
-        return min(bound, max(0, rest - typical)), delay, bound
+        tail = rest - typical
+        return (0 if tail < 0 else (bound if tail > bound else tail)), delay, bound
 
     def _learn(self, key: tuple[str, str], length: int) -> None:
         recent = self.recent.get(key)

@@ -37,7 +37,6 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponseBase
-from opentelemetry import context as otel_context
 
 from latency_ledger.collect import default_collector
 from latency_ledger.collect.accounting import (
@@ -48,6 +47,7 @@ from latency_ledger.collect.accounting import (
     enter_python,
     leave_python,
 )
+from latency_ledger.collect.light import current_context
 from latency_ledger.collect.steps import TimedCoroutine, request_start
 from latency_ledger.collect.threads import PROCESS_CPU, request_cpu_ns
 from latency_ledger_django import forking
@@ -128,7 +128,7 @@ class LedgerMiddleware:
             # spends from here on, ours included, is never "other threads'" work
             own_t0 = thread_time_ns()
             acct, token = collector.begin(scope, PROCESS_CPU, start_ns)
-            context = otel_context.get_current()
+            context = current_context()  # get_current(), its ContextVar read directly
         except Exception:
             self._count_error()
             return self.get_response(request)
@@ -186,7 +186,7 @@ class LedgerMiddleware:
             wrapped = timed is not None
             scope = request_scope(request)
             acct, token = collector.begin(scope, loop_state, start_ns, busy_start)
-            context = otel_context.get_current()
+            context = current_context()  # get_current(), its ContextVar read directly
         except Exception:
             self._count_error()
             return await self.get_response(request)
