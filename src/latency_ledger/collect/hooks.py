@@ -51,15 +51,15 @@ class _ThreadCall:
         c0 = thread_time_ns() if sampled else 0
         seg = PER_THREAD.seg
         outer, outer_t0 = seg.acct, seg.t0
-        seg.acct = self._acct
+        mine = seg.acct = self._acct
         was_active = seg.active
         if not was_active:  # enter_python, inline (a call per worker-thread call saved)
             seg.active = True
-            seg.active_acct = self._acct
-            ACTIVITY.move(self._acct, 1)
+            seg.active_acct = mine
+            ACTIVITY.move(mine, 1)
         seg.t0 = c1 = thread_time_ns()
         try:
-            wrapper = self._acct.thread_wrapper
+            wrapper = mine.thread_wrapper
             if wrapper is not None:
                 return wrapper(self._func, *args, **kwargs)
             return self._func(*args, **kwargs)
@@ -73,16 +73,17 @@ class _ThreadCall:
                     seg.active_acct = None
             acct = seg.acct
             if acct is not None:
-                CHARGED.ns += now - seg.t0
-                acct.charged_ns += now - seg.t0
-            if acct is not None and acct.depth == 0:
-                acct.cpu_ns += now - seg.t0
+                spent = now - seg.t0
+                CHARGED.ns += spent
+                acct.charged_ns += spent
+                if acct.depth == 0:
+                    acct.cpu_ns += spent
             # a nested call (from_thread back into a worker) resumes the outer segment
             seg.acct = outer
             seg.t0 = now if outer is not None else outer_t0
             if sampled:
                 THREAD_CALLS.record(c1 - c0 + thread_time_ns() - now)
-            self._acct.overhead_ns += THREAD_CALLS.mean_ns
+            mine.overhead_ns += THREAD_CALLS.mean_ns
 
 
 # one call of a server's pool with no request yet (gunicorn gthread's handling of a

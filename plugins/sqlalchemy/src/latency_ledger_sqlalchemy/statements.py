@@ -155,6 +155,8 @@ class StatementSpans:
         describe, report = self._describe_cached, self._plugin.report
         error_status, status = self._error, self._status
         driver_traced, charge, due = self._driver_traced, self._charge, self._meter.due
+        # no instrumentation can trace this driver (SQLite's): no call per statement to ask
+        traceable = driver_traced is not _never
         meter, kinds = self._meter, self._plain_kinds
 
         def execute(cursor: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
@@ -177,7 +179,8 @@ class StatementSpans:
             # is a plain one (its connection was opened by us, see plain_cursors)
             token = None
             if (
-                (kinds is None or kinds.get(type(cursor)) is not False)
+                traceable
+                and (kinds is None or kinds.get(type(cursor)) is not False)
                 and driver_traced()
                 and (kinds is None or traced_cursor(cursor, kinds))
             ):
