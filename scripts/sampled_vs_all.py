@@ -8,7 +8,7 @@ Run:  uv run python scripts/sampled_vs_all.py --app shop --duration 30 [--seeds 
    ``LATENCY_LEDGER_KEEP_SPANS=all``: every request's tree is kept. Its findings are the
    truth.
 2. For each of ``--seeds`` random draws, replays the collector's own keep decision
-   (``Collector._keep`` with the default configuration: failed requests, the slowest so
+   (``keep.KeepRule.keep`` with the default configuration: failed requests, the slowest so
    far per endpoint in each 60 s window, 1% at random) over those same requests in the
    order they finished, its clock set to their end times. A request not kept loses its
    child spans, as the sampled mode exports it (SERVER span with its ``ledger.*``
@@ -39,11 +39,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-import latency_ledger.collect.collector as collector_module
+import latency_ledger.collect.keep as keep_module
 from latency_ledger.analyze import analyze
-from latency_ledger.collect import CollectConfig, Collector
+from latency_ledger.collect import CollectConfig
+from latency_ledger.collect.keep import KeepRule
 from latency_ledger.model import Finding, Report
 
 SERVER = 2
@@ -120,32 +119,26 @@ def _decide(
     ]
     servers.sort(key=lambda s: int(s["endTimeUnixNano"]))
     clock = [0]
-    original = collector_module.time_ns
-    collector_module.time_ns = lambda: clock[0]  # type: ignore[assignment]
-    with tempfile.TemporaryDirectory() as out:
-        collector = Collector(
-            CollectConfig(set_global_provider=False, output_dir=Path(out), sample_rate=sample_rate),
-            exporter=InMemorySpanExporter(),
-            load_plugins=False,
-        )
-        try:
-            collector._rng = random.Random(seed)
-            decisions = {}
-            for span in servers:
-                clock[0] = int(span["endTimeUnixNano"])
-                wall = clock[0] - int(span["startTimeUnixNano"])
-                status = _attr(span, "http.response.status_code")
-                failed = (span.get("status") or {}).get("code") in (2, "STATUS_CODE_ERROR") or (
-                    status is not None and int(status) >= 500
-                )
-                method = _attr(span, "http.request.method") or ""
-                route = _attr(span, "http.route") or "(unmatched)"
-                decisions[(span["traceId"], span["spanId"])] = collector._keep(
-                    f"{method} {route}", wall, failed
-                )
-        finally:
-            collector.shutdown()
-            collector_module.time_ns = original  # type: ignore[assignment]
+    original = keep_module.time_ns
+    keep_module.time_ns = lambda: clock[0]  # type: ignore[assignment]
+    try:
+        rule = KeepRule(CollectConfig(set_global_provider=False, sample_rate=sample_rate))
+        rule.rng = random.Random(seed)
+        decisions = {}
+        for span in servers:
+            clock[0] = int(span["endTimeUnixNano"])
+            wall = clock[0] - int(span["startTimeUnixNano"])
+            status = _attr(span, "http.response.status_code")
+            failed = (span.get("status") or {}).get("code") in (2, "STATUS_CODE_ERROR") or (
+                status is not None and int(status) >= 500
+            )
+            method = _attr(span, "http.request.method") or ""
+            route = _attr(span, "http.route") or "(unmatched)"
+            decisions[(span["traceId"], span["spanId"])] = rule.keep(
+                f"{method} {route}", wall, failed
+            )
+    finally:
+        keep_module.time_ns = original  # type: ignore[assignment]
     return decisions
 
 

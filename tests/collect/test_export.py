@@ -253,7 +253,7 @@ def test_sampled_keeps_failed_and_slowest_so_far_and_books_every_request(
         await get(app, "/many", b"fail=1")  # 503: kept
         await get(app, "/many")  # faster than the first (warm): not kept
 
-    collector._slowest.clear()
+    collector.keeper.slowest.clear()
     asyncio.run(main())
     collector.flush()
     servers = [s for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.SERVER]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import latency_ledger.collect.collector as collector_module
+import latency_ledger.collect.keep as keep_module
 from latency_ledger.findings import N_PLUS_ONE, FindingsAccumulator
 from latency_ledger.model import Call, CallKind, Category, Ledger, Request
 
@@ -18,14 +18,14 @@ MS = 1_000_000
 
 def test_reasons_and_probabilities(make_collector: Callable[..., Any]) -> None:
     collector, _ = make_collector(keep_spans="sampled", sample_rate=0.25)
-    collector._rng = random.Random(7)
-    assert collector._keep("GET /a", 10 * MS, failed=False) == ("slow", 1.0)  # first
-    assert collector._keep("GET /a", 5 * MS, failed=True) == ("failed", 1.0)
-    draws = [collector._keep("GET /a", 1 * MS, failed=False) for _ in range(400)]
+    collector.keeper.rng = random.Random(7)
+    assert collector.keeper.keep("GET /a", 10 * MS, failed=False) == ("slow", 1.0)  # first
+    assert collector.keeper.keep("GET /a", 5 * MS, failed=True) == ("failed", 1.0)
+    draws = [collector.keeper.keep("GET /a", 1 * MS, failed=False) for _ in range(400)]
     assert set(draws) == {None, ("random", 0.25)}
     assert 60 < draws.count(("random", 0.25)) < 140  # 100 expected; binomial sd ~8.7
-    assert make_collector(keep_spans="all")[0]._keep("GET /a", MS, False) == ("all", 1.0)
-    assert make_collector(keep_spans="none")[0]._keep("GET /a", MS, True) is None
+    assert make_collector(keep_spans="all")[0].keeper.keep("GET /a", MS, False) == ("all", 1.0)
+    assert make_collector(keep_spans="none")[0].keeper.keep("GET /a", MS, True) is None
 
 
 def test_the_slow_rule_does_not_depend_on_the_draw(make_collector: Callable[..., Any]) -> None:
@@ -36,8 +36,8 @@ def test_the_slow_rule_does_not_depend_on_the_draw(make_collector: Callable[...,
     slow_sets = []
     for seed, rate in ((1, 0.0), (2, 0.5), (3, 0.9)):
         collector, _ = make_collector(keep_spans="sampled", sample_rate=rate)
-        collector._rng = random.Random(seed)
-        decisions = [collector._keep("GET /a", int(w * MS), failed=False) for w in walls]
+        collector.keeper.rng = random.Random(seed)
+        decisions = [collector.keeper.keep("GET /a", int(w * MS), failed=False) for w in walls]
         slow_sets.append({i for i, d in enumerate(decisions) if d == ("slow", 1.0)})
     assert slow_sets[0] == slow_sets[1] == slow_sets[2]
     assert 2 <= len(slow_sets[0]) <= 40  # records of 2000 draws: ~ln(2000) = 7.6
@@ -87,16 +87,16 @@ def test_weighted_findings_hold_for_every_request(
     # many as the 5% draw keeps): the kept trees alone over-state the N+1 several times.
     rng = random.Random(seed)
     clock = iter(range(0, 10**12, MS))
-    monkeypatch.setattr(collector_module, "time_ns", lambda: next(clock))
+    monkeypatch.setattr(keep_module, "time_ns", lambda: next(clock))
     collector, _ = make_collector(keep_spans="sampled", sample_rate=0.05, slow_interval_s=0.2)
-    collector._rng = random.Random(seed + 100)
+    collector.keeper.rng = random.Random(seed + 100)
     weighted, unweighted = FindingsAccumulator(), FindingsAccumulator()
     truth_requests = 0
     for n in range(20_000):
         n_plus_one = n % 10 == 0
         truth_requests += n_plus_one
         wall = int((rng.lognormvariate(2.5, 0.3) + (40 if n_plus_one else 0)) * MS)
-        keep = collector._keep("GET /a", wall, failed=False)
+        keep = collector.keeper.keep("GET /a", wall, failed=False)
         if keep is None:  # booked from its totals: its database time is known, not its calls
             weighted.add(_request(n, wall, n_plus_one, 1.0, kept=False))
             unweighted.add(_request(n, wall, n_plus_one, 1.0, kept=False))

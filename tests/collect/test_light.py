@@ -28,13 +28,8 @@ from starlette.routing import Route
 from latency_ledger.classify import DEFAULT_RULES
 from latency_ledger.collect import CollectConfig, Collector, LedgerMiddleware
 from latency_ledger.collect.booking import book_request
-from latency_ledger.collect.light import (
-    LightSpan,
-    LightTracer,
-    book_light,
-    classifier,
-    model_spans,
-)
+from latency_ledger.collect.light import LightSpan, LightTracer
+from latency_ledger.collect.light_booking import book_light, classifier, model_spans
 from latency_ledger.ledger import book_trace
 from latency_ledger.model import Span, SpanKind
 from latency_ledger.read import ReadStats, read_traces
@@ -506,15 +501,15 @@ def test_a_cpu_wait_during_our_bookkeeping_is_counted_where_it_falls(
     # waiting, not I/O); 2 ms inside our work after its end time is outside it. Read
     # after the start's bookkeeping, the run delay missed the first (booked as database)
     # and, read after the end's, counted the second.
-    import latency_ledger.collect.collector as collector_module
     import latency_ledger.collect.light as light_module
+    import latency_ledger.collect.processor as processor_module
     import latency_ledger.collect.tails as tails_module
 
     delay = [0]
     monkeypatch.setattr(tails_module, "run_delay_ns", lambda: delay[0])
     monkeypatch.setattr(light_module, "run_delay_ns", lambda: delay[0])
-    monkeypatch.setattr(collector_module, "run_delay_ns", lambda: delay[0])
-    module = light_module if provider == "light" else collector_module
+    monkeypatch.setattr(processor_module, "run_delay_ns", lambda: delay[0])
+    module = light_module if provider == "light" else processor_module
     pause, ended = module.pause_for_wait, getattr(module, "wait_ended_at", None)
 
     def preempted_pause(*args: Any) -> Any:

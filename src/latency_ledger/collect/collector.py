@@ -1,19 +1,20 @@
-"""The collector: one object holding the process-wide pieces, and its span processor.
+"""The collector: one object holding the process-wide pieces.
 
 Contract: a :class:`Collector` joins the app's SDK ``TracerProvider`` (or sets one up),
-adds a :class:`LedgerSpanProcessor`, switches on the plugins' instrumentations and owns
-the :class:`~latency_ledger.collect.hooks.Hooks` and the export
-:class:`~latency_ledger.collect.export.SpanSink`. The middleware calls :meth:`begin` and
-:meth:`finish` around each request; :meth:`finish` books the request's ledger with the
-offline ledger's code, puts the ``ledger.*`` totals on the SERVER span, decides whether
-the child spans are kept, and ends the span. Nothing here raises into the app: failures
-are counted in :class:`CollectorStats`. :meth:`shutdown` flushes and undoes everything.
+adds a :class:`~latency_ledger.collect.processor.LedgerSpanProcessor`, switches on the
+plugins' instrumentations and owns the :class:`~latency_ledger.collect.hooks.Hooks` and
+the export :class:`~latency_ledger.collect.export.SpanSink`. The middleware calls
+:meth:`begin` and :meth:`finish` around each request; :meth:`finish` books the request's
+ledger with the offline ledger's code, puts the ``ledger.*`` totals on the SERVER span,
+decides whether the child spans are kept (``keep.py``), and ends the span. Nothing here
+raises into the app: failures are counted in :class:`CollectorStats`. :meth:`shutdown`
+flushes and undoes everything.
 
 The plugins get :attr:`Collector.span_provider` (see ``light.py``): inside a request their
 child spans are light objects, booked straight into the request's ledger and turned
 into ``ReadableSpan`` objects only when the request is kept. SDK spans (from the app's
 own tracers, or any span when the provider has a processor besides ours) are buffered by
-:class:`LedgerSpanProcessor` as before; :meth:`finish` books both kinds together.
+the processor (``processor.py``); :meth:`finish` books both kinds together.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import weakref
 from collections.abc import Callable, Mapping
 from random import getrandbits
@@ -32,17 +32,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from latency_ledger.collect.accounting import (
     CURRENT,
-    PER_THREAD,
-    Account,
     LoopState,
-    pause_for_wait,
-    resume_after_wait,
 )
 from latency_ledger.collect.booking import book_request, book_without_children, to_model_span
 from latency_ledger.collect.config import CollectConfig, disabled_plugins
@@ -51,21 +47,26 @@ from latency_ledger.collect.encode import ServerFields, encode_server_json
 from latency_ledger.collect.export import CollectorStats, SpanSink, otlp_endpoint_exporter
 from latency_ledger.collect.files import JsonLinesFileExporter
 from latency_ledger.collect.hooks import Hooks
+from latency_ledger.collect.keep import KeepRule
 from latency_ledger.collect.light import (
     CONTEXT_VAR,
-    DELAY_NS,
-    TAIL_MAX_NS,
-    TAIL_NS,
-    LightSpan,
     LightTracerProvider,
+    current_context,
+)
+from latency_ledger.collect.light_booking import (
     book_light,
     classifier,
-    current_context,
     materialize,
     model_spans,
 )
+from latency_ledger.collect.processor import (
+    LedgerSpanProcessor,
+    RequestRecord,
+    tail_attributes,
+    with_tail,
+)
 from latency_ledger.collect.profiling import ProfileSampler
-from latency_ledger.collect.scrub import replaced_span, scrub_path
+from latency_ledger.collect.scrub import scrub_path
 from latency_ledger.collect.selfcost import Meter
 from latency_ledger.collect.spans import (
     ERROR_STATUS,
@@ -82,10 +83,6 @@ from latency_ledger.collect.spans import (
 from latency_ledger.collect.steps import STEPS, TASKS
 from latency_ledger.collect.tails import (
     TypicalIo,
-    run_delay_ns,
-    span_key,
-    wait_ended,
-    wait_started,
 )
 from latency_ledger.collect.threads import ProcessCpu
 from latency_ledger.ledger import split_measured
@@ -93,152 +90,14 @@ from latency_ledger.model import Span, SpanKind
 
 _log = logging.getLogger("latency_ledger.collect")
 
-_WAIT_KINDS = frozenset({trace.SpanKind.CLIENT, trace.SpanKind.PRODUCER})
-# An SDK span whose start (end) time is further than this from when the processor saw it
-# start (end) was given its times by the app (a span recorded after the fact): the
-# clocks read then say nothing about it, so it gets no tail.
-_NOW_NS = 1_000_000
-MAX_CHILDREN = 2_000  # per request; more are dropped and counted
 _EXPORT_EVERY = 64  # requests between two reads of the export thread's CPU clock
-MAX_OPEN_SPANS = 100_000
 _STATUS_UNSET = trace.StatusCode.UNSET
-# why a request's child spans were kept, and the chance it had of being kept (see _keep)
-KEEP_ALL = ("all", 1.0)
-KEEP_FAILED = ("failed", 1.0)
-KEEP_SLOW = ("slow", 1.0)
-KEEP_RANDOM = "random"
 # a request's tail bounds (tails.py), written when not zero
 _BOUND_ATTRIBUTES = (
     "ledger.database_wait_max_ns",
     "ledger.network_wait_max_ns",
     "ledger.unbounded_io_ns",
 )
-
-
-class RequestRecord(Account):
-    """An :class:`Account` plus what the processor buffers for the request."""
-
-    __slots__ = (
-        "children",
-        "context_span",
-        "cpu_start",
-        "finished",
-        "joined",
-        "kept",
-        "light",
-        "lights",
-        "max_children",
-        "otel_token",
-        "plugin_ns",
-        "sdk_tails",
-        "server",
-        "server_id",
-    )
-
-    def __init__(self, loop_state: LoopState | None, busy_start_ns: int | None = None) -> None:
-        super().__init__(loop_state, busy_start_ns)
-        self.server: Any = None
-        self.server_id = 0
-        # the span begin put in the OpenTelemetry context for it (children's parent)
-        self.context_span: Any = None
-        self.joined = False
-        self.otel_token: Any = None
-        self.children: list[Any] = []
-        self.finished = False
-        self.kept = False
-        self.light = False  # child spans of this request may be LightSpans (light.py)
-        self.lights: list[LightSpan] = []
-        self.max_children = MAX_CHILDREN
-        self.cpu_start: tuple[int, int, int, int] | None = None  # cpu.FlightClock.begin
-        # SDK wait spans' tails (tails.py): span id -> wait_started's clocks, then at its
-        # end (tail, delay, bound); None until the request has one
-        self.sdk_tails: dict[int, Any] | None = None
-        # each plugin's share of overhead_ns, made when one first charges (LightTracer)
-        self.plugin_ns: dict[str, int] | None = None
-
-
-class LedgerSpanProcessor(SpanProcessor):
-    """Buffers a request's child spans until its SERVER span ends, then forwards or drops.
-
-    Also pauses the request's CPU clock for the length of each wait (CLIENT/PRODUCER)
-    span, on the thread that starts and ends it, so ``cpu_ns`` counts CPU outside waits.
-    """
-
-    def __init__(self, collector: Collector) -> None:
-        self._collector = collector
-        self.active = True
-        # span id -> its request; on_end gets a ReadableSpan copy, so the id is the key
-        self.owner: dict[int, RequestRecord] = {}
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        if not self.active:
-            return
-        try:  # the SDK does not guard processors: an error here would reach the app
-            acct = CURRENT.get() or PER_THREAD.seg.acct
-            if not isinstance(acct, RequestRecord) or acct.finished:
-                return
-            if span.kind in _WAIT_KINDS:
-                delay0 = run_delay_ns()  # next to the start time (tails.wait_ended_at)
-                pause_for_wait(acct)
-                if acct.sdk_tails is None:
-                    acct.sdk_tails = {}
-                if abs(time_ns() - (span.start_time or 0)) <= _NOW_NS:
-                    acct.sdk_tails[span.context.span_id] = wait_started(acct, -1, delay0)
-            owner = self.owner
-            if len(owner) >= MAX_OPEN_SPANS:  # spans started and never ended: forget them
-                owner.clear()
-                self._collector.stats.errors += 1
-            owner[span.context.span_id] = acct
-        except Exception:
-            self._collector.stats.errors += 1
-
-    def on_end(self, span: Any) -> None:
-        if not self.active:
-            return
-        collector = self._collector
-        try:
-            acct = self.owner.pop(span.context.span_id, None)
-            if acct is None:  # outside any request (start-up work, background jobs)
-                if collector.config.keep_spans != "none":
-                    collector.sink.put((span,))
-                return
-            if span.context.span_id == acct.server_id:
-                collector.sink.put((span, *acct.children) if acct.kept else (span,))
-                acct.children = []
-                return
-            if acct.finished:  # outlived its request
-                if acct.kept:
-                    collector.sink.put((span,))
-                return
-            if span.kind in _WAIT_KINDS:
-                self._measure_tail(acct, span, run_delay_ns())  # next to the end time
-                resume_after_wait(acct)
-            if len(acct.children) + len(acct.lights) < MAX_CHILDREN:
-                acct.children.append(span)
-            else:
-                collector.stats.dropped_spans += 1
-        except Exception:
-            collector.stats.errors += 1
-
-    def _measure_tail(self, acct: RequestRecord, span: Any, delay_ns: int) -> None:
-        """An SDK wait span's tail, as a light span's (tails.py); kept beside it, since an
-        ended SDK span cannot take attributes (``with_tail`` adds them)."""
-        tails = acct.sdk_tails
-        started = tails.pop(span.context.span_id, None) if tails is not None else None
-        length = (span.end_time or 0) - (span.start_time or 0)
-        if started is None or length <= 0 or tails is None:
-            return
-        if abs(time_ns() - (span.end_time or 0)) > _NOW_NS:
-            return  # given an end time of its own: our clocks were not read at its end
-        key = span_key(span.name, dict(span.attributes or {}))
-        typical = self._collector.typical_io
-        tails[span.context.span_id] = wait_ended(acct, typical, key, length, started, delay_ns)
-
-    def shutdown(self) -> None:
-        self.active = False
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._collector.sink.flush(timeout_millis / 1000)
 
 
 # Every collector not yet garbage: a forked child re-arms each (Collector.after_fork).
@@ -255,24 +114,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def tail_attributes(acct: RequestRecord, span: Any) -> dict[str, int] | None:
-    """An SDK wait span's measured tail, bound and delay as the ledger reads them."""
-    tails = acct.sdk_tails
-    found = tails.get(span.context.span_id) if tails is not None else None
-    if found is None or len(found) != 3:  # not measured (or still open)
-        return None
-    tail, delay, bound = found
-    return {TAIL_NS: tail, TAIL_MAX_NS: bound, DELAY_NS: delay}
-
-
-def with_tail(acct: RequestRecord, span: Any) -> Any:
-    """``span`` with its measured tail among its attributes, for export (a copy)."""
-    extra = tail_attributes(acct, span)
-    if extra is None:
-        return span
-    return replaced_span(span, attributes={**(span.attributes or {}), **extra})
 
 
 def _address(scope: Mapping[str, Any]) -> str | None:
@@ -299,8 +140,7 @@ class Collector:
         self.config = config
         self.stats = CollectorStats()
         self.hooks = Hooks()
-        self._rng = random.Random()
-        self._slowest: dict[str, tuple[int, int]] = {}
+        self.keeper = KeepRule(config)
         self._classified: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # see book_light
         self._paths: dict[str, str] = {}  # raw path -> what url.path records
         self.typical_io = TypicalIo()  # each statement's I/O time when uncontended (tails.py)
@@ -309,7 +149,6 @@ class Collector:
         # the export thread's CPU clock when last read: (thread ident, ns, requests then)
         self._export_seen: tuple[int | None, int, int] = (None, 0, 0)
         self._export_per_request = 0
-        self._interval_ns = int(config.slow_interval_s * 1e9)
         self.closed = False
         global_provider = trace.get_tracer_provider()
         self.own_provider = False
@@ -557,7 +396,7 @@ class Collector:
         # unmatched paths share one key: raw paths are attacker-chosen and unbounded; the
         # key is only read by the slow rule
         endpoint = f"{method} {route or '(unmatched)'}" if self.config.slow_per_endpoint else ""
-        keep = self._keep(endpoint, wall, failed)
+        keep = self.keeper.keep(endpoint, wall, failed)
         acct.kept = kept = keep is not None
         stats = self.stats
         if kept and acct.sdk_tails:  # measured SDK wait spans carry their tails too
@@ -832,42 +671,6 @@ class Collector:
         )
         self.sink.put((readable, *acct.children))
         acct.children = []
-
-    def _keep(self, endpoint: str, wall_ns: int, failed: bool) -> tuple[str, float] | None:
-        """Whether the request's child spans are kept: ``(reason, probability)`` or None.
-
-        The probability is the chance this request had of being kept, given the requests
-        before it: 1 for a failed request, for the slowest so far in its window and in
-        ``"all"`` mode; ``sample_rate`` for one kept by the random draw alone. The slow
-        rule is applied to every request, drawn or not, so which requests it keeps never
-        depends on the draw: then the probability is exact and the analyzer weights a kept
-        tree by its inverse (``findings.py``), so per-request figures hold for every request,
-        not for the slow ones that were kept."""
-        mode = self.config.keep_spans
-        if mode == "all":
-            return KEEP_ALL
-        if mode == "none":
-            return None
-        slow = self.config.slow_per_endpoint and self._slowest_so_far(endpoint, wall_ns)
-        if failed:
-            return KEEP_FAILED
-        if slow:
-            return KEEP_SLOW
-        rate = self.config.sample_rate
-        if rate > 0 and self._rng.random() < rate:
-            return (KEEP_RANDOM, rate)
-        return None
-
-    def _slowest_so_far(self, endpoint: str, wall_ns: int) -> bool:
-        """The slowest request so far in this interval: keeps the interval's slowest and a
-        few more (about ln n of n requests with independent latencies)."""
-        window = time_ns() // self._interval_ns
-        seen = self._slowest.get(endpoint)
-        if seen is None or seen[0] != window or wall_ns > seen[1]:
-            if len(self._slowest) < 10_000 or endpoint in self._slowest:
-                self._slowest[endpoint] = (window, wall_ns)
-            return True
-        return False
 
     # -- lifecycle ---------------------------------------------------------------
 
