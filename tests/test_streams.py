@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from latency_ledger.model import AttributeValue, Span, SpanKind
 from latency_ledger.streams import GRPC_STREAM, SSE, WEBSOCKET, stream_kind
@@ -58,3 +60,34 @@ def server(attrs: Mapping[str, AttributeValue], name: str = "op") -> Span:
 )
 def test_stream_kind(attrs: Mapping[str, AttributeValue], name: str, expected: str) -> None:
     assert stream_kind(server(attrs, name)) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "http.response.status_code",
+                "http.status_code",
+                "url.scheme",
+                "http.scheme",
+                "http.route",
+                "rpc.method",
+            ]
+        ),
+        st.one_of(
+            st.sampled_from([101, "101", " 101 ", 200, "ws", "WSS", "https", True, 101.0]),
+            st.none(),
+        ),
+    ),
+    st.sampled_from(["op", "WebSocket /chat", "websocketx", "GET /"]),
+)
+def test_the_usual_request_answers_as_the_full_rules_do(
+    attrs: dict[str, AttributeValue], name: str
+) -> None:
+    """Without an RPC, component or header attribute only status, scheme and name are
+    looked at (a shortcut); with an inert ``component`` added the full rules run: the
+    answers agree."""
+    assert stream_kind(server(attrs, name)) == stream_kind(
+        server({**attrs, "component": None}, name)
+    )

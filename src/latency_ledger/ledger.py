@@ -389,7 +389,8 @@ def _book_flat(
                 database += length
             else:
                 network += length
-            add_call((*found, kid.start_ns, kid.end_ns, length))
+            # concatenation: ~30% fewer instructions than a starred tuple display
+            add_call(found + (kid.start_ns, kid.end_ns, length))  # noqa: RUF005
             continue
         moved, tail_part, slack = wait_tail(*extras, k_start, won_end, kid.end_ns)
         length -= moved
@@ -406,7 +407,7 @@ def _book_flat(
         else:
             network += length
             network_slack += slack
-        add_call((*found, kid.start_ns, kid.end_ns, length))
+        add_call(found + (kid.start_ns, kid.end_ns, length))  # noqa: RUF005
     own += end - start - taken
     ledger = split_own_time(
         attrs, database, network, own, tails, (database_slack, network_slack, unbounded)
@@ -488,7 +489,9 @@ def request_record(
     status = as_int(attrs.get("http.response.status_code", attrs.get("http.status_code")))
     if status is not None and not 100 <= status <= 599:
         status = None  # "0" (not set) and garbage are not statuses
-    overhead = as_int(attrs.get(OVERHEAD_NS))
+    overhead = attrs.get(OVERHEAD_NS)
+    overhead = as_int(overhead) if overhead is not None else None
+    weight = attrs.get(KEEP_PROBABILITY)
     return new_request(
         trace_id=span.trace_id,
         span_id=span.span_id,
@@ -503,7 +506,7 @@ def request_record(
         calls=calls,
         from_totals=from_totals,
         collector_overhead_ns=max(0, overhead or 0),
-        keep_probability=keep_probability(attrs.get(KEEP_PROBABILITY)),
+        keep_probability=keep_probability(weight) if weight is not None else 1.0,
         stream=stream_kind(span),
     )
 

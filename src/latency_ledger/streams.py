@@ -39,6 +39,8 @@ _CONTENT_TYPE_KEYS = ("http.response.header.content-type", "http.response.header
 _ACCEPT_KEYS = ("http.request.header.accept",)
 _UPGRADE_KEYS = ("http.request.header.upgrade",)
 _HEADER_KEYS = frozenset(_CONTENT_TYPE_KEYS + _ACCEPT_KEYS + _UPGRADE_KEYS)
+# every attribute whose presence alone can make a request a gRPC stream or an SSE one
+_HINT_KEYS = _HEADER_KEYS | {"rpc.system", "rpc.system.name", "component"}
 
 
 def _texts(attrs: Attributes, keys: tuple[str, ...]) -> list[str]:
@@ -68,6 +70,15 @@ def _status(attrs: Attributes) -> str:
 def stream_kind(span: Span) -> str:
     """The kind of long-lived stream a request span is, or ``""``."""
     attrs = span.attributes
+    if _HINT_KEYS.isdisjoint(attrs):
+        # The usual request: no RPC, component or header attribute; only its status,
+        # scheme and name can still say stream (the same checks as below, in order).
+        if _status(attrs) == "101":
+            return WEBSOCKET
+        scheme = attrs.get("url.scheme") or attrs.get("http.scheme")
+        if isinstance(scheme, str) and scheme.lower() in _WS_SCHEMES:
+            return WEBSOCKET
+        return WEBSOCKET if span.name[:9].lower() == "websocket" else ""
     rpc = attrs.get("rpc.system") or attrs.get("rpc.system.name")
     component = attrs.get("component")
     if (isinstance(rpc, str) and rpc) or (
