@@ -2,10 +2,11 @@
 
 ``/fast`` runs one ``SELECT 1`` on the event loop; ``/block`` blocks the loop with 100 ms
 of CPU; ``/sync_view`` is a ``def`` endpoint (a worker thread) doing 10 ms of Python CPU
-and 10 fast queries, ``/sync_sleep`` 10 ms of CPU and one ``SELECT pg_sleep(0.03)``.
-Each answers with the wall time of its queries as it measured them around each call
-(the database's time plus any wait to resume Python), and the part of it its thread
-waited for a CPU (``/proc/thread-self/schedstat``: this shared machine's other load).
+and 10 fast queries, ``/sync_sleep`` 10 ms of CPU and one ``SELECT pg_sleep(0.03)`` that
+also answers with the database's own clock of the statement (``server_ns``). Each
+answers with the wall time of its queries as it measured them around each call (the
+database's time plus any wait to resume Python), and the part of it its thread waited
+for a CPU (``/proc/thread-self/schedstat``: this shared machine's other load).
 """
 
 from __future__ import annotations
@@ -40,7 +41,17 @@ def cpu_wait_ns() -> int:
         return int(f.read().split()[1])
 
 
-def timed_query(conn: psycopg.Connection[tuple[object, ...]], sql: str) -> tuple[int, int, int]:
+# pg_sleep(0.03), answering with the database's own clock of the statement (received to
+# done, as its statement log would time it): the independent truth for its database time
+SLEEP_SQL = (
+    "SELECT (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1e9)::bigint"
+    " FROM pg_sleep(0.03)"
+)
+
+
+def timed_query(
+    conn: psycopg.Connection[tuple[object, ...]], sql: str, values: list[object] | None = None
+) -> tuple[int, int, int]:
     """(wall ns around the query; the part of it this thread waited for a CPU, read
     around the wall clock; the same read inside it).
 
@@ -51,9 +62,11 @@ def timed_query(conn: psycopg.Connection[tuple[object, ...]], sql: str) -> tuple
     outer = cpu_wait_ns()
     t0 = time.perf_counter_ns()
     inner = cpu_wait_ns()
-    conn.execute(sql).fetchone()
+    row = conn.execute(sql).fetchone()
     inner = cpu_wait_ns() - inner
     wall = time.perf_counter_ns() - t0
+    if values is not None and row is not None:  # the row's first value (``values``)
+        values.append(row[0])
     return wall, cpu_wait_ns() - outer, inner
 
 
@@ -111,8 +124,9 @@ def sync_sleep() -> dict[str, object]:
     conn = sync_db()
     t0 = time.thread_time_ns()
     burn_cpu(10)
-    each = [timed_query(conn, "SELECT pg_sleep(0.03)")]
-    return {"each": each, "cpu_ns": time.thread_time_ns() - t0}
+    server: list[object] = []
+    each = [timed_query(conn, SLEEP_SQL, server)]
+    return {"each": each, "cpu_ns": time.thread_time_ns() - t0, "server_ns": server[0]}
 
 
 app = latency_ledger.collect.instrument(app)

@@ -68,7 +68,15 @@ def hello(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"hello": "world"})
 
 
-def timed_query(sql: str) -> tuple[int, int, int]:
+# pg_sleep(0.03), answering with the database's own clock of the statement (received to
+# done, as its statement log would time it): the independent truth for its database time
+SLEEP_SQL = (
+    "SELECT (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1e9)::bigint"
+    " FROM pg_sleep(0.03)"
+)
+
+
+def timed_query(sql: str, values: list[object] | None = None) -> tuple[int, int, int]:
     """(wall ns around the query; the part of it this thread waited for a CPU, read
     around the wall clock; the same read inside it).
 
@@ -81,9 +89,11 @@ def timed_query(sql: str) -> tuple[int, int, int]:
     inner = cpu_wait_ns()
     with connection.cursor() as cursor:
         cursor.execute(sql)
-        cursor.fetchone()
+        row = cursor.fetchone()
     inner = cpu_wait_ns() - inner
     wall = time.perf_counter_ns() - t0
+    if values is not None and row is not None:  # the row's first value (``values``)
+        values.append(row[0])
     return wall, cpu_wait_ns() - outer, inner
 
 
@@ -97,6 +107,9 @@ def busy_view(request: HttpRequest) -> JsonResponse:
 
 
 def busy_sleep(request: HttpRequest) -> JsonResponse:
-    """10 ms of Python CPU and one ``SELECT pg_sleep(0.03)``."""
+    """10 ms of Python CPU and one ``SELECT pg_sleep(0.03)``, with the database's own
+    clock of the statement (``server_ns``)."""
     burn_cpu(10)
-    return JsonResponse({"each": [timed_query("SELECT pg_sleep(0.03)")]})
+    server: list[object] = []
+    each = [timed_query(SLEEP_SQL, server)]
+    return JsonResponse({"each": each, "server_ns": server[0]})
