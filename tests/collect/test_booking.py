@@ -40,10 +40,14 @@ def app_with_waits(collector: Collector) -> Any:
 
     async def page(request: Any) -> PlainTextResponse:
         # Spans with explicit times inside the first 1.2 ms of the request, made after
-        # 1.5 ms of CPU so they lie in its past: a 0.6 ms query, a call overlapping it,
-        # and a second query. No sleeping, and the request surely covers them.
+        # 3 ms of CPU so they lie in its past: a 0.6 ms query, a call overlapping it,
+        # and a second query. No sleeping, and the request surely covers them. More than
+        # 1 ms past (processor.py's _NOW_NS), so no clock read when the processor saw
+        # them is taken for theirs: a CPU wait meanwhile (1.5 ms of CPU left the last
+        # query within 1 ms, and under load 17 us of wait came off its 0.2 ms) is not
+        # inside them.
         start = time.time_ns()
-        burn_cpu(1.5)
+        burn_cpu(3)
         plan = [
             ("SELECT 1", {"db.system": "postgresql", "db.statement": "SELECT 1"}, 1, 7),
             ("GET", {"http.request.method": "GET", "url.full": "http://x/y"}, 5, 9),
