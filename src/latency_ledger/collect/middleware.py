@@ -123,10 +123,12 @@ class LedgerMiddleware:
 
         status: list[int] = []
 
-        async def forward(message: Message) -> None:
+        def forward(message: Message) -> Awaitable[None]:
+            # a plain function handing back send's awaitable, which the app awaits: no
+            # coroutine of ours (its object and frame) per message
             if message["type"] == "http.response.start":
                 status.append(message["status"])
-            await send(message)
+            return send(message)
 
         ledger_send: Send = forward
         if collector.config.receive_send_spans:
