@@ -17,6 +17,8 @@ import pytest
 
 from latency_ledger import aggregate
 from latency_ledger.aggregate import Aggregator, _Columns, estimate_native
+from latency_ledger.aggregate import aggregator as aggregator_module
+from latency_ledger.aggregate import columns as columns_module
 from latency_ledger.analyze import AnalyzeOptions, analyze
 from latency_ledger.findings import accumulator
 from latency_ledger.model import Ledger, Request
@@ -193,7 +195,9 @@ def test_reports_with_sketched_groups_are_equal_with_any_number_of_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A small limit so a test-sized input has sketched endpoints and statements.
-    monkeypatch.setattr(aggregate, "EXACT_LIMIT", 50)
+    # (read where a request is added and where groups are merged)
+    monkeypatch.setattr(aggregator_module, "EXACT_LIMIT", 50)
+    monkeypatch.setattr(columns_module, "EXACT_LIMIT", 50)
     monkeypatch.setattr(accumulator, "EXACT_LIMIT", 50)
     path = tmp_path / "gen.jsonl"
     GEN.write_otlp_jsonl(path, requests=1500, spans_per_request=12, seed=11)
