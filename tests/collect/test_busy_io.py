@@ -74,14 +74,14 @@ def own_ns(body: dict[str, Any]) -> int:
 
 
 def booked_within_own_clock(rows: list[dict[str, Any]], bodies: list[dict[str, Any]]) -> None:
-    """Each request books no more database than the view's own clock around its queries
+    """Each request books no more database than the view's wider clock around its queries
     less its thread's CPU waits read inside that clock: its spans lie inside it, and a
     CPU wait inside a span is the machine's load, not I/O (a wait the collector's
     run-delay reads missed shows here as database: it did, under load, before they were
     read next to the spans' start and end times)."""
     assert len(rows) == len(bodies)
     for row, body in zip(rows, bodies, strict=True):
-        own = sum(wall - inner for wall, _, inner in body["each"])
+        own = sum(around - wait for _, wait, around in body["each"])
         assert row["ledger.database_ns"] <= own + 0.05 * MS, (
             row["ledger.database_ns"] / MS,
             own / MS,
@@ -249,7 +249,7 @@ def test_lock_waits_in_a_thread_pool_are_queueing(
         booked_alone = statistics.median(r["ledger.database_ns"] for r in rows[1 : len(alone)])
         got["booked_alone"] = booked_alone / MS
         clock_alone = statistics.median(  # CPU waits read inside the clock: an upper bound
-            sum(wall - inner for wall, _, inner in body["each"]) for body in alone[1:]
+            sum(around - wait for _, wait, around in body["each"]) for body in alone[1:]
         )
         assert booked_alone <= clock_alone, got
         assert (

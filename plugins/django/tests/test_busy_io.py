@@ -95,14 +95,14 @@ def test_lock_waits_under_gthread_are_queueing(tmp_path: Path, path: str) -> Non
     assert not any(r.from_totals for r in requests)
     contended = [r for r in requests if any(a <= r.start_ns <= b for a, b in windows)]
     assert len(contended) == ROUNDS * CLIENTS * EACH
-    # each request alone books no more database than the view's own clock around its
+    # each request alone books no more database than the view's wider clock around its
     # queries less its thread's CPU waits read inside that clock: its spans lie inside
     # it, and a CPU wait inside a span is the machine's load, not I/O (a wait the
     # collector's run-delay reads missed shows here as database: it did, under load,
     # before they were read next to the spans' start and end times)
     alone_requests = [r for r in requests if r not in contended][1:]  # the first: not judged
     for body, request in zip(alone, alone_requests, strict=True):
-        own = sum(wall - inner for wall, _, inner in body["each"])
+        own = sum(around - wait for _, wait, around in body["each"])
         assert request.ledger.database_ns <= own + 0.05 * MS, (
             request.ledger.database_ns / MS,
             own / MS,
@@ -138,7 +138,7 @@ def test_lock_waits_under_gthread_are_queueing(tmp_path: Path, path: str) -> Non
         )
         got["booked_alone"] = booked_alone / MS
         clock_alone = statistics.median(  # CPU waits read inside the clock: an upper bound
-            sum(wall - inner for wall, _, inner in body["each"]) for body in alone
+            sum(around - wait for _, wait, around in body["each"]) for body in alone
         )
         assert booked_alone <= clock_alone, got
         assert (
