@@ -18,13 +18,16 @@ Contract:
   measurement: where in the span the I/O finished is not visible from Python (the I/O
   completes in C or in the kernel, without the lock).
 - :func:`run_delay_ns` reads how long this thread waited for a CPU (the kernel's
-  scheduler statistics): within a span, that stretch was not I/O (the thread was
-  runnable) and not queueing behind this process's other requests either (the OS ran
-  someone else); it is booked as unattributed waiting. Read on an event loop's thread
-  too: on a loaded machine a loop idle in its poll wakes for the reply and then waits
-  for a CPU (measured at load ~11 on 2 cores: a ``SELECT 1`` alone read 3-30 ms of span
-  for 0.6 ms of I/O), and without the delay that wait would be learnt as the
-  statement's typical I/O time and booked as database ever after. There the delay may
+  scheduler statistics): within a span, that stretch was not the thread waiting on the
+  I/O (it was runnable) and not queueing behind this process's other requests either
+  (the OS ran someone else); it is booked as unattributed waiting. Off a loop it may
+  still overlap the I/O in flight (the thread preempted just after it sent the
+  statement; measured against PostgreSQL's own clock of a ``pg_sleep``: up to ~0.7 ms),
+  so the I/O part can come out short by that overlap, never long. Read on an event
+  loop's thread too: on a loaded machine a loop idle in its poll wakes for the reply
+  and then waits for a CPU (measured at load ~11 on 2 cores: a ``SELECT 1`` alone read
+  3-30 ms of span for 0.6 ms of I/O), and without the delay that wait would be learnt
+  as the statement's typical I/O time and booked as database ever after. There the delay may
   also fall while the I/O is still in flight (the OS preempting another task's step),
   so the I/O part can come out short by up to that overlap, never long: a delay during
   another task's step is also inside that step's wall time, and the bound below is
@@ -195,8 +198,8 @@ def wait_ended_at(
     if activity - activity0 > others:
         others = activity - activity0
     bound = streak if streak > others and others * 2 >= streak else others
-    # the OS kept this thread waiting for a CPU (off a loop, it was blocked on the I/O
-    # till then; on one, see run_delay_ns in the module's contract)
+    # the OS kept this thread waiting for a CPU (mostly before the statement went out
+    # or after its reply came; either way, see run_delay_ns in the module's contract)
     if delay_ns < 0:
         delay_ns = run_delay_ns()
     delay = delay_ns - delay0 if delay0 >= 0 else 0
