@@ -23,6 +23,7 @@ from latency_ledger.collect.accounting import (
     pause_for_wait,
     resume_after_wait,
 )
+from latency_ledger.collect.finishing import export_share_ns
 from latency_ledger.collect.tails import MAX_KEYS, TypicalIo, span_key
 from latency_ledger.ledger import tail_overlap
 
@@ -238,11 +239,11 @@ def test_the_export_threads_cpu_is_spread_over_requests(make_collector: Any) -> 
 
     real_sink, collector.sink = collector.sink, Sink()
     try:
-        assert collector._export_share_ns(64) == 0  # first read: nothing to spread yet
+        assert export_share_ns(collector, 64) == 0  # first read: nothing to spread yet
         go.set()
         assert done.wait(10)
-        share = collector._export_share_ns(128)
-        assert collector._export_share_ns(129) == share  # kept between reads
+        share = export_share_ns(collector, 128)
+        assert export_share_ns(collector, 129) == share  # kept between reads
     finally:
         collector.sink = real_sink
         thread.join()

@@ -14,7 +14,11 @@ The plugins get :attr:`Collector.span_provider` (see ``light.py``): inside a req
 child spans are light objects, booked straight into the request's ledger and turned
 into ``ReadableSpan`` objects only when the request is kept. SDK spans (from the app's
 own tracers, or any span when the provider has a processor besides ours) are buffered by
-the processor (``processor.py``); :meth:`finish` books both kinds together.
+the processor (``processor.py``); :meth:`finish` books both kinds together, with the
+helpers in ``finishing.py`` (the offline ledger's rule, native threads' CPU, the export
+thread's share, ``url.path``). Plugins and classification rules are loaded once, by
+``loading.py``. Those modules name the collector for typing only: nothing there imports
+this module.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import weakref
 from collections.abc import Callable, Mapping
 from random import getrandbits
-from time import clock_gettime_ns, pthread_getcpuclockid, thread_time_ns, time_ns
+from time import thread_time_ns, time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -40,12 +44,19 @@ from latency_ledger.collect.accounting import (
     CURRENT,
     LoopState,
 )
-from latency_ledger.collect.booking import book_request, book_without_children, to_model_span
 from latency_ledger.collect.config import CollectConfig, disabled_plugins
 from latency_ledger.collect.cpu import FlightClock, ProcessWindow
 from latency_ledger.collect.encode import ServerFields, encode_server_json
 from latency_ledger.collect.export import CollectorStats, SpanSink, otlp_endpoint_exporter
 from latency_ledger.collect.files import JsonLinesFileExporter
+from latency_ledger.collect.finishing import (
+    EXPORT_EVERY,
+    address,
+    book_through_the_ledger,
+    export_share_ns,
+    recorded_path,
+    whole_cpu,
+)
 from latency_ledger.collect.hooks import Hooks
 from latency_ledger.collect.keep import KeepRule
 from latency_ledger.collect.light import (
@@ -55,18 +66,15 @@ from latency_ledger.collect.light import (
 )
 from latency_ledger.collect.light_booking import (
     book_light,
-    classifier,
     materialize,
-    model_spans,
 )
+from latency_ledger.collect.loading import load_rules_and_plugins
 from latency_ledger.collect.processor import (
     LedgerSpanProcessor,
     RequestRecord,
-    tail_attributes,
     with_tail,
 )
 from latency_ledger.collect.profiling import ProfileSampler
-from latency_ledger.collect.scrub import scrub_path
 from latency_ledger.collect.selfcost import Meter
 from latency_ledger.collect.spans import (
     ERROR_STATUS,
@@ -86,18 +94,10 @@ from latency_ledger.collect.tails import (
 )
 from latency_ledger.collect.threads import ProcessCpu
 from latency_ledger.ledger import split_measured
-from latency_ledger.model import Span, SpanKind
 
 _log = logging.getLogger("latency_ledger.collect")
 
-_EXPORT_EVERY = 64  # requests between two reads of the export thread's CPU clock
 _STATUS_UNSET = trace.StatusCode.UNSET
-# a request's tail bounds (tails.py), written when not zero
-_BOUND_ATTRIBUTES = (
-    "ledger.database_wait_max_ns",
-    "ledger.network_wait_max_ns",
-    "ledger.unbounded_io_ns",
-)
 
 
 # Every collector not yet garbage: a forked child re-arms each (Collector.after_fork).
@@ -114,11 +114,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _address(scope: Mapping[str, Any]) -> str | None:
-    address = scope.get("server")
-    return str(address[0]) if address and address[0] is not None else None
 
 
 def _service_name(config: CollectConfig, app_title: str | None, env: Mapping[str, str]) -> str:
@@ -211,35 +206,7 @@ class Collector:
         self.plugins: list[Any] = []
         self.rules: tuple[Any, ...] = ()
         self._classify: Any = None
-        self._load_rules_and_plugins(load_plugins)
-
-    def _load_rules_and_plugins(self, instrument: bool) -> None:
-        from latency_ledger.classify import DEFAULT_RULES
-        from latency_ledger.plugins import load_plugins, plugin_classify_rules
-
-        try:
-            plugins = load_plugins()
-        except Exception as exc:  # a broken plugin must not stop the app
-            _log.warning("latency-ledger: loading plugins failed: %s", exc)
-            self.stats.plugin_errors += 1
-            plugins = ()
-        self.rules = (*plugin_classify_rules(plugins), *DEFAULT_RULES)
-        self._classify = classifier(self.rules)
-        if not instrument:
-            return
-        for plugin in plugins:
-            if not callable(getattr(plugin, "instrument", None)):
-                continue
-            if plugin.name in self.disabled_plugins:
-                _log.info("latency-ledger: plugin %s disabled by configuration", plugin.name)
-                continue
-            try:
-                if plugin.instrument(self.provider_for(plugin.name)):
-                    self.plugins.append(plugin)
-                    self.stats.plugins_instrumented += 1
-            except Exception as exc:
-                _log.warning("latency-ledger: plugin %s failed: %r", plugin.name, exc)
-                self.stats.plugin_errors += 1
+        load_rules_and_plugins(self, load_plugins)
 
     def provider_for(self, plugin: str) -> LightTracerProvider:
         """The tracer provider a plugin instruments with: light spans, their recording
@@ -379,8 +346,8 @@ class Collector:
                 else (0, 0, *split_measured(wall, cpu, queueing), 0, 0, 0)
             )
         if parts is None:
-            ledger = self._book_through_the_ledger(
-                acct, name, start_ns, end_ns, failed, cpu, queueing
+            ledger = book_through_the_ledger(
+                acct, name, start_ns, end_ns, failed, cpu, queueing, self.service, self.rules
             )
             parts = (
                 ledger.database_ns,
@@ -392,7 +359,7 @@ class Collector:
                 ledger.network_wait_max_ns,
                 ledger.unbounded_io_ns,
             )
-        parts, more = self._whole_cpu(acct, parts, cpu)
+        parts, more = whole_cpu(self.flight, self.cpu_window, acct, parts, cpu)
         # unmatched paths share one key: raw paths are attacker-chosen and unbounded; the
         # key is only read by the slow rule
         endpoint = f"{method} {route or '(unmatched)'}" if self.config.slow_per_endpoint else ""
@@ -427,8 +394,8 @@ class Collector:
             + self.request_meter.mean_ns
             + (acct.steps * STEPS.mean_ns + TASKS.mean_ns if acct.steps else 0)
             + (
-                self._export_share_ns(requests)
-                if requests % _EXPORT_EVERY == 0
+                export_share_ns(self, requests)
+                if requests % EXPORT_EVERY == 0
                 else self._export_per_request
             )
         )
@@ -441,9 +408,9 @@ class Collector:
             method,
             route
             if route and not self.config.record_raw_path
-            else self._recorded_path(route, scope),
+            else recorded_path(route, scope, self.config.record_raw_path, self._paths),
             str(scope.get("scheme", "http")),
-            _address(scope),
+            address(scope),
             route,
             status,
             cpu,
@@ -505,43 +472,6 @@ class Collector:
         else:
             self.processor.on_end(readable)
 
-    def _whole_cpu(
-        self, acct: RequestRecord, parts: tuple[int, ...], cpu: int
-    ) -> tuple[tuple[int, ...], tuple[tuple[str, int], ...]]:
-        """The request's bounds (tails.py) and native libraries' threads' CPU charged to
-        it (cpu.py), as SERVER span attributes, and the process's CPU window when one
-        ends; ``parts`` with its queueing less that CPU where the process's CPU clock was
-        the busy counter (threads.py: there those threads' CPU looked like others' work)."""
-        waiting, queueing = parts[3], parts[4]
-        process_cpu = not isinstance(acct.loop_state, LoopState)
-        idle = waiting if process_cpu else waiting - queueing
-        threads, bound, process_now = self.flight.native_threads(
-            acct.cpu_start, idle, acct.overhead_ns, sum(parts[:4]), cpu
-        )
-        more = (
-            [
-                (name, value)
-                for name, value in zip(_BOUND_ATTRIBUTES, parts[5:8], strict=True)
-                if value > 0
-            ]
-            if parts[5] or parts[6] or parts[7]
-            else []
-        )
-        if threads > 0:
-            more.append(("ledger.native_threads_ns", threads))
-            more.append(("ledger.native_threads_max_ns", bound))
-            if process_cpu and queueing > 0:
-                queueing = max(0, queueing - threads)
-                parts = (*parts[:4], queueing, *parts[5:])
-        # booked: all the CPU its threads ran, inside wait spans too (SQLite's engine runs
-        # on the calling thread and is booked as database time, not left unbooked)
-        charged = acct.charged_ns if acct.charged_ns > cpu else cpu
-        window = self.cpu_window.add(charged + threads, process_now)
-        if window is not None:
-            more.append(("ledger.process_cpu_ns", window[0]))
-            more.append(("ledger.booked_cpu_ns", window[1]))
-        return parts, tuple(more) if more else ()
-
     def stop_profile(self, acct: RequestRecord, profiler: Any) -> str | None:
         """Stop a request's profile: its summary, or None if that failed (counted). A
         profiled request (rare) is charged the stop's CPU exactly, as it was the start."""
@@ -553,82 +483,6 @@ class Collector:
             self.stats.errors += 1
             return None
         return summary
-
-    def _export_share_ns(self, requests: int) -> int:
-        """The export thread's CPU per request (encoding, writing), re-measured every
-        ``_EXPORT_EVERY`` requests from its own CPU clock and spread evenly: the
-        collector's cost too, though no request waits for it."""
-        if requests % _EXPORT_EVERY:
-            return self._export_per_request
-        thread = getattr(self.sink, "_thread", None)
-        ident = getattr(thread, "ident", None)
-        if ident is None:
-            return self._export_per_request
-        try:
-            cpu = clock_gettime_ns(pthread_getcpuclockid(ident))
-        except OSError:  # the thread just ended
-            return self._export_per_request
-        seen_ident, seen_cpu, seen_requests = self._export_seen
-        if seen_ident == ident and requests > seen_requests:
-            self._export_per_request = max(0, cpu - seen_cpu) // (requests - seen_requests)
-        self._export_seen = (ident, cpu, requests)
-        return self._export_per_request
-
-    def _book_through_the_ledger(
-        self,
-        acct: RequestRecord,
-        name: str,
-        start_ns: int,
-        end_ns: int,
-        failed: bool,
-        cpu: int,
-        queueing: int,
-    ) -> Any:
-        """The request's ledger by the offline ledger's own rule (nested, overlapping or
-        SDK child spans)."""
-        server = acct.server
-        service = self.service
-        model_server = Span(
-            trace_id=f"{server.context.trace_id:032x}",
-            span_id=f"{server.context.span_id:016x}",
-            parent_span_id="",
-            name=name,
-            kind=SpanKind.SERVER,
-            start_ns=start_ns,
-            end_ns=end_ns,
-            is_error=failed,
-            attributes={"ledger.cpu_ns": cpu, "ledger.queueing_ns": queueing},
-            service=service,
-        )
-        ledger = book_request(
-            model_server,
-            [
-                *model_spans(acct.lights, model_server),
-                *(
-                    to_model_span(child, service, extra=tail_attributes(acct, child))
-                    for child in acct.children
-                ),
-            ],
-            self.rules,
-        )
-        if ledger is None:
-            ledger = book_without_children(max(0, end_ns - start_ns), cpu, queueing)
-        return ledger
-
-    def _recorded_path(self, route: str, scope: Mapping[str, Any]) -> str:
-        """``url.path``: the route template (a raw path may hold a token or an e-mail),
-        else the path scrubbed; the raw path only when ``record_raw_path`` is set."""
-        raw = str(scope.get("path", ""))
-        if self.config.record_raw_path:
-            return raw
-        if route:
-            return route
-        cached = self._paths.get(raw)
-        if cached is None:
-            if len(self._paths) >= 10_000:  # raw paths are attacker-chosen: stay bounded
-                self._paths.clear()
-            cached = self._paths[raw] = scrub_path(raw)
-        return cached
 
     def detach(self, acct: RequestRecord) -> None:
         token, acct.otel_token = acct.otel_token, None
@@ -662,7 +516,9 @@ class Collector:
             resource=self.provider.resource,
             attributes={
                 "http.request.method": str(scope.get("method", "")),
-                "url.path": self._recorded_path(route_template(scope), scope),
+                "url.path": recorded_path(
+                    route_template(scope), scope, self.config.record_raw_path, self._paths
+                ),
             },
             kind=trace.SpanKind.SERVER,
             start_time=server.start_time,

@@ -165,7 +165,7 @@ class ServerFields(NamedTuple):
     # for a kept request, so the encoded path (never kept) has no such attributes
     keep: tuple[str, float] | None = None
     # further int attributes written when present (the tails' bounds, native libraries'
-    # threads' CPU, the process's CPU window: collector._whole_cpu)
+    # threads' CPU, the process's CPU window: finishing.whole_cpu)
     more: tuple[tuple[str, int], ...] = ()
     # each plugin's share of overhead_ns (ns), for the plugins that cost this request any
     plugins: Mapping[str, int] | None = None
