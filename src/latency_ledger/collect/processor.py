@@ -107,11 +107,14 @@ class LedgerSpanProcessor(SpanProcessor):
             if not isinstance(acct, RequestRecord) or acct.finished:
                 return
             if span.kind in _WAIT_KINDS:
-                delay0 = run_delay_ns()  # next to the start time (tails.wait_ended_at)
+                # a tail only for a span that starts now; its run delay read next to the
+                # start time, before our bookkeeping (tails.wait_ended_at)
+                now = abs(time_ns() - (span.start_time or 0)) <= _NOW_NS
+                delay0 = run_delay_ns() if now else -1
                 pause_for_wait(acct)
                 if acct.sdk_tails is None:
                     acct.sdk_tails = {}
-                if abs(time_ns() - (span.start_time or 0)) <= _NOW_NS:
+                if now:
                     acct.sdk_tails[span.context.span_id] = wait_started(acct, -1, delay0)
             owner = self.owner
             if len(owner) >= MAX_OPEN_SPANS:  # spans started and never ended: forget them
@@ -140,7 +143,7 @@ class LedgerSpanProcessor(SpanProcessor):
                     collector.sink.put((span,))
                 return
             if span.kind in _WAIT_KINDS:
-                self._measure_tail(acct, span, run_delay_ns())  # next to the end time
+                self._measure_tail(acct, span)
                 resume_after_wait(acct)
             if len(acct.children) + len(acct.lights) < MAX_CHILDREN:
                 acct.children.append(span)
@@ -149,7 +152,7 @@ class LedgerSpanProcessor(SpanProcessor):
         except Exception:
             collector.stats.errors += 1
 
-    def _measure_tail(self, acct: RequestRecord, span: Any, delay_ns: int) -> None:
+    def _measure_tail(self, acct: RequestRecord, span: Any) -> None:
         """An SDK wait span's tail, as a light span's (tails.py); kept beside it, since an
         ended SDK span cannot take attributes (``with_tail`` adds them)."""
         tails = acct.sdk_tails
@@ -159,6 +162,9 @@ class LedgerSpanProcessor(SpanProcessor):
             return
         if abs(time_ns() - (span.end_time or 0)) > _NOW_NS:
             return  # given an end time of its own: our clocks were not read at its end
+        # read next to the end time, before the other clocks (tails.wait_ended_at); only
+        # for a span whose tail is measured (one system call)
+        delay_ns = run_delay_ns()
         key = span_key(span.name, dict(span.attributes or {}))
         typical = self._collector.typical_io
         tails[span.context.span_id] = wait_ended(acct, typical, key, length, started, delay_ns)
