@@ -19,6 +19,7 @@ from latency_ledger.classify import DEFAULT_RULES
 from latency_ledger.findings.repeats import call_rows
 from latency_ledger.ledger import ClassifyMemo, _book_flat, book_trace, book_trace_rows
 from latency_ledger.model import Attributes, Span, SpanKind, Trace
+from latency_ledger.plugins import Classification, ClassifyRule, is_memoizable, memoizable_rule
 
 POOL: tuple[Attributes, ...] = (
     {},
@@ -77,10 +78,34 @@ def random_trace(rng: random.Random, index: int) -> Trace:
     return Trace(trace_id=tid, spans=tuple(spans))
 
 
-@pytest.mark.parametrize("plugins", [False, True])
-def test_the_memo_changes_nothing(plugins: bool) -> None:
+def unmarked(rules: tuple[ClassifyRule, ...]) -> tuple[ClassifyRule, ...]:
+    """The same rules, the plugins' ones no longer marked memoizable (asked per span)."""
+
+    def wrap(rule: ClassifyRule) -> ClassifyRule:
+        def asked_each_time(span: Span) -> Classification | None:
+            return rule(span)
+
+        return asked_each_time
+
+    return tuple(rule if rule in DEFAULT_RULES else wrap(rule) for rule in rules)
+
+
+RULE_SETS = ["built-in", "plugins", "plugins unmarked"]
+
+
+def rule_set(name: str) -> tuple[ClassifyRule, ...]:
+    rules = {"built-in": DEFAULT_RULES, "plugins": default_rules()}.get(name)
+    if rules is None:
+        rules = unmarked(default_rules())
+        assert len(rules) > 1
+        assert not any(is_memoizable(rule) for rule in rules)
+    return tuple(rules)
+
+
+@pytest.mark.parametrize("rules_name", RULE_SETS)
+def test_the_memo_changes_nothing(rules_name: str) -> None:
     rng = random.Random(20261207)
-    rules = default_rules() if plugins else DEFAULT_RULES
+    rules = rule_set(rules_name)
     memo = ClassifyMemo()
     requests = calls = 0
     for index in range(3000):
@@ -147,11 +172,11 @@ def flat_trace(rng: random.Random, index: int) -> Trace:
     return Trace(trace_id=tid, spans=tuple(spans))
 
 
-@pytest.mark.parametrize("plugins", [False, True])
-def test_the_flat_sweep_books_what_book_trace_books(plugins: bool) -> None:
+@pytest.mark.parametrize("rules_name", RULE_SETS)
+def test_the_flat_sweep_books_what_book_trace_books(rules_name: str) -> None:
     """The one-level sweep (taken with a memo) against ``book_trace`` without a memo."""
     rng = random.Random(7)
-    rules = default_rules() if plugins else DEFAULT_RULES
+    rules = rule_set(rules_name)
     memo = ClassifyMemo()
     swept = calls = 0
     for index in range(3000):
@@ -172,3 +197,28 @@ def test_the_flat_sweep_books_what_book_trace_books(plugins: bool) -> None:
     # most traces took the sweep, some did not (spoiled), and they had waits to book
     assert 1500 < swept < 3000
     assert calls > 10_000
+
+
+def test_a_memoizable_rule_is_asked_once_per_distinct_span_class() -> None:
+    """A marked rule is asked once per (attributes, kind, name, service); an unmarked one
+    for every span; the memo forgets its answers when it is given other rules."""
+    asked: list[str] = []
+
+    def pool(span: Span) -> Classification | None:
+        asked.append(span.span_id)
+        return None
+
+    marked = memoizable_rule(pool)
+    assert marked is pool
+    assert is_memoizable(pool)
+    rng = random.Random(3)
+    traces = [flat_trace(rng, index) for index in range(200)]
+    memo = ClassifyMemo()
+    for trace in traces:
+        book_trace(trace, rules=(marked, *DEFAULT_RULES), memo=memo)
+    classes = {(id(s.attributes), s.kind, s.name, s.service) for t in traces for s in t.spans}
+    assert 0 < len(asked) <= len(classes)
+    asked.clear()
+    for trace in traces:  # other rules: asked again, this time for every span it sees
+        book_trace(trace, rules=(unmarked((pool,))[0], *DEFAULT_RULES), memo=memo)
+    assert len(asked) > len(classes)

@@ -7,6 +7,9 @@ It has a ``name`` and at least one of:
 - ``classify_rules() -> Sequence[ClassifyRule]``: offline, extra rules deciding which spans
   are database or network waits (e.g. an in-house RPC client). They run before the
   built-in rules in ``classify.py``; the first rule that returns a classification wins.
+  A rule marked :func:`memoizable_rule` promises its answer depends on the span's
+  attributes, kind, name and service alone; the analyzer then asks it once per distinct
+  set of those instead of once per span.
 - ``instrument(tracer_provider) -> bool`` and ``uninstrument() -> None``: in the app,
   switch on the library's OpenTelemetry instrumentation. ``instrument`` returns False,
   and does nothing, when the library is not installed.
@@ -20,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from latency_ledger.errors import PluginError
 from latency_ledger.model import CallKind, Category, Span
@@ -39,6 +42,22 @@ class Classification:
 
 
 ClassifyRule = Callable[[Span], Classification | None]
+_Rule = TypeVar("_Rule", bound=ClassifyRule)
+_MEMOIZABLE = "latency_ledger_memoizable"
+
+
+def memoizable_rule(rule: _Rule) -> _Rule:
+    """Mark ``rule`` as answering from the span's attributes, kind, name and service
+    alone (never its ids, times, status or resource): the analyzer may then remember
+    its answer per distinct set of those (``ledger.ClassifyMemo``) instead of asking it
+    for every span. A function, or any object that takes attributes."""
+    setattr(rule, _MEMOIZABLE, True)
+    return rule
+
+
+def is_memoizable(rule: ClassifyRule) -> bool:
+    """Whether ``rule`` was marked with :func:`memoizable_rule`."""
+    return getattr(rule, _MEMOIZABLE, False) is True
 
 
 @runtime_checkable

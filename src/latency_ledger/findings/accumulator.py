@@ -84,7 +84,10 @@ class _Statement:
         exact = self.sketch is None and other.sketch is None
         if exact and len(self.durations) + len(other.durations) <= EXACT_LIMIT:
             self.durations.extend(other.durations)
-            self.weights.extend(w * scale for w in other.weights)
+            if scale == 1.0:  # w * 1.0 is w: one copy in C, not a Python step per call
+                self.weights.extend(other.weights)
+            else:
+                self.weights.extend(w * scale for w in other.weights)
             return
         sketch = self._fold()
         sketch.add(other.durations, other.weights, scale)

@@ -16,14 +16,18 @@ from operator import itemgetter
 from latency_ledger.classify import ClassifiedFields
 from latency_ledger.ledger.contract import (
     _TOTALS,
-    DELAY_NS,
     MAX_WALL_NS,
     SPANS_KEPT,
-    TAIL_MAX_NS,
-    TAIL_NS,
     _is_false,
 )
-from latency_ledger.ledger.memo import ClassifyMemo, _memo_entry, _split_rules, classify_fields
+from latency_ledger.ledger.memo import (
+    ClassifyMemo,
+    WaitExtras,
+    _memo_entry,
+    _split_rules,
+    bind_rules,
+    classify_split,
+)
 from latency_ledger.ledger.own_time import ledger_from_totals, split_own_time
 from latency_ledger.ledger.records import BookedTrace, new_call
 from latency_ledger.ledger.request import request_record
@@ -86,7 +90,8 @@ def _book_flat(
         request = request_record(root, ledger, from_totals=True)
         return BookedTrace(requests=(request,), unbooked_spans=0), []
     siblings.sort(reverse=True)
-    before, standard, after = _split_rules(rules)
+    # None: the memo answers for every rule (the usual case); else the rules' parts
+    split = None if bind_rules(memo, rules) else _split_rules(rules)
     database = network = own = tails = 0
     database_slack = network_slack = unbounded = 0
     database_category = Category.DATABASE
@@ -96,6 +101,7 @@ def _book_flat(
     frontier = end
     taken = 0
     found: ClassifiedFields | None
+    extras: WaitExtras
     for k_end, k_start, _, kid in siblings:
         won_end = k_end if k_end < frontier else frontier
         if won_end < k_start:
@@ -104,25 +110,14 @@ def _book_flat(
             frontier = k_start
         length = won_end - k_start
         taken += length
-        found = None
-        for rule in before:
-            ruled = rule(kid)
-            if ruled is not None:
-                found = ruled.category, ruled.kind, ruled.system, ruled.target
-                break
-        if standard:
+        if split is None:
             kid_attrs = kid.attributes
             hit = memo_get((id(kid_attrs), kid.kind, kid.name, kid.service))
             if hit is None or hit[0] is not kid_attrs:
                 hit = _memo_entry(kid, memo)
-            extras = hit[2]
-            if found is None:
-                found = hit[1]
+            _, found, extras = hit
         else:
-            kid_attrs = kid.attributes
-            extras = (kid_attrs.get(TAIL_NS), kid_attrs.get(DELAY_NS), kid_attrs.get(TAIL_MAX_NS))
-        if found is None and after:
-            found = classify_fields(kid, after)
+            found, extras = classify_split(kid, split, memo)
         if found is None:
             own += length  # a leaf that is not a wait: the request's own time
             continue

@@ -249,8 +249,12 @@ class FastJsonReader(_JsonReader):
         floor = times.floor
         max_span = times.max_span_ns
         mine, workers = self.share
+        shared = workers > 1
         owners = self.owners
         owners_get = owners.get
+        # Until the time floor is settled (a span from 2000 on was read: read.ranges),
+        # every span may move it.
+        unsettled = floor < WALL_CLOCK_NS
         cache = self.attributes
         cache_get = cache.get
         make = SpanRow
@@ -267,7 +271,7 @@ class FastJsonReader(_JsonReader):
                             tid = ids.trace(raw)
                             if tid is None:
                                 raise _Irregular
-                        if workers > 1:
+                        if shared:
                             mine_too = owners_get(tid)
                             if mine_too is None:
                                 mine_too = owners[tid] = owner(tid, workers) == mine
@@ -275,7 +279,7 @@ class FastJsonReader(_JsonReader):
                                     owners.clear()
                             # Once the time floor cannot rise any more, another worker's
                             # span changes nothing here: its owner checks it.
-                            if not mine_too and floor >= WALL_CLOCK_NS:
+                            if not mine_too and not unsettled:
                                 continue
                         raw = s.span_id
                         if plain_ids:
@@ -302,15 +306,16 @@ class FastJsonReader(_JsonReader):
                             or end > MAX_TIME_NS
                         ):
                             raise _Irregular
-                        if floor < WALL_CLOCK_NS:
+                        if unsettled:
                             if start >= WALL_CLOCK_NS:
                                 times.accepted(start)
                                 floor = times.floor
+                                unsettled = floor < WALL_CLOCK_NS
                             else:
                                 self.early = True
                         # Until then, every worker checks every span: the time check's
                         # state must be every worker's.
-                        if workers > 1 and not mine_too:
+                        if shared and not mine_too:
                             continue
                         key = bytes(s.attributes)
                         attrs = cache_get(key)

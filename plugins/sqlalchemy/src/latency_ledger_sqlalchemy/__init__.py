@@ -207,8 +207,9 @@ class SQLAlchemyPlugin(LibraryPlugin):
         """Offline: a ``connect`` span with a database system and no statement is a pool
         wait, or opening a connection when it says so (``ledger.db.connect="open"``)."""
         from latency_ledger.model import CallKind, Category, Span, SpanKind
-        from latency_ledger.plugins import Classification
+        from latency_ledger.plugins import Classification, memoizable_rule
 
+        @memoizable_rule  # reads the span's name, kind and attributes only
         def pool_wait(span: Span) -> Classification | None:
             if span.name != "connect" or span.kind != SpanKind.CLIENT:
                 return None
