@@ -5,6 +5,7 @@ Run:  uv run python tests/benchmarks/bench_analyze.py                 (1M spans,
       uv run python tests/benchmarks/bench_analyze.py --spans 10000000 --runs 1 \
           --modes jobs1,jobs2 --no-shuffled                              (the 100M projection)
       uv run python tests/benchmarks/bench_analyze.py --spans 200000 --runs 1   (a smoke run)
+      uv run python tests/benchmarks/bench_analyze.py --instructions 20000   (callgrind)
 
 Generates an OTLP JSON-lines file (tests/read/gen.py: traces of 20 spans, a SERVER span
 with DB and HTTP CLIENT children, 2-8 traces per line, a trace's spans within a few
@@ -20,6 +21,15 @@ it alternates, round after round, each in a fresh process:
 - ``shuffled``: ``--jobs 1`` on the out-of-order copy (``--no-shuffled``: skipped);
 - ``before1`` / ``before2`` (with ``--before DIR``): ``--jobs 1`` / ``--jobs 2`` run by
   another checkout's code (its own ``.venv``), in the same rounds: before/after in one run.
+
+``--instructions N`` instead counts the CPU instructions per span of ``plain`` and
+``jobs1`` on N generated spans under valgrind's callgrind (counting switched on around
+the measured part only, as ``bench_instructions.py`` does, and the plugins loaded
+before it: a fixed cost that would dominate a small file): figures that repeat however
+busy the machine is, for comparing two versions of the code. Their ratio is not the
+wall-clock ratio: the C JSON decoder of the plain walk runs more instructions per cycle
+than the interpreter does (here the plain walk's ~53k instructions a span took less time
+than the analysis's ~50k).
 
 It prints each mode's median spans/s, seconds, peak RSS and spans per CPU-second (all
 processes' user + system time: what the machine's other load does not change much), and
@@ -37,7 +47,9 @@ import argparse
 import json
 import os
 import random
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -128,20 +140,35 @@ class PeakSampler(threading.Thread):
             self.peak_kb = max(self.peak_kb, total)
 
 
-def child(mode: str, path: Path) -> None:
+def _callgrind(switch: str) -> None:
+    """Switch callgrind's counting in this process (run under ``--instr-atstart=no``)."""
+    command = ["callgrind_control", "-i", switch, str(os.getpid())]
+    subprocess.run(command, capture_output=True, check=True)
+
+
+def child(mode: str, path: Path, counted: bool = False) -> None:
     if mode != "plain":
-        import latency_ledger.analyze  # noqa: F401  (imports are not the analysis)
+        from latency_ledger.analyze import default_rules  # (imports are not the analysis)
+
+        if counted:  # nor, per span, is loading the plugins: a fixed ~0.1 s
+            default_rules()
     sampler = PeakSampler()
-    sampler.start()
+    if not counted:  # under callgrind the sampler's reads would be counted too
+        sampler.start()
     before = resource.getrusage(resource.RUSAGE_SELF)
+    if counted:
+        _callgrind("on")
     start = time.perf_counter()
     if mode == "plain":
         spans = plain_walk(path)
     else:
         spans = full_analysis(path, jobs=2 if mode == "jobs2" else 1)
     seconds = time.perf_counter() - start
+    if counted:
+        _callgrind("off")
     sampler.stop.set()
-    sampler.join()
+    if sampler.is_alive():
+        sampler.join()
     me = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = me.ru_maxrss / 1024
@@ -181,6 +208,34 @@ def run_child(mode: str, path: Path, before: Path | None = None) -> dict[str, fl
         text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def count_instructions(mode: str, path: Path) -> int:
+    """Instructions ``mode``'s measured part runs, counted by callgrind."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+        command += [f"--callgrind-out-file={out}", sys.executable, __file__]
+        command += ["--child", mode, str(path), "--counted"]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or not found:
+            raise RuntimeError(f"{mode}: {done.stderr[-2000:]}")
+        return int(found.group(1))
+
+
+def instructions(spans: int, where: str | None) -> None:
+    """``--instructions``: plain and jobs1 per span under callgrind (module docstring)."""
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind not found: apt-get install -y valgrind")
+    with tempfile.TemporaryDirectory(prefix="ll-bench-", dir=where) as tmp:
+        path = Path(tmp) / "spans.jsonl"
+        written = generate(path, spans)
+        counts = {mode: count_instructions(mode, path) / written for mode in ("plain", "jobs1")}
+    print(f"instructions per span, callgrind, {written:,} spans:")
+    for mode, count in counts.items():
+        print(f"{mode:<6} {count:>10,.0f}")
+    print(f"ratio plain/jobs1 (instructions): {counts['plain'] / counts['jobs1']:.2f}")
 
 
 def generate(path: Path, spans: int) -> int:
@@ -249,10 +304,21 @@ def main() -> None:
         "interleaved with this one's in the same rounds: a before/after table in one run",
     )
     parser.add_argument("--dir", default=None, help="where the generated files go (temp)")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="count CPU instructions per span (callgrind) of plain and jobs1 on N spans",
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--counted", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], Path(args.child[1]))
+        child(args.child[0], Path(args.child[1]), counted=args.counted)
+        return
+    if args.instructions:
+        instructions(args.instructions, args.dir)
         return
 
     with tempfile.TemporaryDirectory(prefix="ll-bench-", dir=args.dir) as tmp:
