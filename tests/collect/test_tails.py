@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from latency_ledger.collect.accounting import (
     ACTIVITY,
     PER_THREAD,
@@ -24,10 +26,28 @@ from latency_ledger.collect.accounting import (
     resume_after_wait,
 )
 from latency_ledger.collect.finishing import export_share_ns
-from latency_ledger.collect.tails import MAX_KEYS, TypicalIo, span_key
+from latency_ledger.collect.tails import MAX_KEYS, TypicalIo, read_run_delay_ns, span_key
 from latency_ledger.ledger import tail_overlap
 
 MS = 1_000_000
+
+try:  # the compiled clocks (plugins/speedups) are held to the pure-Python ones' tests
+    import latency_ledger_speedups as speedups
+except ImportError:  # pragma: no cover - the dev environment installs it
+    speedups = None  # type: ignore[assignment]
+ACTIVITIES = [Activity] + ([speedups.Activity] if speedups is not None else [])
+RUN_DELAYS = [read_run_delay_ns] + ([speedups.run_delay_ns] if speedups is not None else [])
+
+
+def test_the_compiled_clocks_are_the_ones_the_collector_runs() -> None:
+    # installed in the dev environment, so the known-answer tests run them
+    from latency_ledger.collect import tails
+
+    assert speedups is not None
+    assert type(ACTIVITY) is speedups.Activity
+    assert tails.run_delay_ns is speedups.run_delay_ns
+
+
 KEY = ("SELECT", "SELECT 1")
 
 
@@ -96,8 +116,9 @@ def test_tail_overlap_counts_only_what_the_span_booked() -> None:
     assert tail_overlap(0, 0, 100, 100) == 0
 
 
-def test_activity_counts_wall_time_any_request_thread_runs_python() -> None:
-    clock = Activity()
+@pytest.mark.parametrize("make", ACTIVITIES)
+def test_activity_counts_wall_time_any_request_thread_runs_python(make: Any) -> None:
+    clock = make()
     assert clock.read() == 0
     clock.enter()
     clock.enter()
@@ -113,11 +134,12 @@ def test_activity_counts_wall_time_any_request_thread_runs_python() -> None:
     assert clock.count == 0
 
 
-def test_a_requests_own_threads_are_left_out_of_its_activity_bound() -> None:
+@pytest.mark.parametrize("make", ACTIVITIES)
+def test_a_requests_own_threads_are_left_out_of_its_activity_bound(make: Any) -> None:
     """A request's helper thread blocked on the request's own statement (Django's
     async_to_sync loop thread) is not another request holding the lock; another
     request's thread is."""
-    clock = Activity()
+    clock = make()
     mine, theirs = Account(None), Account(None)
     clock.enter(mine)  # the request's helper thread, for the whole span
     time.sleep(0.003)
@@ -163,18 +185,17 @@ def test_a_wait_span_takes_the_thread_out_of_python_until_it_ends() -> None:
     assert seen[4] == 0
 
 
-def test_run_delay_is_this_threads_wait_for_a_cpu() -> None:
-    from latency_ledger.collect.tails import run_delay_ns
-
+@pytest.mark.parametrize("run_delay_ns", RUN_DELAYS)
+def test_run_delay_is_this_threads_wait_for_a_cpu(run_delay_ns: Any) -> None:
     first = run_delay_ns()
     assert first >= 0
     assert run_delay_ns() >= first  # a counter: never goes down
 
 
-def test_run_delay_is_the_kernels_figure_read_in_each_thread() -> None:
+@pytest.mark.parametrize("run_delay_ns", RUN_DELAYS)
+def test_run_delay_is_the_kernels_figure_read_in_each_thread(run_delay_ns: Any) -> None:
     # The truth: the second field of the calling thread's own schedstat, read plainly
     # before and after; a thread's first read opens its own file (not the main thread's).
-    from latency_ledger.collect.tails import run_delay_ns
 
     def kernel() -> int:
         with open("/proc/thread-self/schedstat") as f:
@@ -197,10 +218,10 @@ def test_run_delay_is_the_kernels_figure_read_in_each_thread() -> None:
         assert before <= ours <= after
 
 
-def test_a_forked_child_reads_its_own_run_delay_not_its_parents() -> None:
+@pytest.mark.parametrize("run_delay_ns", RUN_DELAYS)
+def test_a_forked_child_reads_its_own_run_delay_not_its_parents(run_delay_ns: Any) -> None:
     # The truth: the child's own schedstat, read plainly around our read (a new process's
     # thread starts near 0; the parent's, which opened its file first, has run all along).
-    from latency_ledger.collect.tails import run_delay_ns
 
     run_delay_ns()  # the parent's thread has its file open now
     pid = os.fork()
