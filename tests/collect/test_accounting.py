@@ -21,9 +21,28 @@ from latency_ledger.collect.accounting import (
 )
 from latency_ledger.collect.hooks import Hooks
 from latency_ledger.collect.selfcost import Meter
-from latency_ledger.collect.steps import TimedCoroutine
+from latency_ledger.collect.steps import PyTimedCoroutine, TimedCoroutine
 
 MS = 1_000_000
+
+
+@pytest.fixture(
+    autouse=True,
+    params=["compiled", "python"] if TimedCoroutine is not PyTimedCoroutine else ["python"],
+)
+def step_timer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> type:
+    """Every test here runs with the compiled step timer (plugins/speedups) and with its
+    pure-Python reference, which runs where no compiler built the former."""
+    kind: type = TimedCoroutine if request.param == "compiled" else PyTimedCoroutine
+    monkeypatch.setattr(steps, "TimedCoroutine", kind)
+    return kind
+
+
+def test_the_compiled_step_timer_is_the_one_the_collector_runs() -> None:
+    # installed in the dev environment, so the known-answer tests run it
+    import latency_ledger_speedups
+
+    assert TimedCoroutine is latency_ledger_speedups.TimedCoroutine
 
 
 def burn_cpu(ms: float) -> None:
@@ -224,7 +243,7 @@ def test_queueing_candidate_is_other_steps_during_the_request(hooks: Hooks) -> N
     assert result["cpu"] < MS
 
 
-def test_task_factory_is_restored_and_chains_a_previous_one(hooks: Hooks) -> None:
+def test_task_factory_is_restored_and_chains_a_previous_one(hooks: Hooks, step_timer: type) -> None:
     created: list[object] = []
 
     def previous(
@@ -244,7 +263,7 @@ def test_task_factory_is_restored_and_chains_a_previous_one(hooks: Hooks) -> Non
 
     asyncio.run(main())
     assert len(created) == 1
-    assert type(created[0]) is TimedCoroutine
+    assert type(created[0]) is step_timer
 
 
 def test_timed_coroutine_passes_exceptions_and_cancellation(hooks: Hooks) -> None:

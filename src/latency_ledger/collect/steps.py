@@ -31,6 +31,7 @@ from latency_ledger.collect.accounting import (
     LoopState,
     Segment,
 )
+from latency_ledger.collect.compiled import SPEEDUPS
 from latency_ledger.collect.selfcost import Meter
 
 # Steps closer than this (perf_counter ns) belong to one busy stretch of the loop: the
@@ -79,11 +80,16 @@ def _end_step(seg: Segment, wall_ns: int, end_ns: int, acct: Account | None, t0:
     seg.acct = None
 
 
-class TimedCoroutine(Coroutine[Any, Any, Any]):
+class PyTimedCoroutine(Coroutine[Any, Any, Any]):
     """A task's coroutine, each step timed and charged to the account in its context.
 
     Also usable with ``await`` (``__await__`` returns itself) so the middleware can time a
     request task that was created before the task factory was installed.
+
+    The reference: :data:`TimedCoroutine` is its compiled twin where
+    ``latency-ledger-speedups`` is installed (``compiled.py``): the same steps in C,
+    ~1,500 instructions a step against ~11,000 here (most of them the task's C code
+    calling into Python), which the tests hold to the same answers.
     """
 
     __slots__ = ("_coro", "_state", "busy_at_create_ns", "claimed", "created_ns")
@@ -148,30 +154,62 @@ class TimedCoroutine(Coroutine[Any, Any, Any]):
     def __await__(self) -> Generator[Any, None, Any]:
         return self
 
-    def __iter__(self) -> TimedCoroutine:
+    def __iter__(self) -> PyTimedCoroutine:
         return self
 
     # how a C Task steps a coroutine that is not native (PyIter_Send with None)
     __next__ = send
 
     def _measured_step(self, value: Any) -> Any:
-        """One step with our part of it timed on the thread's CPU clock: the whole step
-        less what the task's own coroutine ran (:class:`_Probe` times that)."""
-        c0 = thread_time_ns()
-        probe = self._coro = _Probe(self._coro)
-        try:
-            return self.send(value, True)
-        finally:
-            c1 = thread_time_ns()
-            self._coro = probe.coro
-            STEPS.record(c1 - c0 - probe.ns)
+        return _measured_step(self, value)
 
     def __getattr__(self, name: str) -> Any:
         # cr_frame, cr_code, __qualname__... for asyncio's repr and debuggers
         return getattr(object.__getattribute__(self, "_coro"), name)
 
 
-def request_start() -> tuple[TimedCoroutine | None, int, int | None]:
+def _measured_step(timed: Any, value: Any) -> Any:
+    """One step of ``timed`` (either kind) with our part of it timed on the thread's CPU
+    clock: the whole step less what the task's own coroutine ran (:class:`_Probe` times
+    that)."""
+    c0 = thread_time_ns()
+    probe = timed._coro = _Probe(timed._coro)
+    try:
+        return timed.send(value, True)
+    finally:
+        c1 = thread_time_ns()
+        timed._coro = probe.coro
+        STEPS.record(c1 - c0 - probe.ns)
+
+
+def _timed_coroutine() -> type[PyTimedCoroutine]:
+    if SPEEDUPS is None:
+        return PyTimedCoroutine
+    SPEEDUPS.configure_steps(
+        PER_THREAD,
+        CURRENT,
+        CHARGED,
+        globals(),
+        _measured_step,
+        STREAK_GAP_NS,
+        BURST_NS,
+        SHORT_NS,
+        # whose slots it reads and writes in place (at their offsets, as ``__slots__``
+        # members are; any other object through getattr)
+        Segment,
+        LoopState,
+        Account,
+        type(CHARGED),
+    )
+    compiled: Any = SPEEDUPS.TimedCoroutine
+    Coroutine.register(compiled)  # what asyncio.Task asks of a coroutine not native
+    return compiled  # type: ignore[no-any-return]
+
+
+TimedCoroutine = _timed_coroutine()
+
+
+def request_start() -> tuple[PyTimedCoroutine | None, int, int | None]:
     """For a request starting in the current task: (the task's ``TimedCoroutine`` or None
     when its steps are not timed, when the request started, the loop's ``busy_ns`` then
     or None for now).

@@ -7,6 +7,18 @@ the collector picks them up when importable. :func:`forget_run_delay_file` is fo
 child (the collector registers it with ``os.register_at_fork``).
 """
 
-from latency_ledger_speedups._speedups import Activity, forget_run_delay_file, run_delay_ns
+from latency_ledger_speedups._speedups import (
+    Activity,
+    TimedCoroutine,
+    configure_steps,
+    forget_run_delay_file,
+    run_delay_ns,
+)
 
-__all__ = ["Activity", "forget_run_delay_file", "run_delay_ns"]
+__all__ = [
+    "Activity",
+    "TimedCoroutine",
+    "configure_steps",
+    "forget_run_delay_file",
+    "run_delay_ns",
+]

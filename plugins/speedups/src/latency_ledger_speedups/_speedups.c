@@ -339,9 +339,635 @@ forget_run_delay_file(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* ---- TimedCoroutine ------------------------------------------------------------ */
+
+/* What steps.py's TimedCoroutine reads, handed over once by configure_steps(): the
+ * thread's segment holder (PER_THREAD), the request's account (CURRENT), the process's
+ * charged counter (CHARGED), steps.py's globals (where _STEP_DUE is looked up at each
+ * step, as the Python version does, so a test's meter takes effect), the Python
+ * function that runs a measured step, and the three thresholds. */
+static PyObject *cfg_per_thread, *cfg_current, *cfg_charged, *cfg_globals, *cfg_measured;
+static long long cfg_streak_gap_ns, cfg_burst_ns, cfg_short_ns;
+static PyObject *s_seg, *s_acct, *s_t0, *s_clock_ns, *s_clock_at_ns, *s_last_end_ns,
+    *s_streak_start_ns, *s_busy_ns, *s_clock_starts, *s_loop_ns, *s_steps, *s_charged_ns,
+    *s_depth, *s_cpu_ns, *s_ns, *s_step_due, *s_throw, *s_close;
+
+static inline long long
+clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* obj.name as a C integer; 0 (error cleared) when it cannot be read */
+static long long
+get_ll(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    long long n = PyLong_AsLongLong(value);
+    Py_DECREF(value);
+    if (n == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return n;
+}
+
+static void
+set_ll(PyObject *obj, PyObject *name, long long n)
+{
+    PyObject *value = PyLong_FromLongLong(n);
+    if (value == NULL || PyObject_SetAttr(obj, name, value) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(value);
+}
+
+static void
+set_obj(PyObject *obj, PyObject *name, PyObject *value)
+{
+    if (PyObject_SetAttr(obj, name, value) < 0) {
+        PyErr_Clear();
+    }
+}
+
+/* A slot (``__slots__`` member) of one of steps.py's classes, read and written at its
+ * offset in the object when the object is of that class (a subclass keeps the offset),
+ * as the interpreter's member descriptor does, without the attribute lookup around it:
+ * that lookup was most of a compiled step's cost (~200 instructions an access, ~30
+ * accesses a step). Any other object goes through getattr/setattr. */
+typedef struct {
+    PyObject *name;
+    Py_ssize_t offset; /* 0: not a slot, use getattr/setattr */
+} Field;
+
+static PyTypeObject *cls_segment, *cls_state, *cls_account, *cls_charged;
+static Field f_seg_acct, f_seg_t0, f_seg_clock_ns, f_seg_clock_at_ns, f_state_last_end_ns,
+    f_state_streak_start_ns, f_state_busy_ns, f_acct_clock_starts, f_acct_loop_ns,
+    f_acct_steps, f_acct_charged_ns, f_acct_depth, f_acct_cpu_ns, f_charged_ns;
+
+static int
+find_field(Field *field, PyTypeObject *cls, PyObject *name)
+{
+    field->name = name;
+    field->offset = 0;
+    PyObject *descr = PyObject_GetAttr((PyObject *)cls, name);
+    if (descr == NULL) {
+        return -1;
+    }
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) {
+            field->offset = member->offset;
+        }
+    }
+    Py_DECREF(descr);
+    return 0;
+}
+
+static inline long long
+field_get(PyObject *obj, const Field *field, int fast)
+{
+    if (fast && field->offset) {
+        PyObject *value = *(PyObject **)((char *)obj + field->offset);
+        if (value != NULL && PyLong_CheckExact(value)) {
+            long long n = PyLong_AsLongLong(value);
+            if (n != -1 || !PyErr_Occurred()) {
+                return n;
+            }
+            PyErr_Clear();
+        }
+    }
+    return get_ll(obj, field->name);
+}
+
+static inline void
+field_set_obj(PyObject *obj, const Field *field, int fast, PyObject *value)
+{
+    if (fast && field->offset) {
+        PyObject **slot = (PyObject **)((char *)obj + field->offset);
+        PyObject *old = *slot;
+        Py_INCREF(value);
+        *slot = value;
+        Py_XDECREF(old);
+        return;
+    }
+    set_obj(obj, field->name, value);
+}
+
+static inline void
+field_set(PyObject *obj, const Field *field, int fast, long long n)
+{
+    PyObject *value = PyLong_FromLongLong(n);
+    if (value == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    field_set_obj(obj, field, fast, value);
+    Py_DECREF(value);
+}
+
+static inline void
+field_add(PyObject *obj, const Field *field, int fast, long long n)
+{
+    field_set(obj, field, fast, field_get(obj, field, fast) + n);
+}
+
+static inline int
+is_a(PyObject *obj, PyTypeObject *cls)
+{
+    return cls != NULL && PyObject_TypeCheck(obj, cls);
+}
+
+/* This thread's segment (PER_THREAD.seg), a new reference. Cached per thread: the
+ * segment lives in the thread's threading.local, as long as the thread state whose id
+ * is cached with it (nothing replaces a thread's segment), so the cached pointer is
+ * valid while that id is current. */
+static __thread PyObject *tls_seg;
+static __thread uint64_t tls_seg_tstate;
+
+static PyObject *
+thread_segment(void)
+{
+    PyThreadState *tstate = PyThreadState_Get();
+    uint64_t id = tstate->id + 1; /* 0: nothing cached */
+    if (tls_seg != NULL && tls_seg_tstate == id) {
+        return Py_NewRef(tls_seg);
+    }
+    PyObject *seg = PyObject_GetAttr(cfg_per_thread, s_seg);
+    if (seg == NULL) {
+        return NULL;
+    }
+    tls_seg = seg; /* borrowed: the thread's local holds it */
+    tls_seg_tstate = id;
+    return seg;
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *coro;
+    PyObject *state;
+    long long created_ns;
+    PyObject *busy_at_create_ns;
+    char claimed;
+} TimedCoroutine;
+
+static PyTypeObject TimedCoroutineType;
+
+static int
+TC_init(TimedCoroutine *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"coro", "state", NULL};
+    PyObject *coro, *state;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:TimedCoroutine", kwlist, &coro, &state)) {
+        return -1;
+    }
+    PyObject *busy = PyObject_GetAttr(state, s_busy_ns);
+    if (busy == NULL) {
+        return -1;
+    }
+    Py_INCREF(coro);
+    Py_XSETREF(self->coro, coro);
+    Py_INCREF(state);
+    Py_XSETREF(self->state, state);
+    Py_XSETREF(self->busy_at_create_ns, busy);
+    /* when the server handed us the request: queueing before the first step counts too */
+    self->created_ns = clock_ns(CLOCK_REALTIME);
+    self->claimed = 0;
+    return 0;
+}
+
+static int
+TC_traverse(TimedCoroutine *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->coro);
+    Py_VISIT(self->state);
+    return 0;
+}
+
+static int
+TC_clear(TimedCoroutine *self)
+{
+    Py_CLEAR(self->coro);
+    Py_CLEAR(self->state);
+    Py_CLEAR(self->busy_at_create_ns);
+    return 0;
+}
+
+static void
+TC_dealloc(TimedCoroutine *self)
+{
+    PyObject_GC_UnTrack(self);
+    TC_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Charge the step that just ended (steps._end_step, the same steps). */
+static void
+end_step(PyObject *seg, int fseg, PyObject *charged, long long wall, long long end,
+         PyObject *acct, long long t0)
+{
+    long long spent;
+    int fa = is_a(charged, cls_account);
+    if (wall < cfg_short_ns && charged == acct && field_get(seg, &f_seg_t0, fseg) == t0) {
+        spent = wall;
+        field_set(seg, &f_seg_clock_ns, fseg, t0 + wall);
+        field_set(seg, &f_seg_clock_at_ns, fseg, end);
+    }
+    else {
+        long long now = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        field_set(seg, &f_seg_clock_ns, fseg, now);
+        field_set(seg, &f_seg_clock_at_ns, fseg, clock_ns(CLOCK_MONOTONIC));
+        spent = now - field_get(seg, &f_seg_t0, fseg);
+        if (spent < 0) {
+            spent = 0;
+        }
+    }
+    field_add(charged, &f_acct_loop_ns, fa, wall);
+    field_add(charged, &f_acct_steps, fa, 1);
+    field_add(cfg_charged, &f_charged_ns, is_a(cfg_charged, cls_charged), spent);
+    field_add(charged, &f_acct_charged_ns, fa, spent);
+    if (field_get(charged, &f_acct_depth, fa) == 0) {
+        field_add(charged, &f_acct_cpu_ns, fa, spent);
+    }
+    field_set_obj(seg, &f_seg_acct, fseg, Py_None);
+}
+
+/* One step: `call` runs the coroutine (send or throw) and returns its PySendResult.
+ * The bookkeeping around it never raises: its errors are cleared (the app's step runs
+ * whatever happens to ours), and the coroutine's own exception is kept across it. */
+typedef PySendResult (*stepfunc)(TimedCoroutine *, PyObject *, PyObject **);
+
+static PySendResult
+timed_step(TimedCoroutine *self, PyObject *arg, PyObject **presult, stepfunc call,
+           int start_from_burst)
+{
+    PyObject *seg = thread_segment();
+    if (seg == NULL) { /* no segment: run the step untimed */
+        PyErr_Clear();
+        return call(self, arg, presult);
+    }
+    int fseg = is_a(seg, cls_segment);
+    PyObject *acct = NULL;
+    if (PyContextVar_Get(cfg_current, Py_None, &acct) < 0 || acct == NULL) {
+        PyErr_Clear();
+        acct = Py_NewRef(Py_None);
+    }
+    field_set_obj(seg, &f_seg_acct, fseg, acct);
+    PyObject *state = self->state;
+    int fstate = is_a(state, cls_state);
+    long long w0 = clock_ns(CLOCK_MONOTONIC);
+    if (w0 - field_get(state, &f_state_last_end_ns, fstate) > cfg_streak_gap_ns) {
+        field_set(state, &f_state_streak_start_ns, fstate, w0);
+    }
+    long long t0 = 0;
+    if (acct != Py_None) {
+        long long gap = w0 - field_get(seg, &f_seg_clock_at_ns, fseg);
+        if (start_from_burst && gap < cfg_burst_ns) {
+            t0 = field_get(seg, &f_seg_clock_ns, fseg) + gap;
+        }
+        else {
+            t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+            if (start_from_burst) {
+                field_add(acct, &f_acct_clock_starts, is_a(acct, cls_account), 1);
+            }
+        }
+        field_set(seg, &f_seg_t0, fseg, t0);
+    }
+    else if (!start_from_burst) {
+        t0 = field_get(seg, &f_seg_t0, fseg); /* throw(): as the Python version reads it */
+    }
+    PySendResult status = call(self, arg, presult);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    long long end = clock_ns(CLOCK_MONOTONIC);
+    field_set(state, &f_state_last_end_ns, fstate, end);
+    long long wall = end - w0;
+    field_add(state, &f_state_busy_ns, fstate, wall);
+    PyObject *charged;
+    if (fseg && f_seg_acct.offset) {
+        charged = *(PyObject **)((char *)seg + f_seg_acct.offset);
+        Py_XINCREF(charged);
+    }
+    else {
+        charged = PyObject_GetAttr(seg, s_acct);
+        if (charged == NULL) {
+            PyErr_Clear();
+        }
+    }
+    if (charged != NULL) {
+        if (charged != Py_None) {
+            end_step(seg, fseg, charged, wall, end, acct, t0);
+        }
+        Py_DECREF(charged);
+    }
+    PyErr_Restore(type, value, tb);
+    Py_DECREF(acct);
+    Py_DECREF(seg);
+    return status;
+}
+
+static PySendResult
+call_send(TimedCoroutine *self, PyObject *arg, PyObject **presult)
+{
+    return PyIter_Send(self->coro, arg, presult);
+}
+
+/* A StopIteration just raised (by a measured step's Python) as PYGEN_RETURN. */
+static PySendResult
+result_of_call(PyObject *result, PyObject **presult)
+{
+    if (result != NULL) {
+        *presult = result;
+        return PYGEN_NEXT;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        *presult = NULL;
+        return PYGEN_ERROR;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *returned = value != NULL ? ((PyStopIterationObject *)value)->value : Py_None;
+    *presult = Py_NewRef(returned != NULL ? returned : Py_None);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return PYGEN_RETURN;
+}
+
+static PySendResult
+TC_send_impl(TimedCoroutine *self, PyObject *arg, PyObject **presult, int measured)
+{
+    if (!measured && cfg_globals != NULL) {
+        PyObject *due = PyDict_GetItemWithError(cfg_globals, s_step_due); /* borrowed */
+        if (due != NULL) {
+            PyObject *answer = PyObject_CallNoArgs(due);
+            int yes = answer != NULL ? PyObject_IsTrue(answer) : -1;
+            Py_XDECREF(answer);
+            if (yes > 0) {
+                return result_of_call(PyObject_CallFunctionObjArgs(cfg_measured, (PyObject *)self,
+                                                                   arg, NULL),
+                                      presult);
+            }
+        }
+        PyErr_Clear();
+    }
+    return timed_step(self, arg, presult, call_send, 1);
+}
+
+static PySendResult
+TC_am_send(PyObject *self, PyObject *arg, PyObject **presult)
+{
+    return TC_send_impl((TimedCoroutine *)self, arg, presult, 0);
+}
+
+/* a PySendResult as a Python call's answer: the value, or StopIteration(value) raised */
+static PyObject *
+as_call_result(PySendResult status, PyObject *result)
+{
+    if (status == PYGEN_NEXT) {
+        return result;
+    }
+    if (status == PYGEN_RETURN) {
+        if (result == Py_None) {
+            PyErr_SetNone(PyExc_StopIteration);
+        }
+        else {
+            PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, result);
+            if (exc != NULL) {
+                PyErr_SetObject(PyExc_StopIteration, exc);
+                Py_DECREF(exc);
+            }
+        }
+        Py_DECREF(result);
+    }
+    return NULL;
+}
+
+static PyObject *
+TC_send(TimedCoroutine *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "send(value=None, measured=False)");
+        return NULL;
+    }
+    PyObject *arg = nargs > 0 ? args[0] : Py_None;
+    int measured = nargs > 1 ? PyObject_IsTrue(args[1]) : 0;
+    if (measured < 0) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    PySendResult status = TC_send_impl(self, arg, &result, measured);
+    return as_call_result(status, result);
+}
+
+static PyObject *
+TC_iternext(TimedCoroutine *self)
+{
+    PyObject *result = NULL;
+    PySendResult status = TC_send_impl(self, Py_None, &result, 0);
+    if (status == PYGEN_RETURN) {
+        if (result == Py_None) {
+            Py_DECREF(result);
+            return NULL; /* StopIteration with no value: no exception needed */
+        }
+        return as_call_result(status, result);
+    }
+    return status == PYGEN_NEXT ? result : NULL;
+}
+
+static PySendResult
+call_throw(TimedCoroutine *self, PyObject *args, PyObject **presult)
+{
+    PyObject *method = PyObject_GetAttr(self->coro, s_throw);
+    if (method == NULL) {
+        *presult = NULL;
+        return PYGEN_ERROR;
+    }
+    PyObject *result = PyObject_Call(method, args, NULL);
+    Py_DECREF(method);
+    return result_of_call(result, presult);
+}
+
+static PyObject *
+TC_throw(TimedCoroutine *self, PyObject *args)
+{
+    /* throw(typ[, val[, tb]]), passed on as given (trailing Nones dropped, as steps.py) */
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    while (n > 1 && PyTuple_GET_ITEM(args, n - 1) == Py_None) {
+        n--;
+    }
+    PyObject *passed = PyTuple_GetSlice(args, 0, n);
+    if (passed == NULL) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    PySendResult status = timed_step(self, passed, &result, call_throw, 0);
+    Py_DECREF(passed);
+    return as_call_result(status, result);
+}
+
+static PyObject *
+TC_close(TimedCoroutine *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyObject_CallMethodNoArgs(self->coro, s_close);
+}
+
+static PyObject *
+TC_self(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyObject *
+TC_await(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self);
+}
+
+static PyObject *
+TC_getattro(PyObject *self, PyObject *name)
+{
+    /* cr_frame, cr_code, __qualname__... of the coroutine, for asyncio's repr and
+     * debuggers */
+    PyObject *found = PyObject_GenericGetAttr(self, name);
+    if (found != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return found;
+    }
+    PyObject *coro = ((TimedCoroutine *)self)->coro;
+    if (coro == NULL) {
+        return NULL;
+    }
+    PyErr_Clear();
+    return PyObject_GetAttr(coro, name);
+}
+
+static PyObject *
+TC_get_claimed(TimedCoroutine *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->claimed);
+}
+
+static int
+TC_set_claimed(TimedCoroutine *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int yes = value != NULL ? PyObject_IsTrue(value) : 0;
+    if (yes < 0) {
+        return -1;
+    }
+    self->claimed = (char)yes;
+    return 0;
+}
+
+static PyGetSetDef TC_getset[] = {
+    {"claimed", (getter)TC_get_claimed, (setter)TC_set_claimed,
+     "claimed by the first request served in this task", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef TC_members[] = {
+    {"_coro", T_OBJECT_EX, offsetof(TimedCoroutine, coro), 0, NULL},
+    {"_state", T_OBJECT_EX, offsetof(TimedCoroutine, state), READONLY, NULL},
+    {"created_ns", T_LONGLONG, offsetof(TimedCoroutine, created_ns), READONLY, NULL},
+    {"busy_at_create_ns", T_OBJECT_EX, offsetof(TimedCoroutine, busy_at_create_ns), READONLY,
+     NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef TC_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))TC_send, METH_FASTCALL,
+     "send(value=None, measured=False): one timed step."},
+    {"throw", (PyCFunction)TC_throw, METH_VARARGS, "throw(typ[, val[, tb]]): one timed step."},
+    {"close", (PyCFunction)TC_close, METH_NOARGS, "Close the coroutine."},
+    {"__await__", (PyCFunction)TC_await, METH_NOARGS, "Itself."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyAsyncMethods TC_as_async = {
+    .am_await = TC_self,
+    .am_send = TC_am_send,
+};
+
+static PyTypeObject TimedCoroutineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "latency_ledger_speedups._speedups.TimedCoroutine",
+    .tp_doc = "A task's coroutine, each step timed (latency_ledger.collect.steps).",
+    .tp_basicsize = sizeof(TimedCoroutine),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)TC_init,
+    .tp_dealloc = (destructor)TC_dealloc,
+    .tp_traverse = (traverseproc)TC_traverse,
+    .tp_clear = (inquiry)TC_clear,
+    .tp_as_async = &TC_as_async,
+    .tp_iter = TC_self,
+    .tp_iternext = (iternextfunc)TC_iternext,
+    .tp_getattro = TC_getattro,
+    .tp_methods = TC_methods,
+    .tp_members = TC_members,
+    .tp_getset = TC_getset,
+};
+
+static PyObject *
+configure_steps(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *per_thread, *current, *charged, *globals, *measured;
+    PyTypeObject *segment, *state, *account, *charged_cls;
+    long long streak, burst, short_ns;
+    if (!PyArg_ParseTuple(args, "OOOO!OLLLO!O!O!O!:configure_steps", &per_thread, &current,
+                          &charged, &PyDict_Type, &globals, &measured, &streak, &burst,
+                          &short_ns, &PyType_Type, &segment, &PyType_Type, &state,
+                          &PyType_Type, &account, &PyType_Type, &charged_cls)) {
+        return NULL;
+    }
+    if (!PyContextVar_CheckExact(current)) {
+        PyErr_SetString(PyExc_TypeError, "current must be a ContextVar");
+        return NULL;
+    }
+    if (find_field(&f_seg_acct, segment, s_acct) < 0 || find_field(&f_seg_t0, segment, s_t0) < 0 ||
+        find_field(&f_seg_clock_ns, segment, s_clock_ns) < 0 ||
+        find_field(&f_seg_clock_at_ns, segment, s_clock_at_ns) < 0 ||
+        find_field(&f_state_last_end_ns, state, s_last_end_ns) < 0 ||
+        find_field(&f_state_streak_start_ns, state, s_streak_start_ns) < 0 ||
+        find_field(&f_state_busy_ns, state, s_busy_ns) < 0 ||
+        find_field(&f_acct_clock_starts, account, s_clock_starts) < 0 ||
+        find_field(&f_acct_loop_ns, account, s_loop_ns) < 0 ||
+        find_field(&f_acct_steps, account, s_steps) < 0 ||
+        find_field(&f_acct_charged_ns, account, s_charged_ns) < 0 ||
+        find_field(&f_acct_depth, account, s_depth) < 0 ||
+        find_field(&f_acct_cpu_ns, account, s_cpu_ns) < 0 ||
+        find_field(&f_charged_ns, charged_cls, s_ns) < 0) {
+        return NULL;
+    }
+    Py_XSETREF(cls_segment, (PyTypeObject *)Py_NewRef(segment));
+    Py_XSETREF(cls_state, (PyTypeObject *)Py_NewRef(state));
+    Py_XSETREF(cls_account, (PyTypeObject *)Py_NewRef(account));
+    Py_XSETREF(cls_charged, (PyTypeObject *)Py_NewRef(charged_cls));
+    Py_XSETREF(cfg_per_thread, Py_NewRef(per_thread));
+    Py_XSETREF(cfg_current, Py_NewRef(current));
+    Py_XSETREF(cfg_charged, Py_NewRef(charged));
+    Py_XSETREF(cfg_globals, Py_NewRef(globals));
+    Py_XSETREF(cfg_measured, Py_NewRef(measured));
+    tls_seg = NULL;
+    cfg_streak_gap_ns = streak;
+    cfg_burst_ns = burst;
+    cfg_short_ns = short_ns;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"run_delay_ns", run_delay_ns, METH_NOARGS,
      "How long this thread has waited for a CPU, in ns (/proc/thread-self/schedstat)."},
+    {"configure_steps", configure_steps, METH_VARARGS,
+     "configure_steps(per_thread, current, charged, globals, measured_step, streak_gap_ns, "
+     "burst_ns, short_ns, Segment, LoopState, Account, Charged): what TimedCoroutine "
+     "reads."},
     {"forget_run_delay_file", forget_run_delay_file, METH_NOARGS,
      "Close this thread's schedstat file (a forked child's, which names its parent's)."},
     {NULL, NULL, 0, NULL},
@@ -363,7 +989,25 @@ PyInit__speedups(void)
         return NULL;
     }
     str_solo_ns = PyUnicode_InternFromString("solo_ns");
-    if (str_solo_ns == NULL || PyType_Ready(&ActivityType) < 0) {
+    struct {
+        PyObject **slot;
+        const char *name;
+    } names[] = {
+        {&s_seg, "seg"}, {&s_acct, "acct"}, {&s_t0, "t0"}, {&s_clock_ns, "clock_ns"},
+        {&s_clock_at_ns, "clock_at_ns"}, {&s_last_end_ns, "last_end_ns"},
+        {&s_streak_start_ns, "streak_start_ns"}, {&s_busy_ns, "busy_ns"},
+        {&s_clock_starts, "clock_starts"}, {&s_loop_ns, "loop_ns"}, {&s_steps, "steps"},
+        {&s_charged_ns, "charged_ns"}, {&s_depth, "depth"}, {&s_cpu_ns, "cpu_ns"},
+        {&s_ns, "ns"}, {&s_step_due, "_STEP_DUE"}, {&s_throw, "throw"}, {&s_close, "close"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        *names[i].slot = PyUnicode_InternFromString(names[i].name);
+        if (*names[i].slot == NULL) {
+            return NULL;
+        }
+    }
+    if (str_solo_ns == NULL || PyType_Ready(&ActivityType) < 0 ||
+        PyType_Ready(&TimedCoroutineType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);
@@ -373,6 +1017,12 @@ PyInit__speedups(void)
     Py_INCREF(&ActivityType);
     if (PyModule_AddObject(module, "Activity", (PyObject *)&ActivityType) < 0) {
         Py_DECREF(&ActivityType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&TimedCoroutineType);
+    if (PyModule_AddObject(module, "TimedCoroutine", (PyObject *)&TimedCoroutineType) < 0) {
+        Py_DECREF(&TimedCoroutineType);
         Py_DECREF(module);
         return NULL;
     }
