@@ -40,6 +40,19 @@ DB = {"db.system": "postgresql", "db.statement": "SELECT 1"}
 HTTP = {"http.request.method": "GET", "url.full": "http://x/y"}
 
 
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def wait_edges(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs with a light wait span's edges compiled (plugins/speedups,
+    when installed) and with their pure-Python reference (tails.pause_and_start,
+    tails.resume_and_end), which runs where no compiler built the former."""
+    import latency_ledger.collect.light as light_module
+    import latency_ledger.collect.tails as tails_module
+
+    if request.param == "python":
+        monkeypatch.setattr(light_module, "wait_begins", tails_module.pause_and_start)
+        monkeypatch.setattr(light_module, "wait_ends", tails_module.resume_and_end)
+
+
 def burn_cpu(ms: float) -> None:
     end = time.thread_time_ns() + int(ms * MS)
     while time.thread_time_ns() < end:
@@ -510,14 +523,17 @@ def test_a_cpu_wait_during_our_bookkeeping_is_counted_where_it_falls(
     monkeypatch.setattr(light_module, "run_delay_ns", lambda: delay[0])
     monkeypatch.setattr(processor_module, "run_delay_ns", lambda: delay[0])
     module = light_module if provider == "light" else processor_module
-    pause, ended = module.pause_for_wait, getattr(module, "wait_ended_at", None)
+    # our bookkeeping at each edge: a light span's (compiled where installed) or an SDK
+    # span's (the processor's)
+    start_name = "wait_begins" if provider == "light" else "pause_for_wait"
+    name = "wait_ends" if provider == "light" else "wait_ended"
+    pause = getattr(module, start_name)
 
     def preempted_pause(*args: Any) -> Any:
         delay[0] += 3 * MS
         return pause(*args)
 
-    monkeypatch.setattr(module, "pause_for_wait", preempted_pause)
-    name = "wait_ended_at" if ended is not None else "wait_ended"
+    monkeypatch.setattr(module, start_name, preempted_pause)
     original_end = getattr(module, name)
 
     def preempted_end(*args: Any) -> Any:

@@ -368,3 +368,21 @@ def resume_after_wait(acct: Account, now: int = -1) -> None:
             seg.active = True
             seg.active_acct = active = seg.acct
             ACTIVITY.move(active, 1)
+
+
+if SPEEDUPS is not None:
+    # what the compiled step timer and wait edges read and write (steps.py, tails.py):
+    # the classes' slots in place, at their offsets; anything else through getattr
+    from asyncio import _get_running_loop
+
+    SPEEDUPS.configure_accounting(
+        PER_THREAD,
+        CURRENT,
+        CHARGED,
+        ACTIVITY,
+        _get_running_loop,
+        Segment,
+        LoopState,
+        Account,
+        _Charged,
+    )

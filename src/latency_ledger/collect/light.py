@@ -33,11 +33,11 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 from opentelemetry.util._decorator import _agnosticcontextmanager
 
-from latency_ledger.collect.accounting import CURRENT, PER_THREAD, pause_for_wait, resume_after_wait
+from latency_ledger.collect.accounting import CURRENT, PER_THREAD
 from latency_ledger.collect.light_booking import materialize
 from latency_ledger.collect.selfcost import Meter
 from latency_ledger.collect.spans import SAMPLED, UNSET_STATUS
-from latency_ledger.collect.tails import run_delay_ns, span_key, wait_ended_at, wait_started
+from latency_ledger.collect.tails import run_delay_ns, span_key, wait_begins, wait_ends
 
 _CLIENT = SpanKind.CLIENT
 _PRODUCER = SpanKind.PRODUCER
@@ -150,7 +150,7 @@ class LightSpan(trace.Span):
         if wait:
             # first: reading the clocks below is not the request's CPU; its reading of
             # this thread's CPU clock serves the tail's clocks too
-            self.started = wait_started(acct, pause_for_wait(acct), delay0)
+            self.started = wait_begins(acct, delay0)
         self.cost_ns = -1 if c0 < 0 else thread_time_ns() - c0
 
     def get_span_context(self) -> SpanContext:
@@ -205,21 +205,17 @@ class LightSpan(trace.Span):
                     )
                 return
             if self.wait:
-                thread_ns = -1
                 length = self.end_time - self.start_time  # type: ignore[operator]
-                if now and length > 0:
-                    # how much of this wait's end was waiting for the loop or the lock
-                    # (tails.py); a span with no contention teaches the typical time
-                    self.tail_ns, self.delay_ns, self.bound_ns, thread_ns = wait_ended_at(
-                        acct,
-                        self.tracer.collector.typical_io,
-                        span_key(self.name, self.attributes),
-                        length,
-                        self.started,
-                        delay_ns,
+                # the request's CPU resumes; measured (its times are ours): how much of
+                # its end was waiting for the loop or the lock (tails.py), and a span
+                # with no contention teaches the typical time
+                clocks = wait_ends(acct, length if now else 0, self.started, delay_ns)
+                if clocks is not None:
+                    self.tail_ns, self.delay_ns, self.bound_ns = (
+                        self.tracer.collector.typical_io.tail(
+                            span_key(self.name, self.attributes), length, clocks[0], clocks[1]
+                        )
                     )
-                # the thread's CPU clock as just read for the tail, if it was
-                resume_after_wait(acct, thread_ns)
             lights = acct.lights
             if len(lights) + len(acct.children) < acct.max_children:
                 lights.append(self)

@@ -185,22 +185,7 @@ def _measured_step(timed: Any, value: Any) -> Any:
 def _timed_coroutine() -> type[PyTimedCoroutine]:
     if SPEEDUPS is None:
         return PyTimedCoroutine
-    SPEEDUPS.configure_steps(
-        PER_THREAD,
-        CURRENT,
-        CHARGED,
-        globals(),
-        _measured_step,
-        STREAK_GAP_NS,
-        BURST_NS,
-        SHORT_NS,
-        # whose slots it reads and writes in place (at their offsets, as ``__slots__``
-        # members are; any other object through getattr)
-        Segment,
-        LoopState,
-        Account,
-        type(CHARGED),
-    )
+    SPEEDUPS.configure_steps(globals(), _measured_step, STREAK_GAP_NS, BURST_NS, SHORT_NS)
     compiled: Any = SPEEDUPS.TimedCoroutine
     Coroutine.register(compiled)  # what asyncio.Task asks of a coroutine not native
     return compiled  # type: ignore[no-any-return]

@@ -70,19 +70,29 @@ from collections.abc import Callable
 from time import perf_counter_ns, process_time_ns, thread_time_ns
 from typing import Any
 
-from latency_ledger.collect.accounting import ACTIVITY, LoopState
+from latency_ledger.collect.accounting import (
+    ACTIVITY,
+    LoopState,
+    pause_for_wait,
+    resume_after_wait,
+)
 from latency_ledger.collect.compiled import SPEEDUPS
 
 __all__ = [
     "MAX_KEYS",
     "TypicalIo",
+    "ended_clocks",
     "loop_streak_ns",
     "others_clock",
+    "pause_and_start",
     "read_run_delay_ns",
+    "resume_and_end",
     "run_delay_ns",
     "span_key",
+    "wait_begins",
     "wait_ended",
     "wait_ended_at",
+    "wait_ends",
     "wait_started",
 ]
 
@@ -184,6 +194,16 @@ def wait_ended_at(
     outside the delay, and was booked as I/O (measured under gunicorn gthread with 3 CPU
     burners on 2 cores: 10 ``SELECT 1`` the view timed at 0.7-7 ms, CPU waits aside,
     booked 2-22 ms of database in 14 of 45 requests alone)."""
+    bound, delay, thread_ns = ended_clocks(acct, length_ns, started, delay_ns)
+    tail, delay, bound = typical.tail(key, length_ns, bound, delay)
+    return tail, delay, bound, thread_ns
+
+
+def ended_clocks(
+    acct: Any, length_ns: int, started: tuple[tuple[int, int], int], delay_ns: int = -1
+) -> tuple[int, int, int]:
+    """:func:`wait_ended_at`'s clocks: (bound, delay, this thread's CPU clock as read
+    for them or -1), before :meth:`TypicalIo.tail` makes the tail of them."""
     (cpu0, activity0), delay0 = started
     state = acct.loop_state
     thread_ns = -1
@@ -208,8 +228,31 @@ def wait_ended_at(
     if delay_ns < 0:
         delay_ns = run_delay_ns()
     delay = delay_ns - delay0 if delay0 >= 0 else 0
-    tail, delay, bound = typical.tail(key, length_ns, bound, delay)
-    return tail, delay, bound, thread_ns
+    return bound, delay, thread_ns
+
+
+def pause_and_start(acct: Any, delay_ns: int) -> tuple[tuple[int, int], int]:
+    """A wait span of ``acct`` starts (its run delay ``delay_ns`` read next to its start
+    time): the request's CPU paused (``accounting.pause_for_wait``) and the clocks its
+    end compares with (:func:`wait_started`). :func:`wait_begins` is this, or its
+    compiled twin."""
+    return wait_started(acct, pause_for_wait(acct), delay_ns)
+
+
+def resume_and_end(
+    acct: Any, length_ns: int, started: tuple[tuple[int, int], int], delay_ns: int = -1
+) -> tuple[int, int] | None:
+    """The wait span :func:`pause_and_start` began ends, ``length_ns`` long (0: not
+    measured, its times were the caller's): (bound, delay) from :func:`ended_clocks`
+    when measured, else None; the request's CPU resumes (``accounting.resume_after_wait``,
+    with the thread's CPU clock read for the clocks). :func:`wait_ends` is this, or
+    its compiled twin."""
+    if length_ns <= 0:
+        resume_after_wait(acct)
+        return None
+    bound, delay, thread_ns = ended_clocks(acct, length_ns, started, delay_ns)
+    resume_after_wait(acct, thread_ns)
+    return bound, delay
 
 
 def span_key(name: str, attributes: dict[str, Any]) -> tuple[str, str]:
@@ -386,3 +429,10 @@ def _run_delay_reader() -> Any:
 
 
 run_delay_ns: Callable[[], int] = _run_delay_reader()
+# a light wait span's two edges (light.py): compiled where installed, the same steps
+wait_begins: Callable[[Any, int], tuple[tuple[int, int], int]] = (
+    SPEEDUPS.pause_and_start if SPEEDUPS is not None else pause_and_start
+)
+wait_ends: Callable[[Any, int, tuple[tuple[int, int], int], int], tuple[int, int] | None] = (
+    SPEEDUPS.resume_and_end if SPEEDUPS is not None else resume_and_end
+)

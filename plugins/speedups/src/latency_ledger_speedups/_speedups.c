@@ -293,8 +293,8 @@ close_schedstat(void *value)
     }
 }
 
-static PyObject *
-run_delay_ns(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+static long long
+read_run_delay(void)
 {
     intptr_t stored = (intptr_t)pthread_getspecific(schedstat_key);
     if (stored == 0) {
@@ -303,12 +303,12 @@ run_delay_ns(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
         pthread_setspecific(schedstat_key, (void *)stored);
     }
     if (stored < 2) {
-        return PyLong_FromLong(0);
+        return 0;
     }
     char buf[64];
     ssize_t size = pread((int)(stored - 2), buf, sizeof(buf) - 1, 0);
     if (size <= 0) {
-        return PyLong_FromLong(0);
+        return 0;
     }
     buf[size] = '\0';
     /* "<on-cpu ns> <run delay ns> <slices>\n": the second field */
@@ -320,14 +320,20 @@ run_delay_ns(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
         p++;
     }
     if (*p < '0' || *p > '9') {
-        return PyLong_FromLong(0);
+        return 0;
     }
     unsigned long long delay = 0;
     while (*p >= '0' && *p <= '9') {
         delay = delay * 10 + (unsigned long long)(*p - '0');
         p++;
     }
-    return PyLong_FromUnsignedLongLong(delay);
+    return (long long)delay;
+}
+
+static PyObject *
+run_delay_ns(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLongLong(read_run_delay());
 }
 
 static PyObject *
@@ -917,13 +923,266 @@ static PyTypeObject TimedCoroutineType = {
 static PyObject *
 configure_steps(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *per_thread, *current, *charged, *globals, *measured;
-    PyTypeObject *segment, *state, *account, *charged_cls;
+    PyObject *globals, *measured;
     long long streak, burst, short_ns;
-    if (!PyArg_ParseTuple(args, "OOOO!OLLLO!O!O!O!:configure_steps", &per_thread, &current,
-                          &charged, &PyDict_Type, &globals, &measured, &streak, &burst,
-                          &short_ns, &PyType_Type, &segment, &PyType_Type, &state,
-                          &PyType_Type, &account, &PyType_Type, &charged_cls)) {
+    if (!PyArg_ParseTuple(args, "O!OLLL:configure_steps", &PyDict_Type, &globals, &measured,
+                          &streak, &burst, &short_ns)) {
+        return NULL;
+    }
+    Py_XSETREF(cfg_globals, Py_NewRef(globals));
+    Py_XSETREF(cfg_measured, Py_NewRef(measured));
+    cfg_streak_gap_ns = streak;
+    cfg_burst_ns = burst;
+    cfg_short_ns = short_ns;
+    Py_RETURN_NONE;
+}
+
+/* ---- a light wait span's two edges ---------------------------------------------- */
+
+/* tails.pause_and_start and tails.resume_and_end (with accounting.pause_for_wait and
+ * resume_after_wait, and tails.wait_started and ended_clocks, inside them), the same
+ * steps. configure_accounting() hands over what they read. */
+static PyObject *cfg_activity, *cfg_running_loop;
+static Field f_seg_active, f_seg_active_acct, f_seg_waiting, f_acct_loop_state;
+static PyObject *s_active, *s_active_acct, *s_waiting, *s_loop_state, *s_move, *s_read_others;
+
+static inline PyObject *
+field_get_obj(PyObject *obj, const Field *field, int fast) /* borrowed, or NULL */
+{
+    if (fast && field->offset) {
+        return *(PyObject **)((char *)obj + field->offset);
+    }
+    PyObject *value = PyObject_GetAttr(obj, field->name);
+    if (value == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_DECREF(value); /* the object still holds it */
+    return value;
+}
+
+static int
+activity_move(PyObject *acct, long long step)
+{
+    if (Py_IS_TYPE(cfg_activity, &ActivityType)) {
+        return Activity_move_impl((Activity *)cfg_activity, acct, step);
+    }
+    PyObject *result = PyObject_CallMethod(cfg_activity, "move", "OL", acct, step);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
+}
+
+static long long
+activity_read_others(PyObject *acct)
+{
+    PyObject *value = Py_IS_TYPE(cfg_activity, &ActivityType)
+                          ? Activity_read_others((Activity *)cfg_activity, acct)
+                          : PyObject_CallMethodOneArg(cfg_activity, s_read_others, acct);
+    if (value == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    long long n = PyLong_AsLongLong(value);
+    Py_DECREF(value);
+    if (n == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return n;
+}
+
+/* acct's loop state when it is a LoopState and this thread runs an event loop, else NULL */
+static PyObject *
+loop_state_here(PyObject *acct, int fa)
+{
+    PyObject *state = field_get_obj(acct, &f_acct_loop_state, fa);
+    if (state == NULL || cls_state == NULL || !Py_IS_TYPE(state, cls_state)) {
+        return NULL;
+    }
+    PyObject *loop = PyObject_CallNoArgs(cfg_running_loop);
+    if (loop == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_DECREF(loop);
+    return loop == Py_None ? NULL : state;
+}
+
+
+static PyObject *
+pause_and_start(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || cfg_per_thread == NULL || cfg_activity == NULL) {
+        PyErr_SetString(PyExc_TypeError, "pause_and_start(acct, delay_ns), once configured");
+        return NULL;
+    }
+    PyObject *acct = args[0];
+    long long delay = PyLong_AsLongLong(args[1]);
+    if (delay == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int fa = is_a(acct, cls_account);
+    PyObject *seg = thread_segment();
+    if (seg == NULL) {
+        return NULL;
+    }
+    int fseg = is_a(seg, cls_segment);
+    /* accounting.pause_for_wait */
+    long long thread_ns = -1;
+    if (field_get_obj(seg, &f_seg_acct, fseg) == acct) {
+        thread_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        long long spent = thread_ns - field_get(seg, &f_seg_t0, fseg);
+        if (spent < 0) {
+            spent = 0;
+        }
+        field_add(cfg_charged, &f_charged_ns, is_a(cfg_charged, cls_charged), spent);
+        field_add(acct, &f_acct_charged_ns, fa, spent);
+        if (field_get(acct, &f_acct_depth, fa) == 0) {
+            field_add(acct, &f_acct_cpu_ns, fa, spent);
+            if (field_get_obj(seg, &f_seg_active, fseg) == Py_True) {
+                field_set_obj(seg, &f_seg_active, fseg, Py_False);
+                PyObject *active = field_get_obj(seg, &f_seg_active_acct, fseg);
+                Py_XINCREF(active);
+                int failed = activity_move(active != NULL ? active : Py_None, -1);
+                Py_XDECREF(active);
+                if (failed) {
+                    Py_DECREF(seg);
+                    return NULL;
+                }
+                field_set_obj(seg, &f_seg_active_acct, fseg, Py_None);
+                field_set_obj(seg, &f_seg_waiting, fseg, Py_True);
+            }
+        }
+        field_set(seg, &f_seg_t0, fseg, thread_ns);
+    }
+    field_add(acct, &f_acct_depth, fa, 1);
+    Py_DECREF(seg);
+    /* tails.wait_started */
+    if (delay < 0) {
+        delay = read_run_delay();
+    }
+    long long cpu;
+    PyObject *state = loop_state_here(acct, fa);
+    if (state != NULL) {
+        int fstate = is_a(state, cls_state);
+        cpu = field_get(state, &f_state_busy_ns, fstate) - field_get(acct, &f_acct_loop_ns, fa);
+    }
+    else {
+        long long process = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+        if (thread_ns < 0) {
+            thread_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        }
+        cpu = process - thread_ns;
+    }
+    return Py_BuildValue("((LL)L)", cpu, activity_read_others(acct), delay);
+}
+
+static PyObject *
+resume_and_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 3 || nargs > 4 || cfg_per_thread == NULL || cfg_activity == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "resume_and_end(acct, length_ns, started, delay_ns=-1), once configured");
+        return NULL;
+    }
+    PyObject *acct = args[0];
+    long long length = PyLong_AsLongLong(args[1]);
+    long long delay_ns = nargs > 3 ? PyLong_AsLongLong(args[3]) : -1;
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    int fa = is_a(acct, cls_account);
+    long long thread_ns = -1, bound = 0, delay = 0;
+    if (length > 0) {
+        /* tails.ended_clocks */
+        long long cpu0, activity0, delay0;
+        if (!PyArg_ParseTuple(args[2], "(LL)L", &cpu0, &activity0, &delay0)) {
+            return NULL;
+        }
+        long long cpu, streak = 0;
+        PyObject *state = loop_state_here(acct, fa);
+        if (state != NULL) {
+            int fstate = is_a(state, cls_state);
+            cpu = field_get(state, &f_state_busy_ns, fstate) - field_get(acct, &f_acct_loop_ns, fa);
+            long long activity = activity_read_others(acct);
+            streak = clock_ns(CLOCK_MONOTONIC) - field_get(state, &f_state_streak_start_ns, fstate);
+            if (streak > length) {
+                streak = length;
+            }
+            activity0 = activity - activity0;
+        }
+        else {
+            long long process = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+            thread_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+            cpu = process - thread_ns;
+            activity0 = activity_read_others(acct) - activity0;
+        }
+        long long others = cpu - cpu0;
+        if (activity0 > others) {
+            others = activity0;
+        }
+        bound = streak > others && others * 2 >= streak ? streak : others;
+        if (delay_ns < 0) {
+            delay_ns = read_run_delay();
+        }
+        delay = delay0 >= 0 ? delay_ns - delay0 : 0;
+    }
+    /* accounting.resume_after_wait */
+    PyObject *seg = thread_segment();
+    if (seg == NULL) {
+        return NULL;
+    }
+    int fseg = is_a(seg, cls_segment);
+    if (field_get_obj(seg, &f_seg_acct, fseg) == acct) {
+        if (thread_ns < 0) {
+            thread_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        }
+        long long spent = thread_ns - field_get(seg, &f_seg_t0, fseg);
+        if (spent < 0) {
+            spent = 0;
+        }
+        field_add(cfg_charged, &f_charged_ns, is_a(cfg_charged, cls_charged), spent);
+        field_add(acct, &f_acct_charged_ns, fa, spent);
+        field_set(seg, &f_seg_t0, fseg, thread_ns);
+    }
+    long long depth = field_get(acct, &f_acct_depth, fa);
+    if (depth > 0) {
+        field_set(acct, &f_acct_depth, fa, --depth);
+    }
+    if (field_get_obj(seg, &f_seg_waiting, fseg) == Py_True && depth == 0) {
+        field_set_obj(seg, &f_seg_waiting, fseg, Py_False);
+        if (field_get_obj(seg, &f_seg_active, fseg) != Py_True) {
+            field_set_obj(seg, &f_seg_active, fseg, Py_True);
+            PyObject *active = field_get_obj(seg, &f_seg_acct, fseg);
+            if (active == NULL) {
+                active = Py_None;
+            }
+            Py_INCREF(active);
+            field_set_obj(seg, &f_seg_active_acct, fseg, active);
+            int failed = activity_move(active, 1);
+            Py_DECREF(active);
+            if (failed) {
+                Py_DECREF(seg);
+                return NULL;
+            }
+        }
+    }
+    Py_DECREF(seg);
+    if (length <= 0) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(LL)", bound, delay);
+}
+
+static PyObject *
+configure_accounting(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *per_thread, *current, *charged, *activity, *running_loop;
+    PyTypeObject *segment, *state, *account, *charged_cls;
+    if (!PyArg_ParseTuple(args, "OOOOOO!O!O!O!:configure_accounting", &per_thread, &current,
+                          &charged, &activity, &running_loop, &PyType_Type, &segment,
+                          &PyType_Type, &state, &PyType_Type, &account, &PyType_Type,
+                          &charged_cls)) {
         return NULL;
     }
     if (!PyContextVar_CheckExact(current)) {
@@ -933,6 +1192,9 @@ configure_steps(PyObject *Py_UNUSED(module), PyObject *args)
     if (find_field(&f_seg_acct, segment, s_acct) < 0 || find_field(&f_seg_t0, segment, s_t0) < 0 ||
         find_field(&f_seg_clock_ns, segment, s_clock_ns) < 0 ||
         find_field(&f_seg_clock_at_ns, segment, s_clock_at_ns) < 0 ||
+        find_field(&f_seg_active, segment, s_active) < 0 ||
+        find_field(&f_seg_active_acct, segment, s_active_acct) < 0 ||
+        find_field(&f_seg_waiting, segment, s_waiting) < 0 ||
         find_field(&f_state_last_end_ns, state, s_last_end_ns) < 0 ||
         find_field(&f_state_streak_start_ns, state, s_streak_start_ns) < 0 ||
         find_field(&f_state_busy_ns, state, s_busy_ns) < 0 ||
@@ -942,6 +1204,7 @@ configure_steps(PyObject *Py_UNUSED(module), PyObject *args)
         find_field(&f_acct_charged_ns, account, s_charged_ns) < 0 ||
         find_field(&f_acct_depth, account, s_depth) < 0 ||
         find_field(&f_acct_cpu_ns, account, s_cpu_ns) < 0 ||
+        find_field(&f_acct_loop_state, account, s_loop_state) < 0 ||
         find_field(&f_charged_ns, charged_cls, s_ns) < 0) {
         return NULL;
     }
@@ -952,22 +1215,24 @@ configure_steps(PyObject *Py_UNUSED(module), PyObject *args)
     Py_XSETREF(cfg_per_thread, Py_NewRef(per_thread));
     Py_XSETREF(cfg_current, Py_NewRef(current));
     Py_XSETREF(cfg_charged, Py_NewRef(charged));
-    Py_XSETREF(cfg_globals, Py_NewRef(globals));
-    Py_XSETREF(cfg_measured, Py_NewRef(measured));
+    Py_XSETREF(cfg_activity, Py_NewRef(activity));
+    Py_XSETREF(cfg_running_loop, Py_NewRef(running_loop));
     tls_seg = NULL;
-    cfg_streak_gap_ns = streak;
-    cfg_burst_ns = burst;
-    cfg_short_ns = short_ns;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
     {"run_delay_ns", run_delay_ns, METH_NOARGS,
      "How long this thread has waited for a CPU, in ns (/proc/thread-self/schedstat)."},
+    {"configure_accounting", configure_accounting, METH_VARARGS,
+     "configure_accounting(per_thread, current, charged, activity, get_running_loop, "
+     "Segment, LoopState, Account, Charged): what the step timer and the wait edges read."},
     {"configure_steps", configure_steps, METH_VARARGS,
-     "configure_steps(per_thread, current, charged, globals, measured_step, streak_gap_ns, "
-     "burst_ns, short_ns, Segment, LoopState, Account, Charged): what TimedCoroutine "
-     "reads."},
+     "configure_steps(globals, measured_step, streak_gap_ns, burst_ns, short_ns)."},
+    {"pause_and_start", (PyCFunction)(void (*)(void))pause_and_start, METH_FASTCALL,
+     "tails.pause_and_start(acct, delay_ns), compiled."},
+    {"resume_and_end", (PyCFunction)(void (*)(void))resume_and_end, METH_FASTCALL,
+     "tails.resume_and_end(acct, length_ns, started, delay_ns=-1), compiled."},
     {"forget_run_delay_file", forget_run_delay_file, METH_NOARGS,
      "Close this thread's schedstat file (a forked child's, which names its parent's)."},
     {NULL, NULL, 0, NULL},
@@ -999,6 +1264,8 @@ PyInit__speedups(void)
         {&s_clock_starts, "clock_starts"}, {&s_loop_ns, "loop_ns"}, {&s_steps, "steps"},
         {&s_charged_ns, "charged_ns"}, {&s_depth, "depth"}, {&s_cpu_ns, "cpu_ns"},
         {&s_ns, "ns"}, {&s_step_due, "_STEP_DUE"}, {&s_throw, "throw"}, {&s_close, "close"},
+        {&s_active, "active"}, {&s_active_acct, "active_acct"}, {&s_waiting, "waiting"},
+        {&s_loop_state, "loop_state"}, {&s_move, "move"}, {&s_read_others, "read_others"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].name);

@@ -31,16 +31,24 @@ class TimedCoroutine:
     def __next__(self) -> Any: ...
 
 def configure_steps(
-    per_thread: Any,
-    current: Any,
-    charged: Any,
     globals: dict[str, Any],
     measured_step: Any,
     streak_gap_ns: int,
     burst_ns: int,
     short_ns: int,
+) -> None: ...
+def configure_accounting(
+    per_thread: Any,
+    current: Any,
+    charged: Any,
+    activity: Any,
+    get_running_loop: Any,
     segment: type,
     loop_state: type,
     account: type,
     charged_type: type,
 ) -> None: ...
+def pause_and_start(acct: Any, delay_ns: int) -> tuple[tuple[int, int], int]: ...
+def resume_and_end(
+    acct: Any, length_ns: int, started: tuple[tuple[int, int], int], delay_ns: int = -1
+) -> tuple[int, int] | None: ...
