@@ -31,18 +31,16 @@ MS = 1_000_000
     params=["compiled", "python"] if TimedCoroutine is not PyTimedCoroutine else ["python"],
 )
 def step_timer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> type:
-    """Every test here runs with the compiled step timer (plugins/speedups) and with its
-    pure-Python reference, which runs where no compiler built the former."""
+    """Every test here runs with the compiled step timer and worker-thread call
+    (plugins/speedups) and with their pure-Python reference, which runs where no
+    compiler built the former."""
+    from latency_ledger.collect import hooks
+
     kind: type = TimedCoroutine if request.param == "compiled" else PyTimedCoroutine
     monkeypatch.setattr(steps, "TimedCoroutine", kind)
+    if request.param == "python":  # and the worker-thread call's wrapper
+        monkeypatch.setattr(hooks, "_ThreadCall", hooks.PyThreadCall)
     return kind
-
-
-def test_the_compiled_step_timer_is_the_one_the_collector_runs() -> None:
-    # installed in the dev environment, so the known-answer tests run it
-    import latency_ledger_speedups
-
-    assert TimedCoroutine is latency_ledger_speedups.TimedCoroutine
 
 
 def burn_cpu(ms: float) -> None:

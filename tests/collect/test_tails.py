@@ -39,13 +39,24 @@ ACTIVITIES = [Activity] + ([speedups.Activity] if speedups is not None else [])
 RUN_DELAYS = [read_run_delay_ns] + ([speedups.run_delay_ns] if speedups is not None else [])
 
 
+@pytest.mark.skipif(
+    bool(os.environ.get("LATENCY_LEDGER_PURE_PYTHON")), reason="the pure-Python run, asked for"
+)
 def test_the_compiled_clocks_are_the_ones_the_collector_runs() -> None:
     # installed in the dev environment, so the known-answer tests run them
     from latency_ledger.collect import tails
 
     assert speedups is not None
+    from latency_ledger.collect import hooks, light, steps
+
     assert type(ACTIVITY) is speedups.Activity
     assert tails.run_delay_ns is speedups.run_delay_ns
+    assert steps.TimedCoroutine is speedups.TimedCoroutine
+    assert hooks._ThreadCall is speedups.ThreadCall
+    assert (light.wait_begins, light.wait_ends) == (
+        speedups.pause_and_start,
+        speedups.resume_and_end,
+    )
 
 
 KEY = ("SELECT", "SELECT 1")

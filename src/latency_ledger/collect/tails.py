@@ -423,9 +423,7 @@ def read_run_delay_ns() -> int:
 def _run_delay_reader() -> Any:
     if SPEEDUPS is None:
         return read_run_delay_ns
-    if hasattr(os, "register_at_fork"):  # as _schedstat_in_child, for the compiled reader
-        os.register_at_fork(after_in_child=SPEEDUPS.forget_run_delay_file)
-    return SPEEDUPS.run_delay_ns
+    return SPEEDUPS.run_delay_ns  # its package re-opens the file in a forked child too
 
 
 run_delay_ns: Callable[[], int] = _run_delay_reader()

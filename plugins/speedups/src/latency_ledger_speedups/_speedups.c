@@ -1174,6 +1174,232 @@ resume_and_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
     return Py_BuildValue("(LL)", bound, delay);
 }
 
+/* ---- ThreadCall -------------------------------------------------------------------- */
+
+/* hooks._ThreadCall, the same steps: a callable run in a worker thread with its CPU
+ * charged to the submitting request's account. hooks.py's globals hold THREAD_CALLS
+ * (its meter, looked up at each call as the Python version does). */
+static Field f_acct_thread_wrapper, f_acct_overhead_ns;
+static PyObject *s_thread_wrapper, *s_overhead_ns, *s_thread_calls, *s_due, *s_record,
+    *s_mean_ns;
+static PyObject *cfg_hooks_globals;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *func;
+    PyObject *acct;
+    vectorcallfunc vectorcall;
+} ThreadCall;
+
+static PyObject *
+ThreadCall_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *func, *acct;
+    static char *kwlist[] = {"func", "acct", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:ThreadCall", kwlist, &func, &acct)) {
+        return NULL;
+    }
+    ThreadCall *self = (ThreadCall *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->func = Py_NewRef(func);
+    self->acct = Py_NewRef(acct);
+    self->vectorcall = NULL; /* set below, once the function is defined */
+    return (PyObject *)self;
+}
+
+static int
+ThreadCall_traverse(ThreadCall *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->func);
+    Py_VISIT(self->acct);
+    return 0;
+}
+
+static int
+ThreadCall_clear(ThreadCall *self)
+{
+    Py_CLEAR(self->func);
+    Py_CLEAR(self->acct);
+    return 0;
+}
+
+static void
+ThreadCall_dealloc(ThreadCall *self)
+{
+    PyObject_GC_UnTrack(self);
+    ThreadCall_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+ThreadCall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    ThreadCall *self = (ThreadCall *)callable;
+    /* our CPU around the call is the collector's cost (1 in N measured, selfcost.py) */
+    PyObject *meter = cfg_hooks_globals != NULL
+                          ? PyDict_GetItemWithError(cfg_hooks_globals, s_thread_calls)
+                          : NULL; /* borrowed */
+    int sampled = 0;
+    if (meter != NULL) {
+        Py_INCREF(meter);
+        PyObject *answer = PyObject_CallMethodNoArgs(meter, s_due);
+        sampled = answer != NULL ? PyObject_IsTrue(answer) : 0;
+        Py_XDECREF(answer);
+        if (sampled < 0) {
+            sampled = 0;
+        }
+    }
+    PyErr_Clear();
+    long long c0 = sampled ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
+    PyObject *seg = thread_segment();
+    if (seg == NULL) {
+        PyErr_Clear();
+        Py_XDECREF(meter);
+        return PyObject_Vectorcall(self->func, args, nargsf, kwnames);
+    }
+    int fseg = is_a(seg, cls_segment);
+    PyObject *mine = self->acct;
+    int fm = is_a(mine, cls_account);
+    PyObject *outer = field_get_obj(seg, &f_seg_acct, fseg);
+    outer = outer != NULL ? outer : Py_None;
+    Py_INCREF(outer);
+    long long outer_t0 = field_get(seg, &f_seg_t0, fseg);
+    field_set_obj(seg, &f_seg_acct, fseg, mine);
+    int was_active = field_get_obj(seg, &f_seg_active, fseg) == Py_True;
+    if (!was_active) { /* enter_python, inline */
+        field_set_obj(seg, &f_seg_active, fseg, Py_True);
+        field_set_obj(seg, &f_seg_active_acct, fseg, mine);
+        if (activity_move(mine, 1) < 0) {
+            PyErr_Clear();
+        }
+    }
+    long long c1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    field_set(seg, &f_seg_t0, fseg, c1);
+    PyObject *wrapper = field_get_obj(mine, &f_acct_thread_wrapper, fm);
+    PyObject *result;
+    if (wrapper != NULL && wrapper != Py_None) {
+        /* wrapper(func, *args, **kwargs) */
+        Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+        Py_ssize_t total = nargs + (kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0);
+        PyObject **with_func = PyMem_Malloc((total + 2) * sizeof(PyObject *));
+        if (with_func == NULL) {
+            result = PyErr_NoMemory();
+        }
+        else {
+            with_func[0] = NULL; /* room for PY_VECTORCALL_ARGUMENTS_OFFSET */
+            with_func[1] = self->func;
+            for (Py_ssize_t i = 0; i < total; i++) {
+                with_func[i + 2] = args[i];
+            }
+            Py_INCREF(wrapper);
+            result = PyObject_Vectorcall(wrapper, with_func + 1,
+                                         (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
+            Py_DECREF(wrapper);
+            PyMem_Free(with_func);
+        }
+    }
+    else {
+        result = PyObject_Vectorcall(self->func, args, nargsf, kwnames);
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    long long now = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    if (!was_active) { /* leave_python, inline */
+        field_set_obj(seg, &f_seg_waiting, fseg, Py_False);
+        if (field_get_obj(seg, &f_seg_active, fseg) == Py_True) {
+            field_set_obj(seg, &f_seg_active, fseg, Py_False);
+            PyObject *active = field_get_obj(seg, &f_seg_active_acct, fseg);
+            active = active != NULL ? active : Py_None;
+            Py_INCREF(active);
+            if (activity_move(active, -1) < 0) {
+                PyErr_Clear();
+            }
+            Py_DECREF(active);
+            field_set_obj(seg, &f_seg_active_acct, fseg, Py_None);
+        }
+    }
+    PyObject *acct = field_get_obj(seg, &f_seg_acct, fseg);
+    if (acct != NULL && acct != Py_None) {
+        int fa = is_a(acct, cls_account);
+        long long spent = now - field_get(seg, &f_seg_t0, fseg);
+        field_add(cfg_charged, &f_charged_ns, is_a(cfg_charged, cls_charged), spent);
+        field_add(acct, &f_acct_charged_ns, fa, spent);
+        if (field_get(acct, &f_acct_depth, fa) == 0) {
+            field_add(acct, &f_acct_cpu_ns, fa, spent);
+        }
+    }
+    /* a nested call (from_thread back into a worker) resumes the outer segment */
+    field_set_obj(seg, &f_seg_acct, fseg, outer);
+    field_set(seg, &f_seg_t0, fseg, outer != Py_None ? now : outer_t0);
+    Py_DECREF(outer);
+    Py_DECREF(seg);
+    if (meter != NULL) {
+        if (sampled) {
+            long long ns = c1 - c0 + clock_ns(CLOCK_THREAD_CPUTIME_ID) - now;
+            PyObject *r = PyObject_CallMethod(meter, "record", "L", ns);
+            Py_XDECREF(r);
+        }
+        long long mean = get_ll(meter, s_mean_ns);
+        field_add(mine, &f_acct_overhead_ns, fm, mean);
+        Py_DECREF(meter);
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return result;
+}
+
+static PyObject *
+ThreadCall_new_vc(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    ThreadCall *self = (ThreadCall *)ThreadCall_new(type, args, kwds);
+    if (self != NULL) {
+        self->vectorcall = ThreadCall_vectorcall;
+    }
+    return (PyObject *)self;
+}
+
+static PyMemberDef ThreadCall_members[] = {
+    {"_func", T_OBJECT_EX, offsetof(ThreadCall, func), READONLY, NULL},
+    {"_acct", T_OBJECT_EX, offsetof(ThreadCall, acct), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject ThreadCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "latency_ledger_speedups._speedups.ThreadCall",
+    .tp_doc = "A callable run in a worker thread, its CPU charged to a request (hooks._ThreadCall).",
+    .tp_basicsize = sizeof(ThreadCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = ThreadCall_new_vc,
+    .tp_dealloc = (destructor)ThreadCall_dealloc,
+    .tp_traverse = (traverseproc)ThreadCall_traverse,
+    .tp_clear = (inquiry)ThreadCall_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(ThreadCall, vectorcall),
+    .tp_members = ThreadCall_members,
+};
+
+static PyObject *
+configure_hooks(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *globals;
+    if (!PyArg_ParseTuple(args, "O!:configure_hooks", &PyDict_Type, &globals)) {
+        return NULL;
+    }
+    if (cls_account == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_accounting first");
+        return NULL;
+    }
+    if (find_field(&f_acct_thread_wrapper, cls_account, s_thread_wrapper) < 0 ||
+        find_field(&f_acct_overhead_ns, cls_account, s_overhead_ns) < 0) {
+        return NULL;
+    }
+    Py_XSETREF(cfg_hooks_globals, Py_NewRef(globals));
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 configure_accounting(PyObject *Py_UNUSED(module), PyObject *args)
 {
@@ -1227,6 +1453,8 @@ static PyMethodDef module_methods[] = {
     {"configure_accounting", configure_accounting, METH_VARARGS,
      "configure_accounting(per_thread, current, charged, activity, get_running_loop, "
      "Segment, LoopState, Account, Charged): what the step timer and the wait edges read."},
+    {"configure_hooks", configure_hooks, METH_VARARGS,
+     "configure_hooks(globals): hooks.py's globals (THREAD_CALLS), for ThreadCall."},
     {"configure_steps", configure_steps, METH_VARARGS,
      "configure_steps(globals, measured_step, streak_gap_ns, burst_ns, short_ns)."},
     {"pause_and_start", (PyCFunction)(void (*)(void))pause_and_start, METH_FASTCALL,
@@ -1266,6 +1494,9 @@ PyInit__speedups(void)
         {&s_ns, "ns"}, {&s_step_due, "_STEP_DUE"}, {&s_throw, "throw"}, {&s_close, "close"},
         {&s_active, "active"}, {&s_active_acct, "active_acct"}, {&s_waiting, "waiting"},
         {&s_loop_state, "loop_state"}, {&s_move, "move"}, {&s_read_others, "read_others"},
+        {&s_thread_wrapper, "thread_wrapper"}, {&s_overhead_ns, "overhead_ns"},
+        {&s_thread_calls, "THREAD_CALLS"}, {&s_due, "due"}, {&s_record, "record"},
+        {&s_mean_ns, "mean_ns"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].name);
@@ -1274,7 +1505,7 @@ PyInit__speedups(void)
         }
     }
     if (str_solo_ns == NULL || PyType_Ready(&ActivityType) < 0 ||
-        PyType_Ready(&TimedCoroutineType) < 0) {
+        PyType_Ready(&TimedCoroutineType) < 0 || PyType_Ready(&ThreadCallType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);
@@ -1284,6 +1515,12 @@ PyInit__speedups(void)
     Py_INCREF(&ActivityType);
     if (PyModule_AddObject(module, "Activity", (PyObject *)&ActivityType) < 0) {
         Py_DECREF(&ActivityType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&ThreadCallType);
+    if (PyModule_AddObject(module, "ThreadCall", (PyObject *)&ThreadCallType) < 0) {
+        Py_DECREF(&ThreadCallType);
         Py_DECREF(module);
         return NULL;
     }
