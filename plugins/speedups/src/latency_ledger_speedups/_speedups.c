@@ -32,6 +32,15 @@ perf_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* every type here: untracked, its references cleared (its tp_clear), freed */
+static void
+gc_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_TYPE(self)->tp_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
 /* ---- Activity ------------------------------------------------------------------ */
 
 typedef struct {
@@ -76,14 +85,6 @@ Activity_clear(Activity *self)
     Py_CLEAR(self->active);
     Py_CLEAR(self->solo);
     return 0;
-}
-
-static void
-Activity_dealloc(Activity *self)
-{
-    PyObject_GC_UnTrack(self);
-    Activity_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 /* acct.solo_ns as a C integer (0 if it cannot be read) */
@@ -270,7 +271,7 @@ static PyTypeObject ActivityType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Activity_init,
-    .tp_dealloc = (destructor)Activity_dealloc,
+    .tp_dealloc = gc_dealloc,
     .tp_traverse = (traverseproc)Activity_traverse,
     .tp_clear = (inquiry)Activity_clear,
     .tp_methods = Activity_methods,
@@ -490,6 +491,22 @@ is_a(PyObject *obj, PyTypeObject *cls)
     return cls != NULL && PyObject_TypeCheck(obj, cls);
 }
 
+/* ``spent`` ns of this thread's CPU to ``acct``: the process's charged counter, the
+ * account's charged CPU, and its own CPU too when it is in no wait span (``own``: the
+ * caller already knows it is, or asks here with -1) */
+static void
+charge(PyObject *acct, int fa, long long spent, int own)
+{
+    field_add(cfg_charged, &f_charged_ns, is_a(cfg_charged, cls_charged), spent);
+    field_add(acct, &f_acct_charged_ns, fa, spent);
+    if (own < 0) {
+        own = field_get(acct, &f_acct_depth, fa) == 0;
+    }
+    if (own) {
+        field_add(acct, &f_acct_cpu_ns, fa, spent);
+    }
+}
+
 /* This thread's segment (PER_THREAD.seg), a new reference. Cached per thread: the
  * segment lives in the thread's threading.local, as long as the thread state whose id
  * is cached with it (nothing replaces a thread's segment), so the cached pointer is
@@ -565,14 +582,6 @@ TC_clear(TimedCoroutine *self)
     return 0;
 }
 
-static void
-TC_dealloc(TimedCoroutine *self)
-{
-    PyObject_GC_UnTrack(self);
-    TC_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
 /* Charge the step that just ended (steps._end_step, the same steps). */
 static void
 end_step(PyObject *seg, int fseg, PyObject *charged, long long wall, long long end,
@@ -596,11 +605,7 @@ end_step(PyObject *seg, int fseg, PyObject *charged, long long wall, long long e
     }
     field_add(charged, &f_acct_loop_ns, fa, wall);
     field_add(charged, &f_acct_steps, fa, 1);
-    field_add(cfg_charged, &f_charged_ns, is_a(cfg_charged, cls_charged), spent);
-    field_add(charged, &f_acct_charged_ns, fa, spent);
-    if (field_get(charged, &f_acct_depth, fa) == 0) {
-        field_add(charged, &f_acct_cpu_ns, fa, spent);
-    }
+    charge(charged, fa, spent, -1);
     field_set_obj(seg, &f_seg_acct, fseg, Py_None);
 }
 
@@ -908,7 +913,7 @@ static PyTypeObject TimedCoroutineType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)TC_init,
-    .tp_dealloc = (destructor)TC_dealloc,
+    .tp_dealloc = gc_dealloc,
     .tp_traverse = (traverseproc)TC_traverse,
     .tp_clear = (inquiry)TC_clear,
     .tp_as_async = &TC_as_async,
@@ -1035,10 +1040,9 @@ pause_and_start(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
         if (spent < 0) {
             spent = 0;
         }
-        field_add(cfg_charged, &f_charged_ns, is_a(cfg_charged, cls_charged), spent);
-        field_add(acct, &f_acct_charged_ns, fa, spent);
-        if (field_get(acct, &f_acct_depth, fa) == 0) {
-            field_add(acct, &f_acct_cpu_ns, fa, spent);
+        int own = field_get(acct, &f_acct_depth, fa) == 0;
+        charge(acct, fa, spent, own);
+        if (own) {
             if (field_get_obj(seg, &f_seg_active, fseg) == Py_True) {
                 field_set_obj(seg, &f_seg_active, fseg, Py_False);
                 PyObject *active = field_get_obj(seg, &f_seg_active_acct, fseg);
@@ -1141,8 +1145,7 @@ resume_and_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
         if (spent < 0) {
             spent = 0;
         }
-        field_add(cfg_charged, &f_charged_ns, is_a(cfg_charged, cls_charged), spent);
-        field_add(acct, &f_acct_charged_ns, fa, spent);
+        charge(acct, fa, spent, 0); /* the wait's own CPU (driver code) is a request's too */
         field_set(seg, &f_seg_t0, fseg, thread_ns);
     }
     long long depth = field_get(acct, &f_acct_depth, fa);
@@ -1223,14 +1226,6 @@ ThreadCall_clear(ThreadCall *self)
     Py_CLEAR(self->func);
     Py_CLEAR(self->acct);
     return 0;
-}
-
-static void
-ThreadCall_dealloc(ThreadCall *self)
-{
-    PyObject_GC_UnTrack(self);
-    ThreadCall_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *
@@ -1323,12 +1318,7 @@ ThreadCall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, 
     PyObject *acct = field_get_obj(seg, &f_seg_acct, fseg);
     if (acct != NULL && acct != Py_None) {
         int fa = is_a(acct, cls_account);
-        long long spent = now - field_get(seg, &f_seg_t0, fseg);
-        field_add(cfg_charged, &f_charged_ns, is_a(cfg_charged, cls_charged), spent);
-        field_add(acct, &f_acct_charged_ns, fa, spent);
-        if (field_get(acct, &f_acct_depth, fa) == 0) {
-            field_add(acct, &f_acct_cpu_ns, fa, spent);
-        }
+        charge(acct, fa, now - field_get(seg, &f_seg_t0, fseg), -1);
     }
     /* a nested call (from_thread back into a worker) resumes the outer segment */
     field_set_obj(seg, &f_seg_acct, fseg, outer);
@@ -1373,7 +1363,7 @@ static PyTypeObject ThreadCallType = {
     .tp_basicsize = sizeof(ThreadCall),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_new = ThreadCall_new_vc,
-    .tp_dealloc = (destructor)ThreadCall_dealloc,
+    .tp_dealloc = gc_dealloc,
     .tp_traverse = (traverseproc)ThreadCall_traverse,
     .tp_clear = (inquiry)ThreadCall_clear,
     .tp_call = PyVectorcall_Call,
