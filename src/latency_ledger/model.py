@@ -195,6 +195,25 @@ ROW_BOOKED: Final = 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StatementTallies:
+    """One request's database statements as the in-app collector counted them, kept or
+    not (``ledger.statement_count`` and the ``ledger.statement.*`` arrays on its SERVER
+    span): per distinct statement, keyed by the fingerprint of its normalized text
+    (``sql.statement_fingerprint``), its calls, the time booked to them and its longest
+    call. The parallel tuples have one entry per statement; fingerprint 0 holds the
+    statements past the collector's cap, folded together. ``texts``: the normalized
+    text per entry where the collector wrote it ("" where not: it writes each text once
+    in a while, kept trees give the rest)."""
+
+    count: int  # every statement the request ran, folded ones included
+    fingerprints: tuple[int, ...] = ()
+    calls: tuple[int, ...] = ()
+    booked_ns: tuple[int, ...] = ()
+    longest_ns: tuple[int, ...] = ()
+    texts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
     """One booked request: a SERVER span, its ledger and the waits inside it."""
 
@@ -218,6 +237,9 @@ class Request:
     # "" for a request/response call; else the kind of long-lived stream it is
     # ("grpc stream", "websocket", "server-sent events"), kept out of percentiles
     stream: str = ""
+    # its statements as counted in the app for every request (None: not counted, e.g.
+    # traces from other tools; findings then estimate from the kept trees alone)
+    statements: StatementTallies | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +262,11 @@ class Finding:
     # every tree behind them was certain to be kept
     margin_fraction: float = 0.0
     sampled_requests: int = 0  # kept requests the figures come from
+    # count, cost and share counted over every request (the collector's per-request
+    # statement tallies), not estimated from kept trees: then margin_fraction is 0 and
+    # sampled_requests / p50_calls are what the p50 and p99 rest on
+    counted: bool = False
+    p50_calls: int = 0  # kept calls the p50 and p99 come from
     # What the fix can remove, mean over the requests where it occurs (<= ns_per_request);
     # None: all of it. Batching repeated calls leaves one call (see findings).
     fixable_ns_per_request: int | None = None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from latency_ledger.ledger import book_trace
-from latency_ledger.model import Ledger, Span, SpanKind, Trace
+from latency_ledger.model import Ledger, Request, Span, SpanKind, Trace
 
 # OpenTelemetry Python numbers SpanKind from 0 (INTERNAL); OTLP from 1.
 _KINDS = (SpanKind.INTERNAL, SpanKind.SERVER, SpanKind.CLIENT, SpanKind.PRODUCER, SpanKind.CONSUMER)
@@ -43,10 +43,18 @@ def to_model_span(
 
 def book_request(server: Span, children: Sequence[Span], rules: Sequence[Any]) -> Ledger | None:
     """The SERVER span's ledger, booked from its children; None if the ledger did not book it."""
+    request = book_request_record(server, children, rules)
+    return request.ledger if request is not None else None
+
+
+def book_request_record(
+    server: Span, children: Sequence[Span], rules: Sequence[Any]
+) -> Request | None:
+    """:func:`book_request`'s request record: its ledger and its booked calls."""
     booked = book_trace(Trace(trace_id=server.trace_id, spans=(server, *children)), rules=rules)
     for request in booked.requests:
         if request.span_id == server.span_id:
-            return request.ledger
+            return request
     return None
 
 

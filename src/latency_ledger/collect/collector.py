@@ -88,6 +88,7 @@ from latency_ledger.collect.spans import (
     parent_context,
     route_template,
 )
+from latency_ledger.collect.statements import StatementCounter, tally_calls
 from latency_ledger.collect.steps import STEPS, TASKS
 from latency_ledger.collect.tails import (
     TypicalIo,
@@ -141,6 +142,8 @@ class Collector:
         self.typical_io = TypicalIo()  # each statement's I/O time when uncontended (tails.py)
         self.flight = FlightClock()  # native libraries' threads' CPU per request (cpu.py)
         self.cpu_window = ProcessWindow()  # the process's CPU against what requests booked
+        # each request's statements, counted for the analyzer (statements.py)
+        self.statements = StatementCounter()
         # the export thread's CPU clock when last read: (thread ident, ns, requests then)
         self._export_seen: tuple[int | None, int, int] = (None, 0, 0)
         self._export_per_request = 0
@@ -330,6 +333,7 @@ class Collector:
         # direct, sequential light ones (the common case, see light_waits); through the
         # offline ledger's book_trace otherwise.
         parts: tuple[int, ...] | None = None
+        tallies: dict[str, list[int]] = {}  # its statements as booked (statements.py)
         if not children:
             parts = (
                 book_light(
@@ -341,14 +345,17 @@ class Collector:
                     self._classify,
                     self._classified,
                     self.service,
+                    tallies,
                 )
                 if lights
                 else (0, 0, *split_measured(wall, cpu, queueing), 0, 0, 0)
             )
         if parts is None:
-            ledger = book_through_the_ledger(
+            ledger, calls = book_through_the_ledger(
                 acct, name, start_ns, end_ns, failed, cpu, queueing, self.service, self.rules
             )
+            tallies.clear()  # what light_waits counted before it gave up
+            tally_calls(calls, tallies)
             parts = (
                 ledger.database_ns,
                 ledger.network_ns,
@@ -422,6 +429,7 @@ class Collector:
             keep,
             more,
             acct.plugin_ns,
+            self.statements.record(tallies),
         )
         if acct.light and not kept and error is None and self._server_head is not None:
             # ours is the only processor (acct.light) and nothing else is written with

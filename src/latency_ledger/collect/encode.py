@@ -13,6 +13,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from latency_ledger.ledger.contract import (
+    STATEMENT_BOOKED_NS,
+    STATEMENT_CALLS,
+    STATEMENT_COUNT,
+    STATEMENT_FINGERPRINTS,
+    STATEMENT_LONGEST_NS,
+    STATEMENT_TEXTS,
+)
+
 
 def _value(value: Any) -> dict[str, Any]:
     if isinstance(value, bool):
@@ -169,6 +178,11 @@ class ServerFields(NamedTuple):
     more: tuple[tuple[str, int], ...] = ()
     # each plugin's share of overhead_ns (ns), for the plugins that cost this request any
     plugins: Mapping[str, int] | None = None
+    # its statements, counted (collect/statements.py: count, fingerprints, calls, booked,
+    # longest, texts); None: not counted, nothing written
+    statements: (
+        tuple[int, Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[str]] | None
+    ) = None
 
     def attributes(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {
@@ -206,7 +220,47 @@ class ServerFields(NamedTuple):
         if self.plugins:
             for name, ns in self.plugins.items():
                 attrs[f"{PLUGIN_PREFIX}{name}{PLUGIN_SUFFIX}"] = ns
+        if self.statements is not None:
+            count, fingerprints, calls, booked, longest, texts = self.statements
+            attrs[STATEMENT_COUNT] = count
+            if count:
+                attrs[STATEMENT_FINGERPRINTS] = tuple(fingerprints)
+                attrs[STATEMENT_CALLS] = tuple(calls)
+                attrs[STATEMENT_BOOKED_NS] = tuple(booked)
+                attrs[STATEMENT_LONGEST_NS] = tuple(longest)
+                if texts:
+                    attrs[STATEMENT_TEXTS] = tuple(texts)
         return attrs
+
+
+_NO_STATEMENTS = ',{"key":"ledger.statement_count","value":{"intValue":"0"}}'
+_INT_ARRAY = '{"key":"%s","value":{"arrayValue":{"values":['
+
+
+def _statements_json(
+    statements: tuple[
+        int, Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[str]
+    ],
+) -> str:
+    """``ServerFields.statements`` as :func:`encode_span_json` writes them."""
+    count, fingerprints, calls, booked, longest, texts = statements
+    if not count:
+        return _NO_STATEMENTS
+    pieces = [f',{{"key":"{STATEMENT_COUNT}","value":{{"intValue":"{count}"}}}}']
+    for key, values in (
+        (STATEMENT_FINGERPRINTS, fingerprints),
+        (STATEMENT_CALLS, calls),
+        (STATEMENT_BOOKED_NS, booked),
+        (STATEMENT_LONGEST_NS, longest),
+    ):
+        pieces.append(",")
+        pieces.append(_INT_ARRAY % key)
+        pieces.append(",".join([f'{{"intValue":"{value}"}}' for value in values]))
+        pieces.append("]}}}")
+    if texts:
+        encoded = json.dumps(_value(tuple(texts)), separators=(",", ":"), allow_nan=False)
+        pieces.append(f',{{"key":"{STATEMENT_TEXTS}","value":{encoded}}}')
+    return "".join(pieces)
 
 
 # the process whose collector counted the ledger.collector.* counters (semantic
@@ -348,7 +402,8 @@ def encode_server_json(
         middle = f",{_PROFILE}{_quote(profile)}}}}}" if profile is not None else ""
         if health is not None:
             middle = f"{middle},{_HEALTH[:-1] % health}"
-    tail = ""
+    statements = fields.statements
+    tail = _statements_json(statements) if statements is not None else ""
     if more or plugins:
         keys = _more_keys
         pieces = [f',{keys.get(key) or _more_key(key)}{value}"}}}}' for key, value in more]
@@ -358,7 +413,7 @@ def encode_server_json(
                 f',{keys.get(plugin) or _plugin_key(plugin)}{ns}"}}}}'
                 for plugin, ns in plugins.items()
             )
-        tail = "".join(pieces)
+        tail = "".join(pieces) + tail
     return (
         f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}"{parent},"name":{head[0]}'
         f',"kind":2,"startTimeUnixNano":"{start_ns}","endTimeUnixNano":"{end_ns}"'

@@ -22,7 +22,11 @@ from time import clock_gettime_ns, pthread_getcpuclockid
 from typing import TYPE_CHECKING, Any
 
 from latency_ledger.collect.accounting import LoopState
-from latency_ledger.collect.booking import book_request, book_without_children, to_model_span
+from latency_ledger.collect.booking import (
+    book_request_record,
+    book_without_children,
+    to_model_span,
+)
 from latency_ledger.collect.cpu import FlightClock, ProcessWindow
 from latency_ledger.collect.light_booking import model_spans
 from latency_ledger.collect.processor import RequestRecord, tail_attributes
@@ -120,9 +124,9 @@ def book_through_the_ledger(
     queueing: int,
     service: str,
     rules: tuple[Any, ...],
-) -> Any:
+) -> tuple[Any, tuple[Any, ...]]:
     """The request's ledger by the offline ledger's own rule (nested, overlapping or
-    SDK child spans)."""
+    SDK child spans), and its booked calls (``model.Call``)."""
     server = acct.server
     model_server = Span(
         trace_id=f"{server.context.trace_id:032x}",
@@ -136,7 +140,7 @@ def book_through_the_ledger(
         attributes={"ledger.cpu_ns": cpu, "ledger.queueing_ns": queueing},
         service=service,
     )
-    ledger = book_request(
+    request = book_request_record(
         model_server,
         [
             *model_spans(acct.lights, model_server),
@@ -147,9 +151,9 @@ def book_through_the_ledger(
         ],
         rules,
     )
-    if ledger is None:
-        ledger = book_without_children(max(0, end_ns - start_ns), cpu, queueing)
-    return ledger
+    if request is None:
+        return book_without_children(max(0, end_ns - start_ns), cpu, queueing), ()
+    return request.ledger, request.calls
 
 
 def recorded_path(

@@ -20,7 +20,7 @@ from opentelemetry.trace import StatusCode
 
 from latency_ledger.collect.spans import UNSET_STATUS
 from latency_ledger.ledger import MAX_WALL_NS, split_measured, tail_overlap
-from latency_ledger.model import Category, Span
+from latency_ledger.model import CallKind, Category, Span
 from latency_ledger.model import SpanKind as ModelKind
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ _MODEL_KINDS = (
 )
 _ERROR = StatusCode.ERROR
 _DATABASE = Category.DATABASE
+_QUERY = CallKind.QUERY
 # a wait span's tail (see tails.py), as the offline ledger reads it
 TAIL_NS = "ledger.queueing_ns"
 TAIL_MAX_NS = "ledger.queueing_max_ns"
@@ -105,17 +106,19 @@ def book_light(
     classify: Callable[[Span], Any],
     classified: dict[tuple[Any, ...], tuple[Any, Any]] | None,
     service: str,
+    tallies: dict[str, list[int]] | None = None,
 ) -> tuple[int, int, int, int, int, int, int, int] | None:
     """(database, network, interpreter, waiting, queueing, database wait bound, network
     wait bound, unbounded I/O) ns of a request from its light children when they are
     direct and sequential (:func:`light_waits`), own time split by its measured CPU and
     queueing as the offline ledger splits it; None otherwise, and the caller books with
-    ``book_trace``. ``classify``: :func:`classifier` of the rules."""
+    ``book_trace``. ``classify``: :func:`classifier` of the rules; ``tallies``: filled
+    with the request's statements as :func:`light_waits` counts them."""
     # not min()/max() (each parses its keywords): this runs for every request
     hi = end_ns if end_ns > start_ns else start_ns
     if hi > start_ns + MAX_WALL_NS:
         hi = start_ns + MAX_WALL_NS
-    waits = light_waits(start_ns, hi, lights, classify, classified, service)
+    waits = light_waits(start_ns, hi, lights, classify, classified, service, tallies)
     if waits is None:
         return None
     database, network, tails, (database_slack, network_slack, unbounded) = waits
@@ -137,6 +140,7 @@ def light_waits(
     classify: Callable[[Span], Any],
     classified: dict[tuple[Any, ...], tuple[Any, Any]] | None,
     service: str,
+    tallies: dict[str, list[int]] | None = None,
 ) -> tuple[int, int, int, tuple[int, int, int]] | None:
     """(database, network, tails, bounds) ns of a request spanning ``lo``..``hi`` from its
     light children, when they are direct and sequential; None otherwise. ``tails``: the
@@ -150,6 +154,11 @@ def light_waits(
     own time. That is :func:`latency_ledger.ledger.book_trace`'s answer for such a tree
     (a test checks both agree); for anything else (nested, overlapping) the caller books
     with ``book_trace``. ``classify`` is :func:`classifier`'s result for the rules.
+
+    ``tallies``, when given, gets the request's database statements counted by their raw
+    text: ``[calls, booked ns, longest call ns]`` each (``statements.py`` makes the
+    ``ledger.statement.*`` attributes of them); a dict lookup and two adds a statement,
+    as the spans are walked anyway. Left partly filled when this returns None.
     """
     database_category = _DATABASE
     database = network = tails = 0
@@ -166,7 +175,11 @@ def light_waits(
         start = light.start_time
         raw_end = light.end_time or start
         if start < key_start or (start == key_start and raw_end < key_end):
-            return light_waits(lo, hi, sorted(lights, key=_START), classify, classified, service)
+            if tallies:
+                tallies.clear()  # counted again in the sorted walk
+            return light_waits(
+                lo, hi, sorted(lights, key=_START), classify, classified, service, tallies
+            )
         key_start, key_end = start, raw_end
         start = lo if start < lo else (hi if start > hi else start)
         end = light.end_time or start
@@ -227,6 +240,16 @@ def light_waits(
         if found[0] == database_category:
             database += length
             database_slack += slack
+            if found[1] is _QUERY and tallies is not None:
+                # booked as the offline ledger books the call; its own duration unclipped
+                tally = tallies.get(found[3])
+                if tally is None:
+                    tallies[found[3]] = [1, length, raw_end - light.start_time]
+                else:
+                    tally[0] += 1
+                    tally[1] += length
+                    if raw_end - light.start_time > tally[2]:
+                        tally[2] = raw_end - light.start_time
         else:
             network += length
             network_slack += slack

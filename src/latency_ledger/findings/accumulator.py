@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 
+from latency_ledger.findings.counted import FOLDED, Counted
 from latency_ledger.findings.estimate import Aux, Base, Tally, margin, percentiles
 from latency_ledger.findings.repeats import (
     CHATTY_KINDS,
@@ -50,7 +51,7 @@ from latency_ledger.model import (
     Request,
 )
 from latency_ledger.sketch import EXACT_LIMIT, DurationSketch
-from latency_ledger.sql import normalize_statement
+from latency_ledger.sql import normalize_statement, statement_fingerprint
 
 _DETAIL_CHARS = 120  # statement text shown in a detail line
 _CACHE_LIMIT = 4096  # raw statement -> normalized, per accumulator
@@ -118,9 +119,16 @@ class _Endpoint:
     statements: dict[str, _Statement] = field(default_factory=dict)
     repeats: dict[tuple[str, str], Tally] = field(default_factory=dict)
     pools: dict[str, Tally] = field(default_factory=dict)
+    # the requests whose statements the collector counted (counted.py), None: none was
+    counted: Counted | None = None
 
     def merge(self, other: _Endpoint, scale: float = 1.0) -> None:
-        """Add ``other``, its weights multiplied by ``scale`` (see ``Tally.merge``)."""
+        """Add ``other``, its weights multiplied by ``scale`` (see ``Tally.merge``); its
+        counted requests are added as they are (counts, never scaled)."""
+        if other.counted is not None:
+            if self.counted is None:
+                self.counted = Counted()
+            self.counted.merge(other.counted)
         self.detailed += other.detailed
         self.totals_only += other.totals_only
         self.weight += other.weight * scale
@@ -154,6 +162,8 @@ class FindingsAccumulator:
         self._endpoints: dict[tuple[str, str], _Endpoint] = {}
         # The same raw statement text recurs (bound parameters), normalize it once.
         self._normalized: dict[str, str] = {}
+        # statement fingerprint -> normalized text, as counted requests carried it
+        self._texts: dict[int, str] = {}
 
     def _normalize(self, sql: str) -> str:
         found = self._normalized.get(sql)
@@ -174,6 +184,12 @@ class FindingsAccumulator:
         database_ns, network_ns = ledger.database_ns, ledger.network_ns
         ep.database.total_ns += database_ns
         ep.network.total_ns += network_ns
+        tallies = request.statements
+        if tallies is not None:  # counted in the app: the statements of every request
+            counted = ep.counted
+            if counted is None:
+                counted = ep.counted = Counted()
+            counted.add(tallies, request.wall_ns, database_ns, self.thresholds, self._texts)
         calls = call_rows(request.calls) if rows is None else rows
         if request.from_totals and not calls:
             ep.totals_only += 1
@@ -267,6 +283,8 @@ class FindingsAccumulator:
 
     def merge(self, other: FindingsAccumulator, rename: Mapping[tuple[str, str], str]) -> None:
         """Add ``other``'s endpoints; ``rename`` gives the endpoint each goes to here."""
+        for fingerprint, text in other._texts.items():
+            self._texts.setdefault(fingerprint, text)
         for (service, endpoint), ep in other._endpoints.items():
             key = (service, rename.get((service, endpoint), endpoint))
             into = self._endpoints.get(key)
@@ -308,9 +326,12 @@ class FindingsAccumulator:
         requests = ep.detailed + ep.totals_only
         base = Base(weight=weight, variance=ep.variance, requests=requests, aux=ep.database)
         network_base = Base(weight=weight, variance=ep.variance, requests=requests, aux=ep.network)
+        # every request's statements counted in the app: N+1 and slow statements from
+        # those counts (exact), not from the kept trees (counted.py)
+        counted = ep.counted if ep.counted is not None and ep.counted.requests == requests else None
         out: list[Finding] = []
         for (kind, target), tally in ep.repeats.items():
-            if kind == N_PLUS_ONE and is_setup_statement(target):
+            if kind == N_PLUS_ONE and (counted is not None or is_setup_statement(target)):
                 continue
             st = ep.statements.get(target) if kind == N_PLUS_ONE else None
             p50, p99 = st.percentiles() if st is not None else (0, 0)
@@ -321,6 +342,10 @@ class FindingsAccumulator:
                 out.append(_finding(POOL_WAIT, system, tally, base))
         # "slow" means slow: the statement's own time at p50 is material for the endpoint
         floor = max(t.slow_statement_min_ns, int(t.slow_statement_min_fraction * p50_ns))
+        if counted is not None:
+            out.extend(self._counted(ep, counted, top, floor))
+            out.sort(key=lambda f: (-f.saving_ns_per_request, f.kind, f.target))
+            return tuple(out)
         slow = []
         for statement, st in ep.statements.items():
             if is_setup_statement(statement):
@@ -347,6 +372,58 @@ class FindingsAccumulator:
         out.sort(key=lambda f: (-f.saving_ns_per_request, f.kind, f.target))
         return tuple(out)
 
+    def _counted(self, ep: _Endpoint, counted: Counted, top: int, floor: int) -> list[Finding]:
+        """N+1 and slow-statement findings from every request's counted statements; the
+        kept trees give each statement's text where no request carried it, its p50 and
+        p99, and whether its calls overlapped."""
+        base = counted.base()
+        texts = {statement_fingerprint(text): text for text in ep.statements}
+        out: list[Finding] = []
+        for fingerprint, tally in counted.repeats.items():
+            st, text = self._kept(ep, texts, fingerprint)
+            if is_setup_statement(text):
+                continue
+            p50, p99 = st.percentiles() if st is not None else (0, 0)
+            kept = ep.repeats.get((N_PLUS_ONE, text))
+            if kept is not None and kept.concurrent:
+                tally.concurrent = True
+            out.append(
+                _finding(
+                    N_PLUS_ONE,
+                    text,
+                    tally,
+                    base,
+                    p50_ns=p50,
+                    p99_ns=p99,
+                    counted=st if st is not None else True,
+                )
+            )
+        slow = []
+        for fingerprint, tally in counted.statements.items():
+            if fingerprint == FOLDED:
+                continue
+            st, text = self._kept(ep, texts, fingerprint)
+            if st is None or is_setup_statement(text):
+                continue  # no kept call: no p50 to call it slow by
+            p50, p99 = st.percentiles()
+            if p50 >= floor:
+                slow.append((-tally.w_booked, text, tally, st, p50, p99))
+        slow.sort(key=lambda row: (row[0], row[1]))
+        for _, text, tally, st, p50, p99 in slow[:top]:
+            out.append(
+                _finding(SLOW_STATEMENT, text, tally, base, p50_ns=p50, p99_ns=p99, counted=st)
+            )
+        return out
+
+    def _kept(
+        self, ep: _Endpoint, texts: Mapping[int, str], fingerprint: int
+    ) -> tuple[_Statement | None, str]:
+        """A counted statement's kept calls (None: none kept) and its text."""
+        text = texts.get(fingerprint) or self._texts.get(fingerprint)
+        if text is None:
+            return None, f"(statement {fingerprint:016x}: its text is in no kept trace)"
+        return ep.statements.get(text), text
+
 
 def shorten(text: str, limit: int = _DETAIL_CHARS) -> str:
     """``text`` cut to ``limit`` characters, ending in ``...`` when cut."""
@@ -366,7 +443,11 @@ def _finding(
     p50_ns: int = 0,
     p99_ns: int = 0,
     total_ns: int | None = None,
+    counted: _Statement | bool = False,
 ) -> Finding:
+    """The finding of ``tally`` on ``base``; ``counted``: for a finding counted over every
+    request (counted.py), the kept calls its p50 and p99 come from (True: none)."""
+    kept = counted if isinstance(counted, _Statement) else None
     per_request = tally.w_count / tally.w if tally.w else 0.0
     # every request's calls: the kept trees' weighted count scaled to the requests they
     # stand for (count per request x share of requests x requests), not the weighted sum
@@ -399,6 +480,10 @@ def _finding(
         p99_ns=p99_ns,
         concurrent=tally.concurrent,
         margin_fraction=margin(tally, base),
-        sampled_requests=tally.requests,
+        sampled_requests=tally.requests
+        if counted is False
+        else (kept.tally.requests if kept else 0),
         fixable_ns_per_request=round(affected * fixable),
+        counted=counted is not False,
+        p50_calls=kept.tally.count if kept is not None else 0,
     )

@@ -33,7 +33,8 @@ in parent cycles, duplicate span ids) are counted in ``unbooked_spans``.
 Modules, each importing only those before it: ``contract`` (the ``ledger.*`` attribute
 names) -> ``records`` (fast record constructors, BookedTrace) -> ``waits`` (a wait
 span's tail) -> ``own_time`` (the CPU split and the estimates) -> ``memo`` (classifying,
-ClassifyMemo) -> ``request`` (the Request record) -> ``flat`` (the one-pass sweep of a
+ClassifyMemo) -> ``statements`` (a request's statement tallies) -> ``request`` (the
+Request record) -> ``flat`` (the one-pass sweep of a
 flat trace) -> ``booking`` (book_trace, the span tree). This module re-exports their
 names, so ``from latency_ledger.ledger import X`` is the way in.
 """
@@ -66,6 +67,12 @@ from latency_ledger.ledger.contract import (
     PROFILE,
     QUEUEING_NS,
     SPANS_KEPT,
+    STATEMENT_BOOKED_NS,
+    STATEMENT_CALLS,
+    STATEMENT_COUNT,
+    STATEMENT_FINGERPRINTS,
+    STATEMENT_LONGEST_NS,
+    STATEMENT_TEXTS,
     TAIL_MAX_NS,
     TAIL_NS,
     UNBOUNDED_IO_NS,
@@ -103,6 +110,7 @@ from latency_ledger.ledger.request import (
     keep_probability,
     request_record,
 )
+from latency_ledger.ledger.statements import read_tallies
 from latency_ledger.ledger.waits import (
     tail_overlap,
     wait_tail,
@@ -128,6 +136,12 @@ __all__ = [
     "PROFILE",
     "QUEUEING_NS",
     "SPANS_KEPT",
+    "STATEMENT_BOOKED_NS",
+    "STATEMENT_CALLS",
+    "STATEMENT_COUNT",
+    "STATEMENT_FINGERPRINTS",
+    "STATEMENT_LONGEST_NS",
+    "STATEMENT_TEXTS",
     "TAIL_MAX_NS",
     "TAIL_NS",
     "UNBOUNDED_IO_NS",
@@ -151,6 +165,7 @@ __all__ = [
     "new_call",
     "new_ledger",
     "new_request",
+    "read_tallies",
     "request_record",
     "split_measured",
     "split_own_time",

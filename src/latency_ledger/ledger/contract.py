@@ -44,6 +44,16 @@ NETWORK_WAIT_MAX_NS = "ledger.network_wait_max_ns"
 UNBOUNDED_IO_NS = "ledger.unbounded_io_ns"
 NATIVE_THREADS_NS = "ledger.native_threads_ns"
 NATIVE_THREADS_MAX_NS = "ledger.native_threads_max_ns"
+# On a request span: its database statements as the collector counted them, kept or not
+# (model.StatementTallies): the count of all of them (always written, 0 included: its
+# presence says the request was counted), and parallel arrays, one entry per distinct
+# statement (fingerprint 0: the rest, folded), the normalized texts only now and then.
+STATEMENT_COUNT = "ledger.statement_count"
+STATEMENT_FINGERPRINTS = "ledger.statement.fingerprints"
+STATEMENT_CALLS = "ledger.statement.calls"
+STATEMENT_BOOKED_NS = "ledger.statement.booked_ns"
+STATEMENT_LONGEST_NS = "ledger.statement.longest_ns"
+STATEMENT_TEXTS = "ledger.statement.texts"
 # Longer "requests" are corrupt timestamps; the cap keeps every part inside the int64
 # columns aggregation stores them in (2**62 ns is ~146 years).
 MAX_WALL_NS = 2**62

@@ -1,7 +1,8 @@
 """A request span and its booked ledger -> its Request record.
 
 Contract: :func:`request_record` names the request (endpoint, method), reads its status,
-error, collector overhead, keep probability and stream kind from the span; pure, and
+error, collector overhead, keep probability, stream kind and statement tallies
+(``statements.read_tallies``) from the span; pure, and
 the same answer with or without the remembered names (``ClassifyMemo.names``). Shared by
 both booking sweeps and by sources that book the ledger elsewhere (``clickhouse``).
 """
@@ -9,9 +10,16 @@ both booking sweeps and by sources that book the ledger elsewhere (``clickhouse`
 from __future__ import annotations
 
 from latency_ledger.endpoint import endpoint_name, named_by_route
-from latency_ledger.ledger.contract import KEEP_PROBABILITY, MAX_WALL_NS, OVERHEAD_NS, as_int
+from latency_ledger.ledger.contract import (
+    KEEP_PROBABILITY,
+    MAX_WALL_NS,
+    OVERHEAD_NS,
+    STATEMENT_COUNT,
+    as_int,
+)
 from latency_ledger.ledger.memo import NAMES_LIMIT, RequestNames
 from latency_ledger.ledger.records import new_request
+from latency_ledger.ledger.statements import read_tallies
 from latency_ledger.model import Call, Ledger, Request, Span
 from latency_ledger.streams import stream_kind
 
@@ -71,6 +79,8 @@ def request_record(
         collector_overhead_ns=max(0, overhead or 0),
         keep_probability=keep_probability(weight) if weight is not None else 1.0,
         stream=stream_kind(span),
+        # counted in the app for every request: findings count from these, not the sample
+        statements=read_tallies(attrs) if STATEMENT_COUNT in attrs else None,
     )
 
 
