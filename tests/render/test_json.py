@@ -44,6 +44,8 @@ FINDING_KEYS = {
     "concurrent",
     "margin_fraction",
     "sampled_requests",
+    "counted",
+    "p50_calls",
 }
 VERDICT_KEYS = {
     "label",
@@ -186,6 +188,8 @@ def test_db_bound_endpoint_in_milliseconds(report: Report) -> None:
         "concurrent": False,
         "margin_fraction": 0.0,
         "sampled_requests": 0,
+        "counted": False,
+        "p50_calls": 0,
     }
     verdict = orders["verdict"]
     assert verdict["label"] == "dont_migrate"

@@ -33,8 +33,12 @@ slow statement or a pool wait can at best be removed whole, so its bound is its 
 Setup statements (``SET``, ``SHOW``, ``PRAGMA``, ``BEGIN``/``COMMIT``, savepoints) are
 never N+1 or slow-statement findings; their time stays in the ledger's database part.
 
-Every count, cost and share is an estimate over all the endpoint's requests, not over
-the kept trees: each kept request is weighted by ``1 / keep_probability`` (see
+Every count, cost and share holds for all the endpoint's requests, not for the kept
+trees. Where the in-app collector counted every request's statements
+(``Request.statements``, on every request of the endpoint), N+1 and slow-statement
+counts, costs and shares are sums over those counts, exact (:mod:`.counted`); the kept
+trees give the per-call p50 and p99, overlap, and a text no request carried. Else each
+figure is an estimate: each kept request is weighted by ``1 / keep_probability`` (see
 :class:`FindingsAccumulator`); a request booked from ``ledger.*`` totals carries no calls
 and is stood for by the kept ones, but its database and network totals count: a cost is
 estimated as its share of the database (network) time, times that time over every
@@ -46,8 +50,9 @@ never averaged over another endpoint's requests as if they were its own.
 Modules, each depending only on those before it: :mod:`.thresholds` (the kinds, when
 each is a finding, setup statements) -> :mod:`.repeats` (one request's N+1 and chatty
 calls) and :mod:`.estimate` (weighted sums, cost per request, margin, percentiles) ->
-:mod:`.accumulator` (per endpoint and overall, the ``Finding`` records). The names
-below are the package's public face; import them from here.
+:mod:`.counted` (every request's counted statements) -> :mod:`.accumulator` (per
+endpoint and overall, the ``Finding`` records). The names below are the package's
+public face; import them from here.
 """
 
 from __future__ import annotations

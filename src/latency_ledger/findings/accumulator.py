@@ -154,7 +154,9 @@ class FindingsAccumulator:
     keeps with certainty count once each, and the 1% random ones stand for the rest.
     Costs are ratio estimates on the database (network) time every request reports
     (:meth:`Base.cost_per_request`). ``Finding.margin_fraction`` says how sure the cost
-    is.
+    is. Where every request of an endpoint carries its counted statements
+    (``Request.statements``), N+1 and slow statements are counted from those instead
+    (:mod:`.counted`, ``Finding.counted``): exact, and no kept call counted again.
     """
 
     def __init__(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> None:
@@ -336,7 +338,7 @@ class FindingsAccumulator:
             st = ep.statements.get(target) if kind == N_PLUS_ONE else None
             p50, p99 = st.percentiles() if st is not None else (0, 0)
             on = base if kind == N_PLUS_ONE else network_base
-            out.append(_finding(kind, target, tally, on, p50_ns=p50, p99_ns=p99))
+            out.append(_finding(kind, target, tally, on, p50_ns=p50, p99_ns=p99, kept=st))
         for system, tally in ep.pools.items():
             if tally.w_booked >= t.pool_wait_min_ns * tally.w:
                 out.append(_finding(POOL_WAIT, system, tally, base))
@@ -367,6 +369,7 @@ class FindingsAccumulator:
                     p50_ns=p50,
                     p99_ns=p99,
                     total_ns=round(total),
+                    kept=st,
                 )
             )
         out.sort(key=lambda f: (-f.saving_ns_per_request, f.kind, f.target))
@@ -395,7 +398,8 @@ class FindingsAccumulator:
                     base,
                     p50_ns=p50,
                     p99_ns=p99,
-                    counted=st if st is not None else True,
+                    kept=st,
+                    counted=True,
                 )
             )
         slow = []
@@ -411,7 +415,16 @@ class FindingsAccumulator:
         slow.sort(key=lambda row: (row[0], row[1]))
         for _, text, tally, st, p50, p99 in slow[:top]:
             out.append(
-                _finding(SLOW_STATEMENT, text, tally, base, p50_ns=p50, p99_ns=p99, counted=st)
+                _finding(
+                    SLOW_STATEMENT,
+                    text,
+                    tally,
+                    base,
+                    p50_ns=p50,
+                    p99_ns=p99,
+                    kept=st,
+                    counted=True,
+                )
             )
         return out
 
@@ -443,11 +456,11 @@ def _finding(
     p50_ns: int = 0,
     p99_ns: int = 0,
     total_ns: int | None = None,
-    counted: _Statement | bool = False,
+    kept: _Statement | None = None,
+    counted: bool = False,
 ) -> Finding:
-    """The finding of ``tally`` on ``base``; ``counted``: for a finding counted over every
-    request (counted.py), the kept calls its p50 and p99 come from (True: none)."""
-    kept = counted if isinstance(counted, _Statement) else None
+    """The finding of ``tally`` on ``base``; ``kept``: the kept calls its p50 and p99 come
+    from; ``counted``: counted over every request (counted.py), not estimated."""
     per_request = tally.w_count / tally.w if tally.w else 0.0
     # every request's calls: the kept trees' weighted count scaled to the requests they
     # stand for (count per request x share of requests x requests), not the weighted sum
@@ -480,10 +493,8 @@ def _finding(
         p99_ns=p99_ns,
         concurrent=tally.concurrent,
         margin_fraction=margin(tally, base),
-        sampled_requests=tally.requests
-        if counted is False
-        else (kept.tally.requests if kept else 0),
+        sampled_requests=tally.requests if not counted else (kept.tally.requests if kept else 0),
         fixable_ns_per_request=round(affected * fixable),
-        counted=counted is not False,
+        counted=counted,
         p50_calls=kept.tally.count if kept is not None else 0,
     )

@@ -241,7 +241,13 @@ def _finding_view(finding: Finding) -> _FindingView:
         stats.append(f"{fmt.ms(finding.total_ns)} total")
     if finding.p50_ns or finding.p99_ns:
         stats.append(f"p50 {fmt.ms(finding.p50_ns)}, p99 {fmt.ms(finding.p99_ns)} each")
-    if finding.margin_fraction:
+    if finding.counted:
+        stats.append(
+            f"counted in every request; p50 from {fmt.count(finding.p50_calls)} kept calls"
+            if finding.p50_calls
+            else "counted in every request; no kept call for a p50"
+        )
+    elif finding.margin_fraction:
         stats.append(
             f"estimated from {fmt.count(finding.sampled_requests)} sampled requests, "
             f"±{fmt.pct(finding.margin_fraction)} (95%)"

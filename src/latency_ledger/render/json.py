@@ -48,6 +48,13 @@ measured (``unbounded``); ``native_threads`` is the CPU that threads native libr
 started burned for the endpoint's requests (means over all its requests, as charged and
 its bound; the wait for them is in ``native``); ``inputs.cpu`` compares the process's
 CPU with the CPU booked to requests (``unbooked_fraction``: the share booked to none).
+
+Added within ``latency-ledger/3`` (no key renamed or changed in type): each finding has
+``counted`` (true: its count, cost and share were counted over every request from the
+collector's per-request statement tallies, exact, ``margin_fraction`` 0; false: estimated
+from the kept trees as before) and ``p50_calls`` (the kept calls its ``p50_ms`` and
+``p99_ms`` come from; 0 for findings with no per-call percentiles). For a counted
+finding ``sampled_requests`` is the kept requests those percentiles come from.
 """
 
 from __future__ import annotations
@@ -258,6 +265,8 @@ def _finding(finding: Finding) -> dict[str, Any]:
         "concurrent": finding.concurrent,
         "margin_fraction": _fraction(finding.margin_fraction),
         "sampled_requests": finding.sampled_requests,
+        "counted": finding.counted,
+        "p50_calls": finding.p50_calls,
     }
 
 
