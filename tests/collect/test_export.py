@@ -427,6 +427,13 @@ _NS = st.integers(0, 2**62)
     health=st.one_of(st.none(), st.tuples(_NS, _NS, _NS, _NS)),
     more=st.dictionaries(st.sampled_from(["ledger.native_threads_ns", "x%d"]), _NS),
     plugins=st.one_of(st.none(), st.dictionaries(st.text(min_size=1, max_size=8), _NS)),
+    statements=st.one_of(
+        st.none(),
+        st.tuples(
+            st.lists(st.tuples(st.integers(0, 2**63 - 1), st.integers(1, 99), _NS, _NS, _TEXT)),
+            st.booleans(),
+        ),
+    ),
 )
 def test_server_span_fast_encoding_equals_the_readable_spans(
     failed: bool,
@@ -444,6 +451,7 @@ def test_server_span_fast_encoding_equals_the_readable_spans(
     health: tuple[int, int, int, int] | None,
     more: dict[str, int],
     plugins: dict[str, int] | None,
+    statements: tuple[list[tuple[int, int, int, int, str]], bool] | None,
 ) -> None:
     # Expected: byte for byte what the general encoder writes for the ReadableSpan the
     # SDK path builds from the same fields (quotes, control characters, surrogates...).
@@ -468,6 +476,13 @@ def test_server_span_fast_encoding_equals_the_readable_spans(
         overhead_ns=overhead,
         more=tuple(more.items()),
         plugins=plugins,
+        statements=None
+        if statements is None
+        else (
+            sum(row[1] for row in statements[0]),
+            *(tuple(row[i] for row in statements[0]) for i in range(4)),
+            tuple(row[4] for row in statements[0]) if statements[1] else (),
+        ),  # type: ignore[arg-type]
     )
     context = trace.SpanContext(trace_id=2**127 + 5, span_id=2**63 + 7, is_remote=False)
     parent = (

@@ -234,7 +234,16 @@ class ServerFields(NamedTuple):
 
 
 _NO_STATEMENTS = ',{"key":"ledger.statement_count","value":{"intValue":"0"}}'
-_INT_ARRAY = '{"key":"%s","value":{"arrayValue":{"values":['
+_SEPARATOR = '"},{"intValue":"'  # between two ints of an int array
+_ARRAY_END = '"}]}}}'
+_CALLS = f',{{"key":"{STATEMENT_CALLS}","value":{{"arrayValue":{{"values":[{{"intValue":"'
+_BOOKED = f',{{"key":"{STATEMENT_BOOKED_NS}","value":{{"arrayValue":{{"values":[{{"intValue":"'
+_LONGEST = f',{{"key":"{STATEMENT_LONGEST_NS}","value":{{"arrayValue":{{"values":[{{"intValue":"'
+_FINGERPRINTS = (
+    f',{{"key":"{STATEMENT_FINGERPRINTS}","value":{{"arrayValue":{{"values":[{{"intValue":"'
+)
+# a request's fingerprints (the same few sets for every request of an endpoint), encoded
+_PRINTS: dict[tuple[int, ...], str] = {}
 
 
 def _statements_json(
@@ -246,21 +255,23 @@ def _statements_json(
     count, fingerprints, calls, booked, longest, texts = statements
     if not count:
         return _NO_STATEMENTS
-    pieces = [f',{{"key":"{STATEMENT_COUNT}","value":{{"intValue":"{count}"}}}}']
-    for key, values in (
-        (STATEMENT_FINGERPRINTS, fingerprints),
-        (STATEMENT_CALLS, calls),
-        (STATEMENT_BOOKED_NS, booked),
-        (STATEMENT_LONGEST_NS, longest),
-    ):
-        pieces.append(",")
-        pieces.append(_INT_ARRAY % key)
-        pieces.append(",".join([f'{{"intValue":"{value}"}}' for value in values]))
-        pieces.append("]}}}")
+    key = tuple(fingerprints)
+    prints = _PRINTS.get(key)
+    if prints is None:
+        prints = f"{_FINGERPRINTS}{_SEPARATOR.join(map(str, key))}{_ARRAY_END}"
+        if len(_PRINTS) >= MAX_HEADS:
+            _PRINTS.clear()
+        _PRINTS[key] = prints
+    out = (
+        f',{{"key":"{STATEMENT_COUNT}","value":{{"intValue":"{count}"}}}}{prints}'
+        f"{_CALLS}{_SEPARATOR.join(map(str, calls))}{_ARRAY_END}"
+        f"{_BOOKED}{_SEPARATOR.join(map(str, booked))}{_ARRAY_END}"
+        f"{_LONGEST}{_SEPARATOR.join(map(str, longest))}{_ARRAY_END}"
+    )
     if texts:
         encoded = json.dumps(_value(tuple(texts)), separators=(",", ":"), allow_nan=False)
-        pieces.append(f',{{"key":"{STATEMENT_TEXTS}","value":{encoded}}}')
-    return "".join(pieces)
+        out = f'{out},{{"key":"{STATEMENT_TEXTS}","value":{encoded}}}'
+    return out
 
 
 # the process whose collector counted the ledger.collector.* counters (semantic

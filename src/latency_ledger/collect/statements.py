@@ -87,22 +87,21 @@ class StatementCounter:
         known = self.known
         by_print: dict[int, list[int]] = {}
         texts: dict[int, str] = {}
-        count = 0
-        for raw, (calls, booked, longest) in tallies.items():
+        for raw, tally in tallies.items():
             fingerprint, normalized = known.get(raw) or self._learn(raw)
-            count += calls
             entry = by_print.get(fingerprint)
             if entry is None:
-                by_print[fingerprint] = [calls, booked, longest]
+                by_print[fingerprint] = tally  # the request's own list, not copied
                 texts[fingerprint] = normalized
             else:  # one statement written with different literals
-                entry[0] += calls
-                entry[1] += booked
-                if longest > entry[2]:
-                    entry[2] = longest
+                entry[0] += tally[0]
+                entry[1] += tally[1]
+                if tally[2] > entry[2]:
+                    entry[2] = tally[2]
         if len(by_print) > TOP:
             by_print = _fold(by_print)
         fingerprints = tuple(by_print)
+        calls, booked, longest = zip(*by_print.values(), strict=True)
         announced = self.announced
         new = [fp for fp in fingerprints if fp not in announced and fp != FOLDED]
         if new:
@@ -110,11 +109,11 @@ class StatementCounter:
                 announced.clear()
             announced.update(new)
         return (
-            count,
+            sum(calls),
             fingerprints,
-            tuple([entry[0] for entry in by_print.values()]),
-            tuple([entry[1] for entry in by_print.values()]),
-            tuple([entry[2] for entry in by_print.values()]),
+            calls,
+            booked,
+            longest,
             tuple([texts[fp] if fp in new else "" for fp in fingerprints]) if new else (),
         )
 
