@@ -29,6 +29,8 @@ from latency_ledger.model import Request, StatementTallies
 from latency_ledger.read import ReadStats, read_traces
 from latency_ledger.sql import normalize_statement, statement_fingerprint
 
+from .test_light import get  # one GET /page through the app
+
 TENTH_MS = 100_000
 
 
@@ -43,16 +45,6 @@ SHOP = "SELECT name FROM shop WHERE id = 7"
 
 def fingerprint(sql: str) -> int:
     return statement_fingerprint(normalize_statement(sql))
-
-
-async def get(app: Any) -> None:
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    await app({"type": "http", "method": "GET", "path": "/page", "headers": []}, receive, send)
 
 
 def requests_of(
