@@ -198,3 +198,19 @@ def test_texts_are_written_again_after_a_while() -> None:
     assert counter.record(tallies)[5] == ()
     counter.requests = 99_999  # the next is the ANNOUNCE_EVERY-th: texts written again
     assert counter.record(tallies)[5] == (normalize_statement(ITEM),)
+
+
+def test_the_same_statements_again_are_recorded_alike() -> None:
+    # the third request of a shape takes the cached way: the same record as the first two
+    counter = StatementCounter()
+    other = "SELECT 2"
+    expected = [
+        (4, (fingerprint(ITEM), fingerprint(other)), (3, 1), (30 + n, 5), (12, 5)) for n in range(4)
+    ]
+    got = [counter.record({ITEM: [3, 30 + n, 12], other: [1, 5, 5]})[:5] for n in range(4)]
+    assert got == expected
+    assert counter.shapes  # the cached way was taken
+    # two texts of one statement are merged, never taken the cached way
+    for _ in range(3):  # (fresh lists: recording takes the request's own)
+        merged = {ITEM: [1, 2, 2], ITEM.replace("%s", "5"): [1, 3, 3]}
+        assert counter.record(merged)[:5] == (2, (fingerprint(ITEM),), (2,), (5,), (3,))

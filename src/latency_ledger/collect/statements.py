@@ -61,12 +61,16 @@ class StatementCounter:
     """Raw statement text -> fingerprint, and which texts were written lately (module
     docstring); :meth:`record` is called once per request."""
 
-    __slots__ = ("announced", "known", "requests")
+    __slots__ = ("announced", "known", "requests", "shapes")
 
     def __init__(self) -> None:
         self.known: dict[str, tuple[int, str]] = {}
         self.announced: set[int] = set()
         self.requests = 0
+        # a request's raw texts, in the order it ran them -> their fingerprints, for the
+        # common request: the same statements as many before it, each its own statement,
+        # at most TOP, every text written already; then recording is a few C calls
+        self.shapes: dict[tuple[str, ...], tuple[int, ...]] = {}
 
     def _learn(self, raw: str) -> tuple[int, str]:
         normalized = normalize_statement(raw)
@@ -78,12 +82,19 @@ class StatementCounter:
         return found
 
     def record(self, tallies: dict[str, list[int]]) -> Recorded:
-        """What the request's SERVER span records of ``tallies`` (module docstring)."""
+        """What the request's SERVER span records of ``tallies`` (module docstring);
+        ``tallies`` is the request's own and is used up (its lists may be changed)."""
         requests = self.requests = self.requests + 1
         if requests % ANNOUNCE_EVERY == 0:
             self.announced.clear()
+            self.shapes.clear()
         if not tallies:
             return NONE
+        shape = tuple(tallies)
+        fingerprints = self.shapes.get(shape)
+        if fingerprints is not None:
+            calls, booked, longest = zip(*tallies.values(), strict=True)
+            return sum(calls), fingerprints, calls, booked, longest, ()
         known = self.known
         by_print: dict[int, list[int]] = {}
         texts: dict[int, str] = {}
@@ -108,6 +119,11 @@ class StatementCounter:
             if len(announced) >= MAX_TEXTS:
                 announced.clear()
             announced.update(new)
+        elif len(by_print) == len(tallies):  # nothing folded or merged: the common shape
+            shapes = self.shapes
+            if len(shapes) >= MAX_TEXTS:
+                shapes.clear()
+            shapes[shape] = fingerprints
         return (
             sum(calls),
             fingerprints,
