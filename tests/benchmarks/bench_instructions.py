@@ -19,6 +19,13 @@ here (see ``child``). System calls run in the kernel and are not counted (each t
 step of ours reads the thread CPU clock once or twice, ~0.6 us each here), so the
 wall-clock cost is somewhat above what these counts suggest.
 
+Self-cost check (issue 9): each process also reads its own CPU clock and the collector's
+reported cost (``collector_stats``) at the edges of the counted requests. The reported
+cost's share of the process's CPU, over the share of its instructions that the variant
+adds to bare's (``reported / +instr``), says what part of the added work the report
+covers, in a measure no CPU cache or other load can move (callgrind runs every
+instruction at the same simulated speed, so a share of time is a share of work).
+
 This file is also the driver each process runs: ``--child VARIANT ENDPOINT N DIR APP``.
 """
 
@@ -32,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +48,20 @@ VARIANTS = ("bare", "otel", "ours_all", "ours_sampled")
 ENDPOINTS = ("/hello", "/one", "/api")
 CLIENTS = 4
 WARM_UP = 300
+
+
+def _selfcost_mark() -> tuple[int, int, int]:
+    """(this process's CPU ns, the collector's requests, its reported cost ns) now."""
+    from latency_ledger.collect import collector_stats
+
+    stats = collector_stats()
+    return time.process_time_ns(), stats.get("requests", 0), stats.get("overhead_ns", 0)
+
+
+def _print_selfcost(start: tuple[int, int, int], end: tuple[int, int, int]) -> None:
+    """For measure(): the counted stretch's CPU and the reported cost of its requests."""
+    cpu, requests, reported = (b - a for a, b in zip(start, end, strict=True))
+    print(f"SELFCOST {cpu} {requests} {reported}", file=sys.stderr)
 
 
 def _scope(path: str) -> dict[str, Any]:
@@ -87,9 +109,13 @@ async def _drive(app: Any, endpoint: str, requests: int) -> None:
             await asyncio.ensure_future(request())  # a task per request, as a server does
 
     pid = os.getpid()
+    _selfcost_mark()  # imported before counting
     subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
+    start = _selfcost_mark()
     await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    end = _selfcost_mark()
     subprocess.run(["callgrind_control", "-i", "off", str(pid)], capture_output=True, check=True)
+    _print_selfcost(start, end)
     await startup.put({"type": "lifespan.shutdown"})
     await asyncio.sleep(0.05)
     lifespan.cancel()
@@ -115,12 +141,16 @@ def _drive_wsgi(app: Any, endpoint: str, requests: int) -> None:
         for _ in range(WARM_UP):
             pool.submit(request).result()
         pid = os.getpid()
+        _selfcost_mark()  # imported before counting
         subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
+        start = _selfcost_mark()
         for future in [pool.submit(request) for _ in range(requests // CLIENTS * CLIENTS)]:
             future.result()
+        end = _selfcost_mark()
         subprocess.run(
             ["callgrind_control", "-i", "off", str(pid)], capture_output=True, check=True
         )
+        _print_selfcost(start, end)
 
 
 def child_django(variant: str, endpoint: str, requests: int, work: Path) -> None:
@@ -175,7 +205,11 @@ def child(variant: str, endpoint: str, requests: int, work: Path, app: str = "fa
     asyncio.run(_drive(app, endpoint, requests))
 
 
-def measure(variant: str, endpoint: str, requests: int, app: str = "fastapi") -> float:
+def measure(
+    variant: str, endpoint: str, requests: int, app: str = "fastapi"
+) -> tuple[float, float]:
+    """(instructions per request, the collector's reported cost as a share of the
+    process's CPU over the same requests; 0 for a variant without it)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
@@ -183,9 +217,13 @@ def measure(variant: str, endpoint: str, requests: int, app: str = "fastapi") ->
         cmd += ["--child", variant, endpoint, str(requests), tmp, app]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         found = re.search(r"Collected : (\d+)", done.stderr)
-        if done.returncode != 0 or not found:
+        selfcost = re.search(r"SELFCOST (\d+) (\d+) (\d+)", done.stderr)
+        if done.returncode != 0 or not found or not selfcost:
             raise RuntimeError(f"{variant} {endpoint}: {done.stderr[-2000:]}")
-        return int(found.group(1)) / (requests // CLIENTS * CLIENTS)
+        cpu, booked, reported = (int(g) for g in selfcost.groups())
+        # the mean reported cost of the counted requests, times how many were counted
+        share = reported / booked * (requests // CLIENTS * CLIENTS) / cpu if booked else 0.0
+        return int(found.group(1)) / (requests // CLIENTS * CLIENTS), share
 
 
 def main() -> None:
@@ -204,7 +242,8 @@ def main() -> None:
         sys.exit("valgrind not found: apt-get install -y valgrind")
     endpoints = args.endpoints.split(",")
     variants = args.variants.split(",")
-    counts = {(v, e): measure(v, e, args.requests, args.app) for e in endpoints for v in variants}
+    measured = {(v, e): measure(v, e, args.requests, args.app) for e in endpoints for v in variants}
+    counts = {key: found[0] for key, found in measured.items()}
     print(
         f"\n{args.app}: instructions per request, {args.requests} requests, {CLIENTS} clients, "
         "in-process"
@@ -227,6 +266,17 @@ def main() -> None:
                 f"default (sampled), {e}: "
                 f"{counts[('ours_sampled', e)] / counts[('bare', e)] - 1:.1%} more "
                 "instructions than the bare app"
+            )
+    print("\nself-cost: the reported cost's share of CPU over the share of instructions added")
+    for v in variants:
+        for e in endpoints:
+            n, bare, share = counts[(v, e)], counts.get(("bare", e)), measured[(v, e)][1]
+            if v == "bare" or not bare or not share or n <= bare:
+                continue
+            added = (n - bare) / n
+            print(
+                f"{v} {e}: reported {share:.1%} of CPU, added {added:.1%} of instructions: "
+                f"reported / +instr {share / added:.2f} (target 0.75-1.25)"
             )
 
 
