@@ -187,12 +187,14 @@ def test_each_task_step_of_a_request_is_charged_the_measured_step_cost(
     # ends after its segment, so the accounting does not count it as the request's; the
     # middleware adds it). The rest of the collector's cost is well under 3 ms a request.
     from latency_ledger.collect import collector as collector_module
+    from latency_ledger.collect import finishing as finishing_module
     from latency_ledger.collect import steps as steps_module
 
     steps = fixed_meter(5 * MS)
     monkeypatch.setattr(steps_module, "STEPS", steps)
     monkeypatch.setattr(steps_module, "_STEP_DUE", steps.due)
     monkeypatch.setattr(collector_module, "STEPS", steps)
+    monkeypatch.setattr(finishing_module, "STEPS", steps)
     collector = quiet_collector(tmp_path)
 
     async def quick(request: Any) -> PlainTextResponse:
@@ -223,6 +225,55 @@ def test_each_task_step_of_a_request_is_charged_the_measured_step_cost(
         cost = int(row["ledger.overhead_ns"]["intValue"])
         steps_run = 1 if index % 2 == 0 else 4
         assert steps_run * 5 * MS <= cost < (steps_run * 5 + 3) * MS, (index, cost / MS)
+
+
+def test_steps_and_tasks_of_no_request_are_charged_once_to_the_next_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Truth, fixed here: a task step costs 5 ms, wrapping a task 1 ms (meters that never
+    # measure, their means set). A request alone in its task runs one step of one task:
+    # 6 ms. A background task of no request, wrapped by our factory, runs four steps
+    # (three pauses): 21 ms of ours that no request ran, charged to the next request to
+    # finish, which pays 6 + 21 = 27 ms; the request after that pays its own 6 again.
+    # The rest of the collector's cost is well under 3 ms a request.
+    from latency_ledger.collect import collector as collector_module
+    from latency_ledger.collect import finishing as finishing_module
+    from latency_ledger.collect import steps as steps_module
+
+    steps, tasks = fixed_meter(5 * MS), fixed_meter(1 * MS)
+    monkeypatch.setattr(steps_module, "STEPS", steps)
+    monkeypatch.setattr(steps_module, "_STEP_DUE", steps.due)
+    monkeypatch.setattr(steps_module, "TASKS", tasks)
+    monkeypatch.setattr(steps_module, "_TASK_DUE", tasks.due)
+    monkeypatch.setattr(collector_module, "STEPS", steps)
+    monkeypatch.setattr(finishing_module, "STEPS", steps)
+    monkeypatch.setattr(finishing_module, "TASKS", tasks)
+    collector = quiet_collector(tmp_path)
+
+    async def quick(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = LedgerMiddleware(Starlette(routes=[Route("/quick", quick)]), collector=collector)
+
+    async def background() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def run() -> None:
+        for _ in range(4):  # the first puts our task factory on the loop
+            await asyncio.create_task(serve(app, "/quick"))
+        await asyncio.create_task(background())
+        for _ in range(2):
+            await asyncio.create_task(serve(app, "/quick"))
+
+    asyncio.run(run())
+    collector.flush()
+    collector.shutdown()
+    rows = server_spans(tmp_path)
+    assert len(rows) == 6
+    costs = [int(row["ledger.overhead_ns"]["intValue"]) / MS for row in rows]
+    for cost, expected in zip(costs[2:], (6, 6, 27, 6), strict=True):
+        assert expected <= cost < expected + 3, costs
 
 
 def test_a_request_served_in_a_server_pools_call_is_charged_its_wrapping(

@@ -31,10 +31,18 @@ if TYPE_CHECKING:
 
 
 class LoopState:
-    """One event loop's busy counter, its current busy stretch and the task factory we
-    replaced on it."""
+    """One event loop's busy counter, its current busy stretch, the task factory we
+    replaced on it, and the steps and tasks we wrapped that no request was charged yet."""
 
-    __slots__ = ("busy_ns", "factory", "last_end_ns", "previous_factory", "streak_start_ns")
+    __slots__ = (
+        "busy_ns",
+        "factory",
+        "free_steps",
+        "last_end_ns",
+        "previous_factory",
+        "streak_start_ns",
+        "tasks_made",
+    )
 
     def __init__(self, previous_factory: Any) -> None:
         self.busy_ns = 0
@@ -44,6 +52,13 @@ class LoopState:
         self.streak_start_ns = self.last_end_ns = 0
         self.previous_factory = previous_factory
         self.factory: TaskFactory | None = None
+        # Our wrapping of these costs CPU too (selfcost.py), charged by the next request
+        # to finish on this loop (Collector.finish): steps that ended with no request's
+        # segment open (tasks of no request: an app's background tasks, a client's; and
+        # the step a request ends in, which the middleware takes off again as the
+        # request's own), and tasks our factory wrapped.
+        self.free_steps = 0
+        self.tasks_made = 0
 
 
 class Account:

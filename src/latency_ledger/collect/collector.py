@@ -55,6 +55,7 @@ from latency_ledger.collect.finishing import (
     book_through_the_ledger,
     export_share_ns,
     recorded_path,
+    steps_cost_ns,
     whole_cpu,
 )
 from latency_ledger.collect.hooks import Hooks
@@ -89,7 +90,7 @@ from latency_ledger.collect.spans import (
     route_template,
 )
 from latency_ledger.collect.statements import StatementCounter, tally_calls
-from latency_ledger.collect.steps import STEPS, TASKS
+from latency_ledger.collect.steps import STEPS
 from latency_ledger.collect.tails import (
     TypicalIo,
 )
@@ -399,7 +400,7 @@ class Collector:
         overhead = (
             acct.overhead_ns
             + self.request_meter.mean_ns
-            + (acct.steps * STEPS.mean_ns + TASKS.mean_ns if acct.steps else 0)
+            + steps_cost_ns(acct)
             + (
                 export_share_ns(self, requests)
                 if requests % EXPORT_EVERY == 0

@@ -7,10 +7,12 @@ direct rule cannot take (nested, overlapping or SDK ones) by the offline ledger'
 rule; :func:`whole_cpu` adds the request's tail bounds (tails.py) and the CPU that native
 libraries' threads ran for it (cpu.py) as SERVER span attributes, and the process's CPU
 window when one ends; :func:`export_share_ns` spreads the export thread's CPU over the
-requests; :func:`recorded_path` is what ``url.path`` records; :func:`address` the
-server's address. Each is called as often as the method it was (``whole_cpu`` and
-``address`` once per request, the others less) and keeps no state of its own: what
-persists lives on the collector and is passed in. Nothing here imports the collector
+requests; :func:`steps_cost_ns` is what wrapping its task steps and tasks cost (and
+those of no request since the last one finished, counted on its loop's state);
+:func:`recorded_path` is what ``url.path`` records; :func:`address` the server's
+address. Each is called as often as the method it was (``whole_cpu`` and ``address``
+once per request, the others less) and keeps no state of its own: what persists lives
+on the collector (or the loop's state) and is passed in. Nothing here imports the collector
 (it is named for typing only); a failure goes up through ``finish``, whose callers (the
 middleware) count it and write the request without its ledger (``Collector.abandon``).
 """
@@ -31,6 +33,7 @@ from latency_ledger.collect.cpu import FlightClock, ProcessWindow
 from latency_ledger.collect.light_booking import model_spans
 from latency_ledger.collect.processor import RequestRecord, tail_attributes
 from latency_ledger.collect.scrub import scrub_path
+from latency_ledger.collect.steps import STEPS, TASKS
 from latency_ledger.model import Span, SpanKind
 
 if TYPE_CHECKING:
@@ -112,6 +115,26 @@ def export_share_ns(collector: Collector, requests: int) -> int:
         collector._export_per_request = max(0, cpu - seen_cpu) // (requests - seen_requests)
     collector._export_seen = (ident, cpu, requests)
     return collector._export_per_request
+
+
+def steps_cost_ns(acct: RequestRecord) -> int:
+    """What our wrapping of task steps and tasks cost for this request: its own steps,
+    and on an event loop also the steps and tasks wrapped there since the last request
+    finished that no request was charged (``LoopState.free_steps``, ``tasks_made``: tasks
+    of no request, a background task's steps), each at its kind's measured mean
+    (``STEPS``, ``TASKS``; selfcost.py). So every step and task we wrap is charged once,
+    to the request it ran for or else to the next one to finish. Before, the steps of no
+    request were charged to none: in-process, four concurrent clients each awaiting its
+    requests' tasks left a third of the steps we wrapped out of the figure."""
+    state = acct.loop_state
+    if type(state) is not LoopState:
+        return acct.steps * STEPS.mean_ns + TASKS.mean_ns if acct.steps else 0
+    # the step the request ends in is in acct.steps: the middleware takes it off
+    # free_steps after this, before the step ends and counts it there
+    steps = acct.steps + state.free_steps
+    tasks = state.tasks_made
+    state.free_steps = state.tasks_made = 0
+    return steps * STEPS.mean_ns + tasks * TASKS.mean_ns
 
 
 def book_through_the_ledger(

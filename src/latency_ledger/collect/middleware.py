@@ -164,6 +164,8 @@ class LedgerMiddleware:
                     except Exception:
                         collector.stats.errors += 1
                 CURRENT.reset(token)
+                if wrapped:  # counted as a step of no request when it ends: charged above
+                    loop_state.free_steps -= 1
                 if sampled:
                     meter.record(c1 - c0 + thread_time_ns() - c2)
 

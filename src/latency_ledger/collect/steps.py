@@ -128,6 +128,8 @@ class PyTimedCoroutine(Coroutine[Any, Any, Any]):
             state.busy_ns += wall
             if seg.acct is not None:
                 _end_step(seg, wall, end, acct, t0)
+            else:  # our wrapping of a step no request is charged: LoopState.free_steps
+                state.free_steps += 1
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         seg = PER_THREAD.seg
@@ -147,6 +149,8 @@ class PyTimedCoroutine(Coroutine[Any, Any, Any]):
             state.busy_ns += wall
             if seg.acct is not None:
                 _end_step(seg, wall, end, acct, t0)
+            else:  # our wrapping of a step no request is charged: LoopState.free_steps
+                state.free_steps += 1
 
     def close(self) -> None:
         self._coro.close()
@@ -259,6 +263,7 @@ class TaskFactory:
         self.previous = previous
 
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        self.state.tasks_made += 1  # charged by the next request to finish (LoopState)
         if _TASK_DUE():
             c0 = thread_time_ns()
             coro = self._wrap(coro)

@@ -211,6 +211,8 @@ class LedgerMiddleware:
             self._end(
                 collector, acct, token, context, request, scope, response, error, profiler, None
             )
+            if wrapped:  # counted as a step of no request when it ends: charged above
+                loop_state.free_steps -= 1
             if sampled and profiler is None:
                 meter.record(c1 - c0 + thread_time_ns() - c2)
         return response
