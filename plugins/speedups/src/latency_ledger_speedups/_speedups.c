@@ -357,7 +357,7 @@ static PyObject *cfg_per_thread, *cfg_current, *cfg_charged, *cfg_globals, *cfg_
 static long long cfg_streak_gap_ns, cfg_burst_ns, cfg_short_ns;
 static PyObject *s_seg, *s_acct, *s_t0, *s_clock_ns, *s_clock_at_ns, *s_last_end_ns,
     *s_streak_start_ns, *s_busy_ns, *s_clock_starts, *s_loop_ns, *s_steps, *s_charged_ns,
-    *s_depth, *s_cpu_ns, *s_ns, *s_step_due, *s_throw, *s_close;
+    *s_depth, *s_cpu_ns, *s_ns, *s_step_due, *s_throw, *s_close, *s_free_steps;
 
 static inline long long
 clock_ns(clockid_t id)
@@ -415,7 +415,8 @@ typedef struct {
 
 static PyTypeObject *cls_segment, *cls_state, *cls_account, *cls_charged;
 static Field f_seg_acct, f_seg_t0, f_seg_clock_ns, f_seg_clock_at_ns, f_state_last_end_ns,
-    f_state_streak_start_ns, f_state_busy_ns, f_acct_clock_starts, f_acct_loop_ns,
+    f_state_streak_start_ns, f_state_busy_ns, f_state_free_steps, f_acct_clock_starts,
+    f_acct_loop_ns,
     f_acct_steps, f_acct_charged_ns, f_acct_depth, f_acct_cpu_ns, f_charged_ns;
 
 static int
@@ -674,6 +675,9 @@ timed_step(TimedCoroutine *self, PyObject *arg, PyObject **presult, stepfunc cal
     if (charged != NULL) {
         if (charged != Py_None) {
             end_step(seg, fseg, charged, wall, end, acct, t0);
+        }
+        else { /* our wrapping of a step no request is charged: LoopState.free_steps */
+            field_add(state, &f_state_free_steps, fstate, 1);
         }
         Py_DECREF(charged);
     }
@@ -1414,6 +1418,7 @@ configure_accounting(PyObject *Py_UNUSED(module), PyObject *args)
         find_field(&f_state_last_end_ns, state, s_last_end_ns) < 0 ||
         find_field(&f_state_streak_start_ns, state, s_streak_start_ns) < 0 ||
         find_field(&f_state_busy_ns, state, s_busy_ns) < 0 ||
+        find_field(&f_state_free_steps, state, s_free_steps) < 0 ||
         find_field(&f_acct_clock_starts, account, s_clock_starts) < 0 ||
         find_field(&f_acct_loop_ns, account, s_loop_ns) < 0 ||
         find_field(&f_acct_steps, account, s_steps) < 0 ||
@@ -1486,7 +1491,7 @@ PyInit__speedups(void)
         {&s_loop_state, "loop_state"}, {&s_move, "move"}, {&s_read_others, "read_others"},
         {&s_thread_wrapper, "thread_wrapper"}, {&s_overhead_ns, "overhead_ns"},
         {&s_thread_calls, "THREAD_CALLS"}, {&s_due, "due"}, {&s_record, "record"},
-        {&s_mean_ns, "mean_ns"},
+        {&s_mean_ns, "mean_ns"}, {&s_free_steps, "free_steps"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].name);
