@@ -25,22 +25,22 @@ ones slightly more, and the sum over many requests converges to the total. The c
 read at each edge of a stretch is partly inside it: one read (``CLOCK_READ_NS``,
 measured at import) is taken off per stretch.
 
-What the figure leaves out, and how that was found: side by side (bench_collect.py,
+What the figure left out, and how that was found: side by side (bench_collect.py,
 bench_django.py) the figure was 0.60-0.78 of what the worker's CPU per request rose by
 on FastAPI and 0.57-0.81 on Django. That was put down to the app's own code running
 slower beside ours (shared CPU caches, the garbage collector, thread switches); tested,
-it is not that. Under callgrind (bench_instructions.py), where an instruction costs the
-same whatever the caches hold, the same shortfall shows: driven in-process by four
-clients, FastAPI's /hello spent 19-21% of its CPU in what the figure reports while ours
+it was not that. Under callgrind (bench_instructions.py), where an instruction costs the
+same whatever the caches hold, the same shortfall showed: driven in-process by four
+clients, FastAPI's /hello spent 19-21% of its CPU in what the figure reported while ours
 added 30% of its instructions (0.64-0.69), /one 16% against 24% (0.68); and the cyclic
-garbage collector ran no collection in 800 /hello requests, bare or ours. So the gap is
-work of ours that no meter covered. Part of it was found: the steps of tasks no request
-owns (a client's, an app's background tasks) and the tasks our factory wraps for them,
-which were charged to none; they are now counted on the loop and charged to the next
-request to finish (``finishing.steps_cost_ns``). The rest is not yet located: with
-every event measured (``every=1``), the in-process figure did not rise, so it is not the
-sampling; sequential requests in-process (one client, no task of ours but the
-request's) read 0.81-0.90. Also not measured: the code of OpenTelemetry
+garbage collector ran no collection in 800 /hello requests, bare or ours. So it was
+work of ours that no meter covered. Found since: the steps of tasks no request owns (a
+client's, an app's background tasks) and the tasks our factory wraps for them, charged
+to none; they are counted on the loop and charged to the next request to finish
+(``finishing.steps_cost_ns``). With the step hook compiled (speedups) and those charged,
+the same check read 1.06 on /hello and 0.98 on /one. A measured step still runs
+Python around the compiled one (``_measured_step`` and its probe), so ``STEPS`` may
+read above a compiled step's cost. Also not measured: the code of OpenTelemetry
 instrumentations a plugin switches on outside the spans they record. Why measured in
 the server and not calibrated at start-up: the same code costs 3-5x more between a
 server's other work than in a hot loop (cold caches; a task step read 1.2 us
